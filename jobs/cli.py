@@ -1,0 +1,24 @@
+"""The `facetracks` console script: one command, a subcommand per job."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import annotate_cmd, evaluate_cmd, train_cmd
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="facetracks", description="68-point facial landmarks on video, at scale")
+    sub = p.add_subparsers(dest="command", required=True)
+    for mod in (annotate_cmd, train_cmd, evaluate_cmd):
+        mod.add_parser(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Turning INPUT arguments (files, folders, globs) into videos and their output paths."""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".wmv", ".m4v", ".mpg", ".mpeg", ".flv", ".ts",
+                    ".3gp", ".mts", ".m2ts", ".ogv")
+
+
+@dataclass(frozen=True)
+class VideoItem:
+    path: str        # absolute path of the input
+    name: str        # path relative to its input root: the `video` column and the output's relative path
+
+    def output(self, out_dir: str) -> str:
+        return os.path.join(out_dir, self.name + ".parquet")
+
+
+def _safe_name(rel: str) -> str:
+    """Relative, normalised, never climbing out of the output folder."""
+    parts = [p for p in os.path.normpath(rel).replace("\\", "/").split("/") if p not in ("", ".", "..")]
+    return "/".join(parts)
+
+
+def _walk(root: str) -> list[str]:
+    found = []
+    for d, dirs, files in os.walk(root):
+        dirs[:] = sorted(x for x in dirs if not x.startswith("."))
+        found += [os.path.join(d, f) for f in sorted(files)
+                  if not f.startswith(".") and f.lower().endswith(VIDEO_EXTENSIONS)]
+    return found
+
+
+def expand_inputs(inputs: list[str]) -> list[VideoItem]:
+    """Files are taken as given (any extension: a bad one is reported, not skipped); folders are
+    searched recursively for video extensions; globs expand relative to their fixed prefix."""
+    items: dict[str, VideoItem] = {}
+    for arg in inputs:
+        if glob.has_magic(arg):
+            base = arg.split("*")[0].split("?")[0].split("[")[0]
+            base = base if base.endswith(os.sep) else os.path.dirname(base)
+            for p in sorted(glob.glob(arg, recursive=True)):
+                if os.path.isfile(p):
+                    items.setdefault(os.path.abspath(p), VideoItem(os.path.abspath(p),
+                                                                   _safe_name(os.path.relpath(p, base or "."))))
+        elif os.path.isdir(arg):
+            for p in _walk(arg):
+                items.setdefault(os.path.abspath(p), VideoItem(os.path.abspath(p), _safe_name(os.path.relpath(p, arg))))
+        else:
+            items.setdefault(os.path.abspath(arg), VideoItem(os.path.abspath(arg), _safe_name(os.path.basename(arg))))
+    names: dict[str, int] = {}
+    out = []
+    for it in items.values():   # two inputs with one relative name: keep both, suffix the later
+        k = names.get(it.name, 0)
+        names[it.name] = k + 1
+        out.append(it if k == 0 else VideoItem(it.path, f"{it.name}~{k}"))
+    return out

@@ -1,0 +1,59 @@
+"""`facetracks train`: wire the Haar detector and the dataset into the training loop."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import numpy as np
+
+from pipeline.detect import HaarDetector
+from training.boxes import detect_boxes
+from training.data import load_split
+from training.train import TrainConfig, train
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train the 68-point model", description=__doc__)
+    p.add_argument("--data", required=True, help="YTF-68 folder (CSV files + training/ test/)")
+    p.add_argument("--split", default="identity", choices=["identity", "official"])
+    p.add_argument("--out", required=True, help="run folder: checkpoints, log.jsonl, config.json")
+    p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    p.add_argument("--lr", type=float, default=TrainConfig.lr)
+    p.add_argument("--seed", type=int, default=TrainConfig.seed)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N training images (smoke runs)")
+    p.add_argument("--version", default="dev", help="version string stored in the weights")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    p.set_defaults(func=run)
+
+
+def _boxes(out: str, name: str, samples, detector) -> list:
+    """Haar boxes are cached in the run folder: they cost a minute and never change for a split."""
+    path = os.path.join(out, f"haar_boxes_{name}.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            cached = json.load(f)
+        if len(cached) == len(samples):
+            return [None if b is None else np.asarray(b, np.float32) for b in cached]
+    boxes = detect_boxes(samples, detector.detect, desc=f"haar {name}")
+    with open(path, "w") as f:
+        json.dump([None if b is None else b.tolist() for b in boxes], f)
+    return boxes
+
+
+def run(args: argparse.Namespace) -> int:
+    os.makedirs(args.out, exist_ok=True)
+    train_set = load_split(args.data, args.split, "train", args.limit)
+    val_part = "val" if args.split == "identity" else "test"
+    val_set = load_split(args.data, args.split, val_part, args.limit)
+    det = HaarDetector()
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                      threads=args.threads, version=args.version)
+    suffix = f"{args.split}_{args.limit or 'all'}"
+    result = train(cfg, train_set, _boxes(args.out, f"train_{suffix}", train_set, det),
+                   val_set, _boxes(args.out, f"{val_part}_{suffix}", val_set, det), args.out, resume=args.resume)
+    print(f"best validation NME {result['best_val_nme']:.4f} after {result['epochs']} epochs, "
+          f"{result['elapsed_s'] / 60:.1f} min; weights in {args.out}/best.pt")
+    return 0

@@ -1,0 +1,42 @@
+"""The unit of work Ray schedules: a callable class that holds the model (Ray's stateful-transform
+pattern). It imports no Ray itself; `jobs/ray_runner.py` wraps it in an actor."""
+from __future__ import annotations
+
+import os
+import traceback
+
+import torch
+
+from models.inference import LandmarkPredictor
+from pipeline.annotate import annotate_video
+from pipeline.detect import HaarDetector
+from pipeline.keypoints import FollowParams
+from pipeline.video import VideoError
+
+from .inputs import VideoItem
+
+
+class AnnotateWorker:
+    def __init__(self, weights: str | None, detector: dict, follow: dict, predictor: dict,
+                 device: str | None = None, threads: int = 0):
+        if threads:
+            torch.set_num_threads(threads)
+        self.detector = HaarDetector(**detector)
+        self.predictor = LandmarkPredictor.load(weights, device=device, **predictor)
+        self.follow = FollowParams(**follow)
+
+    def device(self) -> str:
+        name = str(self.predictor.device)
+        return f"{name} ({torch.cuda.get_device_name()})" if name.startswith("cuda") else name
+
+    def __call__(self, item: VideoItem) -> dict:
+        """Annotate one video; errors come back as data so one bad file never stops the job."""
+        try:
+            r = annotate_video(item.path, item.name, self.detector, self.predictor, self.follow)
+        except VideoError as e:
+            return {"item": item, "status": "failed", "error": str(e)}
+        except Exception as e:   # anything else is a bug or an odd file: report it with the file's name
+            return {"item": item, "status": "failed", "error": f"{item.path}: {type(e).__name__}: {e}",
+                    "traceback": traceback.format_exc(limit=5)}
+        return {"item": item, "status": "ok", "table": r.table, "info": r.info.to_dict(),
+                "stats": r.stats.__dict__, "seconds": r.seconds, "pid": os.getpid()}

@@ -1,0 +1,78 @@
+"""Model configs, the factory and the weights loader.
+
+A checkpoint is a plain dict (loadable with `torch.load(..., weights_only=True)`, nothing
+unpickled): the model's name and version, the architecture arguments, the crop contract it was
+trained with and the detector calibration, plus the state dict. Outputs name the model that made
+them from this, so a file of tracks can always say which weights produced it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from .crop import BoxCalibration, CropSpec
+from .landmark_net import LandmarkNet
+
+FORMAT = "facetracks-landmarks/1"
+WEIGHTS_DIR = os.path.join(os.path.dirname(__file__), "weights")
+DEFAULT_MODEL = "ft68-resnet-s"
+
+
+@dataclass
+class ModelCfg:
+    name: str = DEFAULT_MODEL
+    version: str = "untrained"
+    arch: dict = field(default_factory=lambda: {"widths": (32, 64, 128, 192), "depths": (1, 2, 2),
+                                                "head_channels": 64, "hidden": 256})
+    crop: CropSpec = field(default_factory=lambda: CropSpec(input_size=112, expand=1.35))
+    haar: BoxCalibration = field(default_factory=lambda: BoxCalibration(dx=0.0, dy=0.158, scale=0.875))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["arch"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.arch.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelCfg":
+        arch = {k: tuple(v) if isinstance(v, list) else v for k, v in d["arch"].items()}
+        return cls(name=d["name"], version=d["version"], arch=arch, crop=CropSpec(**d["crop"]),
+                   haar=BoxCalibration(**d["haar"]))
+
+
+def create_model(cfg: ModelCfg | None = None) -> LandmarkNet:
+    cfg = cfg or ModelCfg()
+    return LandmarkNet(input_size=cfg.crop.input_size, **cfg.arch)
+
+
+def save_checkpoint(path: str, model: torch.nn.Module, cfg: ModelCfg, half: bool = False, **extra) -> None:
+    """Write atomically (temp name, then rename); `half` stores float tensors as float16 to ship small."""
+    sd = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
+          for k, v in model.state_dict().items()}
+    tmp = path + ".tmp"
+    torch.save({"format": FORMAT, "config": cfg.to_dict(), "state_dict": sd, **extra}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str) -> dict:
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a facetracks landmark checkpoint (format {FORMAT})")
+    return ckpt
+
+
+def default_weights() -> str:
+    return os.path.join(WEIGHTS_DIR, f"{DEFAULT_MODEL}.pt")
+
+
+def load_model(path: str | None = None, device: str | torch.device = "cpu") -> tuple[LandmarkNet, ModelCfg]:
+    """Build the network from a checkpoint (default: the shipped weights), in eval mode on `device`."""
+    path = path or default_weights()
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such weights file")
+    ckpt = load_checkpoint(path)
+    cfg = ModelCfg.from_dict(ckpt["config"])
+    model = create_model(cfg)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
+    return model.to(device).eval(), cfg

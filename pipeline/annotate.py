@@ -1,0 +1,38 @@
+"""One video in, one landmark table out: decode -> detect/follow -> keypoints -> rows.
+
+This is the whole per-video job, free of any orchestration: the local runner and the Ray actors
+both call `annotate_video`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from models.inference import LandmarkPredictor
+
+from .detect import FaceDetector
+from .keypoints import FollowParams, FollowStats, follow_faces
+from .parquet import TableBuilder
+from .video import VideoInfo, iter_frames, probe
+
+
+@dataclass
+class VideoResult:
+    table: pa.Table
+    info: VideoInfo
+    stats: FollowStats
+    seconds: float
+
+
+def annotate_video(path: str, name: str, detector: FaceDetector, predictor: LandmarkPredictor,
+                   params: FollowParams | None = None) -> VideoResult:
+    """`name` is what the `video` column says (the input's path relative to its root)."""
+    t0 = time.perf_counter()
+    info = probe(path)
+    stats = FollowStats()
+    rows = TableBuilder(name)
+    for frame, faces in follow_faces(iter_frames(path), detector, predictor, params, stats):
+        rows.add_frame(frame.index, frame.pts, frame.time_s, [(f.track_id, f.points, f.score) for f in faces])
+    return VideoResult(rows.table(), info, stats, time.perf_counter() - t0)

@@ -1,0 +1,62 @@
+"""Face detection: OpenCV's Haar cascade behind a small pluggable interface.
+
+Every detector returns an (N, 5) float32 array of x, y, w, h, score in the pixels of the image it
+was given, so the rest of the pipeline never knows which detector ran. The cascade XML comes from
+the installed OpenCV (`cv2.data`), never a copied file.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+
+class FaceDetector(Protocol):
+    def detect(self, gray: np.ndarray) -> np.ndarray: ...
+
+
+def _cascade_path(name: str) -> str:
+    data = getattr(cv2, "data", None)
+    if data is None or not hasattr(cv2, "CascadeClassifier"):
+        raise RuntimeError(
+            f"OpenCV {cv2.__version__} has no Haar cascades (5.x dropped them); install opencv-python-headless<5")
+    return os.path.join(data.haarcascades, name)
+
+
+@dataclass
+class HaarDetector:
+    """Haar cascade on a downscaled copy of the frame.
+
+    `max_side` bounds the longest side the cascade sees (detection cost grows with area, and
+    faces worth landmarking survive the downscale); boxes are mapped back to full resolution.
+    The score is the cascade's final-stage weight (`detectMultiScale3` level weights), a margin
+    that grows with how face-like the window is.
+    """
+    scale_factor: float = 1.1
+    min_neighbors: int = 5
+    min_size: int = 24
+    max_side: int = 640
+    cascade: str = "haarcascade_frontalface_default.xml"
+    _clf: cv2.CascadeClassifier = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        path = _cascade_path(self.cascade)
+        self._clf = cv2.CascadeClassifier(path)
+        if self._clf.empty():
+            raise RuntimeError(f"cannot load Haar cascade {path}")
+
+    def detect(self, gray: np.ndarray) -> np.ndarray:
+        h, w = gray.shape[:2]
+        f = min(1.0, self.max_side / max(h, w))
+        img = gray if f == 1.0 else cv2.resize(gray, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA)
+        min_side = max(8, round(self.min_size * f))
+        boxes, _, weights = self._clf.detectMultiScale3(
+            img, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+            minSize=(min_side, min_side), outputRejectLevels=True)
+        if len(boxes) == 0:
+            return np.zeros((0, 5), np.float32)
+        out = np.hstack([np.asarray(boxes, np.float32) / f, np.asarray(weights, np.float32).reshape(-1, 1)])
+        return out[np.argsort(-out[:, 4])]

@@ -1,0 +1,118 @@
+"""Detect, follow and landmark faces through a stream of frames, many faces per forward pass.
+
+The detector runs on a frame only when it must: every `detect_every` frames while faces are
+followed, on every `idle_detect_every`-th frame while none are, and at once when a face's
+landmark confidence drops below `min_score`. Between detections each face is cropped around its
+own latest landmarks. Frames are handled in chunks that end at the next scheduled detection; all
+faces of all frames of a chunk go through the network together (each pass one batch), and the
+refine pass re-crops every face around its first-pass points, so the square carried over from the
+chunk's first frame only has to be roughly right.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from models.crop import square_from_points
+from models.inference import LandmarkPredictor
+
+from .detect import FaceDetector
+from .tracking import FaceTracker
+from .video import Frame
+
+
+@dataclass
+class FollowParams:
+    detect_every: int = 8          # frames between detections while faces are followed (1: every frame)
+    idle_detect_every: int = 1     # frames between detections while no face is followed
+    min_score: float = 0.35        # below this a face is lost: re-detect, or drop it
+    max_faces: int = 16            # per frame, largest first
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Face:
+    track_id: int
+    points: np.ndarray   # (68, 2)
+    score: float
+
+
+@dataclass
+class FollowStats:
+    frames: int = 0
+    detections: int = 0
+    faces: int = 0
+    crops: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: LandmarkPredictor,
+                 params: FollowParams | None = None, stats: FollowStats | None = None
+                 ) -> Iterator[tuple[Frame, list[Face]]]:
+    """Yield every frame once, in order, with the faces found on it."""
+    p = params or FollowParams()
+    st = stats if stats is not None else FollowStats()
+    tracker = FaceTracker()
+    it = iter(frames)
+    pending: list[Frame] = []
+    since_detect = None          # frames since the last detection (None: never)
+    retry_index = -1             # frame already re-detected after a confidence drop
+    exhausted = False
+    while True:
+        while not exhausted and len(pending) < p.detect_every:
+            nxt = next(it, None)
+            if nxt is None:
+                exhausted = True
+            else:
+                pending.append(nxt)
+        if not pending:
+            return
+        first = pending[0]
+        every = p.detect_every if tracker.tracks else p.idle_detect_every
+        lost = any(t.lost for t in tracker.tracks)
+        if since_detect is None or since_detect >= every or lost:
+            dets = detector.detect(first.gray)
+            st.detections += 1
+            if len(dets):
+                dets = dets[np.argsort(-dets[:, 2])][:p.max_faces]
+            tracker.detections(predictor.squares_from_boxes(dets[:, :4]) if len(dets) else np.zeros((0, 3)))
+            since_detect = 0
+        if not tracker.tracks:
+            st.frames += 1
+            yield pending.pop(0), []
+            since_detect += 1
+            continue
+        n = min(len(pending), max(1, p.detect_every - since_detect))
+        chunk, tracks = pending[:n], list(tracker.tracks)
+        squares = tracker.squares()
+        grays = [f.gray for f in chunk for _ in tracks]
+        pts, score = predictor.predict_with_score(grays, np.tile(squares, (n, 1)))
+        st.crops += len(grays)
+        pts = pts.reshape(n, len(tracks), 68, 2)
+        score = score.reshape(n, len(tracks))
+        bad = np.flatnonzero((score < p.min_score).any(axis=1))
+        if len(bad) and chunk[bad[0]].index != retry_index:
+            # confidence dropped on frame k: emit up to k-1, re-detect on frame k and try it again
+            k = int(bad[0])
+            if k > 0:
+                tracker.update(square_from_points(pts[k - 1]), np.ones(len(tracks), bool))
+            tracker.update(tracker.squares(), score[k] >= p.min_score)
+            retry_index = chunk[k].index
+            done = k
+        else:
+            k = int(bad[0]) if len(bad) else n - 1   # on a retried frame, drop the faces still lost
+            done = k + 1
+            tracker.update(square_from_points(pts[k]), score[k] >= p.min_score)
+            tracker.drop_lost()
+        for j in range(done):
+            ok = score[j] >= p.min_score
+            faces = [Face(t.id, pts[j, i], float(score[j, i])) for i, t in enumerate(tracks) if ok[i]]
+            st.frames += 1
+            st.faces += len(faces)
+            yield chunk[j], faces
+        pending = pending[done:]
+        since_detect += done

@@ -1,0 +1,90 @@
+"""Track files: build the table, write it atomically with its metadata, and tell whether it is current."""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from models.landmarks68 import NUM_POINTS
+
+from .schema import META_KEY, SCHEMA, SCHEMA_VERSION
+
+
+class TableBuilder:
+    """Collects rows column-wise; `add_frame` takes one frame's faces (possibly none)."""
+
+    def __init__(self, video: str):
+        self.video = video
+        self.frame_index: list[int] = []
+        self.pts: list[int | None] = []
+        self.time_s: list[float] = []
+        self.track_id: list[int | None] = []
+        self.score: list[float] = []
+        self.points: list[np.ndarray] = []
+
+    def add_frame(self, index: int, pts: int | None, time_s: float,
+                  faces: list[tuple[int, np.ndarray, float]]) -> None:
+        for track_id, points, score in (faces or [(None, None, None)]):
+            self.frame_index.append(index)
+            self.pts.append(pts)
+            self.time_s.append(time_s)
+            self.track_id.append(track_id)
+            self.score.append(np.nan if score is None else score)
+            self.points.append(np.full((NUM_POINTS, 2), np.nan, np.float32) if points is None else points)
+
+    def table(self) -> pa.Table:
+        n = len(self.frame_index)
+        pts = np.stack(self.points).astype(np.float32) if n else np.zeros((0, NUM_POINTS, 2), np.float32)
+        lo, hi = pts.min(axis=1) if n else np.zeros((0, 2)), pts.max(axis=1) if n else np.zeros((0, 2))
+        face = ~np.isnan(pts[:, 0, 0])
+        cols = {
+            "video": pa.array([self.video] * n, pa.string()),
+            "frame_index": pa.array(self.frame_index, pa.int32()),
+            "pts": pa.array(self.pts, pa.int64()),
+            "time_s": pa.array(self.time_s, pa.float64()),
+            "track_id": pa.array(self.track_id, pa.int32()),
+        }
+        box = {"x": lo[:, 0], "y": lo[:, 1], "w": hi[:, 0] - lo[:, 0], "h": hi[:, 1] - lo[:, 1],
+               "score": np.asarray(self.score, np.float32)}
+        box.update({f"x_{k}": pts[:, k, 0] for k in range(NUM_POINTS)})
+        box.update({f"y_{k}": pts[:, k, 1] for k in range(NUM_POINTS)})
+        for name, values in box.items():
+            cols[name] = pa.array(np.asarray(values, np.float32), pa.float32(), mask=~face)
+        return pa.table(cols, schema=SCHEMA)
+
+
+def write_tracks(table: pa.Table, path: str, meta: dict) -> None:
+    """Write to a temp name beside `path`, then rename: a reader never sees half a file."""
+    meta = {"schema_version": SCHEMA_VERSION, **meta}
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def read_meta(path: str) -> dict | None:
+    """The facetracks metadata of a track file, or None when absent or unreadable."""
+    try:
+        md = pq.read_schema(path).metadata or {}
+        return json.loads(md[META_KEY]) if META_KEY in md else None
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+
+
+def run_key(source_size: int, source_mtime: float, model: str, params: dict) -> dict:
+    """What makes an output current: the same input file, model and parameters."""
+    return {"source_size": source_size, "source_mtime": source_mtime, "model": model, "params": params}
+
+
+def is_current(path: str, key: dict) -> bool:
+    meta = read_meta(path)
+    return bool(meta) and meta.get("schema_version") == SCHEMA_VERSION and meta.get("run_key") == key

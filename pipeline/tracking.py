@@ -1,0 +1,110 @@
+"""Following faces from frame to frame: which face in this frame is which face in the last.
+
+Pure numpy, no video and no model: the annotate loop asks `FaceTracker` where each face probably
+is (the square around its latest landmarks), hands it detections to match, and reports each
+face's new square and whether its landmarks were trustworthy. Matching is greedy on the IoU of
+face squares, best pair first.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def square_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, 3) and (M, 3) squares (cx, cy, side) -> (N, M) intersection over union."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 3), np.asarray(b, np.float64).reshape(-1, 3)
+    a0, a1 = a[:, None, :2] - a[:, None, 2:] / 2, a[:, None, :2] + a[:, None, 2:] / 2
+    b0, b1 = b[None, :, :2] - b[None, :, 2:] / 2, b[None, :, :2] + b[None, :, 2:] / 2
+    inter = np.clip(np.minimum(a1, b1) - np.maximum(a0, b0), 0, None).prod(-1)
+    union = a[:, None, 2] ** 2 + b[None, :, 2] ** 2 - inter
+    return inter / np.maximum(union, 1e-9)
+
+
+def greedy_match(iou: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """(row, col) pairs, highest IoU first, each row and column used once, all >= threshold."""
+    pairs, used_r, used_c = [], set(), set()
+    for flat in np.argsort(-iou, axis=None):
+        r, c = (int(v) for v in np.unravel_index(flat, iou.shape))
+        if iou[r, c] < threshold:
+            break
+        if r not in used_r and c not in used_c:
+            pairs.append((r, c))
+            used_r.add(r)
+            used_c.add(c)
+    return pairs
+
+
+@dataclass
+class Track:
+    id: int
+    square: np.ndarray       # where to look next (cx, cy, side)
+    lost: bool = False       # last landmarks were not trusted: needs a detection to go on
+    unconfirmed: int = 0     # detection rounds in a row that did not see this face
+
+
+@dataclass
+class FaceTracker:
+    iou_match: float = 0.3
+    max_unconfirmed: int = 3      # detection rounds a followed face may go unseen by the detector
+    duplicate_iou: float = 0.5
+    tracks: list[Track] = field(default_factory=list)
+    next_id: int = 0
+
+    def squares(self) -> np.ndarray:
+        return np.stack([t.square for t in self.tracks]) if self.tracks else np.zeros((0, 3), np.float32)
+
+    def detections(self, squares: np.ndarray) -> None:
+        """Match detector squares to tracks.
+
+        A matched track keeps its own (landmark) square, unless it was lost, when the detection
+        re-seeds it. Unmatched detections start tracks; lost or long-unseen tracks end.
+        """
+        squares = np.asarray(squares, np.float32).reshape(-1, 3)
+        prev = self.squares()
+        pairs = greedy_match(square_iou(prev, squares), self.iou_match) if len(prev) and len(squares) else []
+        match = dict(pairs)
+        kept = []
+        for i, t in enumerate(self.tracks):
+            if i in match:
+                if t.lost:
+                    t.square, t.lost = squares[match[i]], False
+                t.unconfirmed = 0
+            elif t.lost:
+                continue
+            else:
+                t.unconfirmed += 1
+            if t.unconfirmed <= self.max_unconfirmed:
+                kept.append(t)
+        matched = set(match.values())
+        for j in range(len(squares)):
+            if j not in matched:
+                kept.append(Track(self.next_id, squares[j]))
+                self.next_id += 1
+        self.tracks = kept
+        self._drop_duplicates()
+
+    def update(self, squares: np.ndarray, ok: np.ndarray) -> None:
+        """New landmark squares for every track (same order); ok=False marks a track lost."""
+        for t, sq, good in zip(self.tracks, squares, ok):
+            if good:
+                t.square, t.lost = np.asarray(sq, np.float32), False
+            else:
+                t.lost = True
+        self._drop_duplicates()
+
+    def drop_lost(self) -> None:
+        self.tracks = [t for t in self.tracks if not t.lost]
+
+    def _drop_duplicates(self) -> None:
+        """Two tracks that converged on one face: the older id survives."""
+        if len(self.tracks) < 2:
+            return
+        iou = square_iou(self.squares(), self.squares())
+        drop = set()
+        for i in range(len(self.tracks)):
+            for j in range(i + 1, len(self.tracks)):
+                if iou[i, j] > self.duplicate_iou:
+                    drop.add(j if self.tracks[j].id > self.tracks[i].id else i)
+        self.tracks = [t for k, t in enumerate(self.tracks) if k not in drop]

@@ -1,0 +1,46 @@
+import json
+
+import numpy as np
+import torch
+
+from models.registry import load_model
+from training.data import load_split
+from training.train import LandmarkDataset, TrainConfig, train, wing_loss
+from training.transforms import eval_transforms
+
+
+def _loss(model, samples, cfg):
+    ds = LandmarkDataset(samples, [None] * len(samples), eval_transforms(cfg.crop))
+    batch = [ds[i] for i in range(len(ds))]
+    x = torch.stack([b["image"] for b in batch])
+    y = torch.stack([b["target"] for b in batch])
+    with torch.inference_mode():
+        return float(wing_loss(model(x), y, 10, 2, cfg.crop.input_size / 2))
+
+
+def test_two_epochs_on_32_images_lower_the_loss(data_dir, tmp_path):
+    samples = load_split(data_dir, "identity", "train", limit=32)
+    val = load_split(data_dir, "identity", "val", limit=8)
+    boxes = [None] * 32
+    boxes[0] = np.array([10, 10, 100, 100], np.float32)
+    cfg = TrainConfig(epochs=2, batch_size=8, lr=2e-3, warmup_epochs=0.5, seed=0, version="test")
+    torch.manual_seed(0)
+    from models.registry import ModelCfg, create_model
+    before = _loss(create_model(ModelCfg()).eval(), samples, ModelCfg())
+    res = train(cfg, samples, boxes, val, [None] * 8, str(tmp_path), log=lambda *_: None)
+    model, mcfg = load_model(str(tmp_path / "best.pt"))
+    assert len(res["history"]) == 2
+    assert _loss(model, samples, mcfg) < before
+    lines = (tmp_path / "log.jsonl").read_text().splitlines()
+    assert [json.loads(l)["epoch"] for l in lines] == [1, 2]
+
+
+def test_resume_continues_from_last_epoch(data_dir, tmp_path):
+    samples = load_split(data_dir, "identity", "train", limit=16)
+    cfg = TrainConfig(epochs=1, batch_size=8, seed=0, version="test")
+    train(cfg, samples, [None] * 16, samples[:4], [None] * 4, str(tmp_path), log=lambda *_: None)
+    cfg.epochs = 2
+    msgs = []
+    res = train(cfg, samples, [None] * 16, samples[:4], [None] * 4, str(tmp_path), resume=True, log=msgs.append)
+    assert any("resumed" in m for m in msgs)
+    assert [h["epoch"] for h in res["history"]] == [1, 2]

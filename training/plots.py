@@ -1,0 +1,69 @@
+"""Pictures for evaluation, drawn with OpenCV (already a dependency; no plotting library needed)."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from models.landmarks68 import CONTOURS
+
+
+def draw_points(bgr: np.ndarray, points: np.ndarray, color: tuple[int, int, int], radius: int = 1,
+                lines: bool = True) -> np.ndarray:
+    """Draw 68 points (and the contour polylines) in place; returns the image."""
+    p = np.round(points).astype(np.int32)
+    if lines:
+        for a, b, closed in CONTOURS:
+            cv2.polylines(bgr, [p[a:b]], closed, color, 1, cv2.LINE_AA)
+    for x, y in p:
+        cv2.circle(bgr, (int(x), int(y)), radius, color, -1, cv2.LINE_AA)
+    return bgr
+
+
+def ced_plot(curves: dict[str, np.ndarray], path: str, max_nme: float = 0.10, size=(640, 440)) -> None:
+    """Cumulative error distribution: share of images (y) with NME below x, one curve per entry."""
+    w, h = size
+    left, right, top, bottom = 60, 20, 30, 50
+    img = np.full((h, w, 3), 255, np.uint8)
+    pw, ph = w - left - right, h - top - bottom
+
+    def xy(x, y):
+        return int(left + x / max_nme * pw), int(top + (1 - y) * ph)
+
+    for i in range(11):
+        cv2.line(img, xy(max_nme * i / 10, 0), xy(max_nme * i / 10, 1), (230, 230, 230), 1)
+        cv2.line(img, xy(0, i / 10), xy(max_nme, i / 10), (230, 230, 230), 1)
+        cv2.putText(img, f"{100 * max_nme * i / 10:.0f}", (xy(max_nme * i / 10, 0)[0] - 8, h - bottom + 18),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(img, f"{i / 10:.1f}", (left - 32, xy(0, i / 10)[1] + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.rectangle(img, xy(0, 1), xy(max_nme, 0), (0, 0, 0), 1)
+    cv2.putText(img, "NME (% of outer-eye-corner distance)", (left + pw // 2 - 130, h - 12),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    colors = [(200, 80, 0), (0, 140, 255), (0, 160, 0), (180, 0, 180)]
+    for k, (label, values) in enumerate(curves.items()):
+        v = np.sort(np.asarray(values, np.float64))
+        xs = np.linspace(0, max_nme, 200)
+        ys = np.searchsorted(v, xs, side="right") / max(1, len(v))
+        pts = np.array([xy(x, y) for x, y in zip(xs, ys)], np.int32)
+        cv2.polylines(img, [pts], False, colors[k % len(colors)], 2, cv2.LINE_AA)
+        cv2.putText(img, label, (left + 10, top + 20 + 18 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                    colors[k % len(colors)], 1, cv2.LINE_AA)
+    cv2.imwrite(path, img)
+
+
+def prediction_grid(grays: list[np.ndarray], preds: np.ndarray, gts: np.ndarray, path: str,
+                    cols: int = 6, tile: int = 200) -> None:
+    """Tiles of images with ground truth (green) and prediction (red), worst last."""
+    tiles = []
+    for g, p, t in zip(grays, preds, gts):
+        f = tile / max(g.shape)
+        img = cv2.cvtColor(cv2.resize(g, (round(g.shape[1] * f), round(g.shape[0] * f))), cv2.COLOR_GRAY2BGR)
+        canvas = np.zeros((tile, tile, 3), np.uint8)
+        canvas[:img.shape[0], :img.shape[1]] = img
+        draw_points(canvas, t * f, (0, 200, 0), lines=False)
+        draw_points(canvas, p * f, (0, 0, 255), lines=True)
+        tiles.append(canvas)
+    while len(tiles) % cols:
+        tiles.append(np.zeros((tile, tile, 3), np.uint8))
+    rows = [np.hstack(tiles[i:i + cols]) for i in range(0, len(tiles), cols)]
+    cv2.imwrite(path, np.vstack(rows))
