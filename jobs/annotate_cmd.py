@@ -8,7 +8,10 @@ from models.registry import ModelCfg, default_weights, load_checkpoint
 from pipeline.detect import HaarDetector
 from pipeline.keypoints import FollowParams
 
+from pipeline.filters import FILTERS, get_filter
+
 from .inputs import expand_inputs
+from .render_cmd import add_render_options
 from .ray_runner import RunOptions, run_annotate
 
 
@@ -22,6 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cpus-per-actor", type=float, default=0)
     p.add_argument("--gpus-per-actor", type=float, default=None, help="fractions allowed; default 1 if GPUs")
     p.add_argument("--overwrite", action="store_true", help="redo videos whose output is current")
+    p.add_argument("--render", default=None, metavar="FILTER",
+                   help=f"also write DIR/<relative path>.<FILTER>.mp4 ({', '.join(FILTERS)}, or 'overlay' with --overlay)")
+    add_render_options(p)
     g = p.add_argument_group("detection and following")
     d, f = HaarDetector.__dataclass_fields__, FollowParams()
     g.add_argument("--scale-factor", type=float, default=d["scale_factor"].default)
@@ -45,6 +51,15 @@ def run(args: argparse.Namespace) -> int:
     if not items:
         print(f"facetracks annotate: no videos found in {' '.join(args.inputs)}", file=sys.stderr)
         return 2
+    render = None
+    if args.render:
+        try:   # fail fast on a bad filter or overlay, before any video is decoded
+            get_filter(args.render, args.overlay, args.anchor)
+        except ValueError as e:
+            print(f"facetracks annotate: {e}", file=sys.stderr)
+            return 2
+        render = {"name": args.render, "overlay": args.overlay, "anchor": args.anchor, "crf": args.crf,
+                  "preset": args.preset}
     weights = args.weights or default_weights()
     cfg = ModelCfg.from_dict(load_checkpoint(weights)["config"])
     detector = {"scale_factor": args.scale_factor, "min_neighbors": args.min_neighbors,
@@ -55,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     opt = RunOptions(out_dir=args.out, weights=weights, model_id=f"{cfg.name}@{cfg.version}", detector=detector,
                      follow=follow, predictor=predictor, address=args.address, actors=args.actors,
                      cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
-                     overwrite=args.overwrite, params_for_key={"detector": detector, "follow": follow,
+                     overwrite=args.overwrite, render=render, params_for_key={"detector": detector, "follow": follow,
                                                                "predictor": predictor})
     summary = run_annotate(items, opt)
     v = summary["videos"]
@@ -63,8 +78,11 @@ def run(args: argparse.Namespace) -> int:
     skipped = [n for n, e in v.items() if e["status"] == "skipped"]
     failed = {n: e["error"] for n, e in v.items() if e["status"] == "failed"}
     frames = sum(e.get("frames", 0) for e in v.values())
+    rendered = [e["rendered"] for e in v.values() if e.get("rendered")]
     print(f"annotate: {len(ok)} ok, {len(skipped)} skipped (current), {len(failed)} failed; "
           f"{frames} frames in {summary['seconds']:.1f} s; summary in {args.out}/_summary.json")
+    for path in rendered:
+        print(f"  rendered: {path}")
     for name, err in failed.items():
         print(f"  failed: {name}: {err}", file=sys.stderr)
     return 1 if failed else 0

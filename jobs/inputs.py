@@ -15,7 +15,10 @@ class VideoItem:
     name: str        # path relative to its input root: the `video` column and the output's relative path
 
     def output(self, out_dir: str) -> str:
-        return os.path.join(out_dir, self.name + ".parquet")
+        return os.path.join(out_dir, _safe_name(self.name) + ".parquet")
+
+    def rendered(self, out_dir: str, filter_name: str) -> str:
+        return os.path.join(out_dir, f"{_safe_name(self.name)}.{filter_name}.mp4")
 
 
 def _safe_name(rel: str) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import ray
 from tqdm import tqdm
 
-from pipeline.parquet import is_current, run_key, write_tracks
+from pipeline.parquet import is_current, run_key, track_meta, write_tracks
 
 from .inputs import VideoItem
 from .worker import AnnotateWorker
@@ -38,6 +38,7 @@ class RunOptions:
     gpus_per_actor: float | None = None   # None: 1 when the cluster has GPUs
     inflight: int = 2                # videos queued per actor
     overwrite: bool = False
+    render: dict | None = None       # filter name, overlay, anchor, crf, preset
     retries: int = 2
     params_for_key: dict = field(default_factory=dict)
 
@@ -79,7 +80,8 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
     todo = deque()
     for it in items:
         key = _key(it, opt)
-        if key is not None and not opt.overwrite and is_current(it.output(opt.out_dir), key):
+        rendered_ok = not opt.render or os.path.exists(it.rendered(opt.out_dir, opt.render["name"]))
+        if key is not None and not opt.overwrite and rendered_ok and is_current(it.output(opt.out_dir), key):
             summary["videos"][it.name] = {"status": "skipped", "reason": "output is current",
                                           "output": it.output(opt.out_dir)}
         else:
@@ -119,7 +121,8 @@ def _drive(actors: list, todo: deque, opt: RunOptions, summary: dict) -> None:
             for i in sorted(load, key=load.get):
                 while todo and load[i] < opt.inflight:
                     it = todo.popleft()
-                    inflight[actors[i].__call__.remote(it)] = (i, it)
+                    dst = it.rendered(opt.out_dir, opt.render["name"]) if opt.render else None
+                    inflight[actors[i].__call__.remote(it, opt.render, dst)] = (i, it)
                     load[i] += 1
             done, _ = ray.wait(list(inflight), num_returns=1)
             ref = done[0]
@@ -144,14 +147,13 @@ def _finish(res: dict, opt: RunOptions) -> dict:
     out = it.output(opt.out_dir)
     if res["status"] != "ok":
         return {"status": "failed", "error": res["error"]}
-    info, stats = res["info"], res["stats"]
-    key = run_key(info["size_bytes"], info["mtime"], opt.model_id, opt.params_for_key)
-    meta = {"model": opt.model_id, "source": {**info, "name": it.name}, "frame_count": stats["frames"],
-            "params": opt.params_for_key, "run_key": key}
+    stats = res["stats"]
+    meta = track_meta(res["info"], it.name, stats["frames"], opt.model_id, opt.params_for_key)
     try:
         write_tracks(res["table"], out, meta)
     except OSError as e:
         return {"status": "failed", "error": f"{out}: cannot write ({e})"}
-    return {"status": "ok", "output": out, "frames": stats["frames"], "faces": stats["faces"],
+    return {"status": "ok", "output": out, **({"rendered": res["rendered"]} if res.get("rendered") else {}),
+            "frames": stats["frames"], "faces": stats["faces"],
             "detections": stats["detections"], "seconds": round(res["seconds"], 2),
             "fps": round(stats["frames"] / max(res["seconds"], 1e-9), 1)}

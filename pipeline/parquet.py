@@ -85,6 +85,12 @@ def run_key(source_size: int, source_mtime: float, model: str, params: dict) -> 
     return {"source_size": source_size, "source_mtime": source_mtime, "model": model, "params": params}
 
 
+def track_meta(info: dict, name: str, frame_count: int, model: str, params: dict) -> dict:
+    """File-level metadata of a track file: the source video, the model, the run parameters."""
+    return {"model": model, "source": {**info, "name": name}, "frame_count": frame_count, "params": params,
+            "run_key": run_key(info["size_bytes"], info["mtime"], model, params)}
+
+
 def is_current(path: str, key: dict) -> bool:
     meta = read_meta(path)
     return bool(meta) and meta.get("schema_version") == SCHEMA_VERSION and meta.get("run_key") == key

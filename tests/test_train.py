@@ -22,7 +22,7 @@ def test_two_epochs_on_32_images_lower_the_loss(data_dir, tmp_path):
     samples = load_split(data_dir, "identity", "train", limit=32)
     val = load_split(data_dir, "identity", "val", limit=8)
     boxes = [None] * 32
-    boxes[0] = np.array([10, 10, 100, 100], np.float32)
+    boxes[0] = np.array([10, 10, 100, 100], np.float32)   # one face with a detector box
     cfg = TrainConfig(epochs=2, batch_size=8, lr=2e-3, warmup_epochs=0.5, seed=0, version="test")
     torch.manual_seed(0)
     from models.registry import ModelCfg, create_model

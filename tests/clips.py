@@ -1,0 +1,94 @@
+"""Tiny real videos made from YTF-68 identity-test images, with their ground truth."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from pipeline.detect import HaarDetector
+from training.boxes import match_detection
+from training.data import load_split
+
+from .conftest import face_canvas, write_video
+
+
+@dataclass
+class Clip:
+    path: str
+    pts_s: list[float]            # presentation time of each frame, seconds
+    truth: list[list[np.ndarray]]  # per frame, the ground-truth points of each face (left to right)
+
+
+def pick_test_faces(data_dir: str, n: int, max_w: int = 300, max_h: int = 230):
+    """The first n identity-test images that fit the canvas and that Haar finds."""
+    det, out = HaarDetector(), []
+    for s in load_split(data_dir, "identity", "test"):
+        h, w = s.gray.shape
+        if w <= max_w and h <= max_h and match_detection(det.detect(s.gray), s.points) is not None:
+            out.append(s)
+            if len(out) == n:
+                return out
+    raise RuntimeError("not enough test faces")
+
+
+def moving_clip(path: str, faces, frames_each: int = 5, step: int = 2, **kw) -> Clip:
+    """Each face for `frames_each` frames, sliding right by `step` px a frame."""
+    frames, truth = [], []
+    for s in faces:
+        for k in range(frames_each):
+            img, pts = face_canvas(s.gray, s.points, at=(4 + step * k, 4))
+            frames.append(img)
+            truth.append([pts])
+    pts = write_video(path, frames, **kw)
+    tb = kw.get("time_base", Fraction(1, 1000))
+    return Clip(path, [float(p * tb) for p in pts], truth)
+
+
+def two_face_clip(path: str, a, b, n: int = 10) -> Clip:
+    frames, truth = [], []
+    for k in range(n):
+        left, pa = face_canvas(a.gray, a.points, at=(4 + k, 4))
+        right, pb = face_canvas(b.gray, b.points, at=(4, 4 + k // 2))
+        frames.append(np.hstack([left, right]))
+        truth.append([pa, pb + np.array([320, 0], np.float32)])
+    pts = write_video(path, frames)
+    return Clip(path, [p / 1000 for p in pts], truth)
+
+
+def rotated_clip(path: str, face, n: int = 6) -> Clip:
+    """Stored rotated a quarter turn clockwise, with a display matrix that turns it back upright."""
+    img, pts = face_canvas(face.gray, face.points, at=(8, 4))
+    stored = np.ascontiguousarray(np.rot90(img, -1))
+    ts = write_video(path, [stored] * n, rotation=90)
+    return Clip(path, [p / 1000 for p in ts], [[pts]] * n)
+
+
+def vfr_clip(path: str, face) -> Clip:
+    img, pts = face_canvas(face.gray, face.points)
+    ts = [0, 40, 120, 133, 200, 400, 433, 1000]
+    write_video(path, [img] * len(ts), pts=ts, time_base=Fraction(1, 1000))
+    return Clip(path, [t / 1000 for t in ts], [[pts]] * len(ts))
+
+
+def audio_only(path: str) -> None:
+    import av
+    with av.open(path, "w") as c:
+        a = c.add_stream("aac", rate=16000)
+        a.layout = "mono"
+        samples = np.zeros((1, 16000), np.float32)
+        for k in range(0, 16000, 1024):
+            f = av.AudioFrame.from_ndarray(samples[:, k:k + 1024], format="flt", layout="mono")
+            f.sample_rate, f.pts = 16000, k
+            for pkt in a.encode(f):
+                c.mux(pkt)
+        for pkt in a.encode(None):
+            c.mux(pkt)
+
+
+def truncated_copy(src: str, dst: str, share: float = 0.3) -> None:
+    with open(src, "rb") as f:
+        data = f.read()
+    with open(dst, "wb") as f:
+        f.write(data[: int(len(data) * share)])

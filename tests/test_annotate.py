@@ -1,0 +1,85 @@
+"""annotate_video on tiny real videos (no Ray): rows, time, accuracy, tracks, rotation."""
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from models.inference import LandmarkPredictor
+from pipeline.annotate import annotate_video
+from pipeline.detect import HaarDetector
+from pipeline.schema import SCHEMA
+from training.metrics import nme
+
+from .clips import moving_clip, rotated_clip, pick_test_faces, two_face_clip, vfr_clip
+
+
+@pytest.fixture(scope="module")
+def faces(data_dir):
+    return pick_test_faces(data_dir, 4)
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return LandmarkPredictor.load()
+
+
+def run(clip, predictor):
+    r = annotate_video(clip.path, "clip.mp4", HaarDetector(), predictor)
+    return r, r.table.to_pandas()
+
+
+def points(row) -> np.ndarray:
+    return np.stack([[row[f"x_{k}"], row[f"y_{k}"]] for k in range(68)]).astype(np.float32)
+
+
+def test_moving_faces_rows_time_accuracy_and_one_track_per_face(tmp_path, faces, predictor):
+    clip = moving_clip(str(tmp_path / "m.mp4"), faces[:3])
+    r, df = run(clip, predictor)
+    assert r.table.schema.equals(SCHEMA)
+    assert list(df.frame_index) == list(range(15))            # one face, one row per frame
+    np.testing.assert_allclose(df.time_s, clip.pts_s, atol=1e-6)
+    errs = [nme(points(row)[None], t[0][None])[0] for (_, row), t in zip(df.iterrows(), clip.truth)]
+    assert np.mean(errs) <= 0.06 and max(errs) <= 0.12
+    # three different people in the same place: tracks only ever change at the cuts
+    per_face = [set(df.track_id[i * 5:(i + 1) * 5]) for i in range(3)]
+    assert all(len(s) == 1 for s in per_face)
+    assert (df.score > 0).all() and (df.score <= 1).all()
+
+
+def test_two_faces_keep_distinct_stable_ids(tmp_path, faces, predictor):
+    clip = two_face_clip(str(tmp_path / "two.mp4"), faces[0], faces[1])
+    _, df = run(clip, predictor)
+    assert df.groupby("frame_index").size().eq(2).all()
+    left = df[df.x < 320].track_id.unique()
+    right = df[df.x >= 320].track_id.unique()
+    assert len(left) == 1 and len(right) == 1 and left[0] != right[0]
+    for (_, row) in df.iterrows():
+        truth = clip.truth[row.frame_index][0 if row.x < 320 else 1]
+        assert nme(points(row)[None], truth[None])[0] <= 0.08
+
+
+def test_rotation_from_display_matrix_gives_upright_coordinates(tmp_path, faces, predictor):
+    clip = rotated_clip(str(tmp_path / "rot.mp4"), faces[2])
+    r, df = run(clip, predictor)
+    assert r.info.rotation == 90 and (r.info.width, r.info.height) == (320, 240)
+    assert len(df) == 6
+    errs = [nme(points(row)[None], clip.truth[0][0][None])[0] for _, row in df.iterrows()]
+    assert np.mean(errs) <= 0.06
+
+
+def test_variable_frame_rate_time_is_the_pts(tmp_path, faces, predictor):
+    clip = vfr_clip(str(tmp_path / "vfr.mp4"), faces[3])
+    _, df = run(clip, predictor)
+    np.testing.assert_allclose(df.time_s.to_numpy(), clip.pts_s, atol=1e-6)
+    assert df.track_id.notna().all()
+
+
+def test_frames_without_faces_get_a_null_row(tmp_path, predictor):
+    from .conftest import write_video
+    path = str(tmp_path / "blank.mp4")
+    write_video(path, [np.full((120, 160, 3), 90, np.uint8)] * 5)
+    r = annotate_video(path, "blank.mp4", HaarDetector(), predictor)
+    df = r.table.to_pandas()
+    assert list(df.frame_index) == [0, 1, 2, 3, 4]
+    assert df.track_id.isna().all() and df.x_0.isna().all() and df.score.isna().all()
+    assert r.table.column("x_0").null_count == 5
+    assert isinstance(r.table.column("track_id").type, pa.DataType)

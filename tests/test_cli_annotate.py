@@ -1,0 +1,105 @@
+"""The real `facetracks annotate` job, Ray started in-process: good files finish, bad ones are named."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.cli import main
+from pipeline.parquet import read_meta
+from pipeline.schema import POINT_COLUMNS, SCHEMA
+
+from .clips import audio_only, moving_clip, pick_test_faces, truncated_copy, vfr_clip
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def job(data_dir, videos_dir, tmp_path_factory):
+    src = tmp_path_factory.mktemp("in")
+    faces = pick_test_faces(data_dir, 3)
+    moving_clip(str(src / "moving.mp4"), faces[:2])
+    os.makedirs(src / "sub")
+    vfr_clip(str(src / "sub" / "vfr.mp4"), faces[2])
+    (src / "empty.mp4").write_bytes(b"")
+    (src / "notes.mp4").write_text("this is not a video\n")
+    audio_only(str(src / "audio_only.mp4"))
+    # index at the front: decodes part way, then runs out; index at the back: unreadable
+    truncated_copy(os.path.join(videos_dir, "pyfeat_WolfgangLanger_Pexels.mp4"), str(src / "truncated.mp4"))
+    truncated_copy(os.path.join(videos_dir, "pyfeat_single_face.mp4"), str(src / "headless.mp4"))
+    out = tmp_path_factory.mktemp("out")
+    code = main(["annotate", str(src), "--out", str(out)])
+    return src, out, code
+
+
+def test_bad_inputs_are_reported_and_good_files_finish(job):
+    src, out, code = job
+    assert code == 1
+    summary = json.loads((out / "_summary.json").read_text())["videos"]
+    assert summary["moving.mp4"]["status"] == "ok" and summary["sub/vfr.mp4"]["status"] == "ok"
+    expect = {"empty.mp4": "empty file", "notes.mp4": "not a readable video",
+              "audio_only.mp4": "no video stream", "truncated.mp4": "truncated or corrupt",
+              "headless.mp4": "not a readable video"}
+    for name, cause in expect.items():
+        assert summary[name]["status"] == "failed"
+        assert cause in summary[name]["error"] and name in summary[name]["error"]
+        assert not (out / (name + ".parquet")).exists()
+    assert not [p for p in os.listdir(out) if p.endswith(".tmp")]
+
+
+def test_output_mirrors_tree_with_schema_and_metadata(job):
+    src, out, _ = job
+    path = out / "sub" / "vfr.mp4.parquet"
+    t = pq.read_table(path)
+    assert t.schema.remove_metadata().equals(SCHEMA)
+    assert all(c in t.column_names for c in POINT_COLUMNS)
+    meta = read_meta(str(path))
+    assert meta["schema_version"] == 1 and meta["model"].startswith("ft68-resnet-s@")
+    src_meta = meta["source"]
+    assert src_meta["width"] == 320 and src_meta["height"] == 240 and src_meta["rotation"] == 0
+    assert src_meta["codec"] == "h264" and meta["frame_count"] == 8 == t.num_rows
+    assert meta["params"]["follow"]["detect_every"] >= 1
+    df = t.to_pandas()
+    assert df.video.unique().tolist() == ["sub/vfr.mp4"]
+    np.testing.assert_allclose(df.time_s, [0, 0.04, 0.12, 0.133, 0.2, 0.4, 0.433, 1.0], atol=1e-6)
+
+
+def test_rerun_skips_current_outputs_and_overwrite_redoes_them(job):
+    src, out, _ = job
+    before = os.path.getmtime(out / "moving.mp4.parquet")
+    assert main(["annotate", str(src / "moving.mp4"), "--out", str(out)]) == 0
+    summary = json.loads((out / "_summary.json").read_text())["videos"]
+    assert summary["moving.mp4"]["status"] == "skipped"
+    assert os.path.getmtime(out / "moving.mp4.parquet") == before
+    assert main(["annotate", str(src / "moving.mp4"), "--out", str(out), "--detect-every", "4"]) == 0
+    assert os.path.getmtime(out / "moving.mp4.parquet") > before       # new parameters: not current
+
+
+def test_real_clips_pass_the_independent_check(videos_dir, tmp_path):
+    vids = tmp_path / "v"
+    vids.mkdir()
+    for name in ("pyfeat_single_face.mp4", "pyfeat_no_face.mp4", "pyfeat_face_noface.mov"):
+        shutil.copy(os.path.join(videos_dir, name), vids / name)
+    out = tmp_path / "out"
+    assert main(["annotate", str(vids), "--out", str(out)]) == 0
+    check = os.path.join(os.path.dirname(videos_dir), "tools", "check_tracks.py")
+    r = subprocess.run([sys.executable, check, str(vids), str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = [json.loads(l) for l in r.stdout.splitlines()]
+    by = {x["video"]: x for x in rows if "video" in x}
+    assert by["pyfeat_no_face.mp4"]["frames"] == 95 and by["pyfeat_no_face.mp4"]["frames_with_face"] <= 3
+    assert by["pyfeat_single_face.mp4"]["frames_with_face"] >= 0.9 * by["pyfeat_single_face.mp4"]["frames"]
+    assert by["pyfeat_single_face.mp4"]["tracks"] <= 2
+
+
+def test_names_cannot_escape_the_output_folder(tmp_path):
+    from jobs.inputs import VideoItem, expand_inputs
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.mp4").write_bytes(b"")
+    items = expand_inputs([str(tmp_path / "a" / ".." / "a")])
+    assert [i.name for i in items] == ["x.mp4"]
+    assert os.path.abspath(VideoItem("/v", "../../etc/x").output(str(tmp_path))).startswith(str(tmp_path))

@@ -1,0 +1,143 @@
+"""Rendering on real and PyAV-made videos: timing, audio, pixels, rotation, bad input."""
+import os
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from jobs.cli import main
+from models.inference import LandmarkPredictor
+from pipeline.annotate import annotate_video
+from pipeline.detect import HaarDetector
+from pipeline.filters import face_mask, get_filter
+from pipeline.parquet import track_meta, write_tracks
+from pipeline.render import TracksMismatch, faces_by_frame, load_tracks_for, render_video
+
+from .clips import moving_clip, pick_test_faces, rotated_clip
+from .conftest import write_video
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return LandmarkPredictor.load()
+
+
+def annotate_to(video, out, predictor):
+    r = annotate_video(video, os.path.basename(video), HaarDetector(), predictor)
+    write_tracks(r.table, out, track_meta(r.info.to_dict(), os.path.basename(video), r.stats.frames, "m", {}))
+    return r
+
+
+def decoded(path):
+    with av.open(path) as c:
+        v = c.streams.video[0]
+        frames = [(float(f.pts * v.time_base), f.to_ndarray(format="bgr24"), f.rotation) for f in c.decode(v)]
+    return frames
+
+
+def audio_packets(path):
+    with av.open(path) as c:
+        if not c.streams.audio:
+            return []
+        return [bytes(p) for p in c.demux(c.streams.audio[0]) if p.size]
+
+
+@pytest.fixture(scope="module")
+def made(data_dir, tmp_path_factory, predictor):
+    d = tmp_path_factory.mktemp("render")
+    faces = pick_test_faces(data_dir, 2)
+    clip = moving_clip(str(d / "talk.mp4"), faces[:2], frames_each=6, audio_seconds=1.0)
+    r = annotate_to(clip.path, str(d / "talk.parquet"), predictor)
+    return d, clip, r
+
+
+@pytest.mark.parametrize("name", ["sunglasses", "moustache", "party_hat", "landmarks"])
+def test_overlay_keeps_timing_audio_and_changes_only_the_face(made, name):
+    d, clip, r = made
+    out = str(d / f"talk.{name}.mp4")
+    assert main(["render", clip.path, "--tracks", str(d / "talk.parquet"), "--filter", name, "--out", out,
+                 "--crf", "10"]) == 0
+    src, dst = decoded(clip.path), decoded(out)
+    assert [t for t, _, _ in dst] == [t for t, _, _ in src]
+    assert audio_packets(out) == audio_packets(clip.path) != []
+    faces = faces_by_frame(r.table)
+    for i, ((_, a, _), (_, b, _)) in enumerate(zip(src, dst)):
+        diff = np.abs(a.astype(int) - b.astype(int)).max(axis=2)
+        pts = faces[i][0]
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        size = hi - lo
+        region = np.zeros(diff.shape, bool)   # generous: hats sit above the brows
+        y0, y1 = int(max(0, lo[1] - 1.6 * size[1])), int(hi[1] + 0.2 * size[1])
+        x0, x1 = int(max(0, lo[0] - 0.3 * size[0])), int(hi[0] + 0.3 * size[0])
+        region[y0:y1, x0:x1] = True
+        assert (diff[region] > 40).sum() > 50          # the filter is there
+        assert np.percentile(diff[~region], 99) <= 12   # the rest is the input, up to encoding noise
+
+
+def test_blur_leaves_no_face_unchanged(made):
+    d, clip, r = made
+    out = str(d / "talk.blur.mp4")
+    assert main(["render", clip.path, "--tracks", str(d / "talk.parquet"), "--filter", "blur", "--out", out]) == 0
+    faces = faces_by_frame(r.table)
+    for i, ((_, a, _), (_, b, _)) in enumerate(zip(decoded(clip.path), decoded(out))):
+        mask = face_mask(a.shape, faces[i][0]) > 0
+        change = np.abs(a.astype(int) - b.astype(int)).mean(axis=2)[mask]
+        assert change.mean() > 8 and (change > 3).mean() > 0.6
+
+
+def test_real_clip_with_sound(videos_dir, tmp_path, predictor):
+    video = os.path.join(videos_dir, "pyfeat_single_face.mp4")
+    annotate_to(video, str(tmp_path / "t.parquet"), predictor)
+    out = str(tmp_path / "out.mp4")
+    assert main(["render", video, "--tracks", str(tmp_path / "t.parquet"), "--filter", "pixelate", "--out", out]) == 0
+    assert [t for t, _, _ in decoded(out)] == [t for t, _, _ in decoded(video)]
+    assert audio_packets(out) == audio_packets(video) != []
+
+
+def test_rotated_input_keeps_its_display_matrix(data_dir, tmp_path, predictor):
+    face = pick_test_faces(data_dir, 1)[0]
+    clip = rotated_clip(str(tmp_path / "rot.mp4"), face)
+    annotate_to(clip.path, str(tmp_path / "rot.parquet"), predictor)
+    out = str(tmp_path / "rot.out.mp4")
+    assert main(["render", clip.path, "--tracks", str(tmp_path / "rot.parquet"), "--filter", "sunglasses",
+                 "--out", out]) == 0
+    src, dst = decoded(clip.path), decoded(out)
+    assert all(rot == 90 for _, _, rot in dst)
+    assert dst[0][1].shape == src[0][1].shape == (320, 240, 3)      # stored sideways, like the input
+
+
+def test_user_overlay_png_with_alpha(made, tmp_path):
+    d, clip, _ = made
+    png = np.zeros((40, 80, 4), np.uint8)
+    cv2.circle(png, (40, 20), 15, (0, 0, 255, 255), -1)
+    cv2.imwrite(str(tmp_path / "dot.png"), png)
+    out = str(tmp_path / "o.mp4")
+    assert main(["render", clip.path, "--tracks", str(d / "talk.parquet"), "--overlay", str(tmp_path / "dot.png"),
+                 "--anchor", "nose", "--out", out]) == 0
+    assert len(decoded(out)) == len(decoded(clip.path))
+
+
+def test_bad_inputs_fail_clearly_and_write_nothing(made, tmp_path, capsys):
+    d, clip, _ = made
+    other = str(tmp_path / "other.mp4")
+    write_video(other, [np.zeros((64, 64, 3), np.uint8)] * 3)
+    out = tmp_path / "x.mp4"
+    rgb = tmp_path / "rgb.png"
+    cv2.imwrite(str(rgb), np.zeros((10, 10, 3), np.uint8))
+    cases = [
+        ([other, "--tracks", str(d / "talk.parquet")], "not from"),
+        ([clip.path, "--tracks", str(tmp_path / "missing.parquet")], "no such tracks file"),
+        ([clip.path, "--tracks", str(d / "talk.parquet"), "--filter", "bunny_ears"], "unknown filter"),
+        ([clip.path, "--tracks", str(d / "talk.parquet"), "--overlay", str(rgb)], "alpha"),
+        ([clip.path, "--tracks", str(d / "talk.parquet"), "--overlay", str(tmp_path / "nope.png")], "no such overlay"),
+    ]
+    for args, msg in cases:
+        assert main(["render", *args, "--out", str(out)]) == 1
+        assert msg in capsys.readouterr().err
+        assert not out.exists()
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+    with pytest.raises(TracksMismatch, match="tracks describe"):
+        faces, _ = load_tracks_for(clip.path, str(d / "talk.parquet"))
+        render_video(clip.path, str(out), faces, get_filter("landmarks"), expected_frames=999)
+    assert not out.exists()
