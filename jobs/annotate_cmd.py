@@ -24,6 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--actors", type=int, default=0, help="model actors (default: one per GPU, or per 2 CPUs)")
     p.add_argument("--cpus-per-actor", type=float, default=0)
     p.add_argument("--gpus-per-actor", type=float, default=None, help="fractions allowed; default 1 if GPUs")
+    p.add_argument("--batch-size", type=int, default=FollowParams().batch_frames,
+                   help="most frames whose faces go through the network in one batch")
     p.add_argument("--overwrite", action="store_true", help="redo videos whose output is current")
     p.add_argument("--render", default=None, metavar="FILTER",
                    help=f"also write DIR/<relative path>.<FILTER>.mp4 ({', '.join(FILTERS)}, or 'overlay' with --overlay)")
@@ -65,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     detector = {"scale_factor": args.scale_factor, "min_neighbors": args.min_neighbors,
                 "min_size": args.min_face, "max_side": args.detect_side}
     follow = {"detect_every": args.detect_every, "idle_detect_every": args.idle_detect_every,
-              "min_score": args.min_score, "max_faces": args.max_faces}
+              "min_score": args.min_score, "max_faces": args.max_faces,
+              "batch_frames": args.batch_size}
     predictor = {"refine": args.refine, "flip": not args.no_flip}
     opt = RunOptions(out_dir=args.out, weights=weights, model_id=f"{cfg.name}@{cfg.version}", detector=detector,
                      follow=follow, predictor=predictor, address=args.address, actors=args.actors,

@@ -55,5 +55,5 @@ def run(args: argparse.Namespace) -> int:
     result = train(cfg, train_set, _boxes(args.out, f"train_{suffix}", train_set, det),
                    val_set, _boxes(args.out, f"{val_part}_{suffix}", val_set, det), args.out, resume=args.resume)
     print(f"best validation NME {result['best_val_nme']:.4f} after {result['epochs']} epochs, "
-          f"{result['elapsed_s'] / 60:.1f} min; weights in {args.out}/best.pt")
+          f"{result['elapsed_s'] / 60:.1f} min; shippable weights in {args.out}/model.pt")
     return 0

@@ -46,13 +46,55 @@ def create_model(cfg: ModelCfg | None = None) -> LandmarkNet:
     return LandmarkNet(input_size=cfg.crop.input_size, **cfg.arch)
 
 
-def save_checkpoint(path: str, model: torch.nn.Module, cfg: ModelCfg, half: bool = False, **extra) -> None:
-    """Write atomically (temp name, then rename); `half` stores float tensors as float16 to ship small."""
-    sd = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
-          for k, v in model.state_dict().items()}
+QSCALE = ".__qscale"
+
+
+def quantize_state_dict(sd: dict) -> dict:
+    """Conv and linear weights as int8 with one float32 scale per output channel; the rest as is.
+
+    For shipping: a quarter of the size (2.7 MB instead of 10.7), and the dequantized weights give
+    the same NME to the second decimal (measured on the identity test split; see the model card).
+    """
+    out = {}
+    for k, v in sd.items():
+        v = v.detach().cpu()
+        if v.is_floating_point() and v.ndim >= 2:
+            scale = v.abs().reshape(v.shape[0], -1).amax(dim=1).clamp_min(1e-12) / 127.0
+            out[k] = torch.round(v / scale.view(-1, *[1] * (v.ndim - 1))).to(torch.int8)
+            out[k + QSCALE] = scale.float()
+        else:
+            out[k] = v.clone()
+    return out
+
+
+def dequantize_state_dict(sd: dict) -> dict:
+    out = {}
+    for k, v in sd.items():
+        if k.endswith(QSCALE):
+            continue
+        if k + QSCALE in sd:
+            scale = sd[k + QSCALE]
+            v = v.float() * scale.view(-1, *[1] * (v.ndim - 1))
+        out[k] = v.float() if v.is_floating_point() else v
+    return out
+
+
+def save_checkpoint(path: str, model: torch.nn.Module, cfg: ModelCfg, compact: bool = False, **extra) -> None:
+    """Write atomically (temp name, then rename); `compact` stores int8 weights to ship small."""
+    sd = model.state_dict()
+    sd = quantize_state_dict(sd) if compact else {k: v.detach().cpu().clone() for k, v in sd.items()}
     tmp = path + ".tmp"
     torch.save({"format": FORMAT, "config": cfg.to_dict(), "state_dict": sd, **extra}, tmp)
     os.replace(tmp, path)
+
+
+def export_compact(src: str, dst: str) -> None:
+    """Turn a training checkpoint (e.g. best.pt) into a shippable one: int8 weights, no optimizer."""
+    ckpt = load_checkpoint(src)
+    model = create_model(ModelCfg.from_dict(ckpt["config"]))
+    model.load_state_dict(dequantize_state_dict(ckpt["state_dict"]))
+    keep = {k: ckpt[k] for k in ("epoch", "val_nme") if k in ckpt}
+    save_checkpoint(dst, model, ModelCfg.from_dict(ckpt["config"]), compact=True, **keep)
 
 
 def load_checkpoint(path: str) -> dict:
@@ -74,5 +116,5 @@ def load_model(path: str | None = None, device: str | torch.device = "cpu") -> t
     ckpt = load_checkpoint(path)
     cfg = ModelCfg.from_dict(ckpt["config"])
     model = create_model(cfg)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
+    model.load_state_dict(dequantize_state_dict(ckpt["state_dict"]))
     return model.to(device).eval(), cfg

@@ -10,7 +10,8 @@ chunk's first frame only has to be roughly right.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -26,6 +27,7 @@ from .video import Frame
 @dataclass
 class FollowParams:
     detect_every: int = 8          # frames between detections while faces are followed (1: every frame)
+    batch_frames: int = 8          # most frames whose faces share one forward pass
     idle_detect_every: int = 1     # frames between detections while no face is followed
     min_score: float = 0.35        # below this a face is lost: re-detect, or drop it
     max_faces: int = 16            # per frame, largest first
@@ -47,7 +49,8 @@ class FollowStats:
     detections: int = 0
     faces: int = 0
     crops: int = 0
-    extra: dict = field(default_factory=dict)
+    detect_s: float = 0.0        # time in the detector
+    landmarks_s: float = 0.0     # time cropping, in the network and mapping points back
 
 
 def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: LandmarkPredictor,
@@ -63,7 +66,7 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
     retry_index = -1             # frame already re-detected after a confidence drop
     exhausted = False
     while True:
-        while not exhausted and len(pending) < p.detect_every:
+        while not exhausted and len(pending) < max(p.detect_every, p.batch_frames):
             nxt = next(it, None)
             if nxt is None:
                 exhausted = True
@@ -75,7 +78,9 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
         every = p.detect_every if tracker.tracks else p.idle_detect_every
         lost = any(t.lost for t in tracker.tracks)
         if since_detect is None or since_detect >= every or lost:
+            t = time.perf_counter()
             dets = detector.detect(first.gray)
+            st.detect_s += time.perf_counter() - t
             st.detections += 1
             if len(dets):
                 dets = dets[np.argsort(-dets[:, 2])][:p.max_faces]
@@ -86,11 +91,13 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
             yield pending.pop(0), []
             since_detect += 1
             continue
-        n = min(len(pending), max(1, p.detect_every - since_detect))
+        n = min(len(pending), p.batch_frames, max(1, p.detect_every - since_detect))
         chunk, tracks = pending[:n], list(tracker.tracks)
         squares = tracker.squares()
         grays = [f.gray for f in chunk for _ in tracks]
+        t = time.perf_counter()
         pts, score = predictor.predict_with_score(grays, np.tile(squares, (n, 1)))
+        st.landmarks_s += time.perf_counter() - t
         st.crops += len(grays)
         pts = pts.reshape(n, len(tracks), 68, 2)
         score = score.reshape(n, len(tracks))

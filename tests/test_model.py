@@ -20,7 +20,7 @@ def test_forward_shape_and_finite():
 def test_checkpoint_round_trip_is_weights_only(tmp_path):
     m = create_model()
     p = str(tmp_path / "w.pt")
-    save_checkpoint(p, m, ModelCfg(version="t1"), half=True)
+    save_checkpoint(p, m, ModelCfg(version="t1"), compact=True)
     m2, cfg = load_model(p)
     assert cfg.version == "t1"
     x = torch.rand(2, 1, 112, 112)

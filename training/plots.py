@@ -55,3 +55,36 @@ def prediction_grid(grays: list[np.ndarray], preds: np.ndarray, gts: np.ndarray,
         tiles.append(np.zeros((tile, tile, 3), np.uint8))
     rows = [np.hstack(tiles[i:i + cols]) for i in range(0, len(tiles), cols)]
     cv2.imwrite(path, np.vstack(rows))
+
+
+def line_plot(series: dict[str, list[tuple[float, float]]], path: str, xlabel: str = "", ymax: float | None = None,
+              size=(640, 400)) -> None:
+    """A plain line chart (e.g. validation NME per epoch)."""
+    w, h = size
+    left, right, top, bottom = 60, 20, 30, 50
+    pw, ph = w - left - right, h - top - bottom
+    xs = [x for s in series.values() for x, _ in s]
+    ys = [y for s in series.values() for _, y in s]
+    x0, x1 = min(xs), max(xs)
+    y1 = ymax if ymax is not None else max(ys) * 1.05
+    img = np.full((h, w, 3), 255, np.uint8)
+
+    def xy(x, y):
+        return int(left + (x - x0) / max(x1 - x0, 1e-9) * pw), int(top + (1 - min(y, y1) / y1) * ph)
+
+    for i in range(6):
+        yv = y1 * i / 5
+        cv2.line(img, xy(x0, yv), xy(x1, yv), (230, 230, 230), 1)
+        cv2.putText(img, f"{yv:.1f}", (8, xy(x0, yv)[1] + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        xv = x0 + (x1 - x0) * i / 5
+        cv2.putText(img, f"{xv:.0f}", (xy(xv, 0)[0] - 8, h - bottom + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.rectangle(img, xy(x0, y1), xy(x1, 0), (0, 0, 0), 1)
+    cv2.putText(img, xlabel, (left + pw // 2 - 20, h - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    colors = [(200, 80, 0), (0, 140, 255), (0, 160, 0)]
+    for k, (label, pts) in enumerate(series.items()):
+        p = np.array([xy(x, y) for x, y in pts], np.int32)
+        cv2.polylines(img, [p], False, colors[k % 3], 2, cv2.LINE_AA)
+        cv2.putText(img, label, (left + 10, top + 20 + 18 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colors[k % 3], 1,
+                    cv2.LINE_AA)
+    cv2.imwrite(path, img)

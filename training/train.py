@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from models.crop import BoxCalibration, square_from_box, square_from_points
 from models.inference import LandmarkPredictor
-from models.registry import ModelCfg, create_model, save_checkpoint
+from models.registry import ModelCfg, create_model, export_compact, save_checkpoint
 
 from .data import Sample
 from .metrics import nme
@@ -154,4 +154,5 @@ def train(cfg: TrainConfig, train_set: list[Sample], train_boxes: list[np.ndarra
             save_checkpoint(os.path.join(out_dir, "best.pt"), model, mcfg, epoch=epoch + 1, val_nme=val)
         save_checkpoint(last, model, mcfg, epoch=epoch, best=best, history=json.dumps(history),
                         optimizer=opt.state_dict(), scheduler=sched.state_dict())
+    export_compact(os.path.join(out_dir, "best.pt"), os.path.join(out_dir, "model.pt"))
     return {"best_val_nme": best, "epochs": cfg.epochs, "elapsed_s": round(time.time() - t0, 1), "history": history}

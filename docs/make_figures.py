@@ -1,0 +1,57 @@
+"""Make the README's pictures from the shipped model: python docs/make_figures.py [RUN_DIR]
+
+- docs/sample_frame.png: a frame of the bundled sample with landmarks and three filters.
+- docs/training_curve.png: validation NME per epoch from RUN_DIR/log.jsonl (if given).
+The CED plot and prediction grid come from `facetracks evaluate --out docs/eval`.
+"""
+import json
+import os
+import sys
+
+import cv2
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from models.inference import LandmarkPredictor  # noqa: E402
+from pipeline.annotate import annotate_video  # noqa: E402
+from pipeline.detect import HaarDetector  # noqa: E402
+from pipeline.filters import FILTERS  # noqa: E402
+from pipeline.render import faces_by_frame  # noqa: E402
+from pipeline.video import iter_frames  # noqa: E402
+from training.plots import line_plot  # noqa: E402
+
+SAMPLE = os.path.join(ROOT, "samples", "pyfeat_WolfgangLanger_Pexels.mp4")
+
+
+def sample_frame(index: int = 120) -> None:
+    r = annotate_video(SAMPLE, "sample", HaarDetector(), LandmarkPredictor.load())
+    faces = faces_by_frame(r.table)
+    frame = next(f for f in iter_frames(SAMPLE, color=True) if f.index == index)
+    tiles = []
+    for name in ("landmarks", "sunglasses", "moustache", "party_hat"):
+        img = FILTERS[name](frame.bgr.copy(), faces.get(index, []))
+        pts = np.concatenate(faces[index]) if faces.get(index) else None
+        if pts is not None:   # crop around the face so the points are visible
+            cx, cy = pts.mean(axis=0)
+            side = int((pts.max(axis=0) - pts.min(axis=0)).max() * 2.4)
+            x0 = int(np.clip(cx - side / 2, 0, img.shape[1] - side))
+            y0 = int(np.clip(cy - side * 0.6, 0, img.shape[0] - side))
+            img = img[y0:y0 + side, x0:x0 + side]
+        img = cv2.resize(img, (320, 320), interpolation=cv2.INTER_AREA)
+        cv2.putText(img, name, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
+        tiles.append(img)
+    cv2.imwrite(os.path.join(ROOT, "docs", "sample_frame.png"), np.hstack(tiles))
+
+
+def training_curve(run_dir: str) -> None:
+    rows = [json.loads(line) for line in open(os.path.join(run_dir, "log.jsonl"))]
+    line_plot({"validation NME (%)": [(r["epoch"], 100 * r["val_nme"]) for r in rows]},
+              os.path.join(ROOT, "docs", "training_curve.png"), xlabel="epoch", ymax=12)
+
+
+if __name__ == "__main__":
+    sample_frame()
+    if len(sys.argv) > 1:
+        training_curve(sys.argv[1])

@@ -1,0 +1,215 @@
+"""`facetracks bench`: throughput of the annotate path against its floor (decode only) and the
+seed-style naive path, measured side by side in one run on the same files.
+
+Paths measured per video:
+- decode: PyAV decode to upright gray (Y plane), nothing else — the floor of this pipeline.
+- full: what `annotate` runs per video (decode -> detect/follow -> keypoints -> Parquet), in-process.
+- per-frame: the same with the detector on every frame (`detect_every=1`), the accuracy reference.
+- naive: the seed's way — BGR conversion, Haar on every full-size frame, one face per model call,
+  no refinement.
+Accuracy: on a clip made from labelled YTF-68 identity-test images (when ../shared is there),
+NME of the full and per-frame paths against the truth. Memory: peak RSS of the full path on a
+clip and on the same clip ten times longer, each in a fresh process.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import av
+import cv2
+import numpy as np
+import torch
+
+from models.crop import square_from_box
+from models.inference import LandmarkPredictor
+from pipeline.annotate import annotate_video
+from pipeline.detect import HaarDetector
+from pipeline.keypoints import FollowParams
+from pipeline.parquet import write_tracks
+from pipeline.video import iter_frames
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLE = os.path.join(ROOT, "samples", "pyfeat_WolfgangLanger_Pexels.mp4")
+DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "ytf68")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="measure throughput: decode-only vs full vs naive", description=__doc__)
+    p.add_argument("videos", nargs="*", help="videos (default: the bundled sample + synthetic 640x480, 1280x720)")
+    p.add_argument("--json", default="bench.json", help="where to write the results")
+    p.add_argument("--frames", type=int, default=240, help="frames of each synthetic clip")
+    p.add_argument("--naive-frames", type=int, default=120, help="frames the (slow) naive path runs on")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-RSS comparison")
+    p.add_argument("--no-accuracy", action="store_true", help="skip the NME comparison")
+    p.set_defaults(func=run)
+
+
+def _write(path: str, frames, fps: int = 25) -> None:
+    with av.open(path, "w") as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.height, s.width = frames[0].shape[:2]
+        s.pix_fmt = "yuv420p"
+        for img in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+
+
+def synthetic_clip(path: str, size: tuple[int, int], frames: int, repeat: int = 1) -> str:
+    """The bundled sample's face, letterboxed into `size`, `frames` frames (looped `repeat` times)."""
+    out = []
+    for f in iter_frames(SAMPLE, color=True):
+        h, w = f.bgr.shape[:2]
+        s = min(size[0] / w, size[1] / h)
+        img = cv2.resize(f.bgr, (round(w * s), round(h * s)))
+        canvas = np.zeros((size[1], size[0], 3), np.uint8)
+        y, x = (size[1] - img.shape[0]) // 2, (size[0] - img.shape[1]) // 2
+        canvas[y:y + img.shape[0], x:x + img.shape[1]] = img
+        out.append(canvas)
+        if len(out) == frames:
+            break
+    _write(path, out * repeat)
+    return path
+
+
+def decode_only(path: str) -> dict:
+    t = time.perf_counter()
+    n = sum(1 for _ in iter_frames(path))
+    dt = time.perf_counter() - t
+    return {"frames": n, "seconds": dt, "fps": n / dt}
+
+
+def full_path(path: str, predictor: LandmarkPredictor, params: FollowParams | None = None) -> dict:
+    t = time.perf_counter()
+    r = annotate_video(path, os.path.basename(path), HaarDetector(), predictor, params)
+    t_pq = time.perf_counter()
+    with tempfile.TemporaryDirectory() as d:
+        write_tracks(r.table, os.path.join(d, "t.parquet"), {"bench": True})
+    end = time.perf_counter()
+    dt = end - t
+    st = r.stats
+    return {"frames": st.frames, "seconds": dt, "fps": st.frames / dt, "detections": st.detections,
+            "crops": st.crops, "stage_s": {"detect": st.detect_s, "landmarks": st.landmarks_s,
+                                           "parquet": end - t_pq,
+                                           "decode+other": dt - st.detect_s - st.landmarks_s - (end - t_pq)},
+            "table": r.table}
+
+
+def naive_path(path: str, predictor: LandmarkPredictor, max_frames: int) -> dict:
+    """The seed notebook's loop: colour frame, Haar on the full frame, one face per forward."""
+    det = HaarDetector(max_side=1 << 16)
+    p = LandmarkPredictor(predictor.model, predictor.cfg, predictor.device, refine=0, flip=False)
+    n, t = 0, time.perf_counter()
+    with av.open(path) as c:
+        for frame in c.decode(c.streams.video[0]):
+            bgr = frame.to_ndarray(format="bgr24")
+            gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+            for box in det.detect(gray):
+                p.predict([gray], square_from_box(box[None, :4], p.cfg.haar))
+            n += 1
+            if n == max_frames:
+                break
+    dt = time.perf_counter() - t
+    return {"frames": n, "seconds": dt, "fps": n / dt}
+
+
+def accuracy(predictor: LandmarkPredictor, workdir: str) -> dict | None:
+    """NME of the full (followed) and per-frame-detection paths on a clip with ground truth."""
+    if not os.path.isdir(DATA):
+        return None
+    from training.boxes import match_detection
+    from training.data import load_split
+    from training.metrics import nme
+    det, faces = HaarDetector(), []
+    for s in load_split(DATA, "identity", "test"):
+        h, w = s.gray.shape
+        if w <= 300 and h <= 230 and match_detection(det.detect(s.gray), s.points) is not None:
+            faces.append(s)
+        if len(faces) == 12:
+            break
+    frames, truth = [], []
+    for s in faces:                       # each face drifts right and down for 10 frames
+        for k in range(10):
+            canvas = np.full((480, 640, 3), 110, np.uint8)
+            at = np.array([150 + 3 * k, 100 + k])
+            canvas[at[1]:at[1] + s.gray.shape[0], at[0]:at[0] + s.gray.shape[1]] = s.gray[..., None]
+            frames.append(canvas)
+            truth.append(s.points + at)
+    path = os.path.join(workdir, "truth.mp4")
+    _write(path, frames)
+    out = {}
+    for name, params in (("full", FollowParams()), ("per-frame", FollowParams(detect_every=1, batch_frames=1))):
+        df = annotate_video(path, "truth.mp4", det, predictor, params).table.to_pandas()
+        df = df[df.track_id.notna()].drop_duplicates("frame_index")
+        pts = np.stack([df[[f"x_{k}" for k in range(68)]].to_numpy(), df[[f"y_{k}" for k in range(68)]].to_numpy()], -1)
+        gt = np.stack([truth[i] for i in df.frame_index])
+        e = nme(pts, gt)
+        out[name] = {"frames_with_face": int(len(df)), "frames": len(frames), "nme_mean": float(e.mean()),
+                     "nme_median": float(np.median(e))}
+    return out
+
+
+_RSS = """
+import resource, sys
+from models.inference import LandmarkPredictor
+from pipeline.annotate import annotate_video
+from pipeline.detect import HaarDetector
+annotate_video(sys.argv[1], "x", HaarDetector(), LandmarkPredictor.load())
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_rss_mb(path: str) -> float:
+    out = subprocess.run([sys.executable, "-c", _RSS, path], capture_output=True, text=True, cwd=ROOT, check=True)
+    return int(out.stdout.strip().splitlines()[-1]) / 1024
+
+
+def run(args: argparse.Namespace) -> int:
+    predictor = LandmarkPredictor.load()
+    res = {"machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                       "device": str(predictor.device),
+                       "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+                       "platform": platform.platform(), "torch": torch.__version__, "av": av.__version__,
+                       "opencv": cv2.__version__},
+           "model": predictor.model_id, "videos": []}
+    with tempfile.TemporaryDirectory() as work:
+        videos = args.videos or [SAMPLE, synthetic_clip(os.path.join(work, "synthetic_640x480.mp4"), (640, 480), args.frames),
+                                 synthetic_clip(os.path.join(work, "synthetic_1280x720.mp4"), (1280, 720), args.frames)]
+        print(f"{'video':34} {'decode fps':>10} {'full fps':>9} {'naive fps':>9} {'full/dec':>8} {'full/naive':>10}  stage share (detect/landmarks/parquet/decode+other)")
+        for v in videos:
+            dec, full, naive = decode_only(v), full_path(v, predictor), naive_path(v, predictor, args.naive_frames)
+            full.pop("table")
+            share = {k: round(s / full["seconds"], 3) for k, s in full["stage_s"].items()}
+            row = {"video": os.path.basename(v), "decode": dec, "full": full, "naive": naive,
+                   "full_over_decode": full["fps"] / dec["fps"], "full_over_naive": full["fps"] / naive["fps"],
+                   "stage_share": share}
+            res["videos"].append(row)
+            print(f"{row['video'][:34]:34} {dec['fps']:10.0f} {full['fps']:9.1f} {naive['fps']:9.1f} "
+                  f"{row['full_over_decode']:8.3f} {row['full_over_naive']:10.2f}  "
+                  + "/".join(f"{share[k]:.2f}" for k in ("detect", "landmarks", "parquet", "decode+other")))
+        if not args.no_accuracy:
+            acc = accuracy(predictor, work)
+            res["accuracy"] = acc
+            if acc:
+                print("accuracy on a clip of labelled identity-test faces: "
+                      + ", ".join(f"{k} NME {100 * a['nme_mean']:.2f}% ({a['frames_with_face']}/{a['frames']} frames)"
+                                  for k, a in acc.items()))
+        if not args.no_memory:
+            short = synthetic_clip(os.path.join(work, "mem_short.mp4"), (640, 480), 60)
+            long = synthetic_clip(os.path.join(work, "mem_long.mp4"), (640, 480), 60, repeat=10)
+            a, b = peak_rss_mb(short), peak_rss_mb(long)
+            res["memory"] = {"short_frames": 60, "long_frames": 600, "peak_rss_mb_short": a, "peak_rss_mb_long": b,
+                             "ratio": b / a}
+            print(f"peak RSS: {a:.0f} MB for 60 frames, {b:.0f} MB for 600 frames (x{b / a:.2f})")
+    with open(args.json, "w") as f:
+        json.dump(res, f, indent=2)
+    print(f"wrote {args.json}")
+    return 0
