@@ -30,8 +30,8 @@ def sample_frame(index: int = 120) -> None:
     faces = faces_by_frame(r.table)
     frame = next(f for f in iter_frames(SAMPLE, color=True) if f.index == index)
     tiles = []
-    for name in ("landmarks", "sunglasses", "moustache", "party_hat"):
-        img = FILTERS[name](frame.bgr.copy(), faces.get(index, []))
+    for name in ("input", "landmarks", "sunglasses", "moustache", "party_hat", "blur"):
+        img = frame.bgr.copy() if name == "input" else FILTERS[name](frame.bgr.copy(), faces.get(index, []))
         pts = np.concatenate(faces[index]) if faces.get(index) else None
         if pts is not None:   # crop around the face so the points are visible
             cx, cy = pts.mean(axis=0)
@@ -39,10 +39,10 @@ def sample_frame(index: int = 120) -> None:
             x0 = int(np.clip(cx - side / 2, 0, img.shape[1] - side))
             y0 = int(np.clip(cy - side * 0.6, 0, img.shape[0] - side))
             img = img[y0:y0 + side, x0:x0 + side]
-        img = cv2.resize(img, (320, 320), interpolation=cv2.INTER_AREA)
+        img = cv2.resize(img, (256, 256), interpolation=cv2.INTER_AREA)
         cv2.putText(img, name, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
         tiles.append(img)
-    cv2.imwrite(os.path.join(ROOT, "docs", "sample_frame.png"), np.hstack(tiles))
+    cv2.imwrite(os.path.join(ROOT, "docs", "sample_frame.png"), np.vstack([np.hstack(tiles[:3]), np.hstack(tiles[3:])]))
 
 
 def training_curve(run_dir: str) -> None:

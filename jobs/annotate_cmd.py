@@ -26,6 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpus-per-actor", type=float, default=None, help="fractions allowed; default 1 if GPUs")
     p.add_argument("--batch-size", type=int, default=FollowParams().batch_frames,
                    help="most frames whose faces go through the network in one batch")
+    p.add_argument("--segment-seconds", type=float, default=120.0,
+                   help="split longer videos at keyframes this far apart, over several actors (0: never)")
     p.add_argument("--overwrite", action="store_true", help="redo videos whose output is current")
     p.add_argument("--render", default=None, metavar="FILTER",
                    help=f"also write DIR/<relative path>.<FILTER>.mp4 ({', '.join(FILTERS)}, or 'overlay' with --overlay)")
@@ -73,8 +75,10 @@ def run(args: argparse.Namespace) -> int:
     opt = RunOptions(out_dir=args.out, weights=weights, model_id=f"{cfg.name}@{cfg.version}", detector=detector,
                      follow=follow, predictor=predictor, address=args.address, actors=args.actors,
                      cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
-                     overwrite=args.overwrite, render=render, params_for_key={"detector": detector, "follow": follow,
-                                                               "predictor": predictor})
+                     overwrite=args.overwrite, render=render, segment_s=args.segment_seconds,
+                     # trackers restart per segment, so the segment length is part of the result
+                     params_for_key={"detector": detector, "follow": follow, "predictor": predictor,
+                                     "segment_seconds": args.segment_seconds})
     summary = run_annotate(items, opt)
     v = summary["videos"]
     ok = [n for n, e in v.items() if e["status"] == "ok"]

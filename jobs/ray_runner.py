@@ -1,11 +1,13 @@
 """Run `AnnotateWorker` on Ray actors: in-process Ray on a laptop, or an existing cluster.
 
-The driver lists the work, skips outputs that are current, keeps at most `inflight` videos queued
-per actor (backpressure), writes each finished table itself (temp name, then rename) and keeps
-`_summary.json` up to date after every video, so a killed driver leaves a truthful record and a
-rerun picks up where it stopped. Actors are restarted by Ray when their process dies
-(`max_restarts`), and the video they held is retried (`max_task_retries`); a video that still
-fails is reported and the job goes on.
+The driver lists the work, skips outputs that are current, splits long videos into keyframe-aligned
+segments (`pipeline/segments.py`) so one video spreads over many actors, keeps at most `inflight`
+tasks queued per actor (backpressure: the driver never holds more than actors x inflight results
+in flight), stitches each video's segments, writes its table itself (temp name, then rename) and
+rewrites `_summary.json` after every video, so a killed driver leaves a truthful record and a
+rerun picks up where it stopped. Ray restarts an actor whose process dies (`max_restarts`) and
+retries the task it held (`max_task_retries`); a video that still fails is reported and the job
+goes on.
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ import ray
 from tqdm import tqdm
 
 from pipeline.parquet import is_current, run_key, track_meta, write_tracks
+from pipeline.segments import Segment, plan_segments, stitch
+from pipeline.video import VideoError, keyframe_times
 
 from .inputs import VideoItem
 from .worker import AnnotateWorker
@@ -36,10 +40,12 @@ class RunOptions:
     actors: int = 0                  # 0: one per GPU, or per two CPUs
     cpus_per_actor: float = 0        # 0: share the machine's CPUs
     gpus_per_actor: float | None = None   # None: 1 when the cluster has GPUs
-    inflight: int = 2                # videos queued per actor
+    inflight: int = 2                # tasks queued per actor
     overwrite: bool = False
-    render: dict | None = None       # filter name, overlay, anchor, crf, preset
     retries: int = 2
+    segment_s: float = 0             # split videos at keyframes this far apart (0: never)
+    overlap_s: float = 1.0
+    render: dict | None = None       # filter name, overlay, anchor, crf, preset
     params_for_key: dict = field(default_factory=dict)
 
 
@@ -52,19 +58,15 @@ def _init_ray(address: str | None) -> None:
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
 
 
-def _plan_actors(opt: RunOptions, n_videos: int) -> tuple[int, float, float]:
+def _plan_actors(opt: RunOptions, n_tasks: int) -> tuple[int, float, float]:
     res = ray.cluster_resources()
     gpus = res.get("GPU", 0)
     gpa = opt.gpus_per_actor if opt.gpus_per_actor is not None else (1.0 if gpus else 0.0)
     cpus = res.get("CPU", 1)
     n = opt.actors or (int(gpus / gpa) if gpa else max(1, int(cpus // 2)))
-    n = max(1, min(n, n_videos))
-    cpa = opt.cpus_per_actor or max(1.0, float(int(cpus // n)) if not gpa else 1.0)
+    n = max(1, min(n, n_tasks))
+    cpa = opt.cpus_per_actor or (1.0 if gpa else max(1.0, float(int(cpus // n))))
     return n, cpa, gpa
-
-
-def _summary_path(out_dir: str) -> str:
-    return os.path.join(out_dir, "_summary.json")
 
 
 def _write_json(path: str, data: dict) -> None:
@@ -74,10 +76,29 @@ def _write_json(path: str, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def _key(it: VideoItem, opt: RunOptions) -> dict | None:
+    try:
+        st = os.stat(it.path)
+    except OSError:
+        return None
+    return run_key(st.st_size, st.st_mtime, opt.model_id, opt.params_for_key)
+
+
+def _segments(it: VideoItem, opt: RunOptions) -> list[Segment | None]:
+    """Whole videos when rendering (the renderer needs every frame in one place) or when short."""
+    if not opt.segment_s or opt.render:
+        return [None]
+    try:
+        plan = plan_segments(keyframe_times(it.path), opt.segment_s, opt.overlap_s)
+    except VideoError:
+        return [None]          # the worker reports the error with its cause
+    return plan if len(plan) > 1 else [None]
+
+
 def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
     os.makedirs(opt.out_dir, exist_ok=True)
     summary = {"model": opt.model_id, "params": opt.params_for_key, "videos": {}}
-    todo = deque()
+    todo = []
     for it in items:
         key = _key(it, opt)
         rendered_ok = not opt.render or os.path.exists(it.rendered(opt.out_dir, opt.render["name"]))
@@ -89,71 +110,79 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
     t0 = time.perf_counter()
     if todo:
         _init_ray(opt.address)
-        n, cpa, gpa = _plan_actors(opt, len(todo))
+        tasks = deque((it, seg) for it in todo for seg in _segments(it, opt))
+        n, cpa, gpa = _plan_actors(opt, len(tasks))
         actor_cls = ray.remote(AnnotateWorker).options(
             num_cpus=cpa, num_gpus=gpa, max_restarts=opt.retries, max_task_retries=opt.retries)
-        threads = max(1, int(cpa))
-        actors = [actor_cls.remote(opt.weights, opt.detector, opt.follow, opt.predictor, None, threads)
+        actors = [actor_cls.remote(opt.weights, opt.detector, opt.follow, opt.predictor, None, max(1, int(cpa)))
                   for _ in range(n)]
         summary["actors"] = {"count": n, "cpus_per_actor": cpa, "gpus_per_actor": gpa,
                              "device": ray.get(actors[0].device.remote())}
-        _drive(actors, todo, opt, summary)
+        _drive(actors, tasks, opt, summary)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
-    _write_json(_summary_path(opt.out_dir), summary)
+    _write_json(os.path.join(opt.out_dir, "_summary.json"), summary)
     return summary
 
 
-def _key(it: VideoItem, opt: RunOptions) -> dict | None:
-    try:
-        st = os.stat(it.path)
-    except OSError:
-        return None
-    return run_key(st.st_size, st.st_mtime, opt.model_id, opt.params_for_key)
-
-
-def _drive(actors: list, todo: deque, opt: RunOptions, summary: dict) -> None:
+def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict) -> None:
+    expected: dict[str, int] = {}
+    for it, _ in tasks:
+        expected[it.name] = expected.get(it.name, 0) + 1
+    parts: dict[str, list[dict]] = {}
     inflight: dict = {}
     load = {i: 0 for i in range(len(actors))}
-    bar = tqdm(total=len(todo), desc="videos", unit="video")
+    bar = tqdm(total=len(expected), desc="videos", unit="video")
     frames = 0
     try:
-        while todo or inflight:
+        while tasks or inflight:
             for i in sorted(load, key=load.get):
-                while todo and load[i] < opt.inflight:
-                    it = todo.popleft()
+                while tasks and load[i] < opt.inflight:
+                    it, seg = tasks.popleft()
                     dst = it.rendered(opt.out_dir, opt.render["name"]) if opt.render else None
-                    inflight[actors[i].__call__.remote(it, opt.render, dst)] = (i, it)
+                    inflight[actors[i].__call__.remote(it, seg, opt.render, dst)] = (i, it, seg)
                     load[i] += 1
             done, _ = ray.wait(list(inflight), num_returns=1)
-            ref = done[0]
-            i, it = inflight.pop(ref)
+            i, it, seg = inflight.pop(done[0])
             load[i] -= 1
             try:
-                res = ray.get(ref)
+                res = ray.get(done[0])
             except ray.exceptions.RayError as e:   # the actor died more often than it may restart
-                res = {"item": it, "status": "failed", "error": f"{it.path}: worker lost ({type(e).__name__})"}
-            entry = _finish(res, opt)
+                res = {"item": it, "segment": seg, "status": "failed",
+                       "error": f"{it.path}: worker lost ({type(e).__name__})"}
+            parts.setdefault(it.name, []).append(res)
+            if len(parts[it.name]) < expected[it.name]:
+                continue
+            entry = _finish(parts.pop(it.name), opt)
             summary["videos"][it.name] = entry
             frames += entry.get("frames", 0)
             bar.update(1)
             bar.set_postfix(frames=frames, refresh=False)
-            _write_json(_summary_path(opt.out_dir), summary)
+            _write_json(os.path.join(opt.out_dir, "_summary.json"), summary)
     finally:
         bar.close()
 
 
-def _finish(res: dict, opt: RunOptions) -> dict:
-    it: VideoItem = res["item"]
+def _finish(results: list[dict], opt: RunOptions) -> dict:
+    it: VideoItem = results[0]["item"]
+    failed = [r for r in results if r["status"] != "ok"]
+    if failed:
+        return {"status": "failed", "error": failed[0]["error"]}
+    results.sort(key=lambda r: r["segment"].index if r["segment"] else 0)
+    if results[0]["segment"] is None:
+        table = results[0]["table"]
+    else:
+        table = stitch([r["table"] for r in results], [r["segment"] for r in results])
+    frames = len(set(table.column("frame_index").to_pylist()))
+    faces = table.num_rows - table.column("track_id").null_count
     out = it.output(opt.out_dir)
-    if res["status"] != "ok":
-        return {"status": "failed", "error": res["error"]}
-    stats = res["stats"]
-    meta = track_meta(res["info"], it.name, stats["frames"], opt.model_id, opt.params_for_key)
     try:
-        write_tracks(res["table"], out, meta)
+        write_tracks(table, out, track_meta(results[0]["info"], it.name, frames, opt.model_id, opt.params_for_key))
     except OSError as e:
         return {"status": "failed", "error": f"{out}: cannot write ({e})"}
-    return {"status": "ok", "output": out, **({"rendered": res["rendered"]} if res.get("rendered") else {}),
-            "frames": stats["frames"], "faces": stats["faces"],
-            "detections": stats["detections"], "seconds": round(res["seconds"], 2),
-            "fps": round(stats["frames"] / max(res["seconds"], 1e-9), 1)}
+    seconds = sum(r["seconds"] for r in results)
+    entry = {"status": "ok", "output": out, "frames": frames, "faces": faces,
+             "detections": sum(r["stats"]["detections"] for r in results), "segments": len(results),
+             "seconds": round(seconds, 2), "fps": round(frames / max(seconds, 1e-9), 1)}
+    if results[0].get("rendered"):
+        entry["rendered"] = results[0]["rendered"]
+    return entry

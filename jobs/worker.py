@@ -12,6 +12,7 @@ from pipeline.annotate import annotate_video
 from pipeline.detect import HaarDetector
 from pipeline.filters import get_filter
 from pipeline.render import faces_by_frame, render_video
+from pipeline.segments import Segment
 from pipeline.keypoints import FollowParams
 from pipeline.video import VideoError
 
@@ -31,19 +32,22 @@ class AnnotateWorker:
         name = str(self.predictor.device)
         return f"{name} ({torch.cuda.get_device_name()})" if name.startswith("cuda") else name
 
-    def __call__(self, item: VideoItem, render: dict | None = None, render_to: str | None = None) -> dict:
-        """Annotate one video (and render it when asked); errors come back as data so one bad file
-        never stops the job."""
+    def __call__(self, item: VideoItem, segment: Segment | None = None, render: dict | None = None,
+                 render_to: str | None = None) -> dict:
+        """Annotate one video or one segment of it (and render a whole video when asked); errors
+        come back as data so one bad file never stops the job."""
         try:
-            r = annotate_video(item.path, item.name, self.detector, self.predictor, self.follow)
+            r = annotate_video(item.path, item.name, self.detector, self.predictor, self.follow,
+                               segment.decode_from_s if segment else None, segment.end_s if segment else None)
             if render:
                 filt = get_filter(render["name"], render.get("overlay"), render.get("anchor", "eyes"))
                 render_video(item.path, render_to, faces_by_frame(r.table), filt, r.stats.frames,
                              render.get("crf", 20), render.get("preset", "medium"))
         except VideoError as e:
-            return {"item": item, "status": "failed", "error": str(e)}
+            return {"item": item, "segment": segment, "status": "failed", "error": str(e)}
         except Exception as e:   # anything else is a bug or an odd file: report it with the file's name
-            return {"item": item, "status": "failed", "error": f"{item.path}: {type(e).__name__}: {e}",
+            return {"item": item, "segment": segment, "status": "failed",
+                    "error": f"{item.path}: {type(e).__name__}: {e}",
                     "traceback": traceback.format_exc(limit=5)}
-        return {"item": item, "status": "ok", "table": r.table, "rendered": render_to, "info": r.info.to_dict(),
+        return {"item": item, "segment": segment, "status": "ok", "table": r.table, "rendered": render_to, "info": r.info.to_dict(),
                 "stats": r.stats.__dict__, "seconds": r.seconds, "pid": os.getpid()}

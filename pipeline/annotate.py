@@ -27,12 +27,18 @@ class VideoResult:
 
 
 def annotate_video(path: str, name: str, detector: FaceDetector, predictor: LandmarkPredictor,
-                   params: FollowParams | None = None) -> VideoResult:
-    """`name` is what the `video` column says (the input's path relative to its root)."""
+                   params: FollowParams | None = None, start_s: float | None = None,
+                   end_s: float | None = None) -> VideoResult:
+    """`name` is what the `video` column says (the input's path relative to its root).
+
+    With `start_s` / `end_s` only that time range is decoded (a segment of a long video); its
+    frame_index then counts from the range's first frame, and `segments.stitch` recounts it.
+    """
     t0 = time.perf_counter()
     info = probe(path)
     stats = FollowStats()
     rows = TableBuilder(name)
-    for frame, faces in follow_faces(iter_frames(path), detector, predictor, params, stats):
+    frames = iter_frames(path, start_s=start_s, end_s=end_s)
+    for frame, faces in follow_faces(frames, detector, predictor, params, stats):
         rows.add_frame(frame.index, frame.pts, frame.time_s, [(f.track_id, f.points, f.score) for f in faces])
     return VideoResult(rows.table(), info, stats, time.perf_counter() - t0)

@@ -90,6 +90,16 @@ def probe(path: str) -> VideoInfo:
                          avg_fps=float(rate) if rate else 0.0, header_frames=int(s.frames or 0))
 
 
+def keyframe_times(path: str) -> list[float]:
+    """Times of the video's keyframes, from packets alone (no decoding): where segments may start."""
+    with _open(path) as c:
+        s = c.streams.video[0]
+        try:
+            return sorted({float(p.pts * s.time_base) for p in c.demux(s) if p.is_keyframe and p.pts is not None})
+        except av.error.FFmpegError as e:
+            raise VideoError(f"{path}: cannot read packets ({e})") from e
+
+
 def _gray(frame: av.VideoFrame) -> np.ndarray:
     if frame.format.name in _Y8_FORMATS:
         plane = frame.planes[0]

@@ -32,7 +32,7 @@ def job(data_dir, videos_dir, tmp_path_factory):
     truncated_copy(os.path.join(videos_dir, "pyfeat_WolfgangLanger_Pexels.mp4"), str(src / "truncated.mp4"))
     truncated_copy(os.path.join(videos_dir, "pyfeat_single_face.mp4"), str(src / "headless.mp4"))
     out = tmp_path_factory.mktemp("out")
-    code = main(["annotate", str(src), "--out", str(out)])
+    code = main(["annotate", str(src), "--out", str(out), "--render", "landmarks"])
     return src, out, code
 
 
@@ -49,6 +49,8 @@ def test_bad_inputs_are_reported_and_good_files_finish(job):
         assert cause in summary[name]["error"] and name in summary[name]["error"]
         assert not (out / (name + ".parquet")).exists()
     assert not [p for p in os.listdir(out) if p.endswith(".tmp")]
+    assert (out / "moving.mp4.landmarks.mp4").exists() and (out / "sub" / "vfr.mp4.landmarks.mp4").exists()
+    assert not (out / "empty.mp4.landmarks.mp4").exists()
 
 
 def test_output_mirrors_tree_with_schema_and_metadata(job):
@@ -71,7 +73,7 @@ def test_output_mirrors_tree_with_schema_and_metadata(job):
 def test_rerun_skips_current_outputs_and_overwrite_redoes_them(job):
     src, out, _ = job
     before = os.path.getmtime(out / "moving.mp4.parquet")
-    assert main(["annotate", str(src / "moving.mp4"), "--out", str(out)]) == 0
+    assert main(["annotate", str(src / "moving.mp4"), "--out", str(out), "--render", "landmarks"]) == 0
     summary = json.loads((out / "_summary.json").read_text())["videos"]
     assert summary["moving.mp4"]["status"] == "skipped"
     assert os.path.getmtime(out / "moving.mp4.parquet") == before

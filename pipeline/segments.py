@@ -1,0 +1,94 @@
+"""Splitting one long video into keyframe-aligned time ranges, and stitching the results back.
+
+Segment i owns the frames with time in [start_i, start_{i+1}); it starts decoding `overlap_s`
+earlier (from the keyframe before that), so its tracker is warmed up when its own range begins,
+and those overlap frames, seen by both segments, tell which track of segment i is which track of
+segment i-1. The plan is a function of the video and the segment length only, never of how many
+actors run it, so any number of actors gives the same rows and the same ids.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from .schema import SCHEMA
+from .tracking import greedy_match
+
+
+@dataclass(frozen=True)
+class Segment:
+    index: int
+    start_s: float | None      # first owned time (None: from the start)
+    end_s: float | None        # end of owned times, exclusive (None: to the end)
+    decode_from_s: float | None  # where decoding starts (start_s - overlap)
+
+
+def plan_segments(keyframes: list[float], segment_s: float, overlap_s: float) -> list[Segment]:
+    """Boundaries at keyframes at least `segment_s` apart; one segment when the video is short."""
+    bounds, last = [], None
+    for t in sorted(keyframes):
+        if last is None:
+            last = t
+            continue
+        if t - last >= segment_s:
+            bounds.append(t)
+            last = t
+    starts = [None] + bounds
+    ends = bounds + [None]
+    return [Segment(i, s, e, None if s is None else max(0.0, s - overlap_s))
+            for i, (s, e) in enumerate(zip(starts, ends))]
+
+
+def _boxes(df: pd.DataFrame) -> np.ndarray:
+    return df[["x", "y", "w", "h"]].to_numpy(np.float64)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    ax1, ay1, bx1, by1 = a[:, 0] + a[:, 2], a[:, 1] + a[:, 3], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
+    iw = np.clip(np.minimum(ax1[:, None], bx1[None]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(ay1[:, None], by1[None]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = iw * ih
+    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
+    return inter / np.maximum(union, 1e-9)
+
+
+def stitch(tables: list[pa.Table], segments: list[Segment], min_iou: float = 0.5) -> pa.Table:
+    """Merge segment tables (in segment order) into one: owned rows only, ids carried across
+    boundaries by co-occurrence in the overlap, frame_index recounted in presentation order."""
+    parts, next_id, prev = [], 0, None
+    for table, seg in zip(tables, segments):
+        df = table.to_pandas()
+        t = df.time_s.to_numpy()
+        lo = -np.inf if seg.start_s is None else seg.start_s - 1e-6
+        hi = np.inf if seg.end_s is None else seg.end_s - 1e-6
+        mapping: dict[int, int] = {}
+        if prev is not None and seg.start_s is not None:
+            overlap = df[(t < lo) & df.track_id.notna()]
+            votes: dict[tuple[int, int], int] = {}
+            for time_s, here in overlap.groupby("time_s"):
+                there = prev[(np.abs(prev.time_s - time_s) < 1e-6) & prev.track_id.notna()]
+                if len(there):
+                    iou = _iou(_boxes(here), _boxes(there))
+                    for r, c in greedy_match(iou, min_iou):
+                        k = (int(here.track_id.iloc[r]), int(there.track_id.iloc[c]))
+                        votes[k] = votes.get(k, 0) + 1
+            for (local, glob), _ in sorted(votes.items(), key=lambda kv: -kv[1]):
+                if local not in mapping and glob not in mapping.values():
+                    mapping[local] = glob
+        own = df[(t >= lo) & (t < hi)].copy()
+        for local in sorted(own.track_id.dropna().unique().astype(int)):
+            if local not in mapping:
+                mapping[local] = next_id
+                next_id += 1
+        next_id = max([next_id] + [g + 1 for g in mapping.values()])
+        own["track_id"] = own.track_id.map(lambda v: mapping[int(v)] if pd.notna(v) else None).astype("Int32")
+        parts.append(own)
+        prev = own
+    merged = pd.concat(parts, ignore_index=True)
+    order = merged.time_s.rank(method="dense").astype(int) - 1
+    merged["frame_index"] = order.astype("int32")
+    merged = merged.sort_values(["frame_index", "track_id"], na_position="first", kind="stable")
+    return pa.Table.from_pandas(merged, schema=SCHEMA, preserve_index=False)

@@ -1,0 +1,43 @@
+"""Segment planning and stitching (pure), and a segmented run equal across actor counts (real Ray)."""
+import numpy as np
+import pyarrow as pa
+
+from pipeline.parquet import TableBuilder
+from pipeline.segments import Segment, plan_segments, stitch
+
+
+def test_plan_aligns_to_keyframes_and_spans_everything():
+    kf = [0.0, 0.5, 1.0, 2.0, 2.5, 4.1, 5.0]
+    plan = plan_segments(kf, segment_s=2.0, overlap_s=0.5)
+    assert [(s.start_s, s.end_s) for s in plan] == [(None, 2.0), (2.0, 4.1), (4.1, None)]
+    assert plan[0].decode_from_s is None
+    np.testing.assert_allclose([s.decode_from_s for s in plan[1:]], [1.5, 3.6])
+    assert plan_segments([0.0, 1.0], segment_s=10, overlap_s=1) == [Segment(0, None, None, None)]
+
+
+def _table(frames, faces_at):
+    """frames: list of times; faces_at(t) -> list of (local id, x offset)."""
+    b = TableBuilder("v")
+    for i, t in enumerate(frames):
+        faces = []
+        for tid, x in faces_at(t):
+            pts = np.stack([np.linspace(x, x + 50, 68), np.linspace(10, 60, 68)], -1).astype(np.float32)
+            faces.append((tid, pts, 0.9))
+        b.add_frame(i, round(t * 1000), t, faces)
+    return b.table()
+
+
+def test_stitch_keeps_owned_rows_and_carries_ids_across_the_boundary():
+    times = [k / 10 for k in range(40)]                      # 4 s at 10 fps
+    seg = [Segment(0, None, 2.0, None), Segment(1, 2.0, None, 1.5)]
+    # segment 0: faces A (id 0, left) and B (id 1, right); segment 1 numbers them the other way round
+    t0 = _table([t for t in times if t < 2.0], lambda t: [(0, 10), (1, 200)])
+    t1 = _table([t for t in times if t >= 1.5], lambda t: [(0, 200), (1, 10), (2, 400)] if t > 3 else [(0, 200), (1, 10)])
+    out = stitch([t0, t1], seg).to_pandas()
+    assert list(out.drop_duplicates("frame_index").time_s) == times
+    assert out.frame_index.max() == 39 and out.groupby("frame_index").size().iloc[:31].eq(2).all()
+    left = out[out.x < 100].track_id.unique()
+    right = out[(out.x > 100) & (out.x < 300)].track_id.unique()
+    new = out[out.x > 300].track_id.unique()
+    assert list(left) == [0] and list(right) == [1] and list(new) == [2]
+    assert isinstance(stitch([t0, t1], seg), pa.Table)
