@@ -25,7 +25,7 @@ from training.plots import line_plot  # noqa: E402
 SAMPLE = os.path.join(ROOT, "samples", "pyfeat_WolfgangLanger_Pexels.mp4")
 
 
-def sample_frame(index: int = 120) -> None:
+def sample_frame(index: int = 30) -> None:
     r = annotate_video(SAMPLE, "sample", HaarDetector(), LandmarkPredictor.load())
     faces = faces_by_frame(r.table)
     frame = next(f for f in iter_frames(SAMPLE, color=True) if f.index == index)
@@ -35,7 +35,7 @@ def sample_frame(index: int = 120) -> None:
         pts = np.concatenate(faces[index]) if faces.get(index) else None
         if pts is not None:   # crop around the face so the points are visible
             cx, cy = pts.mean(axis=0)
-            side = int((pts.max(axis=0) - pts.min(axis=0)).max() * 2.4)
+            side = min(img.shape[:2] + (int((pts.max(axis=0) - pts.min(axis=0)).max() * 1.9),))
             x0 = int(np.clip(cx - side / 2, 0, img.shape[1] - side))
             y0 = int(np.clip(cy - side * 0.6, 0, img.shape[0] - side))
             img = img[y0:y0 + side, x0:x0 + side]
