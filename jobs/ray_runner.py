@@ -50,12 +50,16 @@ class RunOptions:
 
 
 def _init_ray(address: str | None) -> None:
+    """Join the cluster named by --address or by RAY_ADDRESS (set by `ray job submit`); else start
+    a private Ray here. Plain `ray.init()` would join whatever /tmp/ray/ray_current_cluster names,
+    and a stale one left by a killed `ray start` makes every later run hang on a dead address."""
     if ray.is_initialized():
         return
+    address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
 
 
 def _plan_actors(opt: RunOptions, n_tasks: int) -> tuple[int, float, float]:

@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -105,3 +106,24 @@ def test_names_cannot_escape_the_output_folder(tmp_path):
     items = expand_inputs([str(tmp_path / "a" / ".." / "a")])
     assert [i.name for i in items] == ["x.mp4"]
     assert os.path.abspath(VideoItem("/v", "../../etc/x").output(str(tmp_path))).startswith(str(tmp_path))
+
+
+def test_a_stale_ray_cluster_file_does_not_capture_a_local_run(data_dir, tmp_path):
+    """A killed `ray start` leaves its address in $RAY_TMPDIR/ray/ray_current_cluster; a local run
+    must start its own Ray, not hang on that dead address (seen in CI)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    moving_clip(str(src / "one.mp4"), pick_test_faces(data_dir, 1), frames_each=3)
+    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")      # short: Ray's socket paths must fit
+    try:
+        os.makedirs(os.path.join(ray_tmp, "ray"))
+        with open(os.path.join(ray_tmp, "ray", "ray_current_cluster"), "w") as f:
+            f.write("127.0.0.1:9\n")
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        env["RAY_TMPDIR"] = ray_tmp
+        r = subprocess.run([sys.executable, "-m", "jobs.cli", "annotate", str(src), "--out", str(tmp_path / "out")],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert pq.read_table(tmp_path / "out" / "one.mp4.parquet").num_rows == 3

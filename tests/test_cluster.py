@@ -42,6 +42,15 @@ def assert_same(a, b):
         assert ta[k].frame_index.is_monotonic_increasing
 
 
+@pytest.fixture(scope="module", autouse=True)
+def no_ray_in_this_process():
+    """`ray stop` below ends every Ray process on the machine: an in-process Ray left by an
+    earlier test would take pytest down with it, so shut it first."""
+    import ray
+    if ray.is_initialized():
+        ray.shutdown()
+
+
 @pytest.fixture(scope="module")
 def inputs(videos_dir, tmp_path_factory):
     d = tmp_path_factory.mktemp("cluster_in")
