@@ -3,51 +3,73 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import MISSING
 
-from models.registry import ModelCfg, default_weights, load_checkpoint
+from models.inference import LandmarkPredictor
+from models.registry import ModelCfg, load_checkpoint, resolve_weights
 from pipeline.detect import HaarDetector
-from pipeline.keypoints import FollowParams
-
 from pipeline.filters import FILTERS, get_filter
+from pipeline.keypoints import FollowParams
+from pipeline.profiles import DEFAULT_PROFILE, PROFILES, get_profile
 
 from .inputs import expand_inputs
 from .render_cmd import add_render_options
 from .ray_runner import RunOptions, run_annotate
 
 
+def _defaults(cls: type) -> argparse.Namespace:
+    return argparse.Namespace(**{k: f.default for k, f in cls.__dataclass_fields__.items() if f.default is not MISSING})
+
+
+_DETECTOR, _PREDICTOR = _defaults(HaarDetector), _defaults(LandmarkPredictor)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("annotate", help="landmark every frame of every video into Parquet", description=__doc__)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, folders (recursive) or globs")
     p.add_argument("--out", required=True, help="output folder: <relative path>.parquet per video, _summary.json")
-    p.add_argument("--weights", default=None, help="landmark checkpoint (default: the shipped model)")
+    p.add_argument("--weights", default=None,
+                   help="landmark checkpoint file or shipped model name (default: the profile's model)")
     p.add_argument("--address", default=None, help="Ray cluster (auto, ray://host:port); default: start Ray here")
     p.add_argument("--actors", type=int, default=0, help="model actors (default: one per GPU, or per 2 CPUs)")
     p.add_argument("--cpus-per-actor", type=float, default=0)
     p.add_argument("--gpus-per-actor", type=float, default=None, help="fractions allowed; default 1 if GPUs")
-    p.add_argument("--batch-size", type=int, default=FollowParams().batch_frames,
-                   help="most frames whose faces go through the network in one batch")
+    p.add_argument("--batch-size", type=int,
+                   help=f"most frames whose faces go through the network in one batch (default {FollowParams().batch_frames})")
     p.add_argument("--segment-seconds", type=float, default=120.0,
                    help="split longer videos at keyframes this far apart, over several actors (0: never)")
     p.add_argument("--overwrite", action="store_true", help="redo videos whose output is current")
     p.add_argument("--render", default=None, metavar="FILTER",
                    help=f"also write DIR/<relative path>.<FILTER>.mp4 ({', '.join(FILTERS)}, or 'overlay' with --overlay)")
     add_render_options(p)
-    g = p.add_argument_group("detection and following")
+    g = p.add_argument_group("detection and following (each overrides the --profile value)")
     d, f = HaarDetector.__dataclass_fields__, FollowParams()
-    g.add_argument("--scale-factor", type=float, default=d["scale_factor"].default)
-    g.add_argument("--min-neighbors", type=int, default=d["min_neighbors"].default)
-    g.add_argument("--min-face", type=int, default=d["min_size"].default, help="smallest face side, pixels")
-    g.add_argument("--detect-side", type=int, default=d["max_side"].default,
-                   help="longest side the detector sees (frames are downscaled to it)")
-    g.add_argument("--detect-every", type=int, default=f.detect_every,
-                   help="frames between detections while faces are followed (1: every frame)")
-    g.add_argument("--idle-detect-every", type=int, default=f.idle_detect_every,
-                   help="frames between detections while no face is followed")
-    g.add_argument("--min-score", type=float, default=f.min_score, help="confidence below which a face is lost")
-    g.add_argument("--max-faces", type=int, default=f.max_faces)
-    g.add_argument("--refine", type=int, default=1, help="re-crop passes around predicted points")
+    g.add_argument("--profile", default=DEFAULT_PROFILE, choices=sorted(PROFILES),
+                   help="accurate: the model card's settings; fast: the small model, fewer detections")
+    g.add_argument("--scale-factor", type=float, help=f"Haar scale step (default {d['scale_factor'].default})")
+    g.add_argument("--min-neighbors", type=int, help=f"default {d['min_neighbors'].default}")
+    g.add_argument("--min-face", type=int, help=f"smallest face side, pixels (default {d['min_size'].default})")
+    g.add_argument("--detect-side", type=int,
+                   help=f"longest side the detector sees, frames are downscaled to it (default {d['max_side'].default})")
+    g.add_argument("--detect-every", type=int,
+                   help=f"frames between detections while faces are followed, 1: every frame (default {f.detect_every})")
+    g.add_argument("--idle-detect-every", type=int,
+                   help=f"frames between detections while no face is followed (default {f.idle_detect_every})")
+    g.add_argument("--min-score", type=float, help=f"confidence below which a face is lost (default {f.min_score})")
+    g.add_argument("--max-faces", type=int, help=f"default {f.max_faces}")
+    g.add_argument("--cut-threshold", type=float,
+                   help=f"mean grey-level change that makes a frame a scene cut, 0: off (default {f.cut_threshold})")
+    g.add_argument("--refine", type=int, help="re-crop passes around predicted points")
     g.add_argument("--no-flip", action="store_true", help="skip mirrored test-time averaging (faster)")
     p.set_defaults(func=run)
+
+
+def _given(options: dict, profile: dict, defaults: object) -> dict:
+    """Every parameter, spelled out (it goes into each output's metadata): the dataclass default,
+    overridden by the profile, overridden by the options given on the command line."""
+    base = {k: getattr(defaults, k) for k in options}
+    return {**base, **{k: v for k, v in profile.items() if k in options},
+            **{k: v for k, v in options.items() if v is not None}}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,14 +86,15 @@ def run(args: argparse.Namespace) -> int:
             return 2
         render = {"name": args.render, "overlay": args.overlay, "anchor": args.anchor, "crf": args.crf,
                   "preset": args.preset}
-    weights = args.weights or default_weights()
+    prof = get_profile(args.profile)
+    weights = resolve_weights(args.weights or prof.model)
     cfg = ModelCfg.from_dict(load_checkpoint(weights)["config"])
-    detector = {"scale_factor": args.scale_factor, "min_neighbors": args.min_neighbors,
-                "min_size": args.min_face, "max_side": args.detect_side}
-    follow = {"detect_every": args.detect_every, "idle_detect_every": args.idle_detect_every,
-              "min_score": args.min_score, "max_faces": args.max_faces,
-              "batch_frames": args.batch_size}
-    predictor = {"refine": args.refine, "flip": not args.no_flip}
+    detector = _given({"scale_factor": args.scale_factor, "min_neighbors": args.min_neighbors,
+                       "min_size": args.min_face, "max_side": args.detect_side}, prof.detector, _DETECTOR)
+    follow = _given({"detect_every": args.detect_every, "idle_detect_every": args.idle_detect_every,
+                     "min_score": args.min_score, "max_faces": args.max_faces, "cut_threshold": args.cut_threshold,
+                     "batch_frames": args.batch_size}, prof.follow, FollowParams())
+    predictor = _given({"refine": args.refine, "flip": False if args.no_flip else None}, prof.predictor, _PREDICTOR)
     opt = RunOptions(out_dir=args.out, weights=weights, model_id=f"{cfg.name}@{cfg.version}", detector=detector,
                      follow=follow, predictor=predictor, address=args.address, actors=args.actors,
                      cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from models.registry import ARCHS
 from pipeline.detect import HaarDetector
 from training.boxes import detect_boxes
 from training.data import load_split
@@ -18,6 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="YTF-68 folder (CSV files + training/ test/)")
     p.add_argument("--split", default="identity", choices=["identity", "official"])
     p.add_argument("--out", required=True, help="run folder: checkpoints, log.jsonl, config.json")
+    p.add_argument("--model", default=TrainConfig.model_name, choices=sorted(ARCHS), help="architecture")
     p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     p.add_argument("--lr", type=float, default=TrainConfig.lr)
@@ -50,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     val_set = load_split(args.data, args.split, val_part, args.limit)
     det = HaarDetector()
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      threads=args.threads, version=args.version)
+                      threads=args.threads, version=args.version,
+                      model_name=args.model)
     suffix = f"{args.split}_{args.limit or 'all'}"
     result = train(cfg, train_set, _boxes(args.out, f"train_{suffix}", train_set, det),
                    val_set, _boxes(args.out, f"{val_part}_{suffix}", val_set, det), args.out, resume=args.resume)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .crop import crop_matrix, from_crop_coords, square_from_box, square_from_points, to_input, warp_crop
-from .landmark_net import LandmarkNet
+from .landmark_net import LandmarkNet, fused_for_inference
 from .landmarks68 import FLIP_PERM, LEFT_EYE_OUTER, RIGHT_EYE_OUTER
 from .registry import ModelCfg, load_model
 
@@ -35,6 +35,7 @@ class LandmarkPredictor:
     def load(cls, weights: str | None = None, device: str | None = None, **kw) -> "LandmarkPredictor":
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model, cfg = load_model(weights, dev)
+        model = fused_for_inference(model)
         if kw.get("half") and dev.type == "cuda":
             model = model.half()
         else:
@@ -90,6 +91,7 @@ class LandmarkPredictor:
     @torch.inference_mode()
     def _forward(self, crops: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(to_input(crops)).to(self.device, non_blocking=True)
+        x = x.contiguous(memory_format=torch.channels_last)
         if self.half:
             x = x.half()
         return self.model(x).float().cpu().numpy()

@@ -15,7 +15,10 @@ from models.inference import LandmarkPredictor
 from .detect import FaceDetector
 from .keypoints import FollowParams, FollowStats, follow_faces
 from .parquet import TableBuilder
+from .prefetch import prefetch
 from .video import VideoInfo, iter_frames, probe
+
+PREFETCH_FRAMES = 8      # decoded ahead on a thread while the network works; bounded for memory
 
 
 @dataclass
@@ -38,7 +41,7 @@ def annotate_video(path: str, name: str, detector: FaceDetector, predictor: Land
     info = probe(path)
     stats = FollowStats()
     rows = TableBuilder(name)
-    frames = iter_frames(path, start_s=start_s, end_s=end_s)
+    frames = prefetch(iter_frames(path, start_s=start_s, end_s=end_s), PREFETCH_FRAMES)
     for frame, faces in follow_faces(frames, detector, predictor, params, stats):
         rows.add_frame(frame.index, frame.pts, frame.time_s, [(f.track_id, f.points, f.score) for f in faces])
     return VideoResult(rows.table(), info, stats, time.perf_counter() - t0)

@@ -1,8 +1,9 @@
 """Detect, follow and landmark faces through a stream of frames, many faces per forward pass.
 
 The detector runs on a frame only when it must: every `detect_every` frames while faces are
-followed, on every `idle_detect_every`-th frame while none are, and at once when a face's
-landmark confidence drops below `min_score`. Between detections each face is cropped around its
+followed, on every `idle_detect_every`-th frame while none are, at once when a face's landmark
+confidence drops below `min_score`, and on the first frame of a new shot (a frame unlike the
+one before): a cut ends every track, and the new shot's faces start new ones. Between detections each face is cropped around its
 own latest landmarks. Frames are handled in chunks that end at the next scheduled detection; all
 faces of all frames of a chunk go through the network together (each pass one batch), and the
 refine pass re-crops every face around its first-pass points, so the square carried over from the
@@ -31,9 +32,22 @@ class FollowParams:
     idle_detect_every: int = 1     # frames between detections while no face is followed
     min_score: float = 0.35        # below this a face is lost: re-detect, or drop it
     max_faces: int = 16            # per frame, largest first
+    cut_threshold: float = 30.0    # mean grey-level change of a frame that makes it a scene cut (0: off)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+def _thumb(gray: np.ndarray) -> np.ndarray:
+    """About 64 px on the long side by plain subsampling: a view, nearly free at any resolution."""
+    step = max(1, max(gray.shape[:2]) // 64)
+    return gray[::step, ::step].astype(np.int16)
+
+
+def is_cut(prev: np.ndarray | None, cur: np.ndarray, threshold: float) -> bool:
+    """A scene cut: the frame is unlike the one before (thumbnails from `_thumb`)."""
+    return bool(threshold) and prev is not None and prev.shape == cur.shape \
+        and float(np.abs(cur - prev).mean()) > threshold
 
 
 @dataclass
@@ -47,6 +61,7 @@ class Face:
 class FollowStats:
     frames: int = 0
     detections: int = 0
+    cuts: int = 0                # scene cuts seen (each forces a detection)
     faces: int = 0
     crops: int = 0
     detect_s: float = 0.0        # time in the detector
@@ -64,6 +79,8 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
     pending: list[Frame] = []
     since_detect = None          # frames since the last detection (None: never)
     retry_index = -1             # frame already re-detected after a confidence drop
+    cuts: list[bool] = []        # pending[i] starts a new shot
+    last_thumb = None
     exhausted = False
     while True:
         while not exhausted and len(pending) < max(p.detect_every, p.batch_frames):
@@ -71,11 +88,19 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
             if nxt is None:
                 exhausted = True
             else:
+                thumb = _thumb(nxt.gray)
                 pending.append(nxt)
+                cuts.append(is_cut(last_thumb, thumb, p.cut_threshold))
+                last_thumb = thumb
         if not pending:
             return
         first = pending[0]
         every = p.detect_every if tracker.tracks else p.idle_detect_every
+        if cuts[0]:                  # a new shot: its faces are new tracks, found by the detector
+            tracker.end_all()
+            since_detect = None
+            cuts[0] = False
+            st.cuts += 1
         lost = any(t.lost for t in tracker.tracks)
         if since_detect is None or since_detect >= every or lost:
             t = time.perf_counter()
@@ -88,10 +113,12 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
             since_detect = 0
         if not tracker.tracks:
             st.frames += 1
+            cuts.pop(0)
             yield pending.pop(0), []
             since_detect += 1
             continue
         n = min(len(pending), p.batch_frames, max(1, p.detect_every - since_detect))
+        n = next((k for k in range(1, n) if cuts[k]), n)         # a chunk never spans a cut
         chunk, tracks = pending[:n], list(tracker.tracks)
         squares = tracker.squares()
         grays = [f.gray for f in chunk for _ in tracks]
@@ -121,5 +148,5 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
             st.frames += 1
             st.faces += len(faces)
             yield chunk[j], faces
-        pending = pending[done:]
+        pending, cuts = pending[done:], cuts[done:]
         since_detect += done

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import av
 import numpy as np
-import pandas as pd
 import pyarrow.parquet as pq
 
 from models.landmarks68 import NUM_POINTS

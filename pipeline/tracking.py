@@ -94,6 +94,10 @@ class FaceTracker:
                 t.lost = True
         self._drop_duplicates()
 
+    def end_all(self) -> None:
+        """A scene cut: the faces of the new shot are new tracks, wherever they are."""
+        self.tracks = []
+
     def drop_lost(self) -> None:
         self.tracks = [t for t in self.tracks if not t.lost]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
-from fractions import Fraction
 from typing import Iterator
 
 import av

@@ -1,7 +1,6 @@
 """Tiny real videos made from YTF-68 identity-test images, with their ground truth."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from fractions import Fraction
 

@@ -77,9 +77,10 @@ def write_video(path: str, frames: list[np.ndarray], pts: list[int] | None = Non
     return pts
 
 
-def face_canvas(img: np.ndarray, pts: np.ndarray, size=(320, 240), at=(0, 0)) -> tuple[np.ndarray, np.ndarray]:
-    """Paste a gray test image into a mid-gray canvas at `at`; returns BGR canvas and shifted points."""
-    canvas = np.full((size[1], size[0], 3), 110, np.uint8)
+def face_canvas(img: np.ndarray, pts: np.ndarray, size=(320, 240), at=(0, 0), bg: int = 110
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Paste a gray test image into a grey canvas at `at`; returns BGR canvas and shifted points."""
+    canvas = np.full((size[1], size[0], 3), bg, np.uint8)
     h, w = img.shape[:2]
     canvas[at[1]:at[1] + h, at[0]:at[0] + w] = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     return canvas, pts + np.array(at, np.float32)

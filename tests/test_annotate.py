@@ -45,6 +45,26 @@ def test_moving_faces_rows_time_accuracy_and_one_track_per_face(tmp_path, faces,
     assert (df.score > 0).all() and (df.score <= 1).all()
 
 
+def test_a_scene_cut_ends_tracks_and_the_new_shot_is_landmarked_at_once(tmp_path, faces, predictor):
+    """Two shots, two people in the same place, the background changes at the cut: without cut
+    detection the first shot's track would go on over the second person with the old square."""
+    from .conftest import face_canvas, write_video
+    frames, truth = [], []
+    for s, bg in ((faces[0], 50), (faces[1], 170)):
+        for k in range(6):
+            img, pts = face_canvas(s.gray, s.points, at=(4 + k, 4), bg=bg)
+            frames.append(img)
+            truth.append(pts)
+    path = str(tmp_path / "cut.mp4")
+    write_video(path, frames)
+    r, df = run(type("C", (), {"path": path}), predictor)
+    assert r.stats.cuts == 1
+    assert list(df.frame_index) == list(range(12))
+    before, after = set(df.track_id[:6]), set(df.track_id[6:])
+    assert len(before) == 1 and len(after) == 1 and before != after
+    assert nme(points(df.iloc[6])[None], truth[6][None])[0] <= 0.08
+
+
 def test_two_faces_keep_distinct_stable_ids(tmp_path, faces, predictor):
     clip = two_face_clip(str(tmp_path / "two.mp4"), faces[0], faces[1])
     _, df = run(clip, predictor)

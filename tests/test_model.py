@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from models.inference import LandmarkPredictor
-from models.registry import ModelCfg, create_model, default_weights, load_checkpoint, load_model, save_checkpoint
+from models.landmark_net import fused_for_inference
+from models.registry import ARCHS, ModelCfg, create_model, default_weights, load_checkpoint, load_model, save_checkpoint
 from pipeline.detect import HaarDetector
 from training.evaluate import evaluate
 
@@ -32,11 +33,31 @@ def test_checkpoint_round_trip_is_weights_only(tmp_path):
         load_checkpoint(str(tmp_path / "bad.pt"))
 
 
-def test_shipped_weights_are_small_and_versioned():
-    p = default_weights()
+@pytest.mark.parametrize("name", sorted(ARCHS))
+def test_shipped_weights_are_small_versioned_and_match_their_arch(name):
+    p = default_weights(name)
     assert os.path.getsize(p) <= 5 * 1024 * 1024
-    _, cfg = load_model(p)
-    assert cfg.version not in ("", "dev", "untrained")
+    m, cfg = load_model(name)                     # a shipped name resolves to its file
+    assert cfg.name == name and cfg.version not in ("", "dev", "untrained")
+    assert cfg.crop.input_size == ARCHS[name][1]
+    x = torch.rand(4, 1, cfg.crop.input_size, cfg.crop.input_size)
+    with torch.inference_mode():
+        assert m(x).shape == (4, 68, 2)
+
+
+def test_fused_model_gives_the_same_points():
+    m = create_model(ModelCfg.named("ft68-resnet-xs"))
+    for mod in m.modules():             # BatchNorm statistics that are not the identity
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.5, 2.0)
+            mod.weight.data.uniform_(0.5, 1.5)
+    m.eval()
+    f = fused_for_inference(m)
+    assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in f.modules())
+    x = torch.rand(5, 1, 64, 64)
+    with torch.inference_mode():
+        torch.testing.assert_close(f(x.contiguous(memory_format=torch.channels_last)), m(x), atol=1e-4, rtol=1e-4)
 
 
 def test_shipped_model_meets_the_accuracy_bar(data_dir):

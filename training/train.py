@@ -40,7 +40,8 @@ class TrainConfig:
     wing_w: float = 10.0
     wing_eps: float = 2.0
     version: str = "dev"
-    model: dict = field(default_factory=dict)   # overrides of ModelCfg.arch
+    model_name: str = "ft68-resnet-s"           # a name in models.registry.ARCHS
+    model: dict = field(default_factory=dict)   # overrides of its arch
 
 
 class LandmarkDataset(Dataset):
@@ -104,7 +105,7 @@ def train(cfg: TrainConfig, train_set: list[Sample], train_boxes: list[np.ndarra
     _seed_all(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    mcfg = ModelCfg(version=cfg.version, haar=fit_calibration(train_set, train_boxes))
+    mcfg = ModelCfg.named(cfg.model_name, version=cfg.version, haar=fit_calibration(train_set, train_boxes))
     mcfg.arch.update({k: tuple(v) if isinstance(v, list) else v for k, v in cfg.model.items()})
     model = create_model(mcfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -1,0 +1,56 @@
+"""Named parameter sets for the whole annotate path: which model, how the detector runs, how faces
+are followed. A profile is a starting point; any option given on its own overrides it.
+
+- `accurate` (default): the 265 M multiply-add model with a refine pass and mirrored averaging,
+  the detector every 8 frames on frames downscaled to 640 px. The numbers in the model card.
+- `fast`: for volume on CPUs. The 12 M multiply-add model, a refine pass but no mirror (the
+  score is then the agreement of the two passes), the detector every 24 frames at 320 px with a
+  coarser scale step. New faces are picked up within a second at 25 fps; a face that is lost
+  (score drop) triggers a detection at once, as in every profile.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from models.inference import LandmarkPredictor
+
+from .detect import HaarDetector
+from .keypoints import FollowParams
+
+
+@dataclass(frozen=True)
+class Profile:
+    model: str                                       # a shipped model name (models.registry.ARCHS)
+    detector: dict = field(default_factory=dict)     # HaarDetector fields
+    follow: dict = field(default_factory=dict)       # FollowParams fields
+    predictor: dict = field(default_factory=dict)    # LandmarkPredictor fields: refine, flip
+
+
+PROFILES: dict[str, Profile] = {
+    "accurate": Profile("ft68-resnet-s", predictor={"refine": 1, "flip": True}),
+    "fast": Profile("ft68-resnet-xs", detector={"max_side": 320, "scale_factor": 1.2},
+                    follow={"detect_every": 24, "batch_frames": 24}, predictor={"refine": 1, "flip": False}),
+}
+DEFAULT_PROFILE = "accurate"
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+@dataclass
+class ProfileParts:
+    """What a profile runs, built: the detector, the predictor (model loaded), the following."""
+    name: str
+    detector: HaarDetector
+    predictor: LandmarkPredictor
+    follow: FollowParams
+
+
+def load_profile(name: str, device: str | None = None) -> ProfileParts:
+    prof = get_profile(name)
+    return ProfileParts(name, HaarDetector(**prof.detector),
+                        LandmarkPredictor.load(prof.model, device=device, **prof.predictor),
+                        FollowParams(**prof.follow))

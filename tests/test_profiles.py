@@ -1,0 +1,59 @@
+"""Profiles: following faces gives the landmarks that detecting on every frame gives, on a real
+clip with head turns and strong expressions; each profile's settings reach the output."""
+import os
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from models.landmarks68 import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
+from pipeline.annotate import annotate_video
+from pipeline.parquet import read_meta
+from pipeline.profiles import PROFILES, load_profile
+
+CLIP = "liveportrait_driving_d0.mp4"
+
+
+def _points(df):
+    df = df[df.track_id.notna()].drop_duplicates("frame_index").set_index("frame_index")
+    return df, np.stack([df[[f"x_{k}" for k in range(68)]].to_numpy(), df[[f"y_{k}" for k in range(68)]].to_numpy()], -1)
+
+
+@pytest.mark.parametrize("name, mean_tol", [("accurate", 0.01), ("fast", 0.02)])
+def test_followed_landmarks_match_per_frame_detection(videos_dir, name, mean_tol):
+    """Measured: mean difference 0.1 % (accurate) and 0.6 % (fast) of the inter-ocular distance."""
+    p = load_profile(name)
+    path = os.path.join(videos_dir, CLIP)
+    followed = annotate_video(path, CLIP, p.detector, p.predictor, p.follow, end_s=4.0)
+    per_frame = annotate_video(path, CLIP, p.detector, p.predictor,
+                               replace(p.follow, detect_every=1, batch_frames=1), end_s=4.0)
+    assert followed.stats.detections < per_frame.stats.detections / 4
+    fa, a = _points(followed.table.to_pandas())
+    fb, b = _points(per_frame.table.to_pandas())
+    assert len(fa) >= len(fb) - 2 and len(fb) >= 0.9 * per_frame.stats.frames
+    both = fa.index.intersection(fb.index)
+    a, b = a[fa.index.get_indexer(both)], b[fb.index.get_indexer(both)]
+    iod = np.linalg.norm(b[:, LEFT_EYE_OUTER] - b[:, RIGHT_EYE_OUTER], axis=-1)
+    diff = np.linalg.norm(a - b, axis=-1).mean(-1) / iod
+    assert diff.mean() <= mean_tol and diff.max() <= 0.05
+
+
+def test_every_profile_names_a_shipped_model():
+    for name in PROFILES:
+        assert load_profile(name).predictor.cfg.name == PROFILES[name].model
+
+
+def test_profile_values_are_defaults_and_options_override_them(data_dir, tmp_path):
+    from jobs.cli import main
+    from .clips import moving_clip, pick_test_faces
+    moving_clip(str(tmp_path / "one.mp4"), pick_test_faces(data_dir, 1), frames_each=4)
+    out = tmp_path / "out"
+    assert main(["annotate", str(tmp_path / "one.mp4"), "--out", str(out), "--profile", "fast",
+                 "--detect-every", "5"]) == 0
+    meta = read_meta(str(out / "one.mp4.parquet"))
+    assert meta["model"].startswith("ft68-resnet-xs@")
+    params = meta["params"]
+    assert params["follow"]["detect_every"] == 5                          # the option
+    assert params["follow"]["batch_frames"] == PROFILES["fast"].follow["batch_frames"]   # the profile
+    assert params["detector"]["max_side"] == 320 and params["predictor"] == {"refine": 1, "flip": False}
+    assert params["detector"]["min_neighbors"] == 5                       # the dataclass default
