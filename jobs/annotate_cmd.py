@@ -61,6 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"mean grey-level change that makes a frame a scene cut, 0: off (default {f.cut_threshold})")
     g.add_argument("--refine", type=int, help="re-crop passes around predicted points")
     g.add_argument("--no-flip", action="store_true", help="skip mirrored test-time averaging (faster)")
+    g.add_argument("--fp32", action="store_true", help="float32 on GPUs too (default there: float16)")
     p.set_defaults(func=run)
 
 
@@ -95,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
                      "min_score": args.min_score, "max_faces": args.max_faces, "cut_threshold": args.cut_threshold,
                      "batch_frames": args.batch_size}, prof.follow, FollowParams())
     predictor = _given({"refine": args.refine, "flip": False if args.no_flip else None}, prof.predictor, _PREDICTOR)
+    predictor["half"] = False if args.fp32 else None         # None: float16 where the actor has a GPU
     opt = RunOptions(out_dir=args.out, weights=weights, model_id=f"{cfg.name}@{cfg.version}", detector=detector,
                      follow=follow, predictor=predictor, address=args.address, actors=args.actors,
                      cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,

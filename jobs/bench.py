@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 
 from models.crop import square_from_box
+from models.registry import resolve_weights
 from models.inference import LandmarkPredictor
 from pipeline.annotate import annotate_video
 from pipeline.detect import HaarDetector
@@ -51,6 +52,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--naive-frames", type=int, default=120, help="frames the (slow) naive path runs on")
     p.add_argument("--profiles", nargs="+", default=list(PROFILES), choices=list(PROFILES),
                    help="annotate profiles to measure (default: all)")
+    p.add_argument("--actors", default=None, metavar="N,M,...",
+                   help="instead of the table: scaling of the Ray annotate job over these actor counts")
+    p.add_argument("--address", default=None, help="Ray cluster for --actors (default: start Ray here)")
+    p.add_argument("--segment-seconds", type=float, default=4.0, help="segment length for --actors runs")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-RSS comparison")
     p.add_argument("--no-accuracy", action="store_true", help="skip the NME comparison")
     p.set_defaults(func=run)
@@ -110,7 +115,7 @@ def full_path(path: str, parts: ProfileParts) -> dict:
 def naive_path(path: str, predictor: LandmarkPredictor, max_frames: int) -> dict:
     """The seed notebook's loop: colour frame, Haar on the full frame, one face per forward."""
     det = HaarDetector(max_side=1 << 16)
-    p = LandmarkPredictor(predictor.model, predictor.cfg, predictor.device, refine=0, flip=False)
+    p = replace(predictor, refine=0, flip=False)
     n, t = 0, time.perf_counter()
     with av.open(path) as c:
         for frame in c.decode(c.streams.video[0]):
@@ -185,7 +190,57 @@ def peak_rss_mb(path: str) -> float:
     return int(out.stdout.strip().splitlines()[-1]) / 1024
 
 
+def scaling(videos: list[str], profile: str, counts: list[int], segment_s: float, address: str | None) -> dict:
+    """The whole `annotate` job (Ray actors, segments, Parquet) per actor count, same inputs,
+    fresh output folder each time; efficiency = fps(n) / (n * fps(first count) / first count)."""
+    from .inputs import VideoItem
+    from .ray_runner import RunOptions, init_ray, run_annotate
+    init_ray(address)                   # Ray's own start-up is not the job's time; actor start-up is
+    prof = get_profile(profile)
+    weights = resolve_weights(prof.model)
+    items = [VideoItem(os.path.abspath(v), os.path.basename(v)) for v in videos]
+    rows = []
+    for n in counts:
+        with tempfile.TemporaryDirectory() as out:
+            opt = RunOptions(out_dir=out, weights=weights, model_id=prof.model, detector=dict(prof.detector),
+                             follow=dict(prof.follow), predictor=dict(prof.predictor), address=address, actors=n,
+                             segment_s=segment_s)
+            t = time.perf_counter()
+            summary = run_annotate(items, opt)
+            dt = time.perf_counter() - t
+        failed = [k for k, v in summary["videos"].items() if v["status"] != "ok"]
+        if failed:
+            raise RuntimeError(f"scaling run with {n} actors failed on {failed}")
+        frames = sum(v["frames"] for v in summary["videos"].values())
+        rows.append({"actors": n, "frames": frames, "seconds": dt, "fps": frames / dt,
+                     "device": summary["actors"]["device"], "cpus_per_actor": summary["actors"]["cpus_per_actor"],
+                     "gpus_per_actor": summary["actors"]["gpus_per_actor"]})
+    base = rows[0]["fps"] / rows[0]["actors"]
+    for r in rows:
+        r["efficiency"] = r["fps"] / (r["actors"] * base)
+    return {"profile": profile, "segment_seconds": segment_s, "runs": rows}
+
+
+def run_scaling(args: argparse.Namespace) -> int:
+    counts = [int(x) for x in args.actors.split(",") if x.strip()]
+    res = {"machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()}, "scaling": {}}
+    with tempfile.TemporaryDirectory() as work:
+        # default: a minute of 640x480 video, so that actor start-up is a small part of the time
+        videos = args.videos or [synthetic_clip(os.path.join(work, "minute_640x480.mp4"), (640, 480), args.frames, repeat=6)]
+        print(f"{'profile':9} {'actors':>6} {'frames':>7} {'seconds':>8} {'fps':>8} {'efficiency':>10}  device")
+        for name in args.profiles:
+            sc = res["scaling"][name] = scaling(videos, name, counts, args.segment_seconds, args.address)
+            for r in sc["runs"]:
+                print(f"{name:9} {r['actors']:6d} {r['frames']:7d} {r['seconds']:8.1f} {r['fps']:8.1f} {r['efficiency']:10.2f}  {r['device']}")
+    with open(args.json, "w") as f:
+        json.dump(res, f, indent=2)
+    print(f"wrote {args.json}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.actors:
+        return run_scaling(args)
     profiles = [load_profile(n) for n in args.profiles]
     naive_pred = load_profile("accurate").predictor
     res = {"machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),

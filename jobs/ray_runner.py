@@ -49,7 +49,7 @@ class RunOptions:
     params_for_key: dict = field(default_factory=dict)
 
 
-def _init_ray(address: str | None) -> None:
+def init_ray(address: str | None) -> None:
     """Join the cluster named by --address or by RAY_ADDRESS (set by `ray job submit`); else start
     a private Ray here. Plain `ray.init()` would join whatever /tmp/ray/ray_current_cluster names,
     and a stale one left by a killed `ray start` makes every later run hang on a dead address."""
@@ -113,7 +113,7 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
             todo.append(it)
     t0 = time.perf_counter()
     if todo:
-        _init_ray(opt.address)
+        init_ray(opt.address)
         tasks = deque((it, seg) for it in todo for seg in _segments(it, opt))
         n, cpa, gpa = _plan_actors(opt, len(tasks))
         actor_cls = ray.remote(AnnotateWorker).options(

@@ -55,5 +55,5 @@ def test_profile_values_are_defaults_and_options_override_them(data_dir, tmp_pat
     params = meta["params"]
     assert params["follow"]["detect_every"] == 5                          # the option
     assert params["follow"]["batch_frames"] == PROFILES["fast"].follow["batch_frames"]   # the profile
-    assert params["detector"]["max_side"] == 320 and params["predictor"] == {"refine": 1, "flip": False}
+    assert params["detector"]["max_side"] == 320 and params["predictor"] == {"refine": 1, "flip": False, "half": None}
     assert params["detector"]["min_neighbors"] == 5                       # the dataclass default
