@@ -120,6 +120,7 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
             num_cpus=cpa, num_gpus=gpa, max_restarts=opt.retries, max_task_retries=opt.retries)
         actors = [actor_cls.remote(opt.weights, opt.detector, opt.follow, opt.predictor, None, max(1, int(cpa)))
                   for _ in range(n)]
+        summary["ray"] = {"gcs_address": ray.get_runtime_context().gcs_address, "nodes": len(ray.nodes())}
         summary["actors"] = {"count": n, "cpus_per_actor": cpa, "gpus_per_actor": gpa,
                              "device": ray.get(actors[0].device.remote())}
         _drive(actors, tasks, opt, summary)

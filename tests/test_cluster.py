@@ -90,6 +90,29 @@ def test_two_node_loopback_cluster_gives_the_same_output(inputs, reference, tmp_
     assert_same(reference, tmp_path)
 
 
+def test_ray_job_submit_runs_the_job_on_the_cluster(inputs, reference, tmp_path):
+    """`ray job submit -- facetracks annotate ...`: the driver runs on the head, joins its cluster
+    (RAY_ADDRESS, set by the job server) and writes what an in-process run writes."""
+    pytest.importorskip("ray.dashboard.modules.job.sdk", reason="ray job submit needs ray[default]")
+    bin_dir = os.path.dirname(sys.executable)
+    ray = os.path.join(bin_dir, "ray")
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    env.pop("RAY_ADDRESS", None)
+    head = [ray, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", "26379", "--num-cpus", "2",
+            "--include-dashboard", "true", "--dashboard-port", "28265", "--disable-usage-stats"]
+    submit = [ray, "job", "submit", "--address", "http://127.0.0.1:28265", "--",
+              os.path.join(bin_dir, "facetracks"), "annotate", str(inputs), "--out", str(tmp_path), *ARGS, "--actors", "1"]
+    try:
+        subprocess.run(head, env=env, check=True, capture_output=True, timeout=180)
+        r = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600)
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+    assert r.returncode == 0 and "succeeded" in r.stdout + r.stderr, r.stdout + r.stderr
+    summary = json.loads((tmp_path / "_summary.json").read_text())
+    assert summary["ray"]["gcs_address"].endswith(":26379")
+    assert_same(reference, tmp_path)
+
+
 def _worker_pids():
     r = subprocess.run(["pgrep", "-f", "ray::AnnotateWorker"], capture_output=True, text=True)
     return [int(x) for x in r.stdout.split()]
