@@ -27,7 +27,8 @@ _DETECTOR, _PREDICTOR = _defaults(HaarDetector), _defaults(LandmarkPredictor)
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("annotate", help="landmark every frame of every video into Parquet", description=__doc__)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, folders (recursive) or globs")
-    p.add_argument("--out", required=True, help="output folder: <relative path>.parquet per video, _summary.json")
+    p.add_argument("--out", required=True,
+                   help="output folder or pyarrow filesystem URI (s3://bucket/prefix): <relative path>.parquet per video, _summary.json")
     p.add_argument("--weights", default=None,
                    help="landmark checkpoint file or shipped model name (default: the profile's model)")
     p.add_argument("--address", default=None, help="Ray cluster (auto, ray://host:port); default: start Ray here")

@@ -17,6 +17,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+import pyarrow.fs as pafs
 import ray
 from tqdm import tqdm
 
@@ -25,6 +26,7 @@ from pipeline.segments import Segment, plan_segments, stitch
 from pipeline.video import VideoError, keyframe_times
 
 from .inputs import VideoItem
+from .outputs import exists, resolve, write_bytes
 from .worker import AnnotateWorker
 
 
@@ -73,11 +75,15 @@ def _plan_actors(opt: RunOptions, n_tasks: int) -> tuple[int, float, float]:
     return n, cpa, gpa
 
 
-def _write_json(path: str, data: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+def _write_json(out: Out, name: str, data: dict) -> None:
+    write_bytes(out.fs, f"{out.root}/{name}", json.dumps(data, indent=2).encode())
+
+
+@dataclass
+class Out:
+    """The output folder as a pyarrow filesystem and the folder's path inside it."""
+    fs: pafs.FileSystem
+    root: str
 
 
 def _key(it: VideoItem, opt: RunOptions) -> dict | None:
@@ -100,13 +106,14 @@ def _segments(it: VideoItem, opt: RunOptions) -> list[Segment | None]:
 
 
 def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
-    os.makedirs(opt.out_dir, exist_ok=True)
+    out = Out(*resolve(opt.out_dir))
+    out.fs.create_dir(out.root, recursive=True)
     summary = {"model": opt.model_id, "params": opt.params_for_key, "videos": {}}
     todo = []
     for it in items:
         key = _key(it, opt)
-        rendered_ok = not opt.render or os.path.exists(it.rendered(opt.out_dir, opt.render["name"]))
-        if key is not None and not opt.overwrite and rendered_ok and is_current(it.output(opt.out_dir), key):
+        rendered_ok = not opt.render or exists(out.fs, it.rendered(out.root, opt.render["name"]))
+        if key is not None and not opt.overwrite and rendered_ok and is_current(it.output(out.root), key, out.fs):
             summary["videos"][it.name] = {"status": "skipped", "reason": "output is current",
                                           "output": it.output(opt.out_dir)}
         else:
@@ -123,13 +130,13 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
         summary["ray"] = {"gcs_address": ray.get_runtime_context().gcs_address, "nodes": len(ray.nodes())}
         summary["actors"] = {"count": n, "cpus_per_actor": cpa, "gpus_per_actor": gpa,
                              "device": ray.get(actors[0].device.remote())}
-        _drive(actors, tasks, opt, summary)
+        _drive(actors, tasks, opt, summary, out)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
-    _write_json(os.path.join(opt.out_dir, "_summary.json"), summary)
+    _write_json(out, "_summary.json", summary)
     return summary
 
 
-def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict) -> None:
+def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out) -> None:
     expected: dict[str, int] = {}
     for it, _ in tasks:
         expected[it.name] = expected.get(it.name, 0) + 1
@@ -157,17 +164,17 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict) -> None:
             parts.setdefault(it.name, []).append(res)
             if len(parts[it.name]) < expected[it.name]:
                 continue
-            entry = _finish(parts.pop(it.name), opt)
+            entry = _finish(parts.pop(it.name), opt, out)
             summary["videos"][it.name] = entry
             frames += entry.get("frames", 0)
             bar.update(1)
             bar.set_postfix(frames=frames, refresh=False)
-            _write_json(os.path.join(opt.out_dir, "_summary.json"), summary)
+            _write_json(out, "_summary.json", summary)
     finally:
         bar.close()
 
 
-def _finish(results: list[dict], opt: RunOptions) -> dict:
+def _finish(results: list[dict], opt: RunOptions, out: Out) -> dict:
     it: VideoItem = results[0]["item"]
     failed = [r for r in results if r["status"] != "ok"]
     if failed:
@@ -179,13 +186,14 @@ def _finish(results: list[dict], opt: RunOptions) -> dict:
         table = stitch([r["table"] for r in results], [r["segment"] for r in results])
     frames = len(set(table.column("frame_index").to_pylist()))
     faces = table.num_rows - table.column("track_id").null_count
-    out = it.output(opt.out_dir)
+    shown = it.output(opt.out_dir)
     try:
-        write_tracks(table, out, track_meta(results[0]["info"], it.name, frames, opt.model_id, opt.params_for_key))
+        write_tracks(table, it.output(out.root), track_meta(results[0]["info"], it.name, frames, opt.model_id,
+                                                            opt.params_for_key), out.fs)
     except OSError as e:
-        return {"status": "failed", "error": f"{out}: cannot write ({e})"}
+        return {"status": "failed", "error": f"{shown}: cannot write ({e})"}
     seconds = sum(r["seconds"] for r in results)
-    entry = {"status": "ok", "output": out, "frames": frames, "faces": faces,
+    entry = {"status": "ok", "output": shown, "frames": frames, "faces": faces,
              "detections": sum(r["stats"]["detections"] for r in results), "segments": len(results),
              "seconds": round(seconds, 2), "fps": round(frames / max(seconds, 1e-9), 1)}
     if results[0].get("rendered"):

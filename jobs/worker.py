@@ -3,6 +3,7 @@ pattern). It imports no Ray itself; `jobs/ray_runner.py` wraps it in an actor.""
 from __future__ import annotations
 
 import os
+import tempfile
 import traceback
 
 import torch
@@ -17,6 +18,7 @@ from pipeline.keypoints import FollowParams
 from pipeline.video import VideoError
 
 from .inputs import VideoItem
+from .outputs import is_uri, upload
 
 
 class AnnotateWorker:
@@ -32,6 +34,19 @@ class AnnotateWorker:
         name = str(self.predictor.device)
         return f"{name} ({torch.cuda.get_device_name()})" if name.startswith("cuda") else name
 
+    @staticmethod
+    def _render(item: VideoItem, r, render: dict, render_to: str) -> None:
+        """Render beside the tracks; for an object-store URI, into a local temp file, then upload."""
+        filt = get_filter(render["name"], render.get("overlay"), render.get("anchor", "eyes"))
+        args = (faces_by_frame(r.table), filt, r.stats.frames, render.get("crf", 20), render.get("preset", "medium"))
+        if not is_uri(render_to):
+            render_video(item.path, render_to, *args)
+            return
+        with tempfile.TemporaryDirectory() as d:
+            local = os.path.join(d, "rendered.mp4")
+            render_video(item.path, local, *args)
+            upload(local, render_to)
+
     def __call__(self, item: VideoItem, segment: Segment | None = None, render: dict | None = None,
                  render_to: str | None = None) -> dict:
         """Annotate one video or one segment of it (and render a whole video when asked); errors
@@ -40,9 +55,7 @@ class AnnotateWorker:
             r = annotate_video(item.path, item.name, self.detector, self.predictor, self.follow,
                                segment.decode_from_s if segment else None, segment.end_s if segment else None)
             if render:
-                filt = get_filter(render["name"], render.get("overlay"), render.get("anchor", "eyes"))
-                render_video(item.path, render_to, faces_by_frame(r.table), filt, r.stats.frames,
-                             render.get("crf", 20), render.get("preset", "medium"))
+                self._render(item, r, render, render_to)
         except VideoError as e:
             return {"item": item, "segment": segment, "status": "failed", "error": str(e)}
         except Exception as e:   # anything else is a bug or an odd file: report it with the file's name

@@ -7,6 +7,7 @@ import uuid
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from models.landmarks68 import NUM_POINTS
@@ -57,24 +58,28 @@ class TableBuilder:
         return pa.table(cols, schema=SCHEMA)
 
 
-def write_tracks(table: pa.Table, path: str, meta: dict) -> None:
-    """Write to a temp name beside `path`, then rename: a reader never sees half a file."""
+def write_tracks(table: pa.Table, path: str, meta: dict, filesystem: pafs.FileSystem | None = None) -> None:
+    """Write to a temp name beside `path`, then move it into place: a reader never sees half a
+    file. `filesystem` (pyarrow) for object stores; None: the local disk."""
     meta = {"schema_version": SCHEMA_VERSION, **meta}
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fs = filesystem or pafs.LocalFileSystem()
+    path = path if filesystem else os.path.abspath(path)
+    if "/" in path.strip("/"):
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
     try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
+        pq.write_table(table, tmp, compression="zstd", filesystem=fs)
+        fs.move(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if fs.get_file_info(tmp).type != pafs.FileType.NotFound:
+            fs.delete_file(tmp)
 
 
-def read_meta(path: str) -> dict | None:
+def read_meta(path: str, filesystem: pafs.FileSystem | None = None) -> dict | None:
     """The facetracks metadata of a track file, or None when absent or unreadable."""
     try:
-        md = pq.read_schema(path).metadata or {}
+        md = pq.read_schema(path, filesystem=filesystem).metadata or {}
         return json.loads(md[META_KEY]) if META_KEY in md else None
     except (OSError, ValueError, pa.ArrowException):
         return None
@@ -91,6 +96,6 @@ def track_meta(info: dict, name: str, frame_count: int, model: str, params: dict
             "run_key": run_key(info["size_bytes"], info["mtime"], model, params)}
 
 
-def is_current(path: str, key: dict) -> bool:
-    meta = read_meta(path)
+def is_current(path: str, key: dict, filesystem: pafs.FileSystem | None = None) -> bool:
+    meta = read_meta(path, filesystem)
     return bool(meta) and meta.get("schema_version") == SCHEMA_VERSION and meta.get("run_key") == key

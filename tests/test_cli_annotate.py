@@ -127,3 +127,21 @@ def test_a_stale_ray_cluster_file_does_not_capture_a_local_run(data_dir, tmp_pat
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert r.returncode == 0, r.stdout + r.stderr
     assert pq.read_table(tmp_path / "out" / "one.mp4.parquet").num_rows == 3
+
+
+def test_outputs_can_go_to_a_filesystem_uri(data_dir, tmp_path):
+    """--out as a URI goes through pyarrow's filesystems (s3://, gs://, file://): tracks, summary and
+    rendered video land there complete, and a rerun sees them as current."""
+    src = tmp_path / "in"
+    src.mkdir()
+    moving_clip(str(src / "one.mp4"), pick_test_faces(data_dir, 1), frames_each=3)
+    dest = tmp_path / "remote" / "tracks"
+    uri = dest.as_uri()
+    assert uri.startswith("file://")
+    args = ["annotate", str(src), "--out", uri, "--render", "landmarks", "--profile", "fast"]
+    assert main(args) == 0
+    assert sorted(os.listdir(dest)) == ["_summary.json", "one.mp4.landmarks.mp4", "one.mp4.parquet"]
+    assert pq.read_table(dest / "one.mp4.parquet").num_rows == 3
+    assert read_meta(str(dest / "one.mp4.parquet"))["model"].startswith("ft68-resnet-xs@")
+    assert main(args) == 0
+    assert json.loads((dest / "_summary.json").read_text())["videos"]["one.mp4"]["status"] == "skipped"
