@@ -56,6 +56,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="instead of the table: scaling of the Ray annotate job over these actor counts")
     p.add_argument("--address", default=None, help="Ray cluster for --actors (default: start Ray here)")
     p.add_argument("--segment-seconds", type=float, default=4.0, help="segment length for --actors runs")
+    p.add_argument("--gpus-per-actor", type=float, default=None,
+                   help="for --actors runs: GPU share of each actor (0.25: four per GPU; default 1 with GPUs)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-RSS comparison")
     p.add_argument("--no-accuracy", action="store_true", help="skip the NME comparison")
     p.set_defaults(func=run)
@@ -190,7 +192,8 @@ def peak_rss_mb(path: str) -> float:
     return int(out.stdout.strip().splitlines()[-1]) / 1024
 
 
-def scaling(videos: list[str], profile: str, counts: list[int], segment_s: float, address: str | None) -> dict:
+def scaling(videos: list[str], profile: str, counts: list[int], segment_s: float, address: str | None,
+            gpus_per_actor: float | None = None) -> dict:
     """The whole `annotate` job (Ray actors, segments, Parquet) per actor count, same inputs,
     fresh output folder each time; efficiency = fps(n) / (n * fps(first count) / first count)."""
     from .inputs import VideoItem
@@ -204,7 +207,7 @@ def scaling(videos: list[str], profile: str, counts: list[int], segment_s: float
         with tempfile.TemporaryDirectory() as out:
             opt = RunOptions(out_dir=out, weights=weights, model_id=prof.model, detector=dict(prof.detector),
                              follow=dict(prof.follow), predictor=dict(prof.predictor), address=address, actors=n,
-                             segment_s=segment_s)
+                             segment_s=segment_s, gpus_per_actor=gpus_per_actor)
             t = time.perf_counter()
             summary = run_annotate(items, opt)
             dt = time.perf_counter() - t
@@ -229,7 +232,8 @@ def run_scaling(args: argparse.Namespace) -> int:
         videos = args.videos or [synthetic_clip(os.path.join(work, "minute_640x480.mp4"), (640, 480), args.frames, repeat=6)]
         print(f"{'profile':9} {'actors':>6} {'frames':>7} {'seconds':>8} {'fps':>8} {'efficiency':>10}  device")
         for name in args.profiles:
-            sc = res["scaling"][name] = scaling(videos, name, counts, args.segment_seconds, args.address)
+            sc = res["scaling"][name] = scaling(videos, name, counts, args.segment_seconds, args.address,
+                                                args.gpus_per_actor)
             for r in sc["runs"]:
                 print(f"{name:9} {r['actors']:6d} {r['frames']:7d} {r['seconds']:8.1f} {r['fps']:8.1f} {r['efficiency']:10.2f}  {r['device']}")
     with open(args.json, "w") as f:
