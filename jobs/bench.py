@@ -215,12 +215,12 @@ def scaling(videos: list[str], profile: str, counts: list[int], segment_s: float
         if failed:
             raise RuntimeError(f"scaling run with {n} actors failed on {failed}")
         frames = sum(v["frames"] for v in summary["videos"].values())
-        rows.append({"actors": n, "frames": frames, "seconds": dt, "fps": frames / dt,
+        rows.append({"actors": summary["actors"]["count"], "requested": n, "frames": frames, "seconds": dt, "fps": frames / dt,
                      "device": summary["actors"]["device"], "cpus_per_actor": summary["actors"]["cpus_per_actor"],
                      "gpus_per_actor": summary["actors"]["gpus_per_actor"]})
     base = rows[0]["fps"] / rows[0]["actors"]
     for r in rows:
-        r["efficiency"] = r["fps"] / (r["actors"] * base)
+        r["efficiency"] = r["fps"] / (r["actors"] * base) if base else float("nan")
     return {"profile": profile, "segment_seconds": segment_s, "runs": rows}
 
 

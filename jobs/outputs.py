@@ -5,6 +5,7 @@ complete object."""
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 
 import pyarrow.fs as pafs
@@ -29,20 +30,26 @@ def _parent(path: str) -> str:
     return path.rsplit("/", 1)[0] if "/" in path else ""
 
 
-def write_bytes(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+def _write_via_temp(fs: pafs.FileSystem, path: str, write) -> None:
     tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
     fs.create_dir(_parent(path), recursive=True)
     try:
         with fs.open_output_stream(tmp) as f:
-            f.write(data)
+            write(f)
         fs.move(tmp, path)
     finally:
-        if exists(fs, tmp):
-            fs.delete_file(tmp)
+        try:
+            if exists(fs, tmp):
+                fs.delete_file(tmp)
+        except OSError:
+            pass                 # never hide the error that got us here
 
 
-def upload(local_path: str, dest: str) -> None:
-    """Copy a finished local file to `dest` (a URI), under a temp name first."""
-    fs, path = resolve(dest)
-    with open(local_path, "rb") as f:
-        write_bytes(fs, path, f.read())
+def write_bytes(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    _write_via_temp(fs, path, lambda f: f.write(data))
+
+
+def upload(local_path: str, fs: pafs.FileSystem, path: str) -> None:
+    """Stream a finished local file to `path` on `fs` (a rendered video can be gigabytes)."""
+    with open(local_path, "rb") as src:
+        _write_via_temp(fs, path, lambda f: shutil.copyfileobj(src, f, 1 << 20))

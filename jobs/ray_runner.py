@@ -79,7 +79,7 @@ def _plan_actors(opt: RunOptions, n_tasks: int) -> tuple[int, float, float]:
     elif gpa:
         per_gpu = [nd["Resources"].get("CPU", 1) / nd["Resources"]["GPU"]
                    for nd in ray.nodes() if nd.get("Alive") and nd["Resources"].get("GPU")]
-        cpa = max(1.0, float(int(min(per_gpu, default=1.0) * gpa)))
+        cpa = max(0.25, int(min(per_gpu, default=1.0) * gpa * 4) / 4)   # fractional: must fit beside its GPU share
     else:
         cpa = max(1.0, float(int(cpus // n)))
     return n, cpa, gpa
@@ -160,8 +160,10 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out)
             for i in sorted(load, key=load.get):
                 while tasks and load[i] < opt.inflight:
                     it, seg = tasks.popleft()
-                    dst = it.rendered(opt.out_dir, opt.render["name"]) if opt.render else None
-                    inflight[actors[i].__call__.remote(it, seg, opt.render, dst)] = (i, it, seg)
+                    # a path inside the output filesystem: joining onto a URI would break its ?options
+                    dst = it.rendered(out.root, opt.render["name"]) if opt.render else None
+                    render = {**opt.render, "out": opt.out_dir} if opt.render else None
+                    inflight[actors[i].__call__.remote(it, seg, render, dst)] = (i, it, seg)
                     load[i] += 1
             done, _ = ray.wait(list(inflight), num_returns=1)
             i, it, seg = inflight.pop(done[0])
@@ -179,7 +181,10 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out)
             frames += entry.get("frames", 0)
             bar.update(1)
             bar.set_postfix(frames=frames, refresh=False)
-            _write_json(out, "_summary.json", summary)
+            try:                 # progress only: the final write after the loop must succeed
+                _write_json(out, "_summary.json", summary)
+            except OSError as e:
+                tqdm.write(f"annotate: could not update the summary ({e}); going on")
     finally:
         bar.close()
 
@@ -207,5 +212,5 @@ def _finish(results: list[dict], opt: RunOptions, out: Out) -> dict:
              "detections": sum(r["stats"]["detections"] for r in results), "segments": len(results),
              "seconds": round(seconds, 2), "fps": round(frames / max(seconds, 1e-9), 1)}
     if results[0].get("rendered"):
-        entry["rendered"] = results[0]["rendered"]
+        entry["rendered"] = it.rendered(opt.out_dir, opt.render["name"])
     return entry

@@ -18,7 +18,7 @@ from pipeline.keypoints import FollowParams
 from pipeline.video import VideoError
 
 from .inputs import VideoItem
-from .outputs import is_uri, upload
+from .outputs import is_uri, resolve, upload
 
 
 class AnnotateWorker:
@@ -32,20 +32,23 @@ class AnnotateWorker:
 
     def device(self) -> str:
         name = str(self.predictor.device)
-        return f"{name} ({torch.cuda.get_device_name()})" if name.startswith("cuda") else name
+        precision = "float16" if self.predictor.half else "float32"
+        return f"{name} ({torch.cuda.get_device_name()}, {precision})" if name.startswith("cuda") else name
 
     @staticmethod
     def _render(item: VideoItem, r, render: dict, render_to: str) -> None:
-        """Render beside the tracks; for an object-store URI, into a local temp file, then upload."""
+        """Render beside the tracks; for an object-store URI (render["out"]), into a local temp
+        file, then stream it to `render_to`, a path inside that filesystem."""
         filt = get_filter(render["name"], render.get("overlay"), render.get("anchor", "eyes"))
         args = (faces_by_frame(r.table), filt, r.stats.frames, render.get("crf", 20), render.get("preset", "medium"))
-        if not is_uri(render_to):
+        out = render.get("out")
+        if not out or not is_uri(out):
             render_video(item.path, render_to, *args)
             return
         with tempfile.TemporaryDirectory() as d:
             local = os.path.join(d, "rendered.mp4")
             render_video(item.path, local, *args)
-            upload(local, render_to)
+            upload(local, resolve(out)[0], render_to)
 
     def __call__(self, item: VideoItem, segment: Segment | None = None, render: dict | None = None,
                  render_to: str | None = None) -> dict:

@@ -32,8 +32,9 @@ def prefetch(items: Iterable[T], depth: int = 16) -> Iterator[T]:
         return False
 
     def produce() -> None:
-        it = iter(items)
+        it = None
         try:
+            it = iter(items)
             for x in it:
                 if not put((x, None)):
                     return

@@ -50,3 +50,12 @@ def test_stopping_early_closes_the_source_and_the_thread():
             break
     assert closed.wait(2)
     assert threading.active_count() == before
+
+
+def test_a_source_that_fails_to_start_raises_instead_of_hanging():
+    class Bad:
+        def __iter__(self):
+            raise OSError("cannot open")
+
+    with pytest.raises(OSError, match="cannot open"):
+        list(prefetch(Bad(), depth=2))
