@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 
 import numpy as np
 import pyarrow as pa
@@ -12,6 +11,7 @@ import pyarrow.parquet as pq
 
 from models.landmarks68 import NUM_POINTS
 
+from .atomic import write_atomic
 from .schema import META_KEY, SCHEMA, SCHEMA_VERSION
 
 
@@ -64,16 +64,8 @@ def write_tracks(table: pa.Table, path: str, meta: dict, filesystem: pafs.FileSy
     meta = {"schema_version": SCHEMA_VERSION, **meta}
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
     fs = filesystem or pafs.LocalFileSystem()
-    path = path if filesystem else os.path.abspath(path)
-    if "/" in path.strip("/"):
-        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        pq.write_table(table, tmp, compression="zstd", filesystem=fs)
-        fs.move(tmp, path)
-    finally:
-        if fs.get_file_info(tmp).type != pafs.FileType.NotFound:
-            fs.delete_file(tmp)
+    write_atomic(fs, path if filesystem else os.path.abspath(path),
+                 lambda f: pq.write_table(table, f, compression="zstd"))
 
 
 def read_meta(path: str, filesystem: pafs.FileSystem | None = None) -> dict | None:
