@@ -46,7 +46,11 @@ def sample_frame(index: int = 30) -> None:
 
 
 def training_curve(run_dir: str) -> None:
+    """Needs a run with a held-out set (a run made with --include-val has no validation NME)."""
     rows = [json.loads(line) for line in open(os.path.join(run_dir, "log.jsonl"))]
+    rows = [r for r in rows if r["val_nme"] is not None]
+    if not rows:
+        raise SystemExit(f"{run_dir}: no validation NME in log.jsonl (trained with --include-val?)")
     line_plot({"validation NME (%)": [(r["epoch"], 100 * r["val_nme"]) for r in rows]},
               os.path.join(ROOT, "docs", "training_curve.png"), xlabel="epoch", ymax=12)
 

@@ -37,6 +37,7 @@ from pipeline.annotate import annotate_video
 from pipeline.detect import HaarDetector
 from pipeline.parquet import write_tracks
 from pipeline.profiles import PROFILES, ProfileParts, get_profile, load_profile
+from pipeline.schema import points_from_columns
 from pipeline.video import iter_frames
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -167,7 +168,7 @@ def accuracy(parts: ProfileParts, clip: tuple[str, list]) -> dict:
     for name, params in (("followed", parts.follow), ("per-frame", replace(parts.follow, detect_every=1, batch_frames=1))):
         df = annotate_video(path, "truth.mp4", parts.detector, parts.predictor, params).table.to_pandas()
         df = df[df.track_id.notna()]
-        pts = np.stack([df[[f"x_{k}" for k in range(68)]].to_numpy(), df[[f"y_{k}" for k in range(68)]].to_numpy()], -1)
+        pts = points_from_columns(df)
         e = nme(pts, np.stack([truth[i] for i in df.frame_index]))
         # the face that matches the truth is the one scored; any other on the frame is a false positive
         best = pd.DataFrame({"frame": df.frame_index.to_numpy(), "e": e}).groupby("frame").e

@@ -8,13 +8,11 @@ import traceback
 
 import torch
 
-from models.inference import LandmarkPredictor
 from pipeline.annotate import annotate_video
-from pipeline.detect import HaarDetector
 from pipeline.filters import get_filter
+from pipeline.profiles import build_parts
 from pipeline.render import faces_by_frame, render_video
 from pipeline.segments import Segment
-from pipeline.keypoints import FollowParams
 from pipeline.video import VideoError
 
 from .inputs import VideoItem
@@ -26,9 +24,8 @@ class AnnotateWorker:
                  device: str | None = None, threads: int = 0):
         if threads:
             torch.set_num_threads(threads)
-        self.detector = HaarDetector(**detector)
-        self.predictor = LandmarkPredictor.load(weights, device=device, **predictor)
-        self.follow = FollowParams(**follow)
+        parts = build_parts("worker", weights, detector, follow, predictor, device)
+        self.detector, self.predictor, self.follow = parts.detector, parts.predictor, parts.follow
 
     def device(self) -> str:
         name = str(self.predictor.device)

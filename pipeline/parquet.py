@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from models.landmarks68 import NUM_POINTS
 
 from .atomic import write_atomic
-from .schema import META_KEY, SCHEMA, SCHEMA_VERSION
+from .schema import META_KEY, SCHEMA, SCHEMA_VERSION, points_to_columns
 
 
 class TableBuilder:
@@ -51,8 +51,7 @@ class TableBuilder:
         }
         box = {"x": lo[:, 0], "y": lo[:, 1], "w": hi[:, 0] - lo[:, 0], "h": hi[:, 1] - lo[:, 1],
                "score": np.asarray(self.score, np.float32)}
-        box.update({f"x_{k}": pts[:, k, 0] for k in range(NUM_POINTS)})
-        box.update({f"y_{k}": pts[:, k, 1] for k in range(NUM_POINTS)})
+        box.update(points_to_columns(pts))
         for name, values in box.items():
             cols[name] = pa.array(np.asarray(values, np.float32), pa.float32(), mask=~face)
         return pa.table(cols, schema=SCHEMA)

@@ -52,8 +52,14 @@ class ProfileParts:
     follow: FollowParams
 
 
+def build_parts(name: str, weights: str | None, detector: dict, follow: dict, predictor: dict,
+                device: str | None = None) -> ProfileParts:
+    """The one place a detector, predictor and following settings are built from plain dicts
+    (a profile's, or a profile's with command-line overrides, as Ray actors receive them)."""
+    return ProfileParts(name, HaarDetector(**detector), LandmarkPredictor.load(weights, device=device, **predictor),
+                        FollowParams(**follow))
+
+
 def load_profile(name: str, device: str | None = None) -> ProfileParts:
     prof = get_profile(name)
-    return ProfileParts(name, HaarDetector(**prof.detector),
-                        LandmarkPredictor.load(prof.model, device=device, **prof.predictor),
-                        FollowParams(**prof.follow))
+    return build_parts(name, prof.model, prof.detector, prof.follow, prof.predictor, device)

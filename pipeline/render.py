@@ -15,11 +15,9 @@ import av
 import numpy as np
 import pyarrow.parquet as pq
 
-from models.landmarks68 import NUM_POINTS
-
 from .filters import FilterFn
 from .parquet import read_meta
-from .schema import POINT_COLUMNS
+from .schema import POINT_COLUMNS, points_from_columns
 from .video import VideoError, _open
 
 
@@ -40,8 +38,7 @@ def faces_by_frame(table) -> dict[int, list[np.ndarray]]:
     df = df[df["x_0"].notna()] if len(df) else df
     if not len(df):
         return {}
-    pts = df[POINT_COLUMNS].to_numpy(np.float32)
-    pts = np.stack([pts[:, :NUM_POINTS], pts[:, NUM_POINTS:]], axis=-1)
+    pts = points_from_columns(df)
     out: dict[int, list[np.ndarray]] = {}
     for i, p in zip(df["frame_index"].to_numpy(), pts):
         out.setdefault(int(i), []).append(p)

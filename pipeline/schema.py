@@ -9,6 +9,7 @@ confidence in [0, 1] (models/inference.py).
 """
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 
 from models.landmarks68 import NUM_POINTS
@@ -26,3 +27,15 @@ SCHEMA = pa.schema(
      pa.field("track_id", pa.int32())]
     + [pa.field(c, pa.float32()) for c in BOX_COLUMNS + ["score"] + POINT_COLUMNS]
 )
+
+
+def points_to_columns(points: np.ndarray) -> dict[str, np.ndarray]:
+    """(N, 68, 2) points -> {"x_0": (N,), ..., "y_67": (N,)}, the columns of the schema."""
+    pts = np.asarray(points, np.float32).reshape(-1, NUM_POINTS, 2)
+    return dict(zip(POINT_COLUMNS, np.concatenate([pts[..., 0], pts[..., 1]], axis=1).T))
+
+
+def points_from_columns(df) -> np.ndarray:
+    """A pandas frame of track rows (faces only) -> (N, 68, 2) float32 points."""
+    flat = df[POINT_COLUMNS].to_numpy(np.float32).reshape(-1, 2 * NUM_POINTS)
+    return np.stack([flat[:, :NUM_POINTS], flat[:, NUM_POINTS:]], axis=-1)

@@ -1,12 +1,13 @@
 """annotate_video on tiny real videos (no Ray): rows, time, accuracy, tracks, rotation."""
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 
 from models.inference import LandmarkPredictor
 from pipeline.annotate import annotate_video
 from pipeline.detect import HaarDetector
-from pipeline.schema import SCHEMA
+from pipeline.schema import SCHEMA, points_from_columns
 from training.metrics import nme
 
 from .clips import moving_clip, rotated_clip, pick_test_faces, two_face_clip, vfr_clip
@@ -28,7 +29,7 @@ def run(clip, predictor):
 
 
 def points(row) -> np.ndarray:
-    return np.stack([[row[f"x_{k}"], row[f"y_{k}"]] for k in range(68)]).astype(np.float32)
+    return points_from_columns(pd.DataFrame([row]))[0]
 
 
 def test_moving_faces_rows_time_accuracy_and_one_track_per_face(tmp_path, faces, predictor):

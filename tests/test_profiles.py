@@ -10,13 +10,14 @@ from models.landmarks68 import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
 from pipeline.annotate import annotate_video
 from pipeline.parquet import read_meta
 from pipeline.profiles import PROFILES, load_profile
+from pipeline.schema import points_from_columns
 
 CLIP = "liveportrait_driving_d0.mp4"
 
 
 def _points(df):
     df = df[df.track_id.notna()].drop_duplicates("frame_index").set_index("frame_index")
-    return df, np.stack([df[[f"x_{k}" for k in range(68)]].to_numpy(), df[[f"y_{k}" for k in range(68)]].to_numpy()], -1)
+    return df, points_from_columns(df)
 
 
 @pytest.mark.parametrize("name, mean_tol", [("accurate", 0.01), ("fast", 0.02)])

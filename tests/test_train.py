@@ -44,3 +44,28 @@ def test_resume_continues_from_last_epoch(data_dir, tmp_path):
     res = train(cfg, samples, [None] * 16, samples[:4], [None] * 4, str(tmp_path), resume=True, log=msgs.append)
     assert any("resumed" in m for m in msgs)
     assert [h["epoch"] for h in res["history"]] == [1, 2]
+
+
+def test_bf16_forward_keeps_the_head_in_float32_and_close_to_float32():
+    from models.registry import ModelCfg, create_model
+    from training.train import forward_mixed
+    torch.manual_seed(0)
+    model = create_model(ModelCfg()).eval()
+    x = torch.rand(4, 1, 112, 112)
+    with torch.inference_mode():
+        ref = model(x)
+        mixed = forward_mixed(model, x, bf16=True)
+    assert mixed.dtype == torch.float32
+    # bfloat16 features move an untrained net's outputs by well under a pixel of the 112 px crop
+    assert (mixed - ref).abs().max().item() * 56 < 1.0
+    assert not torch.equal(mixed, ref)          # autocast really ran in bfloat16
+
+
+def test_training_without_a_held_out_set_keeps_the_last_epoch(data_dir, tmp_path):
+    samples = load_split(data_dir, "identity", "train", limit=16)
+    cfg = TrainConfig(epochs=2, batch_size=8, seed=0, version="test", precision="fp32")
+    res = train(cfg, samples, [None] * 16, [], [], str(tmp_path), log=lambda *_: None)
+    assert [h["val_nme"] for h in res["history"]] == [None, None]
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["epoch"] == 2
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["precision"] == "fp32"
+    load_model(str(tmp_path / "model.pt"))

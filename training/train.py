@@ -12,7 +12,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ class TrainConfig:
     wing_w: float = 10.0
     wing_eps: float = 2.0
     version: str = "dev"
+    precision: str = "auto"          # bf16 | fp32 | auto (bf16 where the CPU has native bfloat16)
     model_name: str = "ft68-resnet-s"           # a name in models.registry.ARCHS
     model: dict = field(default_factory=dict)   # overrides of its arch
 
@@ -91,6 +92,30 @@ def validate(predictor: LandmarkPredictor, samples: list[Sample], boxes: list[np
     return float(nme(pred, np.stack([s.points for s in samples])).mean())
 
 
+def resolve_precision(precision: str) -> str:
+    """`auto` picks bfloat16 only where the CPU runs it natively (AVX512-BF16 / AMX): there the
+    convolutions run ~3x faster than float32 (0.16 vs 0.50 s a batch of 64 for ft68-resnet-s on 2
+    cores here), elsewhere bfloat16 would be emulated and slower."""
+    if precision == "auto":
+        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        return "bf16" if native else "fp32"
+    if precision not in ("bf16", "fp32"):
+        raise ValueError(f"unknown precision {precision!r} (bf16, fp32 or auto)")
+    return precision
+
+
+def forward_mixed(model: torch.nn.Module, x: torch.Tensor, bf16: bool) -> torch.Tensor:
+    """Convolutions under bfloat16 autocast, the regression head in float32.
+
+    The head stays float32 because bfloat16 keeps 8 bits of mantissa: a coordinate near the crop
+    edge would be rounded by ~0.2 px of a 112 px crop, a tenth of the error we are trying to remove.
+    Weights, gradients and the optimizer stay float32 (autocast only casts the matmuls' inputs).
+    """
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        feats = model.forward_features(x)
+    return model.forward_head(feats.float())
+
+
 def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -100,14 +125,17 @@ def _seed_all(seed: int) -> None:
 def train(cfg: TrainConfig, train_set: list[Sample], train_boxes: list[np.ndarray | None],
           val_set: list[Sample], val_boxes: list[np.ndarray | None], out_dir: str, resume: bool = False,
           log=print) -> dict:
-    """Train, writing `last.pt` every epoch, `best.pt` on the best validation NME, and `log.jsonl`."""
+    """Train, writing `last.pt` every epoch, `best.pt` on the best validation NME (with no held-out
+    set: every epoch, so the last one is kept), and `log.jsonl`."""
     os.makedirs(out_dir, exist_ok=True)
+    cfg = replace(cfg, precision=resolve_precision(cfg.precision))
     _seed_all(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     mcfg = ModelCfg.named(cfg.model_name, version=cfg.version, haar=fit_calibration(train_set, train_boxes))
     mcfg.arch.update({k: tuple(v) if isinstance(v, list) else v for k, v in cfg.model.items()})
-    model = create_model(mcfg)
+    model = create_model(mcfg).to(memory_format=torch.channels_last)
+    bf16 = cfg.precision == "bf16"
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     total, warm = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
@@ -136,22 +164,25 @@ def train(cfg: TrainConfig, train_set: list[Sample], train_boxes: list[np.ndarra
         model.train()
         losses = []
         for batch in tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=5):
-            loss = wing_loss(model(batch["image"]), batch["target"], cfg.wing_w, cfg.wing_eps, scale)
+            x = batch["image"].contiguous(memory_format=torch.channels_last)
+            loss = wing_loss(forward_mixed(model, x, bf16), batch["target"], cfg.wing_w, cfg.wing_eps, scale)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             losses.append(loss.item())
         model.eval()
-        val = validate(LandmarkPredictor(model, mcfg, refine=0, flip=False), val_set, val_boxes)
+        # with no held-out set (train + val together) the schedule is fixed and the last epoch is kept
+        val = validate(LandmarkPredictor(model, mcfg, refine=0, flip=False), val_set, val_boxes) \
+            if val_set else None
         row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_nme": val,
                "lr": sched.get_last_lr()[0], "elapsed_s": round(time.time() - t0, 1)}
         history.append(row)
         log(json.dumps(row))
         with open(os.path.join(out_dir, "log.jsonl"), "a") as f:
             f.write(json.dumps(row) + "\n")
-        if val < best:
-            best = val
+        if val is None or val < best:
+            best = val if val is not None else best
             save_checkpoint(os.path.join(out_dir, "best.pt"), model, mcfg, epoch=epoch + 1, val_nme=val)
         save_checkpoint(last, model, mcfg, epoch=epoch, best=best, history=json.dumps(history),
                         optimizer=opt.state_dict(), scheduler=sched.state_dict())
