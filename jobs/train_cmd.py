@@ -37,7 +37,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _boxes(out: str, name: str, samples, detector) -> list:
-    """Haar boxes are cached in the run folder: they cost a minute and never change for a split."""
+    """Haar boxes are cached in the run folder: they cost a minute and never change for a split.
+    No samples (the val part under --include-val): nothing to detect, and a cache is left alone."""
+    if not samples:
+        return []
     path = os.path.join(out, f"haar_boxes_{name}.json")
     if os.path.exists(path):
         with open(path) as f:

@@ -69,3 +69,12 @@ def test_training_without_a_held_out_set_keeps_the_last_epoch(data_dir, tmp_path
     assert torch.load(tmp_path / "best.pt", weights_only=True)["epoch"] == 2
     assert json.loads((tmp_path / "config.json").read_text())["train"]["precision"] == "fp32"
     load_model(str(tmp_path / "model.pt"))
+
+
+def test_an_empty_part_leaves_the_box_cache_alone(tmp_path):
+    """--include-val hands the val part over as empty: it must not overwrite a real val cache with []."""
+    from jobs.train_cmd import _boxes
+    cache = tmp_path / "haar_boxes_val_identity_all.json"
+    cache.write_text("[[1, 2, 3, 4]]")
+    assert _boxes(str(tmp_path), "val_identity_all", [], detector=None) == []
+    assert cache.read_text() == "[[1, 2, 3, 4]]"
