@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
 import sys
 from dataclasses import MISSING
 
@@ -12,9 +14,12 @@ from pipeline.filters import FILTERS, get_filter
 from pipeline.keypoints import FollowParams
 from pipeline.profiles import DEFAULT_PROFILE, PROFILES, get_profile
 
+from .argtypes import bounded, nonneg_float, nonneg_int, positive_int, scale_step, unit_float
 from .inputs import expand_inputs
+from .outputs import is_uri
 from .render_cmd import add_render_options
 from .ray_runner import RunOptions, run_annotate
+from .sizing import ActorSizeError
 
 
 def _defaults(cls: type) -> argparse.Namespace:
@@ -22,6 +27,7 @@ def _defaults(cls: type) -> argparse.Namespace:
 
 
 _DETECTOR, _PREDICTOR = _defaults(HaarDetector), _defaults(LandmarkPredictor)
+detect_side = bounded(int, lambda v: v >= 32, ">= 32 (pixels)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,12 +38,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default=None,
                    help="landmark checkpoint file or shipped model name (default: the profile's model)")
     p.add_argument("--address", default=None, help="Ray cluster (auto, ray://host:port); default: start Ray here")
-    p.add_argument("--actors", type=int, default=0, help="model actors (default: one per GPU, or per 2 CPUs)")
-    p.add_argument("--cpus-per-actor", type=float, default=0)
-    p.add_argument("--gpus-per-actor", type=float, default=None, help="fractions allowed; default 1 if GPUs")
-    p.add_argument("--batch-size", type=int,
+    p.add_argument("--actors", type=nonneg_int, default=0, help="model actors (default: one per GPU, or per 2 CPUs)")
+    p.add_argument("--cpus-per-actor", type=nonneg_float, default=0)
+    p.add_argument("--gpus-per-actor", type=nonneg_float, default=None, help="fractions allowed; default 1 if GPUs")
+    p.add_argument("--batch-size", type=positive_int,
                    help=f"most frames whose faces go through the network in one batch (default {FollowParams().batch_frames})")
-    p.add_argument("--segment-seconds", type=float, default=120.0,
+    p.add_argument("--segment-seconds", type=nonneg_float, default=120.0,
                    help="split longer videos at keyframes this far apart, over several actors (0: never)")
     p.add_argument("--overwrite", action="store_true", help="redo videos whose output is current")
     p.add_argument("--render", default=None, metavar="FILTER",
@@ -47,20 +53,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d, f = HaarDetector.__dataclass_fields__, FollowParams()
     g.add_argument("--profile", default=DEFAULT_PROFILE, choices=sorted(PROFILES),
                    help="accurate: the model card's settings; fast: the small model, fewer detections")
-    g.add_argument("--scale-factor", type=float, help=f"Haar scale step (default {d['scale_factor'].default})")
-    g.add_argument("--min-neighbors", type=int, help=f"default {d['min_neighbors'].default}")
-    g.add_argument("--min-face", type=int, help=f"smallest face side, pixels (default {d['min_size'].default})")
-    g.add_argument("--detect-side", type=int,
+    g.add_argument("--scale-factor", type=scale_step, help=f"Haar scale step (default {d['scale_factor'].default})")
+    g.add_argument("--min-neighbors", type=nonneg_int, help=f"default {d['min_neighbors'].default}")
+    g.add_argument("--min-face", type=positive_int, help=f"smallest face side, pixels (default {d['min_size'].default})")
+    g.add_argument("--detect-side", type=detect_side,
                    help=f"longest side the detector sees, frames are downscaled to it (default {d['max_side'].default})")
-    g.add_argument("--detect-every", type=int,
+    g.add_argument("--detect-every", type=positive_int,
                    help=f"frames between detections while faces are followed, 1: every frame (default {f.detect_every})")
-    g.add_argument("--idle-detect-every", type=int,
+    g.add_argument("--idle-detect-every", type=positive_int,
                    help=f"frames between detections while no face is followed (default {f.idle_detect_every})")
-    g.add_argument("--min-score", type=float, help=f"confidence below which a face is lost (default {f.min_score})")
-    g.add_argument("--max-faces", type=int, help=f"default {f.max_faces}")
-    g.add_argument("--cut-threshold", type=float,
+    g.add_argument("--min-score", type=unit_float, help=f"confidence below which a face is lost (default {f.min_score})")
+    g.add_argument("--max-faces", type=positive_int, help=f"default {f.max_faces}")
+    g.add_argument("--cut-threshold", type=nonneg_float,
                    help=f"mean grey-level change that makes a frame a scene cut, 0: off (default {f.cut_threshold})")
-    g.add_argument("--refine", type=int, help="re-crop passes around predicted points")
+    g.add_argument("--refine", type=nonneg_int, help="re-crop passes around predicted points")
     g.add_argument("--no-flip", action="store_true", help="skip mirrored test-time averaging (faster)")
     g.add_argument("--fp32", action="store_true", help="float32 on GPUs too (default there: float16)")
     p.set_defaults(func=run)
@@ -74,20 +80,36 @@ def _given(options: dict, profile: dict, defaults: object) -> dict:
             **{k: v for k, v in options.items() if v is not None}}
 
 
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _sha256(path: str) -> str:
+    return hashlib.sha256(_read(path)).hexdigest()
+
+
 def run(args: argparse.Namespace) -> int:
-    items = expand_inputs(args.inputs)
+    items = expand_inputs(args.inputs, exclude_renders_under=None if is_uri(args.out) else args.out)
     if not items:
         print(f"facetracks annotate: no videos found in {' '.join(args.inputs)}", file=sys.stderr)
         return 2
     render = None
     if args.render:
+        if args.overlay and args.render != "overlay":
+            print(f"facetracks annotate: --overlay draws your image instead of a filter: use --render overlay "
+                  f"--overlay {args.overlay}, not --render {args.render}", file=sys.stderr)
+            return 2
         try:   # fail fast on a bad filter or overlay, before any video is decoded
             get_filter(args.render, args.overlay, args.anchor)
         except ValueError as e:
             print(f"facetracks annotate: {e}", file=sys.stderr)
             return 2
-        render = {"name": args.render, "overlay": args.overlay, "anchor": args.anchor, "crf": args.crf,
-                  "preset": args.preset}
+        # actors get the overlay's bytes, not its path: a cluster's nodes need no shared copy of it
+        overlay_bytes = _read(args.overlay) if args.overlay else None
+        name = f"overlay-{os.path.splitext(os.path.basename(args.overlay))[0]}" if args.overlay else args.render
+        render = {"name": name, "overlay_bytes": overlay_bytes, "anchor": args.anchor,
+                  "crf": args.crf, "preset": args.preset}
     prof = get_profile(args.profile)
     weights = resolve_weights(args.weights or prof.model)
     cfg = ModelCfg.from_dict(load_checkpoint(weights)["config"])
@@ -103,19 +125,29 @@ def run(args: argparse.Namespace) -> int:
                      cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
                      overwrite=args.overwrite, render=render, segment_s=args.segment_seconds,
                      # trackers restart per segment, so the segment length is part of the result
-                     params_for_key={"detector": detector, "follow": follow, "predictor": predictor,
+                     # the weights' content, not only their name@version ("dev" for a user's own run)
+                     params_for_key={"weights_sha256": _sha256(weights),
+                                     "detector": detector, "follow": follow, "predictor": predictor,
                                      "segment_seconds": args.segment_seconds})
-    summary = run_annotate(items, opt)
+    try:
+        summary = run_annotate(items, opt)
+    except ActorSizeError as e:     # before any actor was created: nothing to clean up
+        print(f"facetracks annotate: {e}", file=sys.stderr)
+        return 2
     v = summary["videos"]
     ok = [n for n, e in v.items() if e["status"] == "ok"]
     skipped = [n for n, e in v.items() if e["status"] == "skipped"]
     failed = {n: e["error"] for n, e in v.items() if e["status"] == "failed"}
     frames = sum(e.get("frames", 0) for e in v.values())
-    rendered = [e["rendered"] for e in v.values() if e.get("rendered")]
+    renders = {n: e["render"] for n, e in v.items() if e.get("render")}
     print(f"annotate: {len(ok)} ok, {len(skipped)} skipped (current), {len(failed)} failed; "
-          f"{frames} frames in {summary['seconds']:.1f} s; summary in {args.out}/_summary.json")
-    for path in rendered:
-        print(f"  rendered: {path}")
+          f"{frames} frames in {summary['seconds']:.1f} s; summary in {os.path.join(args.out, '_summary.json')}")
+    for r in renders.values():
+        if r["status"] == "ok":
+            print(f"  rendered: {r['output']} (audio: {r['audio']})")
     for name, err in failed.items():
         print(f"  failed: {name}: {err}", file=sys.stderr)
-    return 1 if failed else 0
+    bad_renders = {n: r["error"] for n, r in renders.items() if r["status"] != "ok"}
+    for name, err in bad_renders.items():
+        print(f"  render failed (tracks kept): {name}: {err}", file=sys.stderr)
+    return 1 if failed or bad_renders else 0

@@ -5,8 +5,11 @@ import glob
 import os
 from dataclasses import dataclass
 
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".wmv", ".m4v", ".mpg", ".mpeg", ".flv", ".ts",
-                    ".3gp", ".mts", ".m2ts", ".ogv")
+from pipeline.filters import FILTERS
+from pipeline.render import OUTPUT_FORMATS
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".wmv", ".asf", ".m4v", ".mpg", ".mpeg", ".m2v",
+                    ".vob", ".flv", ".ts", ".3gp", ".mts", ".m2ts", ".mxf", ".ogv", ".h264", ".264", ".h265", ".hevc")
 
 
 @dataclass(frozen=True)
@@ -36,20 +39,36 @@ def _walk(root: str) -> list[str]:
     return found
 
 
-def expand_inputs(inputs: list[str]) -> list[VideoItem]:
+def _is_our_render(path: str, out_dir: str | None) -> bool:
+    """A file `annotate --render` wrote (`<name>.<filter>.<ext>` inside the output folder): an
+    output is never an input, also when --out lies inside an input folder."""
+    if not out_dir:
+        return False
+    out = os.path.abspath(out_dir)
+    if os.path.commonpath([out, os.path.abspath(path)]) != out:
+        return False
+    parts = os.path.basename(path).rsplit(".", 2)
+    return len(parts) == 3 and (parts[1] in FILTERS or parts[1].startswith("overlay-")) \
+        and "." + parts[2].lower() in OUTPUT_FORMATS
+
+
+def expand_inputs(inputs: list[str], exclude_renders_under: str | None = None) -> list[VideoItem]:
     """Files are taken as given (any extension: a bad one is reported, not skipped); folders are
-    searched recursively for video extensions; globs expand relative to their fixed prefix."""
+    searched recursively for video extensions, globs expand relative to their fixed prefix, both
+    leaving out what an earlier `--render` wrote under `exclude_renders_under`."""
     items: dict[str, VideoItem] = {}
     for arg in inputs:
         if glob.has_magic(arg):
             base = arg.split("*")[0].split("?")[0].split("[")[0]
             base = base if base.endswith(os.sep) else os.path.dirname(base)
             for p in sorted(glob.glob(arg, recursive=True)):
-                if os.path.isfile(p):
+                if os.path.isfile(p) and not _is_our_render(p, exclude_renders_under):
                     items.setdefault(os.path.abspath(p), VideoItem(os.path.abspath(p),
                                                                    _safe_name(os.path.relpath(p, base or "."))))
         elif os.path.isdir(arg):
             for p in _walk(arg):
+                if _is_our_render(p, exclude_renders_under):
+                    continue
                 items.setdefault(os.path.abspath(p), VideoItem(os.path.abspath(p), _safe_name(os.path.relpath(p, arg))))
         else:
             items.setdefault(os.path.abspath(arg), VideoItem(os.path.abspath(arg), _safe_name(os.path.basename(arg))))

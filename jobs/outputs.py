@@ -5,11 +5,13 @@ complete object."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import time
 
 import pyarrow.fs as pafs
 
-from pipeline.atomic import write_atomic
+from pipeline.atomic import TEMP_SUFFIX, write_atomic
 
 
 def is_uri(dest: str) -> bool:
@@ -35,3 +37,26 @@ def upload(local_path: str, fs: pafs.FileSystem, path: str) -> None:
     """Stream a finished local file to `path` on `fs` (a rendered video can be gigabytes)."""
     with open(local_path, "rb") as src:
         write_atomic(fs, path, lambda f: shutil.copyfileobj(src, f, 1 << 20))
+
+
+_OUR_TEMP = re.compile(r"\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + "$")   # pipeline.atomic.temp_name
+STALE_TEMP_S = 3600
+
+
+def remove_stale_temps(fs: pafs.FileSystem, root: str, older_than_s: float = STALE_TEMP_S) -> int:
+    """Delete temp files of our own naming that a killed run left under `root` (a render's can be
+    gigabytes). Only those untouched for `older_than_s`: another run writing here keeps its own."""
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+    except OSError:
+        return 0
+    now, removed = time.time(), 0
+    for info in infos:
+        if info.type == pafs.FileType.File and _OUR_TEMP.search(info.base_name) and info.mtime is not None \
+                and now - info.mtime.timestamp() > older_than_s:
+            try:
+                fs.delete_file(info.path)
+                removed += 1
+            except OSError:
+                pass
+    return removed

@@ -5,15 +5,17 @@ import argparse
 import sys
 
 from pipeline.filters import ANCHORS, FILTERS, get_filter
-from pipeline.render import TracksMismatch, load_tracks_for, render_video
+from pipeline.render import OUTPUT_FORMATS, TracksMismatch, load_tracks_for, output_format, render_video
 from pipeline.video import VideoError
+
+from .argtypes import X264_PRESETS, crf
 
 
 def add_render_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overlay", default=None, help="your own RGBA PNG, placed at --anchor")
     p.add_argument("--anchor", default="eyes", choices=sorted(ANCHORS))
-    p.add_argument("--crf", type=int, default=20, help="H.264 quality (0 lossless .. 51 worst)")
-    p.add_argument("--preset", default="medium", help="x264 speed preset (ultrafast .. veryslow)")
+    p.add_argument("--crf", type=crf, default=20, help="quality (H.264: 0 lossless .. 51 worst; VP9 for .webm: 0..63)")
+    p.add_argument("--preset", default="medium", choices=X264_PRESETS, help="x264 speed preset")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,12 +23,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("video")
     p.add_argument("--tracks", required=True, help="the video's .parquet from `facetracks annotate`")
     p.add_argument("--filter", default="sunglasses", help=f"one of: {', '.join(FILTERS)}")
-    p.add_argument("--out", required=True, help="output video (.mp4, .mov, .mkv)")
+    p.add_argument("--out", required=True, help=f"output video ({', '.join(OUTPUT_FORMATS)}: the extension picks the container)")
     add_render_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        output_format(args.out)
+    except ValueError as e:        # refused before anything is read
+        print(f"facetracks render: {e}", file=sys.stderr)
+        return 2
     try:
         filt = get_filter(args.filter, args.overlay, args.anchor)
         faces, frames = load_tracks_for(args.video, args.tracks)
@@ -34,6 +41,6 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, VideoError, TracksMismatch) as e:
         print(f"facetracks render: {e}", file=sys.stderr)
         return 1
-    print(f"render: {st.frames} frames ({st.frames_with_faces} with faces), {st.audio_packets} audio packets "
-          f"copied -> {args.out}")
+    print(f"render: {st.frames} frames ({st.frames_with_faces} with faces), audio {st.audio}"
+          f"{', padded to even size' if st.padded else ''} -> {args.out}")
     return 0

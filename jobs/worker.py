@@ -11,7 +11,7 @@ import torch
 from pipeline.annotate import annotate_video
 from pipeline.filters import get_filter
 from pipeline.profiles import build_parts
-from pipeline.render import faces_by_frame, render_video
+from pipeline.render import TracksMismatch, faces_by_frame, render_video
 from pipeline.segments import Segment
 from pipeline.video import VideoError
 
@@ -33,34 +33,47 @@ class AnnotateWorker:
         return f"{name} ({torch.cuda.get_device_name()}, {precision})" if name.startswith("cuda") else name
 
     @staticmethod
-    def _render(item: VideoItem, r, render: dict, render_to: str) -> None:
+    def _render(item: VideoItem, table, frames: int, render: dict, render_to: str) -> dict:
         """Render beside the tracks; for an object-store URI (render["out"]), into a local temp
-        file, then stream it to `render_to`, a path inside that filesystem."""
-        filt = get_filter(render["name"], render.get("overlay"), render.get("anchor", "eyes"))
-        args = (faces_by_frame(r.table), filt, r.stats.frames, render.get("crf", 20), render.get("preset", "medium"))
-        out = render.get("out")
-        if not out or not is_uri(out):
-            render_video(item.path, render_to, *args)
-            return
-        with tempfile.TemporaryDirectory() as d:
-            local = os.path.join(d, "rendered.mp4")
-            render_video(item.path, local, *args)
-            upload(local, resolve(out)[0], render_to)
+        file, then stream it to `render_to`, a path inside that filesystem. Returns the summary's
+        render entry: a failed render is reported on its own and never costs the tracks."""
+        try:
+            filt = get_filter(render["name"], render.get("overlay_bytes"), render.get("anchor", "eyes"))
+            args = (faces_by_frame(table), filt, frames, render.get("crf", 20), render.get("preset", "medium"),
+                    render.get("key"))
+            out = render.get("out")
+            if not out or not is_uri(out):
+                st = render_video(item.path, render_to, *args)
+            else:
+                with tempfile.TemporaryDirectory() as d:
+                    local = os.path.join(d, "rendered" + os.path.splitext(render_to)[1])
+                    st = render_video(item.path, local, *args)
+                    upload(local, resolve(out)[0], render_to)
+        except (VideoError, TracksMismatch, ValueError) as e:
+            return {"status": "failed", "error": str(e)}
+        except Exception as e:    # noqa: BLE001 - any failure of the render is the render's, not the video's
+            return {"status": "failed", "error": f"{item.path}: {type(e).__name__}: {e}"}
+        return {"status": "ok", "audio": st.audio, "padded": st.padded, "frames": st.frames}
 
     def __call__(self, item: VideoItem, segment: Segment | None = None, render: dict | None = None,
-                 render_to: str | None = None) -> dict:
+                 render_to: str | None = None, tracks=None) -> dict:
         """Annotate one video or one segment of it (and render a whole video when asked); errors
-        come back as data so one bad file never stops the job."""
+        come back as data so one bad file never stops the job. With `tracks` (a table whose
+        output is current, and its frame count) only the render is redone."""
+        base = {"item": item, "segment": segment}
+        if tracks is not None:
+            table, frames = tracks
+            return {**base, "status": "render_only", "render": self._render(item, table, frames, render, render_to)}
         try:
             r = annotate_video(item.path, item.name, self.detector, self.predictor, self.follow,
                                segment.decode_from_s if segment else None, segment.end_s if segment else None)
-            if render:
-                self._render(item, r, render, render_to)
         except VideoError as e:
-            return {"item": item, "segment": segment, "status": "failed", "error": str(e)}
+            return {**base, "status": "failed", "error": str(e)}
         except Exception as e:   # anything else is a bug or an odd file: report it with the file's name
-            return {"item": item, "segment": segment, "status": "failed",
-                    "error": f"{item.path}: {type(e).__name__}: {e}",
+            return {**base, "status": "failed", "error": f"{item.path}: {type(e).__name__}: {e}",
                     "traceback": traceback.format_exc(limit=5)}
-        return {"item": item, "segment": segment, "status": "ok", "table": r.table, "rendered": render_to, "info": r.info.to_dict(),
-                "stats": r.stats.__dict__, "seconds": r.seconds, "pid": os.getpid()}
+        res = {**base, "status": "ok", "table": r.table, "info": r.info.to_dict(), "stats": r.stats.__dict__,
+               "seconds": r.seconds, "pid": os.getpid()}
+        if render:
+            res["render"] = self._render(item, r.table, r.stats.frames, render, render_to)
+        return res

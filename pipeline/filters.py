@@ -112,17 +112,26 @@ ANCHORS = {  # for a user's overlay PNG: landmark pair it spans and the share of
 }
 
 
-def load_overlay(path: str, anchor: str) -> Sprite:
-    """A user's PNG with alpha, spanning the anchor's landmark pair across `share` of its width."""
+def load_overlay(source: str | bytes, anchor: str) -> Sprite:
+    """A user's PNG with alpha (a path, or the file's bytes as Ray actors get them), spanning the
+    anchor's landmark pair across `share` of its width. 16-bit PNGs are scaled to 8 bits."""
     if anchor not in ANCHORS:
         raise ValueError(f"unknown anchor {anchor!r}: choose from {', '.join(ANCHORS)}")
-    if not os.path.exists(path):
-        raise ValueError(f"{path}: no such overlay file")
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    name = "overlay" if isinstance(source, bytes) else source
+    if isinstance(source, bytes):
+        img = cv2.imdecode(np.frombuffer(source, np.uint8), cv2.IMREAD_UNCHANGED) if source else None
+    elif not os.path.exists(source):
+        raise ValueError(f"{source}: no such overlay file")
+    else:
+        img = cv2.imread(source, cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise ValueError(f"{path}: not a readable image")
+        raise ValueError(f"{name}: not a readable image")
     if img.ndim != 3 or img.shape[2] != 4:
-        raise ValueError(f"{path}: overlay needs an alpha channel (RGBA PNG); this image has none")
+        raise ValueError(f"{name}: overlay needs an alpha channel (RGBA PNG); this image has none")
+    if img.dtype == np.uint16:
+        img = np.round(img / 257.0).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise ValueError(f"{name}: overlay must be 8- or 16-bit, not {img.dtype}")
     (a, b), share = ANCHORS[anchor]
     h, w = img.shape[:2]
     anchors = np.array([[w * (1 - share) / 2, h / 2], [w * (1 + share) / 2, h / 2]], np.float32)
@@ -188,8 +197,8 @@ FILTERS: dict[str, FilterFn] = {
 }
 
 
-def get_filter(name: str, overlay: str | None = None, anchor: str = "eyes") -> FilterFn:
-    """A filter by name; `overlay` (a PNG path) makes a filter from the user's own image."""
+def get_filter(name: str, overlay: str | bytes | None = None, anchor: str = "eyes") -> FilterFn:
+    """A filter by name; `overlay` (a PNG path or its bytes) makes a filter from the user's own image."""
     if overlay:
         sprite = load_overlay(overlay, anchor)
         return _sprite_filter(lambda: sprite)

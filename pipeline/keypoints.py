@@ -128,23 +128,23 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
         st.crops += len(grays)
         pts = pts.reshape(n, len(tracks), 68, 2)
         score = score.reshape(n, len(tracks))
-        bad = np.flatnonzero((score < p.min_score).any(axis=1))
+        kept = ~(score < p.min_score)   # a NaN score (one pass, no mirror: not measured) never drops a face
+        bad = np.flatnonzero((~kept).any(axis=1))
         if len(bad) and chunk[bad[0]].index != retry_index:
             # confidence dropped on frame k: emit up to k-1, re-detect on frame k and try it again
             k = int(bad[0])
             if k > 0:
                 tracker.update(square_from_points(pts[k - 1]), np.ones(len(tracks), bool))
-            tracker.update(tracker.squares(), score[k] >= p.min_score)
+            tracker.update(tracker.squares(), kept[k])
             retry_index = chunk[k].index
             done = k
         else:
             k = int(bad[0]) if len(bad) else n - 1   # on a retried frame, drop the faces still lost
             done = k + 1
-            tracker.update(square_from_points(pts[k]), score[k] >= p.min_score)
+            tracker.update(square_from_points(pts[k]), kept[k])
             tracker.drop_lost()
         for j in range(done):
-            ok = score[j] >= p.min_score
-            faces = [Face(t.id, pts[j, i], float(score[j, i])) for i, t in enumerate(tracks) if ok[i]]
+            faces = [Face(t.id, pts[j, i], float(score[j, i])) for i, t in enumerate(tracks) if kept[j, i]]
             st.frames += 1
             st.faces += len(faces)
             yield chunk[j], faces

@@ -53,7 +53,10 @@ class TableBuilder:
                "score": np.asarray(self.score, np.float32)}
         box.update(points_to_columns(pts))
         for name, values in box.items():
-            cols[name] = pa.array(np.asarray(values, np.float32), pa.float32(), mask=~face)
+            values = np.asarray(values, np.float32)
+            # a score that was not measured (one pass, no mirror) is null, never NaN
+            mask = ~face | np.isnan(values) if name == "score" else ~face
+            cols[name] = pa.array(values, pa.float32(), mask=mask)
         return pa.table(cols, schema=SCHEMA)
 
 

@@ -1,28 +1,66 @@
-"""Rendering filtered videos: same size, rotation and timing as the input, audio copied untouched.
+"""Rendering filtered videos that keep what the input has: orientation, every frame and its PTS,
+pixel aspect, colour tags and sound.
 
 Each decoded frame is made upright (landmarks live in the upright frame), filtered, turned back
 to the stored orientation and encoded with its original PTS in the input's time base, so variable
-frame rate survives; the display matrix is copied. Audio packets are remuxed without decoding.
-The output is written to a temp name and renamed only when complete.
+frame rate survives. Everything the container header carries (the display matrix, sample aspect,
+colour tags, the render key) is set before the first packet is muxed: the header is written then,
+and the first packet is often audio. Audio is copied packet for packet when the output container
+can hold it, else transcoded (AAC; Opus for WebM). H.264 in 4:2:0 needs even sizes: an odd width or
+height is padded by one pixel, repeating the last column or row. The output is written to a temp
+name and moved into place only when complete.
 """
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import os
-import uuid
 from dataclasses import dataclass
+from fractions import Fraction
 
 import av
 import numpy as np
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from .atomic import temp_path
 from .filters import FilterFn
 from .parquet import read_meta
 from .schema import POINT_COLUMNS, points_from_columns
-from .video import VideoError, _open
+from .video import VideoError, display_matrix, frame_rate, open_video, orientation_from_matrix
+
+RENDER_TAG = "facetracks-render "      # the container's `comment`: this prefix, then the render key
 
 
 class TracksMismatch(ValueError):
     """Tracks that were not made from this video."""
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    muxer: str
+    video_codec: str
+    audio_codec: str          # when the input's audio cannot be copied
+
+
+OUTPUT_FORMATS = {
+    ".mp4": OutputFormat("mp4", "libx264", "aac"),
+    ".m4v": OutputFormat("mp4", "libx264", "aac"),
+    ".mov": OutputFormat("mov", "libx264", "aac"),
+    ".mkv": OutputFormat("matroska", "libx264", "aac"),
+    ".webm": OutputFormat("webm", "libvpx-vp9", "libopus"),
+}
+
+
+def output_format(path: str) -> OutputFormat:
+    """The container and codecs for an output path, from its extension; a ValueError listing the
+    ones that work otherwise (raised before anything is decoded)."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in OUTPUT_FORMATS:
+        raise ValueError(f"{path}: cannot write {ext or 'a file without extension'}; "
+                         f"the output must end in {', '.join(OUTPUT_FORMATS)}")
+    return OUTPUT_FORMATS[ext]
 
 
 @dataclass
@@ -30,6 +68,8 @@ class RenderStats:
     frames: int
     frames_with_faces: int
     audio_packets: int
+    audio: str = "none"       # "copied <codec>", "transcoded <codec> -> <codec>", or "none"
+    padded: bool = False      # an odd size was padded by one pixel
 
 
 def faces_by_frame(table) -> dict[int, list[np.ndarray]]:
@@ -60,72 +100,187 @@ def load_tracks_for(video: str, tracks: str) -> tuple[dict[int, list[np.ndarray]
     return faces_by_frame(df), int(meta["frame_count"])
 
 
-def render_video(src: str, dst: str, faces: dict[int, list[np.ndarray]], filt: FilterFn,
-                 expected_frames: int | None = None, crf: int = 20, preset: str = "medium") -> RenderStats:
-    tmp = os.path.join(os.path.dirname(os.path.abspath(dst)), f".{os.path.basename(dst)}.{uuid.uuid4().hex[:8]}.tmp")
-    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+def render_key(tracks_key: dict, filter_name: str, overlay: bytes | None, anchor: str, crf: int, preset: str,
+               fmt: str = "mp4") -> str:
+    """What makes a rendered file current: the tracks it was drawn from (their run key), the
+    filter, the overlay's content (not its path), the anchor, the encoder settings."""
+    spec = {"tracks": tracks_key, "filter": filter_name, "anchor": anchor if overlay else None, "crf": crf,
+            "preset": preset, "format": fmt,
+            "overlay_sha256": hashlib.sha256(overlay).hexdigest() if overlay is not None else None}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def read_render_key(path: str, filesystem: pafs.FileSystem | None = None) -> str | None:
+    """The render key a file was written with, or None (absent, unreadable, not ours)."""
     try:
-        stats = _render(src, tmp, faces, filt, crf, preset, os.path.splitext(dst)[1].lstrip(".") or "mp4")
+        if filesystem is None:
+            with av.open(path) as c:
+                md = dict(c.metadata)
+        else:
+            with filesystem.open_input_file(path) as f, av.open(f) as c:
+                md = dict(c.metadata)
+    except (OSError, av.error.FFmpegError, ValueError):
+        return None
+    comment = next((v for k, v in md.items() if k.lower() == "comment"), "")
+    return comment[len(RENDER_TAG):] if comment.startswith(RENDER_TAG) else None
+
+
+def render_video(src: str, dst: str, faces: dict[int, list[np.ndarray]], filt: FilterFn,
+                 expected_frames: int | None = None, crf: int = 20, preset: str = "medium",
+                 key: str | None = None) -> RenderStats:
+    """Render `src` with `filt` drawn on `faces` into `dst` (its extension picks the container).
+    `key` is stored in the file (see `render_key`), so a rerun can tell whether it is current."""
+    fmt = output_format(dst)
+    with temp_path(dst) as tmp:
+        stats = _render(src, tmp, faces, filt, crf, preset, fmt, key)
         if expected_frames is not None and stats.frames != expected_frames:
             raise TracksMismatch(f"{src}: {stats.frames} frames decode, the tracks describe {expected_frames}")
-        os.replace(tmp, dst)
-        return stats
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    return stats
 
 
-def _render(src: str, tmp: str, faces, filt, crf: int, preset: str, fmt: str) -> RenderStats:
-    with _open(src) as inp, av.open(tmp, "w", format=fmt) as out:
-        vin = inp.streams.video[0]
-        vin.thread_type = "AUTO"
-        ain = inp.streams.audio[0] if inp.streams.audio else None
-        vout = out.add_stream("libx264", rate=vin.average_rate or vin.guessed_rate or 25)
-        vout.width, vout.height = vin.codec_context.width, vin.codec_context.height
-        vout.pix_fmt = "yuv420p"
-        vout.time_base = vin.time_base
-        vout.codec_context.time_base = vin.time_base
-        vout.options = {"crf": str(crf), "preset": preset}
-        aout = out.add_stream_from_template(ain) if ain is not None else None
-        streams = [vin] + ([ain] if ain is not None else [])
-        frames = with_faces = audio = 0
-        rotation_set = False
-        last_pts = None
+@dataclass
+class _Look:
+    """What the first frame says about how the video is to be shown."""
+    matrix: np.ndarray | None
+    colorspace: int
+    color_range: int
+    primaries: int
+    trc: int
+
+
+def _first_look(src: str) -> _Look:
+    container, s = open_video(src)
+    with container:
         try:
-            for packet in inp.demux(streams):
-                if packet.stream is ain:
-                    if packet.size == 0:
-                        continue
-                    packet.stream = aout
-                    out.mux(packet)
-                    audio += 1
+            f = next(container.decode(s), None)
+        except av.error.FFmpegError as e:
+            raise VideoError(f"{src}: cannot decode the first frame ({e})") from e
+        if f is None:
+            raise VideoError(f"{src}: the video stream holds no frames")
+        full = f.format.name.startswith("yuvj") or f.color_range == 2
+        cc = s.codec_context
+        return _Look(display_matrix(f), f.colorspace or cc.colorspace, 2 if full else 1,
+                     f.color_primaries or cc.color_primaries, f.color_trc or cc.color_trc)
+
+
+def _can_copy(ain: av.audio.stream.AudioStream, muxer: str) -> bool:
+    """Ask the muxer itself: write a header with this stream into memory."""
+    try:
+        with av.open(io.BytesIO(), "w", format=muxer) as probe:
+            probe.add_stream_from_template(ain)
+            probe.start_encoding()
+        return True
+    except (av.error.FFmpegError, ValueError):
+        return False
+
+
+def _audio_out(out, ain, fmt: OutputFormat):
+    """(output stream, copy?) for one input audio stream."""
+    if _can_copy(ain, fmt.muxer):
+        return out.add_stream_from_template(ain), True
+    rate = 48000 if fmt.audio_codec == "libopus" else (ain.rate or 48000)
+    aout = out.add_stream(fmt.audio_codec, rate=rate)
+    aout.layout = "stereo" if ain.channels >= 2 else "mono"
+    return aout, False
+
+
+def _render(src: str, f, faces, filt, crf: int, preset: str, fmt: OutputFormat, key: str | None) -> RenderStats:
+    look = _first_look(src)
+    o = orientation_from_matrix(look.matrix)
+    inp, vin = open_video(src)
+    with inp, av.open(f, "w", format=fmt.muxer) as out:
+        vin.thread_type = "AUTO"
+        ains = [a for a in inp.streams.audio if a.codec_context.name]
+        # everything the header holds, before anything is muxed
+        if key:
+            out.metadata["comment"] = RENDER_TAG + key
+        fps = frame_rate(vin)
+        vout = out.add_stream(fmt.video_codec, rate=vin.average_rate or vin.guessed_rate or round(fps))
+        w, h = vin.codec_context.width, vin.codec_context.height
+        vout.width, vout.height = w + w % 2, h + h % 2
+        vout.pix_fmt = "yuv420p"
+        tb = vin.time_base or Fraction(1, round(fps * 1000))
+        vout.time_base = tb
+        vout.codec_context.time_base = tb
+        sar = vin.sample_aspect_ratio or vin.codec_context.sample_aspect_ratio
+        if sar and sar != 1:
+            vout.sample_aspect_ratio = sar
+            vout.codec_context.sample_aspect_ratio = sar
+        cc = vout.codec_context
+        cc.colorspace, cc.color_range, cc.color_primaries, cc.color_trc = (
+            look.colorspace, look.color_range, look.primaries, look.trc)
+        vout.options = {"crf": str(crf), "preset": preset} if fmt.video_codec == "libx264" \
+            else {"crf": str(crf), "b": "0", "deadline": "good", "row-mt": "1"}
+        if look.matrix is not None:
+            vout.set_display_matrix([int(v) for v in look.matrix])
+        audio = {a: _audio_out(out, a, fmt) for a in ains}
+        frames = with_faces = packets = 0
+        last_pts = None
+        step = 1.0 / fps
+        try:
+            for packet in inp.demux([vin] + ains):
+                if packet.stream is not vin:
+                    aout, copy = audio[packet.stream]
+                    if copy:
+                        if packet.size == 0:
+                            continue
+                        packet.stream = aout
+                        out.mux(packet)
+                        packets += 1
+                    else:
+                        for af in packet.decode():
+                            for p in aout.encode(af):
+                                out.mux(p)
+                                packets += 1
                     continue
                 for frame in packet.decode():
-                    if not rotation_set:
-                        rot = int(round((frame.rotation or 0) / 90)) * 90 % 360
-                        if rot:
-                            vout.set_display_rotation(rot)
-                        rotation_set = True
-                    k = int(round((frame.rotation or 0) / 90)) % 4
-                    fs = faces.get(frames, [])
-                    if fs:
-                        bgr = frame.to_ndarray(format="bgr24")
-                        up = np.ascontiguousarray(np.rot90(bgr, k)) if k else bgr
-                        up = filt(up, fs)
-                        stored = np.ascontiguousarray(np.rot90(up, -k)) if k else up
-                        new = av.VideoFrame.from_ndarray(stored, format="bgr24").reformat(format="yuv420p")
-                        with_faces += 1
-                    else:
-                        new = frame.reformat(format="yuv420p")
-                    pts = frame.pts if frame.pts is not None else (last_pts + 1 if last_pts is not None else 0)
+                    new = _filtered(frame, faces.get(frames, []), filt, o, look, (vout.width, vout.height))
+                    with_faces += bool(faces.get(frames))
+                    # no PTS (raw .h264): the frame rate's time, as the tracks' time_s
+                    pts = frame.pts if frame.pts is not None else round(frames * step / tb)
                     if last_pts is not None and pts <= last_pts:
                         pts = last_pts + 1       # the encoder needs increasing PTS; odd inputs only
-                    new.pts, new.time_base, last_pts = pts, vin.time_base, pts
+                    new.pts, new.time_base, last_pts = pts, tb, pts
                     for p in vout.encode(new):
                         out.mux(p)
                     frames += 1
         except av.error.FFmpegError as e:
-            raise VideoError(f"{src}: decoding failed at frame {frames} ({e})") from e
+            raise VideoError(f"{src}: render failed at frame {frames} ({e})") from e
         for p in vout.encode(None):
             out.mux(p)
-    return RenderStats(frames, with_faces, audio)
+        for aout, copy in audio.values():
+            if not copy:
+                for p in aout.encode(None):
+                    out.mux(p)
+                    packets += 1
+    if frames == 0:
+        raise VideoError(f"{src}: the video stream holds no frames")
+    return RenderStats(frames, with_faces, packets, _describe(audio), (w % 2 or h % 2) > 0)
+
+
+def _describe(audio: dict) -> str:
+    if not audio:
+        return "none"
+    return ", ".join(f"copied {a.codec_context.name}" if copy else
+                     f"transcoded {a.codec_context.name} -> {aout.codec_context.name}"
+                     for a, (aout, copy) in audio.items())
+
+
+def _filtered(frame: av.VideoFrame, faces: list[np.ndarray], filt: FilterFn, o, look: _Look,
+              size: tuple[int, int]) -> av.VideoFrame:
+    """The frame to encode: filtered in the upright orientation and colour-converted with the
+    input's own matrix and range both ways, so pixels away from the faces come back unchanged;
+    padded to `size` when the input's size is odd."""
+    w, h = size
+    if not faces and (frame.width, frame.height) == (w, h):
+        return frame.reformat(format="yuv420p", dst_colorspace=look.colorspace or None,
+                              src_color_range=look.color_range, dst_color_range=look.color_range)
+    bgr = frame.reformat(format="bgr24", src_color_range=look.color_range).to_ndarray()
+    if faces:
+        up = np.ascontiguousarray(o.apply(bgr))
+        bgr = np.ascontiguousarray(o.undo(filt(up, faces)))
+    if bgr.shape[:2] != (h, w):
+        bgr = np.pad(bgr, ((0, h - bgr.shape[0]), (0, w - bgr.shape[1]), (0, 0)), mode="edge")
+    new = av.VideoFrame.from_ndarray(bgr, format="bgr24")
+    return new.reformat(format="yuv420p", src_colorspace=look.colorspace or None, dst_colorspace=look.colorspace or None,
+                        dst_color_range=look.color_range)

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .schema import SCHEMA
-from .tracking import greedy_match
+from .tracking import box_iou, greedy_match
 
 
 @dataclass(frozen=True)
@@ -46,19 +46,11 @@ def _boxes(df: pd.DataFrame) -> np.ndarray:
     return df[["x", "y", "w", "h"]].to_numpy(np.float64)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    ax1, ay1, bx1, by1 = a[:, 0] + a[:, 2], a[:, 1] + a[:, 3], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
-    iw = np.clip(np.minimum(ax1[:, None], bx1[None]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(ay1[:, None], by1[None]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = iw * ih
-    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
-    return inter / np.maximum(union, 1e-9)
-
-
 def stitch(tables: list[pa.Table], segments: list[Segment], min_iou: float = 0.5) -> pa.Table:
     """Merge segment tables (in segment order) into one: owned rows only, ids carried across
-    boundaries by co-occurrence in the overlap, frame_index recounted in presentation order."""
-    parts, next_id, prev = [], 0, None
+    boundaries by co-occurrence in the overlap, frame_index recounted from each segment's own
+    decode order (never from times: two frames may share a PTS, and each keeps its own index)."""
+    parts, next_id, prev, offset = [], 0, None, 0
     for table, seg in zip(tables, segments):
         df = table.to_pandas()
         t = df.time_s.to_numpy()
@@ -71,7 +63,7 @@ def stitch(tables: list[pa.Table], segments: list[Segment], min_iou: float = 0.5
             for time_s, here in overlap.groupby("time_s"):
                 there = prev[(np.abs(prev.time_s - time_s) < 1e-6) & prev.track_id.notna()]
                 if len(there):
-                    iou = _iou(_boxes(here), _boxes(there))
+                    iou = box_iou(_boxes(here), _boxes(there))
                     for r, c in greedy_match(iou, min_iou):
                         k = (int(here.track_id.iloc[r]), int(there.track_id.iloc[c]))
                         votes[k] = votes.get(k, 0) + 1
@@ -85,10 +77,11 @@ def stitch(tables: list[pa.Table], segments: list[Segment], min_iou: float = 0.5
                 next_id += 1
         next_id = max([next_id] + [g + 1 for g in mapping.values()])
         own["track_id"] = own.track_id.map(lambda v: mapping[int(v)] if pd.notna(v) else None).astype("Int32")
+        local_index = own.frame_index.rank(method="dense").astype(int) - 1
+        own["frame_index"] = (offset + local_index).astype("int32")
+        offset += int(local_index.max()) + 1 if len(own) else 0
         parts.append(own)
         prev = own
     merged = pd.concat(parts, ignore_index=True)
-    order = merged.time_s.rank(method="dense").astype(int) - 1
-    merged["frame_index"] = order.astype("int32")
     merged = merged.sort_values(["frame_index", "track_id"], na_position="first", kind="stable")
     return pa.Table.from_pandas(merged, schema=SCHEMA, preserve_index=False)

@@ -12,14 +12,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, 4) and (M, 4) boxes (x, y, w, h) -> (N, M) intersection over union."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    a0, a1 = a[:, None, :2], a[:, None, :2] + a[:, None, 2:]
+    b0, b1 = b[None, :, :2], b[None, :, :2] + b[None, :, 2:]
+    inter = np.clip(np.minimum(a1, b1) - np.maximum(a0, b0), 0, None).prod(-1)
+    union = a[:, None, 2:].prod(-1) + b[None, :, 2:].prod(-1) - inter
+    return inter / np.maximum(union, 1e-9)
+
+
 def square_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N, 3) and (M, 3) squares (cx, cy, side) -> (N, M) intersection over union."""
-    a, b = np.asarray(a, np.float64).reshape(-1, 3), np.asarray(b, np.float64).reshape(-1, 3)
-    a0, a1 = a[:, None, :2] - a[:, None, 2:] / 2, a[:, None, :2] + a[:, None, 2:] / 2
-    b0, b1 = b[None, :, :2] - b[None, :, 2:] / 2, b[None, :, :2] + b[None, :, 2:] / 2
-    inter = np.clip(np.minimum(a1, b1) - np.maximum(a0, b0), 0, None).prod(-1)
-    union = a[:, None, 2] ** 2 + b[None, :, 2] ** 2 - inter
-    return inter / np.maximum(union, 1e-9)
+    def boxes(s):
+        s = np.asarray(s, np.float64).reshape(-1, 3)
+        return np.concatenate([s[:, :2] - s[:, 2:] / 2, s[:, 2:], s[:, 2:]], axis=1)
+    return box_iou(boxes(a), boxes(b))
 
 
 def greedy_match(iou: np.ndarray, threshold: float) -> list[tuple[int, int]]:

@@ -1,9 +1,13 @@
-"""Decoding with PyAV: stream metadata, and frames as upright grayscale straight from the Y plane.
+"""Decoding with PyAV: the stream a player would show, its metadata, and frames as upright,
+full-range grayscale straight from the Y plane.
 
 Timestamps are each frame's PTS times the stream time base (right for variable frame rate, B-frame
-reordering and 1 ms WMV time bases); the frame count is what decodes, never the header. Rotation
-from the display matrix is applied, so every coordinate downstream is in the upright frame a
-viewer sees.
+reordering and 1 ms WMV time bases); a frame without a PTS (raw .h264, some AVIs) gets the time
+the frame rate gives it, and the video's `timing` says so. The frame count is what decodes, never
+the header. The display matrix (rotation and mirroring) is applied, so every coordinate downstream
+is in the upright frame a viewer sees. Gray levels are full range (0..255) whatever the pixel
+format, as the training images are: limited-range luma (16..235, nearly every H.264 file) is
+stretched through a 256-entry table.
 """
 from __future__ import annotations
 
@@ -14,14 +18,71 @@ from typing import Iterator
 import av
 import numpy as np
 
-# Formats whose first plane is 8-bit luma: the gray image is a view of it, no conversion.
+# Formats whose first plane is 8-bit luma: the gray image is a view of it (or one table lookup).
 _Y8_FORMATS = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21",
                "yuv411p", "yuv410p", "yuv440p", "yuvj440p", "gray", "yuva420p"}
-
+_FULL_RANGE_Y8 = {"yuvj420p", "yuvj422p", "yuvj444p", "yuvj440p", "gray"}
+_JPEG_RANGE = 2          # AVCOL_RANGE_JPEG: the frame says its luma is full range
+# limited-range luma 16..235 -> 0..255, clipped: what swscale does for the other formats
+_LIMITED_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255.0 / 219.0), 0, 255).astype(np.uint8)
 
 # Headers over-count by a few frames in real files (95 of 98 decode in one of ours); a file where far
 # fewer decode than its index lists has lost data.
 TRUNCATED_SHARE = 0.9
+DEFAULT_FPS = 25.0       # for streams that state no rate at all
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """How a stored frame becomes the upright one a player shows: mirror left-right (`flip`)
+    first, then `k` quarter turns counter-clockwise. The eight cases of a display matrix."""
+    k: int = 0
+    flip: bool = False
+
+    def apply(self, img: np.ndarray) -> np.ndarray:
+        img = img[:, ::-1] if self.flip else img
+        return np.rot90(img, self.k) if self.k else img
+
+    def undo(self, img: np.ndarray) -> np.ndarray:
+        img = np.rot90(img, -self.k) if self.k else img
+        return img[:, ::-1] if self.flip else img
+
+    @property
+    def identity(self) -> bool:
+        return not self.k and not self.flip
+
+
+def orientation_from_matrix(m: np.ndarray | None) -> Orientation:
+    """FFmpeg's display matrix (9 int32, AV_FRAME_DATA_DISPLAYMATRIX) -> what a player does with
+    it, case by case as ffmpeg's own autorotate does (fftools/ffmpeg_filter.c): a mirrored matrix
+    reads as a rotation to av_display_rotation_get, which alone would turn a mirror into 180°."""
+    if m is None:
+        return Orientation()
+    a, b, c, d = (float(v) / 65536 for v in (m[0], m[1], m[3], m[4]))
+    # counter-clockwise angle, as av_display_rotation_get computes it
+    scale0, scale1 = np.hypot(a, c), np.hypot(b, d)
+    if scale0 == 0 or scale1 == 0:
+        return Orientation()
+    ccw = -np.degrees(np.arctan2(b / scale1, a / scale0))
+    theta = (-round(ccw)) % 360          # clockwise, as fftools' get_rotation
+    if abs(theta - 90) < 1:
+        return Orientation(1, True) if m[3] > 0 else Orientation(3, False)      # transpose / clockwise
+    if abs(theta - 180) < 1:
+        h, v = m[0] < 0, m[4] < 0
+        return {(True, True): Orientation(2), (True, False): Orientation(0, True),
+                (False, True): Orientation(2, True), (False, False): Orientation()}[(h, v)]
+    if abs(theta - 270) < 1:
+        return Orientation(3, True) if m[3] < 0 else Orientation(1, False)      # anti-transpose / ccw
+    if abs(theta) < 1 or abs(theta - 360) < 1:
+        return Orientation(2, True) if m[4] < 0 else Orientation()              # vertical flip
+    return Orientation(int(round(-theta / 90)) % 4)   # odd angles: the nearest quarter turn
+
+
+def display_matrix(frame: av.VideoFrame) -> np.ndarray | None:
+    for sd in frame.side_data:
+        if sd.type.name == "DISPLAYMATRIX":
+            return np.frombuffer(bytes(sd), np.int32).copy()
+    return None
 
 
 @dataclass
@@ -36,9 +97,18 @@ class VideoInfo:
     time_base: str
     avg_fps: float
     header_frames: int    # what the container claims; may be wrong
+    stream_index: int = 0         # which stream of the file (the one a player shows)
+    flip: bool = False            # the display matrix mirrors left-right (before `rotation`)
+    sample_aspect: str = "1/1"    # pixel aspect ratio of the stored frames
+    pix_fmt: str = ""
+    timing: str = "pts"           # "pts"; "frame_rate" when frames carry no PTS (times from the rate)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def orientation(self) -> Orientation:
+        return Orientation(self.rotation // 90 % 4, self.flip)
 
 
 @dataclass
@@ -46,7 +116,7 @@ class Frame:
     index: int            # position in decode-output (presentation) order, from 0
     pts: int | None
     time_s: float
-    gray: np.ndarray      # (H, W) uint8, upright
+    gray: np.ndarray      # (H, W) uint8, upright, full range
     bgr: np.ndarray | None = None
 
 
@@ -54,7 +124,23 @@ class VideoError(RuntimeError):
     """A file that cannot be decoded as video: message names the file and the cause."""
 
 
-def _open(path: str) -> av.container.InputContainer:
+def _is_cover_art(s: av.stream.Stream) -> bool:
+    return bool(s.disposition & av.stream.Disposition.attached_pic)
+
+
+def pick_video_stream(container: av.container.InputContainer, path: str = "") -> av.video.stream.VideoStream:
+    """The stream a player shows: the default-flagged video stream, else the first; never cover art
+    (an `attached_pic` is one still image, as MP3s and M4As carry album art)."""
+    real = [s for s in container.streams.video if not _is_cover_art(s)]
+    if not real:
+        what = "only cover art, no video" if container.streams.video else "no video stream"
+        raise VideoError(f"{path or container.name}: {what} (audio-only or data file)")
+    default = [s for s in real if s.disposition & av.stream.Disposition.default]
+    return (default or real)[0]
+
+
+def open_video(path: str) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+    """Open a file for reading and pick its video stream; every failure is a VideoError naming the file."""
     if not os.path.exists(path):
         raise VideoError(f"{path}: no such file")
     if os.path.getsize(path) == 0:
@@ -63,49 +149,70 @@ def _open(path: str) -> av.container.InputContainer:
         container = av.open(path)
     except av.error.FFmpegError as e:
         raise VideoError(f"{path}: not a readable video ({e.strerror or e})") from e
-    if not container.streams.video:
+    try:
+        return container, pick_video_stream(container, path)
+    except VideoError:
         container.close()
-        raise VideoError(f"{path}: no video stream (audio-only or data file)")
-    return container
+        raise
+
+
+def frame_rate(s: av.video.stream.VideoStream) -> float:
+    rate = s.average_rate or s.guessed_rate or s.base_rate
+    return float(rate) if rate else DEFAULT_FPS
 
 
 def probe(path: str) -> VideoInfo:
-    with _open(path) as c:
-        s = c.streams.video[0]
-        rotation = 0
+    container, s = open_video(path)
+    with container:
+        first = None
         try:
-            for f in c.decode(s):
-                rotation = int(round((f.rotation or 0) / 90)) * 90 % 360
+            for first in container.decode(s):
                 break
         except av.error.FFmpegError as e:
             raise VideoError(f"{path}: cannot decode the first frame ({e})") from e
+        if first is None:
+            raise VideoError(f"{path}: the video stream holds no frames")
+        o = orientation_from_matrix(display_matrix(first))
         w, h = s.codec_context.width, s.codec_context.height
-        if rotation in (90, 270):
+        if o.k % 2:
             w, h = h, w
         st = os.stat(path)
-        rate = s.average_rate or s.guessed_rate
+        sar = s.sample_aspect_ratio or s.codec_context.sample_aspect_ratio
         return VideoInfo(path=os.path.abspath(path), size_bytes=st.st_size, mtime=st.st_mtime, width=w, height=h,
-                         rotation=rotation, codec=s.codec_context.name, time_base=str(s.time_base),
-                         avg_fps=float(rate) if rate else 0.0, header_frames=int(s.frames or 0))
+                         rotation=o.k * 90, codec=s.codec_context.name, time_base=str(s.time_base),
+                         avg_fps=frame_rate(s), header_frames=int(s.frames or 0), stream_index=s.index,
+                         flip=o.flip, sample_aspect=f"{sar.numerator}/{sar.denominator}" if sar else "1/1", pix_fmt=first.format.name,
+                         timing="pts" if first.pts is not None else "frame_rate")
 
 
 def keyframe_times(path: str) -> list[float]:
-    """Times of the video's keyframes, from packets alone (no decoding): where segments may start."""
-    with _open(path) as c:
-        s = c.streams.video[0]
+    """Times of the video's keyframes, from packets alone (no decoding): where segments may start.
+    Empty for a stream without PTS: such a stream cannot be cut by time and runs whole."""
+    container, s = open_video(path)
+    with container:
         try:
-            return sorted({float(p.pts * s.time_base) for p in c.demux(s) if p.is_keyframe and p.pts is not None})
+            return sorted({float(p.pts * s.time_base) for p in container.demux(s) if p.is_keyframe and p.pts is not None})
         except av.error.FFmpegError as e:
             raise VideoError(f"{path}: cannot read packets ({e})") from e
 
 
+def check_complete(path: str, decoded: int, indexed: int) -> None:
+    """Raise when far fewer frames decoded than the container indexes: the file lost data."""
+    if indexed and decoded < TRUNCATED_SHARE * indexed - 2:
+        raise VideoError(f"{path}: truncated or corrupt: the container indexes {indexed} frames, "
+                         f"only {decoded} decode")
+
+
 def _gray(frame: av.VideoFrame) -> np.ndarray:
-    if frame.format.name in _Y8_FORMATS:
+    name = frame.format.name
+    if name in _Y8_FORMATS:
         plane = frame.planes[0]
         # planes may be padded: view rows of line_size, then cut to width
-        buf = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)
-        return buf[:, :frame.width]
-    return frame.to_ndarray(format="gray")
+        y = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)[:, :frame.width]
+        if name in _FULL_RANGE_Y8 or frame.color_range == _JPEG_RANGE:
+            return y
+        return _LIMITED_TO_FULL[y]
+    return frame.to_ndarray(format="gray")     # swscale gives full range for every other format
 
 
 def iter_frames(path: str, color: bool = False, start_s: float | None = None,
@@ -113,34 +220,36 @@ def iter_frames(path: str, color: bool = False, start_s: float | None = None,
     """Stream upright frames; `color` adds BGR (only rendering needs it).
 
     With `start_s`, seek to the keyframe before it and drop frames before it; with `end_s`, stop
-    at it. Frame indices then count from the first returned frame.
+    at it. Frame indices then count from the first returned frame. Read whole, a video that
+    decodes no frame, or far fewer than its container indexes, raises VideoError.
     """
-    with _open(path) as c:
-        s = c.streams.video[0]
+    container, s = open_video(path)
+    with container:
         s.thread_type = "AUTO"
-        tb = s.time_base
+        tb, step = s.time_base, 1.0 / frame_rate(s)
         if start_s:
-            c.seek(int(start_s / tb), stream=s, backward=True)
-        index = 0
+            container.seek(int(start_s / tb), stream=s, backward=True)
+        index, t = 0, None
         try:
-            for f in c.decode(s):
+            for f in container.decode(s):
                 pts = f.pts
-                t = float(pts * tb) if pts is not None else (float(f.time) if f.time is not None else float("nan"))
+                # no PTS: the frame rate's time after the previous frame
+                t = float(pts * tb) if pts is not None else (0.0 if t is None else t + step)
                 if start_s is not None and t < start_s - 1e-6:
                     continue
                 if end_s is not None and t >= end_s - 1e-6:
                     break
-                k = int(round((f.rotation or 0) / 90)) % 4
+                o = orientation_from_matrix(display_matrix(f))
                 gray = _gray(f)
                 bgr = f.to_ndarray(format="bgr24") if color else None
-                if k:
-                    gray = np.rot90(gray, k)
-                    bgr = np.rot90(bgr, k) if bgr is not None else None
-                yield Frame(index, pts, t, np.ascontiguousarray(gray) if k else gray, bgr)
+                if not o.identity:
+                    gray = np.ascontiguousarray(o.apply(gray))
+                    bgr = np.ascontiguousarray(o.apply(bgr)) if bgr is not None else None
+                yield Frame(index, pts, t, gray, bgr)
                 index += 1
         except av.error.FFmpegError as e:
             raise VideoError(f"{path}: decoding failed at frame {index} ({e})") from e
-        indexed = int(s.frames or 0)
-        if start_s is None and end_s is None and indexed and index < TRUNCATED_SHARE * indexed - 2:
-            raise VideoError(f"{path}: truncated or corrupt: the container indexes {indexed} frames, "
-                             f"only {index} decode")
+        if start_s is None and end_s is None:
+            if index == 0:
+                raise VideoError(f"{path}: the video stream holds no frames")
+            check_complete(path, index, int(s.frames or 0))

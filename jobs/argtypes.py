@@ -1,0 +1,31 @@
+"""Argument types that refuse impossible values in the parser, with argparse's own one-line
+error (exit 2), instead of a crash per video later."""
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+
+
+def bounded(kind: type, ok: Callable[[float], bool], what: str) -> Callable[[str], float]:
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}")
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{text} is not {what}")
+        return value
+    parse.__name__ = what
+    return parse
+
+
+positive_int = bounded(int, lambda v: v >= 1, ">= 1")
+nonneg_int = bounded(int, lambda v: v >= 0, ">= 0")
+nonneg_float = bounded(float, lambda v: v >= 0, ">= 0")
+positive_float = bounded(float, lambda v: v > 0, "> 0")
+unit_float = bounded(float, lambda v: 0 <= v <= 1, "in [0, 1]")
+scale_step = bounded(float, lambda v: v > 1, "> 1 (the Haar scale step)")
+crf = bounded(int, lambda v: 0 <= v <= 63, "in 0..63 (H.264 uses 0..51)")

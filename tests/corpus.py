@@ -1,0 +1,293 @@
+"""A corpus of the files people actually have, each written as a tiny real file with PyAV: phone
+clips (rotation + sound), odd sizes, WMV/FLV/AVI with audio MP4 cannot hold, anamorphic PAL,
+streams without PTS, duplicate PTS, cover art, empty tracks, two video streams, 10-bit, full
+range, mirrored display matrices, truncated long videos. Every file shows one face (a YTF-68
+identity-test image on a grey canvas) unless it has no video to show.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import av
+import cv2
+import numpy as np
+
+from pipeline.video import Orientation
+
+FPS = 25
+
+
+@dataclass
+class Case:
+    path: str
+    frames: int | None              # frames a player shows (None: not a video)
+    error: str | None = None        # what the error must name, for files that are not videos
+    upright: tuple[int, int] | None = None   # (width, height) as displayed, before sample aspect
+    sar: Fraction = Fraction(1)
+    audio: bool = False
+    pts: list[int] | None = None    # the PTS a player shows, when the file has them
+    notes: dict = field(default_factory=dict)
+
+
+def canvas(face: np.ndarray, size: tuple[int, int], at=(8, 4), bg: int = 110) -> np.ndarray:
+    """A BGR frame of `size` (w, h) with the gray face image pasted at `at`."""
+    img = np.full((size[1], size[0], 3), bg, np.uint8)
+    h, w = face.shape[:2]
+    h, w = min(h, size[1] - at[1]), min(w, size[0] - at[0])
+    img[at[1]:at[1] + h, at[0]:at[0] + w] = cv2.cvtColor(face[:h, :w], cv2.COLOR_GRAY2BGR)
+    img[-6:, : size[0] // 2] = 0           # black and white bars: where gray levels show their range
+    img[-6:, size[0] // 2:] = 255
+    return img
+
+
+def _audio_frames(rate: int, seconds: float):
+    n = int(rate * seconds)
+    samples = (0.2 * np.sin(2 * np.pi * 440 * np.arange(n) / rate)).astype(np.float32)[None]
+    for k in range(0, n, 1024):
+        f = av.AudioFrame.from_ndarray(samples[:, k:k + 1024], format="flt", layout="mono")
+        f.sample_rate, f.pts = rate, k
+        yield f
+
+
+def _mux_second_of_sound(c, a) -> None:
+    for af in _audio_frames(a.rate, 1.0):
+        for p in a.encode(af):
+            c.mux(p)
+    for p in a.encode(None):
+        c.mux(p)
+
+
+def write(path: str, frames: list[np.ndarray], *, fmt: str | None = None, codec: str = "libx264",
+          pix_fmt: str = "yuv420p", pts: list[int] | None = None, time_base: Fraction = Fraction(1, 1000),
+          matrix: list[int] | None = None, rotation: int = 0, sar: Fraction | None = None,
+          audio: tuple[str, int] | None = None, audio_first: bool = True, options: dict | None = None,
+          color_range: int | None = None, container_options: dict | None = None) -> list[int]:
+    """Encode BGR frames; `audio` (codec, rate) adds a second of sine, muxed before the video when
+    `audio_first` (a header written at the first mux is then written at an audio packet)."""
+    h, w = frames[0].shape[:2]
+    if codec in ("wmv2", "flv", "mpeg4"):       # these encoders count frames: time base 1/fps
+        time_base, pts = Fraction(1, FPS), None
+    pts = pts if pts is not None else [round(i / FPS / time_base) for i in range(len(frames))]
+    with av.open(path, "w", format=fmt, options=container_options or {}) as c:
+        s = c.add_stream(codec, rate=FPS)
+        s.width, s.height, s.pix_fmt = w, h, pix_fmt
+        s.time_base = time_base
+        s.codec_context.time_base = time_base
+        if codec == "libx264":
+            s.options = {"bf": "0", **(options or {})}
+        if sar:
+            s.sample_aspect_ratio = sar
+            s.codec_context.sample_aspect_ratio = sar
+        if color_range is not None:
+            s.codec_context.color_range = color_range
+        if matrix is not None:
+            s.set_display_matrix(matrix)
+        elif rotation:
+            s.set_display_rotation(rotation)
+        a = None
+        if audio:
+            a = c.add_stream(audio[0], rate=audio[1])
+            a.layout = "mono"
+            if audio[0] == "wmav2":
+                a.bit_rate = 64000
+        packets = []
+        if a is not None:
+            for af in _audio_frames(audio[1], len(frames) / FPS):
+                packets += [("a", p) for p in a.encode(af)]
+            packets += [("a", p) for p in a.encode(None)]
+        vpk = []
+        for i, (img, p) in enumerate(zip(frames, pts)):
+            f = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24")
+            if pix_fmt != "yuv420p":
+                f = f.reformat(format=pix_fmt)
+            f.pts, f.time_base = p, time_base
+            vpk += list(s.encode(f))
+        vpk += list(s.encode(None))
+        order = ([p for _, p in packets] + vpk) if audio_first else (vpk + [p for _, p in packets])
+        for p in order:
+            c.mux(p)
+    return pts
+
+
+def _frames(face: np.ndarray, size: tuple[int, int], n: int = 12) -> list[np.ndarray]:
+    return [canvas(face, size, at=(8 + i, 4)) for i in range(n)]
+
+
+def phone(d: str, face: np.ndarray) -> Case:
+    """Shot in portrait: stored landscape, a display matrix turning it -90°, AAC sound first."""
+    up = _frames(face, (240, 320))
+    o = Orientation(3)                      # what set_display_rotation(-90) means to a player
+    stored = [np.ascontiguousarray(o.undo(f)) for f in up]
+    path = os.path.join(d, "phone_rotated.mp4")
+    pts = write(path, stored, rotation=-90, audio=("aac", 16000))
+    return Case(path, len(up), upright=(240, 320), audio=True, pts=pts)
+
+
+def mirrored(d: str, face: np.ndarray) -> Case:
+    """A front-camera clip: the display matrix mirrors left-right (a rotation of 180° to a
+    reader that only asks av_display_rotation_get)."""
+    up = _frames(face, (320, 240))
+    stored = [np.ascontiguousarray(f[:, ::-1]) for f in up]
+    path = os.path.join(d, "mirrored.mp4")
+    pts = write(path, stored, matrix=[-65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30])
+    return Case(path, len(up), upright=(320, 240), pts=pts)
+
+
+def odd_size(d: str, face: np.ndarray) -> Case:
+    path = os.path.join(d, "odd_321x181.mkv")
+    frames = _frames(face, (321, 181))
+    pts = write(path, frames, codec="libx264", pix_fmt="yuv444p", audio=("aac", 16000))
+    return Case(path, len(frames), upright=(321, 181), audio=True, pts=pts)
+
+
+def old_formats(d: str, face: np.ndarray) -> list[Case]:
+    """Audio that MP4 cannot hold: WMA in ASF, ADPCM in FLV, mu-law in AVI."""
+    out = []
+    for name, fmt, vcodec, acodec, rate in [("old.wmv", "asf", "wmv2", "wmav2", 22050),
+                                            ("old.flv", "flv", "flv", "adpcm_swf", 22050),
+                                            ("old.avi", "avi", "mpeg4", "pcm_mulaw", 8000)]:
+        path = os.path.join(d, name)
+        frames = _frames(face, (320, 240))
+        write(path, frames, fmt=fmt, codec=vcodec, audio=(acodec, rate))
+        out.append(Case(path, len(frames), upright=(320, 240), audio=True, notes={"audio_codec": acodec}))
+    return out
+
+
+def anamorphic(d: str, face: np.ndarray) -> Case:
+    """PAL 16:9 stored as 4:3 pixels: a 64:45 sample aspect (here on a small frame)."""
+    path = os.path.join(d, "anamorphic.mp4")
+    frames = _frames(face, (352, 288))
+    pts = write(path, frames, sar=Fraction(64, 45), audio=("aac", 16000))
+    return Case(path, len(frames), upright=(352, 288), sar=Fraction(64, 45), audio=True, pts=pts)
+
+
+def no_pts(d: str, face: np.ndarray) -> Case:
+    """A raw H.264 elementary stream: frames without any timestamp."""
+    path = os.path.join(d, "raw.h264")
+    frames = _frames(face, (320, 240))
+    write(path, frames, fmt="h264", pts=list(range(len(frames))), time_base=Fraction(1, FPS))
+    return Case(path, len(frames), upright=(320, 240))
+
+
+def duplicate_pts(d: str, face: np.ndarray) -> Case:
+    """Two frames stamped with the same time (Matroska allows equal timestamps; seen in screen
+    recordings and badly cut files)."""
+    path = os.path.join(d, "dup_pts.mkv")
+    frames = _frames(face, (320, 240), 8)
+    stamps = [0, 40, 80, 80, 120, 160, 200, 240]
+    with av.open(path, "w") as c:
+        s = c.add_stream("mjpeg", rate=FPS)
+        s.width, s.height, s.pix_fmt = 320, 240, "yuvj420p"
+        s.time_base = Fraction(1, 1000)
+        for i, (img, p) in enumerate(zip(frames, stamps)):
+            f = av.VideoFrame.from_ndarray(img, format="bgr24").reformat(format="yuvj420p")
+            f.pts = i
+            for pk in s.encode(f):
+                pk.pts = pk.dts = p
+                pk.time_base = Fraction(1, 1000)
+                c.mux(pk)
+    return Case(path, len(frames), upright=(320, 240), pts=stamps)
+
+
+def cover_art(d: str) -> Case:
+    """Music with album art: the only video stream is an attached picture."""
+    path = os.path.join(d, "song.m4a")
+    with av.open(path, "w", format="mp4") as c:
+        a = c.add_stream("aac", rate=16000)
+        a.layout = "mono"
+        v = c.add_stream("mjpeg")
+        v.width, v.height, v.pix_fmt = 64, 64, "yuvj420p"
+        v.disposition = av.stream.Disposition.attached_pic
+        f = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 128, np.uint8), format="bgr24").reformat(format="yuvj420p")
+        f.pts = 0
+        for p in list(v.encode(f)) + list(v.encode(None)):
+            c.mux(p)
+        _mux_second_of_sound(c, a)
+    return Case(path, None, error="only cover art")
+
+
+def empty_track(d: str) -> Case:
+    """A video stream with no samples beside real audio."""
+    path = os.path.join(d, "empty_track.mkv")
+    with av.open(path, "w") as c:
+        v = c.add_stream("libx264", rate=FPS)
+        v.width, v.height, v.pix_fmt = 160, 120, "yuv420p"
+        a = c.add_stream("aac", rate=16000)
+        a.layout = "mono"
+        _mux_second_of_sound(c, a)
+    return Case(path, None, error="holds no frames")
+
+
+def two_streams(d: str, face: np.ndarray) -> Case:
+    """A small preview stream first, the main stream second and flagged default."""
+    path = os.path.join(d, "two_streams.mkv")
+    main = _frames(face, (320, 240))
+    with av.open(path, "w") as c:
+        prev = c.add_stream("libx264", rate=FPS)
+        prev.width, prev.height, prev.pix_fmt = 96, 64, "yuv420p"
+        prev.disposition = 0
+        s = c.add_stream("libx264", rate=FPS)
+        s.width, s.height, s.pix_fmt = 320, 240, "yuv420p"
+        s.disposition = av.stream.Disposition.default
+        for st, frames in ((prev, [np.full((64, 96, 3), 30, np.uint8)] * 5), (s, main)):
+            st.options = {"bf": "0"}
+            for i, img in enumerate(frames):
+                f = av.VideoFrame.from_ndarray(img, format="bgr24")
+                f.pts = i
+                for p in st.encode(f):
+                    c.mux(p)
+            for p in st.encode(None):
+                c.mux(p)
+    return Case(path, len(main), upright=(320, 240))
+
+
+def ten_bit(d: str, face: np.ndarray) -> Case:
+    path = os.path.join(d, "ten_bit.mp4")
+    frames = _frames(face, (320, 240))
+    pts = write(path, frames, pix_fmt="yuv420p10le")
+    return Case(path, len(frames), upright=(320, 240), pts=pts)
+
+
+def full_range(d: str, face: np.ndarray) -> Case:
+    """The same picture as a limited-range file, in full range (yuvj420p, as phones write)."""
+    path = os.path.join(d, "full_range.mp4")
+    frames = _frames(face, (320, 240))
+    pts = write(path, frames, pix_fmt="yuvj420p", color_range=2)
+    return Case(path, len(frames), upright=(320, 240), pts=pts)
+
+
+def limited_range(d: str, face: np.ndarray) -> Case:
+    path = os.path.join(d, "limited_range.mp4")
+    frames = _frames(face, (320, 240))
+    pts = write(path, frames)
+    return Case(path, len(frames), upright=(320, 240), pts=pts)
+
+
+def long_video(d: str, face: np.ndarray, seconds: int = 4) -> str:
+    """A few seconds with a keyframe every 10 frames: long enough to split into 1 s segments. The
+    index comes first (faststart), so a copy cut short still opens and still lists every frame."""
+    path = os.path.join(d, "long.mp4")
+    frames = [canvas(face, (320, 240), at=(8 + (i % 20), 4)) for i in range(seconds * FPS)]
+    write(path, frames, options={"g": "10", "keyint_min": "10", "sc_threshold": "0"},
+          container_options={"movflags": "faststart"})
+    return path
+
+
+def truncate(src: str, dst: str, share: float = 0.5) -> None:
+    with open(src, "rb") as f:
+        data = f.read()
+    with open(dst, "wb") as f:
+        f.write(data[: int(len(data) * share)])
+
+
+def build(d: str, face: np.ndarray) -> dict[str, Case]:
+    """Every kind, by a short name."""
+    cases = {"phone": phone(d, face), "mirrored": mirrored(d, face), "odd": odd_size(d, face),
+             "anamorphic": anamorphic(d, face), "no_pts": no_pts(d, face), "dup_pts": duplicate_pts(d, face),
+             "cover_art": cover_art(d), "empty_track": empty_track(d), "two_streams": two_streams(d, face),
+             "ten_bit": ten_bit(d, face), "full_range": full_range(d, face), "limited_range": limited_range(d, face)}
+    for c in old_formats(d, face):
+        cases[os.path.splitext(os.path.basename(c.path))[1][1:]] = c
+    return cases

@@ -1,0 +1,290 @@
+"""Real-world files (tests/corpus.py) through annotate and render, checked as a user would check
+them: the render as displayed (orientation, aspect, every frame and its time, sound), the
+tracks (a row set per frame, distinct frame indices, times), and a named error for what is not a
+video. The whole job runs once over the corpus, on Ray, with --render."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from fractions import Fraction
+
+import av
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from jobs.cli import main
+from models.inference import LandmarkPredictor
+from pipeline.annotate import annotate_video
+from pipeline.detect import HaarDetector
+from pipeline.filters import get_filter, load_overlay
+from pipeline.keypoints import FollowParams
+from pipeline.render import faces_by_frame, render_video
+from pipeline.video import VideoError, display_matrix, iter_frames, orientation_from_matrix, pick_video_stream
+
+from . import corpus
+from .clips import pick_test_faces
+
+VIDEO_KINDS = ["phone", "mirrored", "odd", "anamorphic", "no_pts", "dup_pts", "two_streams", "ten_bit",
+               "full_range", "limited_range", "wmv", "flv", "avi"]
+
+
+@pytest.fixture(scope="module")
+def face(data_dir):
+    return pick_test_faces(data_dir, 1, max_w=300, max_h=170)[0].gray
+
+
+@pytest.fixture(scope="module")
+def cases(face, tmp_path_factory):
+    return corpus.build(str(tmp_path_factory.mktemp("corpus")), face)
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return LandmarkPredictor.load()
+
+
+@pytest.fixture(scope="module")
+def annotated(cases, predictor):
+    det = HaarDetector()
+    return {k: annotate_video(cases[k].path, k, det, predictor) for k in VIDEO_KINDS}
+
+
+@pytest.fixture(scope="module")
+def rendered(cases, annotated, tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus_out")
+    out = {}
+    for k in VIDEO_KINDS:
+        dst = str(d / f"{k}.mp4")
+        st = render_video(cases[k].path, dst, faces_by_frame(annotated[k].table), get_filter("sunglasses"),
+                          annotated[k].stats.frames)
+        out[k] = (dst, st)
+    return out
+
+
+def shown(path: str) -> tuple[list[np.ndarray], list[float], Fraction, bool]:
+    """What a player shows: upright BGR frames (display matrix applied), their times, the
+    sample aspect, whether there is sound."""
+    with av.open(path) as c:
+        v = pick_video_stream(c)
+        frames, times = [], []
+        for f in c.decode(v):
+            o = orientation_from_matrix(display_matrix(f))
+            frames.append(np.ascontiguousarray(o.apply(f.to_ndarray(format="bgr24"))))
+            times.append(float(f.pts * v.time_base) if f.pts is not None else float("nan"))
+        sar = v.sample_aspect_ratio or Fraction(1)
+        return frames, times, Fraction(sar), bool(c.streams.audio)
+
+
+@pytest.mark.parametrize("kind", ["cover_art", "empty_track"])
+def test_files_without_a_video_to_show_are_named_errors(cases, predictor, kind):
+    c = cases[kind]
+    with pytest.raises(VideoError) as e:
+        annotate_video(c.path, kind, HaarDetector(), predictor)
+    assert c.path in str(e.value) and c.error in str(e.value)
+
+
+@pytest.mark.parametrize("kind", VIDEO_KINDS)
+def test_tracks_have_a_row_set_per_frame_and_faces(cases, annotated, kind):
+    c, r = cases[kind], annotated[kind]
+    df = r.table.to_pandas()
+    per_frame = df.groupby("frame_index")
+    assert sorted(per_frame.groups) == list(range(c.frames))          # every frame, each index once
+    assert not df.time_s.isna().any()
+    assert df[df.track_id.notna()].frame_index.nunique() >= 0.75 * c.frames   # the face is found
+    assert (r.info.width, r.info.height) == c.upright
+    if c.pts is not None:
+        got = per_frame.pts.first().tolist()
+        assert got == sorted(got) and (kind != "dup_pts" or got == c.pts)
+
+
+def test_frames_without_pts_get_frame_rate_times(annotated):
+    r = annotated["no_pts"]
+    df = r.table.to_pandas().groupby("frame_index").first()
+    assert r.info.timing == "frame_rate" and df.pts.isna().all()
+    assert np.allclose(df.time_s.to_numpy(), np.arange(len(df)) / corpus.FPS)
+
+
+def test_duplicate_pts_keep_distinct_frame_indices(annotated):
+    df = annotated["dup_pts"].table.to_pandas().groupby("frame_index").first()
+    assert df.time_s.tolist()[2:4] == [0.08, 0.08] and list(df.index) == list(range(8))
+
+
+def test_the_default_stream_is_the_one_annotated(annotated):
+    assert annotated["two_streams"].info.stream_index == 1
+
+
+def test_gray_is_full_range_whatever_the_pixel_format(cases):
+    """The bars at the bottom are black and white in every file: gray 0 and 255 for every pixel
+    format, as the training images are (limited-range luma would read 16 and 235)."""
+    grays = {k: next(iter_frames(cases[k].path)).gray.astype(int) for k in ("limited_range", "full_range", "ten_bit")}
+    for k, g in grays.items():
+        bar = g[-4:-2]
+        assert bar[:, :100].mean() <= 3 and bar[:, -100:].mean() >= 252, k
+    assert np.abs(grays["limited_range"] - grays["full_range"]).mean() < 2.5
+
+
+@pytest.mark.parametrize("kind", VIDEO_KINDS)
+def test_render_keeps_what_the_input_has(cases, rendered, kind):
+    c = cases[kind]
+    dst, st = rendered[kind]
+    src_frames, src_times, src_sar, _ = shown(c.path)
+    out_frames, out_times, out_sar, out_audio = shown(dst)
+    assert len(out_frames) == c.frames == st.frames
+    h, w = out_frames[0].shape[:2]
+    uw, uh = c.upright
+    assert (w, h) == (uw + uw % 2, uh + uh % 2)            # upright as shown; odd sizes padded by one
+    assert out_sar == c.sar
+    assert out_audio == c.audio and (st.audio != "none") == c.audio
+    if kind == "no_pts":
+        assert np.allclose(out_times, np.arange(c.frames) / corpus.FPS, atol=1e-3)
+    else:
+        assert np.all(np.diff(out_times) > 0) and np.allclose(out_times, src_times, atol=2e-3)
+    # as displayed, away from the face (bottom bars), the output is the input: right way up, not mirrored
+    for a, b in zip(src_frames, out_frames):
+        b = b[:a.shape[0], :a.shape[1]]
+        assert np.abs(a[-4:].astype(int) - b[-4:].astype(int)).mean() < 6
+        assert np.abs(a[:, -40:].astype(int) - b[:, -40:].astype(int)).mean() < 6
+
+
+def test_audio_that_mp4_cannot_hold_is_transcoded(rendered):
+    assert rendered["wmv"][1].audio == "transcoded wmav2 -> aac"
+    assert rendered["flv"][1].audio == "transcoded adpcm_swf -> aac"
+    assert rendered["avi"][1].audio == "transcoded pcm_mulaw -> aac"
+    assert rendered["phone"][1].audio == "copied aac"
+
+
+@pytest.mark.parametrize("ext", [".mkv", ".webm", ".mov"])
+def test_render_to_other_containers(cases, annotated, tmp_path, ext):
+    c = cases["phone"]
+    dst = str(tmp_path / f"phone{ext}")
+    assert main(["render", c.path, "--tracks", _tracks(annotated["phone"], tmp_path), "--out", dst,
+                 "--preset", "ultrafast"]) == 0
+    frames, _, _, audio = shown(dst)
+    assert len(frames) == c.frames and frames[0].shape[:2] == (320, 240) and audio
+
+
+def test_render_refuses_a_container_it_cannot_write(cases, annotated, tmp_path, capsys):
+    assert main(["render", cases["phone"].path, "--tracks", _tracks(annotated["phone"], tmp_path),
+                 "--out", str(tmp_path / "x.avi")]) == 2
+    err = capsys.readouterr().err
+    assert "x.avi" in err and ".mkv" in err and ".webm" in err
+    assert not os.path.exists(tmp_path / "x.avi")
+
+
+def _tracks(r, d) -> str:
+    from pipeline.parquet import track_meta, write_tracks
+    path = str(d / "tracks.parquet")
+    write_tracks(r.table, path, track_meta(r.info.to_dict(), "phone", r.stats.frames, "m", {}))
+    return path
+
+
+def test_one_pass_without_mirror_keeps_faces_with_a_null_score(cases):
+    p = LandmarkPredictor.load(refine=0, flip=False)
+    r = annotate_video(cases["limited_range"].path, "x", HaarDetector(), p, FollowParams(min_score=0.9))
+    df = r.table.to_pandas()
+    faces = df[df.track_id.notna()]
+    assert len(faces) == cases["limited_range"].frames and faces.score.isna().all()
+
+
+def test_sixteen_bit_overlay_is_scaled_not_wrapped(tmp_path):
+    img = np.zeros((20, 40, 4), np.uint16)
+    img[..., 2] = 65535          # opaque red (BGRA)
+    img[..., 3] = 65535
+    path = str(tmp_path / "red16.png")
+    cv2.imwrite(path, img)
+    sprite = load_overlay(path, "eyes")
+    assert sprite.rgba.dtype == np.uint8 and (sprite.rgba[0, 0] == [0, 0, 255, 255]).all()
+
+
+@pytest.mark.parametrize("flag,value", [("--batch-size", "0"), ("--detect-side", "0"), ("--min-score", "2"),
+                                        ("--scale-factor", "1"), ("--detect-every", "-1"), ("--crf", "99"),
+                                        ("--preset", "warp"), ("--segment-seconds", "-5")])
+def test_impossible_option_values_are_refused_by_the_parser(flag, value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["annotate", str(tmp_path), "--out", str(tmp_path / "o"), flag, value])
+    assert e.value.code == 2 and flag in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def job(cases, face, tmp_path_factory):
+    """The whole job once over the corpus, as a user runs it: --render, --out inside the input
+    folder, long videos split into 1 s segments; one of them truncated."""
+    d = os.path.dirname(cases["phone"].path)
+    long = corpus.long_video(d, face)
+    os.makedirs(os.path.join(d, "cut"))
+    corpus.truncate(long, os.path.join(d, "cut", "long_cut.mp4"))
+    shutil.copy(cases["cover_art"].path, os.path.join(d, "song.mp4"))     # music with art, named like a video
+    out = os.path.join(d, "out")
+    os.makedirs(os.path.join(out, "limited_range.mp4.sunglasses.mp4"))    # a render that cannot be moved into place
+    args = ["annotate", d, "--out", out, "--render", "sunglasses", "--segment-seconds", "1", "--preset", "ultrafast"]
+    code = main(args)
+    with open(os.path.join(out, "_summary.json")) as f:
+        return d, out, args, code, json.load(f)
+
+
+def test_job_over_the_corpus_reports_each_file(job):
+    d, out, args, code, summary = job
+    v = summary["videos"]
+    assert code == 1                                            # something failed, and said so
+    assert "truncated" in v["cut/long_cut.mp4"]["error"]
+    assert "only cover art" in v["song.mp4"]["error"]
+    long = v["long.mp4"]
+    assert long["status"] == "ok" and long["frames"] == 100 and long["segments"] == 1   # rendering: whole
+    for name in ("phone_rotated.mp4", "old.wmv", "raw.h264", "odd_321x181.mkv"):
+        assert v[name]["status"] == "ok" and v[name]["render"]["status"] == "ok", name
+    assert v["raw.h264"]["timing"] == "frame_rate"
+    assert v["old.avi"]["render"]["audio"] == "transcoded pcm_mulaw -> aac"
+    # the render failed, the tracks did not
+    assert v["limited_range.mp4"]["status"] == "ok" and v["limited_range.mp4"]["render"]["status"] == "failed"
+    assert os.path.exists(os.path.join(out, "limited_range.mp4.parquet"))
+
+
+def test_rerun_redoes_only_the_failed_render_and_never_reads_outputs(job):
+    d, out, args, code, first = job
+    os.rmdir(os.path.join(out, "limited_range.mp4.sunglasses.mp4"))
+    stale, fresh = (os.path.join(out, f"x.mp4.parquet.{h}.tmp") for h in ("0badf00d", "5eedbeef"))
+    for p in (stale, fresh):
+        with open(p, "wb") as f:
+            f.write(b"half a file")
+    os.utime(stale, (1e9, 1e9))                                  # left by a run killed long ago
+    phone_render = os.path.join(out, "phone_rotated.mp4.sunglasses.mp4")
+    before = os.stat(phone_render).st_mtime_ns
+    assert main(args) == 1                                       # the truncated and cover-art files still fail
+    assert not os.path.exists(stale) and os.path.exists(fresh)   # a running job's temp file is not ours to take
+    with open(os.path.join(out, "_summary.json")) as f:
+        summary = json.load(f)
+    v = summary["videos"]
+    assert summary["stale_temp_files_removed"] == 1
+    # skipped videos keep what the run that wrote them said, and which run that was
+    assert v["old.wmv"]["frames"] == first["videos"]["old.wmv"]["frames"]
+    assert v["old.wmv"]["written_by"] == first["run"] != summary["run"]
+    assert not any(".sunglasses." in name for name in v)        # outputs are never inputs
+    assert v["limited_range.mp4"]["status"] == "skipped" and v["limited_range.mp4"]["render"]["status"] == "ok"
+    assert v["phone_rotated.mp4"]["status"] == "skipped" and os.stat(phone_render).st_mtime_ns == before
+    # a render setting changes the render key: renders are redone, tracks stay
+    assert main(args[:-2] + ["--preset", "superfast", "--crf", "30"]) == 1
+    with open(os.path.join(out, "_summary.json")) as f:
+        v = json.load(f)["videos"]
+    assert v["phone_rotated.mp4"]["status"] == "skipped" and v["phone_rotated.mp4"]["render"]["status"] == "ok"
+    assert os.stat(phone_render).st_mtime_ns != before
+
+
+def test_segmented_videos_keep_every_frame_and_are_checked_whole(face, tmp_path):
+    """Without --render long videos are split; the stitched tracks hold each decoded frame once,
+    and a copy cut short is reported although no single segment can tell."""
+    d = tmp_path / "in"
+    d.mkdir()
+    long = corpus.long_video(str(d), face, seconds=3)
+    corpus.truncate(long, str(d / "cut.mp4"))
+    out = tmp_path / "out"
+    assert main(["annotate", str(d), "--out", str(out), "--segment-seconds", "1"]) == 1
+    df = pd.read_parquet(out / "long.mp4.parquet")
+    frames = df.groupby("frame_index").time_s.first()
+    assert list(frames.index) == list(range(75)) and frames.is_monotonic_increasing
+    with open(out / "_summary.json") as f:
+        v = json.load(f)["videos"]
+    assert v["long.mp4"]["segments"] == 3
+    assert "truncated" in v["cut.mp4"]["error"] and not (out / "cut.mp4.parquet").exists()
