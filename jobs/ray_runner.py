@@ -43,8 +43,8 @@ class RunOptions:
     follow: dict
     predictor: dict
     address: str | None = None
-    actors: int = 0                  # 0: one per GPU, or per two CPUs
-    cpus_per_actor: float = 0        # 0: share the machine's CPUs
+    actors: int = 0                  # 0: from the nodes (jobs/sizing.py)
+    cpus_per_actor: float = 0        # 0: from the nodes (jobs/sizing.py)
     gpus_per_actor: float | None = None   # None: 1 when the cluster has GPUs
     inflight: int = 2                # tasks queued per actor
     overwrite: bool = False

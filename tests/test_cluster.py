@@ -1,7 +1,14 @@
-"""The annotate job on real Ray: a two-node loopback cluster, a killed actor, a killed driver.
+"""The annotate job on real Ray: a two-node loopback cluster, a job submitted to a head, a killed
+actor, a killed driver.
 
 Each run is a separate `facetracks annotate` process, as a user would start it. Outputs are
-compared with a reference run of the same parameters: rows, times and track ids must be equal.
+compared with a reference run of the same parameters on one actor (tests/compare.py: rows, times
+and track ids equal, points and scores to rounding).
+
+These tests touch only what they start (tests/raycluster.py): every cluster and driver runs in a
+session of its own, on free ports, with its own temp dir and token, and is stopped by killing the
+processes of that session; nothing here runs `ray stop` or finds processes by name. A bystander
+cluster, started before the others, must still be up when they are done.
 """
 import json
 import os
@@ -14,19 +21,40 @@ import time
 import pandas as pd
 import pytest
 
+from .compare import assert_tracks_match
+from .raycluster import RAY, LoopbackCluster, sandbox_env, session_processes, short_tempdir, stop_sessions
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIP = "sadtalker_WDA_AlexandriaOcasioCortez_000.mp4"      # 200 frames, a keyframe every 0.48 s
 ARGS = ["--segment-seconds", "2"]                           # 4 segments
+STARTED: list[tuple[list[int], str]] = []   # (sessions, token) of each driver and cluster but the bystander
+STOPPED_CLUSTERS: list[str] = []
 
 
-def annotate(inp, out, *extra, env=None, wait=True):
+def annotate(env, inp, out, *extra, wait=True):
+    """`facetracks annotate` in a session of its own (it and the in-process Ray it may start)."""
     cmd = [sys.executable, "-m", "jobs.cli", "annotate", str(inp), "--out", str(out), *ARGS, *extra]
-    p = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    if wait:
+    p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, start_new_session=True)
+    STARTED.append(([p.pid], env["RAY_AUTH_TOKEN"]))
+    if not wait:
+        return p
+    try:
         out_text, _ = p.communicate(timeout=600)
-        return p.returncode, out_text
-    return p
+    finally:
+        stop_sessions([p.pid], env["RAY_AUTH_TOKEN"])     # whatever it left behind, and only that
+    return p.returncode, out_text
+
+
+def cluster(node_cpus, dashboard=False):
+    c = LoopbackCluster.start(node_cpus, dashboard)
+    STARTED.append((c.sessions, c.token))
+    return c
+
+
+def stop(c):
+    c.stop()
+    STOPPED_CLUSTERS.append(c.address)
 
 
 def tables(out):
@@ -38,17 +66,26 @@ def assert_same(a, b):
     ta, tb = tables(a), tables(b)
     assert sorted(ta) == sorted(tb) and ta
     for k in ta:
-        pd.testing.assert_frame_equal(ta[k], tb[k])
+        assert_tracks_match(ta[k], tb[k])
         assert ta[k].frame_index.is_monotonic_increasing
 
 
 @pytest.fixture(scope="module", autouse=True)
-def no_ray_in_this_process():
-    """`ray stop` below ends every Ray process on the machine: an in-process Ray left by an
-    earlier test would take pytest down with it, so shut it first."""
-    import ray
-    if ray.is_initialized():
-        ray.shutdown()
+def bystander():
+    """Someone else's cluster, up before these tests start (checked by the last test)."""
+    c = LoopbackCluster.start([1])
+    procs = c.processes()
+    assert procs
+    yield c, procs
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    """The environment of in-process runs: Ray's files in a temp dir, a token of their own."""
+    root = short_tempdir()
+    yield sandbox_env(root)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -61,33 +98,47 @@ def inputs(videos_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def reference(inputs, tmp_path_factory):
+def reference(sandbox, inputs, tmp_path_factory):
     out = tmp_path_factory.mktemp("ref")
-    code, text = annotate(inputs, out, "--actors", "1")
+    code, text = annotate(sandbox, inputs, out, "--actors", "1")
     assert code == 0, text
     return out
 
 
-def test_two_node_loopback_cluster_gives_the_same_output(inputs, reference, tmp_path):
-    env = {"RAY_AUTH_MODE": "token"}
-    ray = shutil.which("ray", path=os.path.dirname(sys.executable)) or "ray"
-    head = [ray, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", "26379", "--num-cpus", "1",
-            "--include-dashboard", "false", "--disable-usage-stats"]
-    worker = [ray, "start", "--address", "127.0.0.1:26379", "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
-              "--resources", '{"second_node": 1}', "--disable-usage-stats"]
-    full_env = {**os.environ, **env}
-    try:
-        subprocess.run(head, env=full_env, check=True, capture_output=True, timeout=180)
-        subprocess.run(worker, env=full_env, check=True, capture_output=True, timeout=180)
-        code, text = annotate(inputs, tmp_path, "--address", "127.0.0.1:26379", "--actors", "2",
-                              "--cpus-per-actor", "1", env=env)
+@pytest.fixture(scope="class")
+def two_nodes():
+    """Stopped when its class is done, so the bystander's check comes after."""
+    c = cluster([1, 1])
+    yield c
+    stop(c)
+
+
+class TestTwoOneCpuNodes:
+    """Two loopback nodes of 1 CPU each: what a 2-CPU default actor could never be placed on."""
+
+    def test_default_actors_fit_the_nodes_and_give_the_same_output(self, two_nodes, inputs, reference, tmp_path):
+        code, text = annotate(two_nodes.env, inputs, tmp_path, "--address", two_nodes.address)
         assert code == 0, text
         summary = json.loads((tmp_path / "_summary.json").read_text())
-        assert summary["actors"]["count"] == 2
+        assert summary["ray"]["nodes"] == 2
+        assert (summary["actors"]["count"], summary["actors"]["cpus_per_actor"]) == (2, 1.0)
         assert summary["videos"][CLIP]["segments"] == 4
-    finally:
-        subprocess.run([ray, "stop", "--force"], env=full_env, capture_output=True, timeout=120)
-    assert_same(reference, tmp_path)
+        assert_same(reference, tmp_path)
+
+    def test_an_actor_no_node_can_hold_fails_fast_naming_both(self, two_nodes, inputs, tmp_path):
+        p = annotate(two_nodes.env, inputs, tmp_path, "--address", two_nodes.address, "--cpus-per-actor", "2",
+                     wait=False)
+        try:
+            text, _ = p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail("annotate waits for an actor that no node can hold")
+        finally:
+            stop_sessions([p.pid], two_nodes.token)
+        assert p.returncode == 2, text
+        lines = [ln for ln in text.splitlines() if ln.startswith("facetracks annotate:")]
+        assert len(lines) == 1, text
+        assert "{CPU: 2} (--cpus-per-actor 2)" in lines[0] and "2 x {CPU: 1}" in lines[0], lines[0]
+        assert not (tmp_path / "_summary.json").exists()
 
 
 def test_ray_job_submit_runs_the_job_on_the_cluster(inputs, reference, tmp_path):
@@ -95,67 +146,76 @@ def test_ray_job_submit_runs_the_job_on_the_cluster(inputs, reference, tmp_path)
     (RAY_ADDRESS, set by the job server) and writes what an in-process run writes."""
     pytest.importorskip("ray.dashboard.modules.job.sdk", reason="ray job submit needs ray[default]")
     bin_dir = os.path.dirname(sys.executable)
-    ray = os.path.join(bin_dir, "ray")
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
-    env.pop("RAY_ADDRESS", None)
-    head = [ray, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", "26379", "--num-cpus", "2",
-            "--include-dashboard", "true", "--dashboard-port", "28265", "--disable-usage-stats"]
-    submit = [ray, "job", "submit", "--address", "http://127.0.0.1:28265", "--",
-              os.path.join(bin_dir, "facetracks"), "annotate", str(inputs), "--out", str(tmp_path), *ARGS, "--actors", "1"]
+    c = cluster([2], dashboard=True)
+    submit = [RAY, "job", "submit", "--address", f"http://127.0.0.1:{c.dashboard_port}", "--",
+              os.path.join(bin_dir, "facetracks"), "annotate", str(inputs), "--out", str(tmp_path), *ARGS,
+              "--actors", "1"]
     try:
-        subprocess.run(head, env=env, check=True, capture_output=True, timeout=180)
-        r = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600)
+        r = subprocess.run(submit, env=c.env, capture_output=True, text=True, timeout=600)
     finally:
-        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        stop(c)
     assert r.returncode == 0 and "succeeded" in r.stdout + r.stderr, r.stdout + r.stderr
     summary = json.loads((tmp_path / "_summary.json").read_text())
-    assert summary["ray"]["gcs_address"].endswith(":26379")
+    assert summary["ray"]["gcs_address"].endswith(f":{c.port}")
     assert_same(reference, tmp_path)
 
 
-def _worker_pids():
-    r = subprocess.run(["pgrep", "-f", "ray::AnnotateWorker"], capture_output=True, text=True)
-    return [int(x) for x in r.stdout.split()]
+def _busy_actor(driver_pid, token):
+    """An AnnotateWorker of this driver's Ray inside a call (Ray titles it `ray::Class.method`
+    while the method runs, `ray::Class` while idle)."""
+    return next((p for p in session_processes([driver_pid], token)
+                 if p.cmdline.startswith("ray::AnnotateWorker.__call__")), None)
 
 
-def test_killed_actor_is_replaced_and_its_work_redone(inputs, reference, tmp_path):
-    p = annotate(inputs, tmp_path, "--actors", "1", wait=False)
+def test_killed_actor_is_replaced_and_its_work_redone(sandbox, inputs, reference, tmp_path):
+    p, token = annotate(sandbox, inputs, tmp_path, "--actors", "1", wait=False), sandbox["RAY_AUTH_TOKEN"]
     try:
-        deadline = time.time() + 120
-        while not _worker_pids() and time.time() < deadline:
-            time.sleep(0.2)
-        pids = _worker_pids()
-        assert pids, "no actor process appeared"
-        time.sleep(3)                          # model loaded, a segment under way
-        for pid in pids:
-            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 300
+        while (actor := _busy_actor(p.pid, token)) is None and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert actor, "no actor of this driver started a segment"
+        os.kill(actor.pid, signal.SIGKILL)
         text, _ = p.communicate(timeout=600)
     finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-    assert p.returncode == 0, text
+        stop_sessions([p.pid], token)
+    assert p.returncode == 0, text          # one actor: its replacement redid the killed one's segment
     assert_same(reference, tmp_path)
 
 
-def test_killed_driver_resumes_to_the_same_outputs(inputs, reference, tmp_path):
-    p = annotate(inputs, tmp_path, "--actors", "1", wait=False)
+def test_killed_driver_resumes_to_the_same_outputs(sandbox, inputs, reference, tmp_path):
+    p = annotate(sandbox, inputs, tmp_path, "--actors", "1", wait=False)
     summary = tmp_path / "_summary.json"
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
             if summary.exists() and any(v["status"] == "ok" for v in json.loads(summary.read_text())["videos"].values()):
                 break
-            time.sleep(0.2)
+            time.sleep(0.1)
         else:
             pytest.fail("no video finished")
     finally:
-        os.killpg(p.pid, signal.SIGKILL)       # the driver and the Ray it started, no clean-up
+        os.killpg(p.pid, signal.SIGKILL)     # the driver and the Ray it started, no clean-up
+        stop_sessions([p.pid], sandbox["RAY_AUTH_TOKEN"])   # Ray workers in process groups of their own
         p.wait()
     done_before = {k for k, v in json.loads(summary.read_text())["videos"].items() if v["status"] == "ok"}
     assert 0 < len(done_before) < 3
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
-    code, text = annotate(inputs, tmp_path, "--actors", "1")
+    code, text = annotate(sandbox, inputs, tmp_path, "--actors", "1")
     assert code == 0, text
     after = json.loads(summary.read_text())["videos"]
     assert {k for k, v in after.items() if v["status"] == "skipped"} == done_before
     assert_same(reference, tmp_path)
+
+
+def test_a_cluster_started_before_the_tests_is_still_up(bystander):
+    """Last in this file: the clusters and drivers above were started and stopped while the
+    bystander ran. Run alone, it starts and stops one itself first."""
+    c, procs = bystander
+    if not STOPPED_CLUSTERS:
+        stop(cluster([1]))
+    left = [p for sessions, token in STARTED for p in session_processes(sessions, token)]
+    assert not left, f"still running, started by these tests: {left}"
+    assert [p for p in procs if not p.alive()] == []
+    r = subprocess.run([RAY, "status", "--address", c.address], env=c.env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and "Active:" in r.stdout, r.stdout + r.stderr
