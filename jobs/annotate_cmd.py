@@ -85,10 +85,6 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
-def _sha256(path: str) -> str:
-    return hashlib.sha256(_read(path)).hexdigest()
-
-
 def run(args: argparse.Namespace) -> int:
     items = expand_inputs(args.inputs, exclude_renders_under=None if is_uri(args.out) else args.out)
     if not items:
@@ -112,7 +108,15 @@ def run(args: argparse.Namespace) -> int:
                   "crf": args.crf, "preset": args.preset}
     prof = get_profile(args.profile)
     weights = resolve_weights(args.weights or prof.model)
-    cfg = ModelCfg.from_dict(load_checkpoint(weights)["config"])
+    try:       # on the driver, before any actor starts; actors get the bytes, not the path
+        weights_bytes = _read(weights)
+        cfg = ModelCfg.from_dict(load_checkpoint(weights_bytes)["config"])
+    except FileNotFoundError:
+        print(f"facetracks annotate: {weights}: no such weights file", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as e:
+        print(f"facetracks annotate: {weights}: cannot use these weights ({e})", file=sys.stderr)
+        return 2
     detector = _given({"scale_factor": args.scale_factor, "min_neighbors": args.min_neighbors,
                        "min_size": args.min_face, "max_side": args.detect_side}, prof.detector, _DETECTOR)
     follow = _given({"detect_every": args.detect_every, "idle_detect_every": args.idle_detect_every,
@@ -120,13 +124,13 @@ def run(args: argparse.Namespace) -> int:
                      "batch_frames": args.batch_size}, prof.follow, FollowParams())
     predictor = _given({"refine": args.refine, "flip": False if args.no_flip else None}, prof.predictor, _PREDICTOR)
     predictor["half"] = False if args.fp32 else None         # None: float16 where the actor has a GPU
-    opt = RunOptions(out_dir=args.out, weights=weights, model_id=f"{cfg.name}@{cfg.version}", detector=detector,
+    opt = RunOptions(out_dir=args.out, weights=weights_bytes, model_id=f"{cfg.name}@{cfg.version}", detector=detector,
                      follow=follow, predictor=predictor, address=args.address, actors=args.actors,
                      cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
                      overwrite=args.overwrite, render=render, segment_s=args.segment_seconds,
                      # trackers restart per segment, so the segment length is part of the result
                      # the weights' content, not only their name@version ("dev" for a user's own run)
-                     params_for_key={"weights_sha256": _sha256(weights),
+                     params_for_key={"weights_sha256": hashlib.sha256(weights_bytes).hexdigest(),
                                      "detector": detector, "follow": follow, "predictor": predictor,
                                      "segment_seconds": args.segment_seconds})
     try:

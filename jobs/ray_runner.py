@@ -5,9 +5,9 @@ segments (`pipeline/segments.py`) so one video spreads over many actors, keeps a
 tasks queued per actor (backpressure: the driver never holds more than actors x inflight results
 in flight), stitches each video's segments, writes its table itself (temp name, then rename) and
 rewrites `_summary.json` after every video, so a killed driver leaves a truthful record and a
-rerun picks up where it stopped. Ray restarts an actor whose process dies (`max_restarts`) and
-retries the task it held (`max_task_retries`); a video that still fails is reported and the job
-goes on.
+rerun picks up where it stopped. The driver replaces an actor whose process dies and retries the
+tasks it held, a suspect alone on its actor; a video that kills its worker `retries` times is
+quarantined and reported, and the job goes on (`_drive`).
 """
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ import pyarrow.parquet as pq
 import ray
 from tqdm import tqdm
 
-from pipeline.parquet import is_current, read_meta, run_key, track_meta, write_tracks
+from pipeline.parquet import TrackStream, is_current, read_meta, run_key, track_meta, write_tracks
 from pipeline.render import read_render_key, render_key
-from pipeline.segments import Segment, plan_segments, stitch
-from pipeline.video import VideoError, check_complete, keyframe_times
+from pipeline.segments import Segment, Stitcher, plan_segments
+from pipeline.video import VideoError, check_complete, keyframe_times, open_video
 
 from .inputs import VideoItem
 from .outputs import remove_stale_temps, resolve, write_bytes
@@ -37,7 +37,7 @@ from .worker import AnnotateWorker
 @dataclass
 class RunOptions:
     out_dir: str
-    weights: str | None
+    weights: bytes | str | None      # the checkpoint's bytes (sent to actors through the object store)
     model_id: str
     detector: dict
     follow: dict
@@ -48,7 +48,7 @@ class RunOptions:
     gpus_per_actor: float | None = None   # None: 1 when the cluster has GPUs
     inflight: int = 2                # tasks queued per actor
     overwrite: bool = False
-    retries: int = 2
+    retries: int = 2                 # a task whose actor died this often is quarantined
     segment_s: float = 0             # split videos at keyframes this far apart (0: never)
     overlap_s: float = 1.0
     render: dict | None = None       # filter name, overlay, anchor, crf, preset
@@ -104,15 +104,36 @@ def _key(it: VideoItem, opt: RunOptions) -> dict | None:
     return run_key(st.st_size, st.st_mtime, opt.model_id, opt.params_for_key)
 
 
-def _segments(it: VideoItem, opt: RunOptions) -> list[Segment | None]:
-    """Whole videos when rendering (the renderer needs every frame in one place) or when short."""
-    if not opt.segment_s or opt.render:
-        return [None]
+def _segments(path: str, segment_s: float, overlap_s: float) -> list[Segment | None]:
+    """The segments of one video, from its keyframes (reading every packet of the file: run as a
+    Ray task, many at once, never serially on the driver); [None] for one piece."""
     try:
-        plan = plan_segments(keyframe_times(it.path), opt.segment_s, opt.overlap_s)
+        plan = plan_segments(keyframe_times(path), segment_s, overlap_s)
     except VideoError:
         return [None]          # the worker reports the error with its cause
     return plan if len(plan) > 1 else [None]
+
+
+_segments_remote = ray.remote(num_cpus=0)(_segments)   # I/O bound, beside the actors' CPUs
+
+
+def _splits(it: VideoItem, opt: RunOptions) -> bool:
+    """Whole videos when rendering (the renderer needs every frame in one place)."""
+    return bool(opt.segment_s) and not opt.render
+
+
+def _estimated_pieces(it: VideoItem, opt: RunOptions) -> int:
+    """How many tasks a video will make, from its header's duration (cheap): sizes the actor pool
+    before the keyframes are known."""
+    if not _splits(it, opt):
+        return 1
+    try:
+        container, s = open_video(it.path)
+        with container:
+            seconds = float(s.duration * s.time_base) if s.duration else (container.duration or 0) / 1e6
+    except (VideoError, TypeError):
+        return 1
+    return max(1, int(seconds // opt.segment_s))
 
 
 def _render_plan(it: VideoItem, opt: RunOptions, out: Out, key: dict | None) -> tuple[str, str] | None:
@@ -145,19 +166,22 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
         elif current:          # the tracks stand; only the render is redone
             tasks.append((it, "render"))
         else:
-            tasks.extend((it, seg) for seg in _segments(it, opt))
+            tasks.append((it, "plan" if _splits(it, opt) else None))
     t0 = time.perf_counter()
     if tasks:
         init_ray(opt.address)
-        n, cpa, gpa = _plan_actors(opt, len(tasks))
-        actor_cls = ray.remote(AnnotateWorker).options(
-            num_cpus=cpa, num_gpus=gpa, max_restarts=opt.retries, max_task_retries=opt.retries)
-        actors = [actor_cls.remote(opt.weights, opt.detector, opt.follow, opt.predictor, None, max(1, int(cpa)))
-                  for _ in range(n)]
+        n, cpa, gpa = _plan_actors(opt, sum(_estimated_pieces(it, opt) for it, _ in tasks))
+        # no restarts by Ray: the driver replaces a dead actor itself and decides where its tasks go
+        actor_cls = ray.remote(AnnotateWorker).options(num_cpus=cpa, num_gpus=gpa, max_restarts=0)
+        weights = ray.put(opt.weights) if isinstance(opt.weights, bytes) else opt.weights
+
+        def make_actor():
+            return actor_cls.remote(weights, opt.detector, opt.follow, opt.predictor, None, max(1, int(cpa)))
+        actors = [make_actor() for _ in range(n)]
         summary["ray"] = {"gcs_address": ray.get_runtime_context().gcs_address, "nodes": len(ray.nodes())}
         summary["actors"] = {"count": n, "cpus_per_actor": cpa, "gpus_per_actor": gpa,
                              "device": ray.get(actors[0].device.remote())}
-        _drive(actors, tasks, opt, summary, out, earlier)
+        _drive(actors, tasks, opt, summary, out, earlier, make_actor)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     _write_json(out, "_summary.json", summary)
     return summary
@@ -174,44 +198,115 @@ def _submit(actor, it: VideoItem, seg, opt: RunOptions, out: Out):
     return actor.__call__.remote(it, seg, render, render_to)
 
 
-def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out, earlier: dict) -> None:
-    expected: dict[str, int] = {}
-    for it, _ in tasks:
-        expected[it.name] = expected.get(it.name, 0) + 1
-    parts: dict[str, list[dict]] = {}
+@dataclass
+class _Running:
+    actor: object          # the handle it was sent to (a slot's handle changes when replaced)
+    slot: int
+    item: VideoItem
+    segment: object        # Segment, None (whole video) or "render"
+    suspect: bool          # its actor died under it before: it runs alone
+
+
+def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out, earlier: dict,
+           make_actor) -> None:
+    """Hand tasks to actors, at most `opt.inflight` queued on each, and collect results as they
+    come. The fault model: an actor whose process dies is replaced by a new one; every task it
+    held goes back to the queue, marked suspect, and a suspect runs alone on its actor, so the
+    next death is its own; a task whose actor died `opt.retries` times is quarantined (its video
+    fails, naming the cause) and everything else finishes. Any error in handling one result is
+    that video's failure, never the job's."""
+    expected: dict[str, int] = {it.name: 1 for it, seg in tasks if seg != "plan"}
+    queue = deque((it, seg, False) for it, seg in tasks if seg != "plan")
+    planning = {_segments_remote.remote(it.path, opt.segment_s, opt.overlap_s): it
+                for it, seg in tasks if seg == "plan"}
+    parts: dict[str, list[dict | None]] = {}
+    segmented: dict[str, _Segmented] = {}
     inflight: dict = {}
     load = {i: 0 for i in range(len(actors))}
-    bar = tqdm(total=len(expected), desc="videos", unit="video")
+    alone: set[int] = set()                      # slots running a suspect
+    deaths: dict[tuple, int] = {}                # task -> times its actor died under it
+    bar = tqdm(total=len(tasks), desc="videos", unit="video")
     frames = 0
+
+    def collect(it: VideoItem, res: dict) -> None:
+        nonlocal frames
+        parts.setdefault(it.name, []).append(res if expected[it.name] == 1 else None)
+        if expected[it.name] > 1:
+            seg = segmented.setdefault(it.name, _Segmented(it, opt, out))
+            try:
+                seg.add(res)
+            except Exception as e:     # noqa: BLE001 - one video's failure, never the job's
+                seg.fail(f"{it.path}: stitching failed: {type(e).__name__}: {e}")
+        if len(parts[it.name]) < expected[it.name]:
+            return
+        results = parts.pop(it.name)
+        try:
+            entry = segmented.pop(it.name).finish() if expected[it.name] > 1 else _finish(results, opt, out)
+        except Exception as e:     # noqa: BLE001 - one video's failure, never the job's
+            entry = {"status": "failed", "error": f"{it.path}: writing the result failed: {type(e).__name__}: {e}"}
+        entry["written_by"] = (earlier.get(it.name, {}).get("written_by") if entry["status"] == "skipped"
+                               else summary["run"])
+        summary["videos"][it.name] = entry
+        frames += entry.get("frames", 0)
+        bar.update(1)
+        bar.set_postfix(frames=frames, refresh=False)
+        try:                 # progress only: the final write after the loop must succeed
+            _write_json(out, "_summary.json", summary)
+        except Exception as e:   # noqa: BLE001
+            tqdm.write(f"annotate: could not update the summary ({e}); going on")
+
     try:
-        while tasks or inflight:
+        while queue or inflight or planning:
             for i in sorted(load, key=load.get):
-                while tasks and load[i] < opt.inflight:
-                    it, seg = tasks.popleft()
-                    inflight[_submit(actors[i], it, seg, opt, out)] = (i, it, seg)
+                while queue and load[i] < opt.inflight and i not in alone:
+                    it, seg, suspect = queue[0]
+                    if suspect and load[i]:
+                        break                    # a suspect waits for an idle actor
+                    queue.popleft()
+                    try:
+                        ref = _submit(actors[i], it, seg, opt, out)
+                    except Exception as e:   # noqa: BLE001 - e.g. current tracks unreadable for a render
+                        collect(it, {"item": it, "segment": seg, "status": "failed",
+                                     "error": f"{it.path}: {type(e).__name__}: {e}"})
+                        continue
+                    inflight[ref] = _Running(actors[i], i, it, seg, suspect)
                     load[i] += 1
-            done, _ = ray.wait(list(inflight), num_returns=1)
-            i, it, seg = inflight.pop(done[0])
-            load[i] -= 1
+                    if suspect:
+                        alone.add(i)
+            if not inflight and not planning:
+                continue
+            done, _ = ray.wait(list(inflight) + list(planning), num_returns=1)
+            if done[0] in planning:         # a video's keyframes are listed: its segments join the queue
+                it = planning.pop(done[0])
+                try:
+                    segments = ray.get(done[0])
+                except ray.exceptions.RayError:
+                    segments = [None]
+                expected[it.name] = len(segments)
+                queue.extend((it, seg, False) for seg in segments)
+                continue
+            run = inflight.pop(done[0])
+            load[run.slot] -= 1
+            alone.discard(run.slot)
+            it, seg = run.item, run.segment
             try:
                 res = ray.get(done[0])
-            except ray.exceptions.RayError as e:   # the actor died more often than it may restart
+            except ray.exceptions.RayActorError as e:
+                if actors[run.slot] is run.actor:        # replace it once, whichever of its tasks reports first
+                    ray.kill(run.actor, no_restart=True)
+                    actors[run.slot] = make_actor()
+                key = (it.name, getattr(seg, "index", seg))
+                deaths[key] = deaths.get(key, 0) + 1
+                if deaths[key] < opt.retries:
+                    queue.appendleft((it, seg, True))
+                    continue
                 res = {"item": it, "segment": seg, "status": "failed",
-                       "error": f"{it.path}: worker lost ({type(e).__name__})"}
-            parts.setdefault(it.name, []).append(res)
-            if len(parts[it.name]) < expected[it.name]:
-                continue
-            entry = _finish(parts.pop(it.name), opt, out)
-            entry["written_by"] = (earlier.get(it.name, {}).get("written_by") if entry["status"] == "skipped"
-                                   else summary["run"])
-            summary["videos"][it.name] = entry
-            frames += entry.get("frames", 0)
-            bar.update(1)
-            bar.set_postfix(frames=frames, refresh=False)
-            try:                 # progress only: the final write after the loop must succeed
-                _write_json(out, "_summary.json", summary)
-            except OSError as e:
-                tqdm.write(f"annotate: could not update the summary ({e}); going on")
+                       "error": f"{it.path}: quarantined: the worker process died {deaths[key]} times while "
+                                f"it held this video (a decoder crash or out of memory?): {type(e).__name__}"}
+            except ray.exceptions.RayError as e:
+                res = {"item": it, "segment": seg, "status": "failed",
+                       "error": f"{it.path}: worker error ({type(e).__name__}: {str(e)[:300]})"}
+            collect(it, res)
     finally:
         bar.close()
 
@@ -223,37 +318,80 @@ def _render_entry(res: dict, it: VideoItem, opt: RunOptions) -> dict:
     return r
 
 
+def _entry(it: VideoItem, opt: RunOptions, frames: int, faces: int, info: dict, results: list[dict]) -> dict:
+    seconds = sum(r["seconds"] for r in results)
+    entry = {"status": "ok", "output": it.output(opt.out_dir), "frames": frames, "faces": faces,
+             "timing": info.get("timing", "pts"), "detections": sum(r["stats"]["detections"] for r in results),
+             "segments": len(results), "seconds": round(seconds, 2), "fps": round(frames / max(seconds, 1e-9), 1)}
+    if results[0].get("render"):
+        entry["render"] = _render_entry(results[0], it, opt)
+    return entry
+
+
 def _finish(results: list[dict], opt: RunOptions, out: Out) -> dict:
-    it: VideoItem = results[0]["item"]
-    if results[0]["status"] == "render_only":
+    """A video sent whole: its one result, written."""
+    res, it = results[0], results[0]["item"]
+    if res["status"] == "render_only":
         return {"status": "skipped", "reason": "tracks are current; render redone", "output": it.output(opt.out_dir),
-                "render": _render_entry(results[0], it, opt)}
-    failed = [r for r in results if r["status"] != "ok"]
-    if failed:
-        return {"status": "failed", "error": failed[0]["error"]}
-    results.sort(key=lambda r: r["segment"].index if r["segment"] else 0)
-    info = results[0]["info"]
-    if results[0]["segment"] is None:
-        table = results[0]["table"]
-    else:
-        table = stitch([r["table"] for r in results], [r["segment"] for r in results])
+                "render": _render_entry(res, it, opt)}
+    if res["status"] != "ok":
+        return {"status": "failed", "error": res["error"]}
+    table, info = res["table"], res["info"]
     frames = len(set(table.column("frame_index").to_pylist()))
-    if results[0]["segment"] is not None:
-        try:                  # a segment cannot tell that the file ends early; the whole can
-            check_complete(it.path, frames, info["header_frames"])
-        except VideoError as e:
-            return {"status": "failed", "error": str(e)}
     faces = table.num_rows - table.column("track_id").null_count
-    shown = it.output(opt.out_dir)
     try:
         write_tracks(table, it.output(out.root), track_meta(info, it.name, frames, opt.model_id,
                                                             opt.params_for_key), out.fs)
     except (OSError, pa.ArrowException) as e:
-        return {"status": "failed", "error": f"{shown}: cannot write ({e})"}
-    seconds = sum(r["seconds"] for r in results)
-    entry = {"status": "ok", "output": shown, "frames": frames, "faces": faces, "timing": info.get("timing", "pts"),
-             "detections": sum(r["stats"]["detections"] for r in results), "segments": len(results),
-             "seconds": round(seconds, 2), "fps": round(frames / max(seconds, 1e-9), 1)}
-    if results[0].get("render"):
-        entry["render"] = _render_entry(results[0], it, opt)
-    return entry
+        return {"status": "failed", "error": f"{it.output(opt.out_dir)}: cannot write ({e})"}
+    return _entry(it, opt, frames, faces, info, results)
+
+
+class _Segmented:
+    """A video sent in segments: each result is stitched and written to the video's track stream
+    as soon as the segments before it are in (`Stitcher`, `TrackStream`), so the driver holds only
+    segments that arrived early, never the whole video."""
+
+    def __init__(self, it: VideoItem, opt: RunOptions, out: Out):
+        self.it, self.opt, self.out = it, opt, out
+        self.early: dict[int, dict] = {}
+        self.stitcher = Stitcher()
+        self.stream: TrackStream | None = None
+        self.done: list[dict] = []             # results written, without their tables
+        self.error: str | None = None
+
+    def add(self, res: dict) -> None:
+        if self.error:
+            return
+        if res["status"] != "ok":
+            self.fail(res["error"])
+            return
+        self.early[res["segment"].index] = res
+        while len(self.done) in self.early:
+            r = self.early.pop(len(self.done))
+            if self.stream is None:
+                self.stream = TrackStream(self.it.output(self.out.root), self.out.fs)
+            self.stream.write(self.stitcher.add(r["table"], r["segment"]))
+            self.done.append({k: v for k, v in r.items() if k != "table"})
+
+    def fail(self, error: str) -> None:
+        self.error = self.error or error
+        if self.stream is not None:
+            self.stream.abort()
+            self.stream = None
+
+    def finish(self) -> dict:
+        if self.error:
+            return {"status": "failed", "error": self.error}
+        info, frames = self.done[0]["info"], self.stitcher.offset
+        try:                  # a segment cannot tell that the file ends early; the whole can
+            check_complete(self.it.path, frames, info["header_frames"])
+        except VideoError as e:
+            self.fail(str(e))
+            return {"status": "failed", "error": str(e)}
+        faces = self.stream.faces
+        try:
+            self.stream.close(track_meta(info, self.it.name, frames, self.opt.model_id, self.opt.params_for_key))
+        except (OSError, pa.ArrowException) as e:
+            return {"status": "failed", "error": f"{self.it.output(self.opt.out_dir)}: cannot write ({e})"}
+        return _entry(self.it, self.opt, frames, faces, info, self.done)

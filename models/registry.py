@@ -7,7 +7,9 @@ them from this, so a file of tracks can always say which weights produced it.
 """
 from __future__ import annotations
 
+import io
 import os
+import pickle
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -112,10 +114,19 @@ def export_compact(src: str, dst: str) -> None:
     save_checkpoint(dst, model, ModelCfg.from_dict(ckpt["config"]), compact=True, **keep)
 
 
-def load_checkpoint(path: str) -> dict:
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+def load_checkpoint(source: str | bytes) -> dict:
+    """A checkpoint from a path, or from the file's bytes (as Ray actors get it, so a cluster's
+    nodes need no shared copy); a ValueError naming the file when it is not one of ours."""
+    name = "weights" if isinstance(source, bytes) else source
+    try:
+        ckpt = torch.load(io.BytesIO(source) if isinstance(source, bytes) else source, map_location="cpu",
+                          weights_only=True)
+    except FileNotFoundError:
+        raise ValueError(f"{name}: no such weights file") from None
+    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError) as e:
+        raise ValueError(f"{name}: not a readable checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a facetracks landmark checkpoint (format {FORMAT})")
+        raise ValueError(f"{name}: not a facetracks landmark checkpoint (format {FORMAT})")
     return ckpt
 
 
@@ -132,12 +143,13 @@ def resolve_weights(spec: str | None) -> str:
     return spec
 
 
-def load_model(path: str | None = None, device: str | torch.device = "cpu") -> tuple[LandmarkNet, ModelCfg]:
-    """Build the network from a checkpoint or shipped model name (default: the shipped default
-    weights), in eval mode on `device`."""
-    path = resolve_weights(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such weights file")
+def load_model(path: str | bytes | None = None, device: str | torch.device = "cpu") -> tuple[LandmarkNet, ModelCfg]:
+    """Build the network from a checkpoint (a path or its bytes) or shipped model name (default:
+    the shipped default weights), in eval mode on `device`."""
+    if not isinstance(path, bytes):
+        path = resolve_weights(path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path}: no such weights file")
     ckpt = load_checkpoint(path)
     cfg = ModelCfg.from_dict(ckpt["config"])
     model = create_model(cfg)

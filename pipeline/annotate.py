@@ -1,7 +1,7 @@
 """One video in, one landmark table out: decode -> detect/follow -> keypoints -> rows.
 
-This is the whole per-video job, free of any orchestration: the local runner and the Ray actors
-both call `annotate_video`.
+This is the whole per-video job, free of any orchestration: the Ray actors (jobs/worker.py), the
+bench and the tests all call `annotate_video`.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def annotate_video(path: str, name: str, detector: FaceDetector, predictor: Land
     """`name` is what the `video` column says (the input's path relative to its root).
 
     With `start_s` / `end_s` only that time range is decoded (a segment of a long video); its
-    frame_index then counts from the range's first frame, and `segments.stitch` recounts it.
+    frame_index then counts from the range's first frame, and `segments.Stitcher` recounts it.
     """
     t0 = time.perf_counter()
     info = probe(path)

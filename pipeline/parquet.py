@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from models.landmarks68 import NUM_POINTS
 
-from .atomic import write_atomic
+from .atomic import temp_name, write_atomic
 from .schema import META_KEY, SCHEMA, SCHEMA_VERSION, points_to_columns
 
 
@@ -68,6 +68,61 @@ def write_tracks(table: pa.Table, path: str, meta: dict, filesystem: pafs.FileSy
     fs = filesystem or pafs.LocalFileSystem()
     write_atomic(fs, path if filesystem else os.path.abspath(path),
                  lambda f: pq.write_table(table, f, compression="zstd"))
+
+
+class TrackStream:
+    """A track file written in pieces, as a long video's segments complete: each piece goes to a
+    temp file at once, so the driver holds one piece, not the video. `close(meta)` writes the
+    final file (its metadata, the frame count among it, is known only at the end), reading the
+    pieces back one row group at a time, and moves it into place; `abort()` leaves nothing."""
+
+    def __init__(self, path: str, filesystem: pafs.FileSystem | None = None):
+        self.fs = filesystem or pafs.LocalFileSystem()
+        self.path = path if filesystem else os.path.abspath(path)
+        if "/" in self.path.strip("/"):
+            self.fs.create_dir(self.path.rsplit("/", 1)[0], recursive=True)
+        self.pieces = temp_name(self.path)
+        self._sink = self.fs.open_output_stream(self.pieces)
+        self._writer = pq.ParquetWriter(self._sink, SCHEMA, compression="zstd")
+        self.rows = self.faces = 0
+
+    def write(self, table: pa.Table) -> None:
+        self._writer.write_table(table)
+        self.rows += table.num_rows
+        self.faces += table.num_rows - table.column("track_id").null_count
+
+    def close(self, meta: dict) -> None:
+        self._close_pieces()
+        try:
+            schema = SCHEMA.with_metadata({META_KEY: json.dumps({"schema_version": SCHEMA_VERSION, **meta}).encode()})
+
+            def copy(f) -> None:
+                with self.fs.open_input_file(self.pieces) as src, \
+                        pq.ParquetWriter(f, schema, compression="zstd") as w:
+                    pieces = pq.ParquetFile(src)
+                    for i in range(pieces.num_row_groups):
+                        w.write_table(pieces.read_row_group(i).cast(SCHEMA))
+            write_atomic(self.fs, self.path, copy)
+        finally:
+            self._remove_pieces()
+
+    def abort(self) -> None:
+        try:
+            self._close_pieces()
+        finally:
+            self._remove_pieces()
+
+    def _close_pieces(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._sink.close()
+            self._writer = None
+
+    def _remove_pieces(self) -> None:
+        try:
+            self.fs.delete_file(self.pieces)
+        except OSError:
+            pass
 
 
 def read_meta(path: str, filesystem: pafs.FileSystem | None = None) -> dict | None:

@@ -52,7 +52,7 @@ class ProfileParts:
     follow: FollowParams
 
 
-def build_parts(name: str, weights: str | None, detector: dict, follow: dict, predictor: dict,
+def build_parts(name: str, weights: bytes | str | None, detector: dict, follow: dict, predictor: dict,
                 device: str | None = None) -> ProfileParts:
     """The one place a detector, predictor and following settings are built from plain dicts
     (a profile's, or a profile's with command-line overrides, as Ray actors receive them)."""

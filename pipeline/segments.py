@@ -46,42 +46,57 @@ def _boxes(df: pd.DataFrame) -> np.ndarray:
     return df[["x", "y", "w", "h"]].to_numpy(np.float64)
 
 
-def stitch(tables: list[pa.Table], segments: list[Segment], min_iou: float = 0.5) -> pa.Table:
-    """Merge segment tables (in segment order) into one: owned rows only, ids carried across
-    boundaries by co-occurrence in the overlap, frame_index recounted from each segment's own
-    decode order (never from times: two frames may share a PTS, and each keeps its own index)."""
-    parts, next_id, prev, offset = [], 0, None, 0
-    for table, seg in zip(tables, segments):
+class Stitcher:
+    """Stitches one video's segment tables, fed in segment order, one at a time: only the previous
+    segment's owned rows are kept (its overlap tells which new track is which), so a long video's
+    tracks can be written as its segments complete."""
+
+    def __init__(self, min_iou: float = 0.5):
+        self.min_iou = min_iou
+        self.next_id = 0
+        self.offset = 0                   # frames owned by the segments before
+        self.prev: pd.DataFrame | None = None
+
+    def add(self, table: pa.Table, seg: Segment) -> pa.Table:
+        """The rows `seg` owns, with global track ids and frame indices recounted from the
+        segment's own decode order (never from times: two frames may share a PTS, and each keeps
+        its own index)."""
         df = table.to_pandas()
         t = df.time_s.to_numpy()
         lo = -np.inf if seg.start_s is None else seg.start_s - 1e-6
         hi = np.inf if seg.end_s is None else seg.end_s - 1e-6
-        mapping: dict[int, int] = {}
-        if prev is not None and seg.start_s is not None:
-            overlap = df[(t < lo) & df.track_id.notna()]
-            votes: dict[tuple[int, int], int] = {}
-            for time_s, here in overlap.groupby("time_s"):
-                there = prev[(np.abs(prev.time_s - time_s) < 1e-6) & prev.track_id.notna()]
-                if len(there):
-                    iou = box_iou(_boxes(here), _boxes(there))
-                    for r, c in greedy_match(iou, min_iou):
-                        k = (int(here.track_id.iloc[r]), int(there.track_id.iloc[c]))
-                        votes[k] = votes.get(k, 0) + 1
-            for (local, glob), _ in sorted(votes.items(), key=lambda kv: -kv[1]):
-                if local not in mapping and glob not in mapping.values():
-                    mapping[local] = glob
+        mapping = self._carried_ids(df[(t < lo) & df.track_id.notna()]) if seg.start_s is not None else {}
         own = df[(t >= lo) & (t < hi)].copy()
         for local in sorted(own.track_id.dropna().unique().astype(int)):
             if local not in mapping:
-                mapping[local] = next_id
-                next_id += 1
-        next_id = max([next_id] + [g + 1 for g in mapping.values()])
+                mapping[local] = self.next_id
+                self.next_id += 1
+        self.next_id = max([self.next_id] + [g + 1 for g in mapping.values()])
         own["track_id"] = own.track_id.map(lambda v: mapping[int(v)] if pd.notna(v) else None).astype("Int32")
         local_index = own.frame_index.rank(method="dense").astype(int) - 1
-        own["frame_index"] = (offset + local_index).astype("int32")
-        offset += int(local_index.max()) + 1 if len(own) else 0
-        parts.append(own)
-        prev = own
-    merged = pd.concat(parts, ignore_index=True)
-    merged = merged.sort_values(["frame_index", "track_id"], na_position="first", kind="stable")
-    return pa.Table.from_pandas(merged, schema=SCHEMA, preserve_index=False)
+        own["frame_index"] = (self.offset + local_index).astype("int32")
+        self.offset += int(local_index.max()) + 1 if len(own) else 0
+        own = own.sort_values(["frame_index", "track_id"], na_position="first", kind="stable")
+        self.prev = own
+        return pa.Table.from_pandas(own, schema=SCHEMA, preserve_index=False)
+
+    def _carried_ids(self, overlap: pd.DataFrame) -> dict[int, int]:
+        """local id -> global id of the previous segment's track it continues. For each pair
+        (last overlap time they matched, frames matched): the track that is there at the
+        boundary wins, not one that ended earlier in the overlap."""
+        prev, mapping = self.prev, {}
+        if prev is None:
+            return mapping
+        votes: dict[tuple[int, int], tuple[float, int]] = {}
+        for time_s, here in overlap.groupby("time_s"):
+            there = prev[(np.abs(prev.time_s - time_s) < 1e-6) & prev.track_id.notna()]
+            if len(there):
+                iou = box_iou(_boxes(here), _boxes(there))
+                for r, c in greedy_match(iou, self.min_iou):
+                    k = (int(here.track_id.iloc[r]), int(there.track_id.iloc[c]))
+                    votes[k] = (float(time_s), votes.get(k, (0.0, 0))[1] + 1)
+        for (local, glob), _ in sorted(votes.items(), key=lambda kv: (-kv[1][0], -kv[1][1])):
+            if local not in mapping and glob not in mapping.values():
+                mapping[local] = glob
+        return mapping
+

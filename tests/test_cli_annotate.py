@@ -145,3 +145,14 @@ def test_outputs_can_go_to_a_filesystem_uri(data_dir, tmp_path):
     assert read_meta(str(dest / "one.mp4.parquet"))["model"].startswith("ft68-resnet-xs@")
     assert main(args) == 0
     assert json.loads((dest / "_summary.json").read_text())["videos"]["one.mp4"]["status"] == "skipped"
+
+
+def test_bad_weights_are_refused_before_any_actor_starts(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.mp4").write_bytes(b"\0" * 10)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    for weights, cause in ((tmp_path / "nope.pt", "no such weights file"), (tmp_path / "junk.pt", "not a readable")):
+        assert main(["annotate", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--weights", str(weights)]) == 2
+        err = capsys.readouterr().err
+        assert str(weights) in err and cause in err
+    assert not (tmp_path / "out").exists()

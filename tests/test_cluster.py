@@ -21,6 +21,8 @@ import time
 import pandas as pd
 import pytest
 
+from jobs.worker import KILL_HOOK
+
 from .compare import assert_tracks_match
 from .raycluster import RAY, LoopbackCluster, sandbox_env, session_processes, short_tempdir, stop_sessions
 
@@ -205,6 +207,22 @@ def test_killed_driver_resumes_to_the_same_outputs(sandbox, inputs, reference, t
     after = json.loads(summary.read_text())["videos"]
     assert {k for k, v in after.items() if v["status"] == "skipped"} == done_before
     assert_same(reference, tmp_path)
+
+
+def test_a_video_that_kills_its_worker_costs_only_itself(sandbox, inputs, reference, tmp_path):
+    """One actor, and a video whose worker dies every time it holds it (the worker's test hook
+    SIGKILLs itself, as a decoder segfault would): the actor is replaced, the video quarantined
+    after its second kill, and every other video comes out as in a clean run."""
+    d = tmp_path / "in"
+    shutil.copytree(inputs, d)
+    shutil.copy(d / "single.mp4", d / "poison.mp4")
+    out = tmp_path / "out"
+    code, text = annotate({**sandbox, KILL_HOOK: "poison"}, d, out, "--actors", "1")
+    assert code == 1, text
+    v = json.loads((out / "_summary.json").read_text())["videos"]
+    assert v["poison.mp4"]["status"] == "failed" and "quarantined" in v["poison.mp4"]["error"]
+    assert all(e["status"] == "ok" for k, e in v.items() if k != "poison.mp4")
+    assert_same(reference, out)
 
 
 def test_a_cluster_started_before_the_tests_is_still_up(bystander):

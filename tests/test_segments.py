@@ -3,7 +3,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.parquet import TableBuilder
-from pipeline.segments import Segment, plan_segments, stitch
+from pipeline.segments import Segment, Stitcher, plan_segments
 
 
 def test_plan_aligns_to_keyframes_and_spans_everything():
@@ -13,6 +13,11 @@ def test_plan_aligns_to_keyframes_and_spans_everything():
     assert plan[0].decode_from_s is None
     np.testing.assert_allclose([s.decode_from_s for s in plan[1:]], [1.5, 3.6])
     assert plan_segments([0.0, 1.0], segment_s=10, overlap_s=1) == [Segment(0, None, None, None)]
+
+
+def stitch(tables, segments):
+    st = Stitcher()
+    return pa.concat_tables([st.add(t, s) for t, s in zip(tables, segments)])
 
 
 def _table(frames, faces_at):
@@ -40,4 +45,15 @@ def test_stitch_keeps_owned_rows_and_carries_ids_across_the_boundary():
     right = out[(out.x > 100) & (out.x < 300)].track_id.unique()
     new = out[out.x > 300].track_id.unique()
     assert list(left) == [0] and list(right) == [1] and list(new) == [2]
-    assert isinstance(stitch([t0, t1], seg), pa.Table)
+
+
+def test_stitch_gives_the_id_of_the_track_that_reaches_the_boundary():
+    """In the overlap, segment 0 loses its face (id 0) and finds it again as id 1 just before the
+    boundary; segment 1 followed it all along as one track. The ids after the boundary continue
+    id 1, the track that is there at the boundary, not id 0, which matched more overlap frames."""
+    times = [k / 10 for k in range(40)]
+    seg = [Segment(0, None, 2.0, None), Segment(1, 2.0, None, 1.0)]
+    t0 = _table([t for t in times if t < 2.0], lambda t: [(0, 10)] if t < 1.75 else [(1, 10)])
+    t1 = _table([t for t in times if t >= 1.0], lambda t: [(0, 10)])
+    out = stitch([t0, t1], seg).to_pandas()
+    assert out[out.time_s >= 1.75].track_id.unique().tolist() == [1]

@@ -1,0 +1,36 @@
+"""Track files written in pieces (a segmented video's): one file with its metadata, or nothing."""
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.parquet import TableBuilder, TrackStream, read_meta
+
+
+def _piece(first: int, n: int) -> pa.Table:
+    b = TableBuilder("v.mp4")
+    for i in range(first, first + n):
+        pts = np.full((68, 2), float(i), np.float32) + np.arange(68, dtype=np.float32)[:, None]
+        b.add_frame(i, i * 40, i * 0.04, [(0, pts, 0.9)] if i % 3 else [])
+    return b.table()
+
+
+def test_pieces_make_one_file_with_metadata(tmp_path):
+    path = str(tmp_path / "v.mp4.parquet")
+    s = TrackStream(path)
+    for first in (0, 10, 20):
+        s.write(_piece(first, 10))
+    assert not os.path.exists(path)                     # nothing under the final name until closed
+    s.close({"frame_count": 30, "model": "m"})
+    got = pq.read_table(path)
+    assert got.equals(pa.concat_tables([_piece(0, 10), _piece(10, 10), _piece(20, 10)]).replace_schema_metadata(got.schema.metadata))
+    assert read_meta(path)["frame_count"] == 30 and s.faces == 20
+    assert os.listdir(tmp_path) == ["v.mp4.parquet"]      # the pieces are gone
+
+
+def test_aborted_stream_leaves_nothing(tmp_path):
+    s = TrackStream(str(tmp_path / "v.mp4.parquet"))
+    s.write(_piece(0, 5))
+    s.abort()
+    assert os.listdir(tmp_path) == []
