@@ -13,6 +13,7 @@ from pipeline.detect import HaarDetector
 from pipeline.filters import FILTERS, get_filter
 from pipeline.keypoints import FollowParams
 from pipeline.profiles import DEFAULT_PROFILE, PROFILES, get_profile
+from pipeline.smoothing import SmoothParams, parse_smooth
 
 from .argtypes import bounded, nonneg_float, nonneg_int, positive_int, scale_step, unit_float
 from .inputs import expand_inputs
@@ -46,6 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--segment-seconds", type=nonneg_float, default=120.0,
                    help="split longer videos at keyframes this far apart, over several actors (0: never)")
     p.add_argument("--overwrite", action="store_true", help="redo videos whose output is current")
+    p.add_argument("--smooth", type=parse_smooth, default=SmoothParams(), metavar="FILTER",
+                   help="temporal smoothing per track, no lag (centred window): local-poly (default) or none "
+                        "(points as predicted); parameters as local-poly:radius=8,shape_radius=4")
     p.add_argument("--render", default=None, metavar="FILTER",
                    help=f"also write DIR/<relative path>.<FILTER>.mp4 ({', '.join(FILTERS)}, or 'overlay' with --overlay)")
     add_render_options(p)
@@ -128,10 +132,12 @@ def run(args: argparse.Namespace) -> int:
                      follow=follow, predictor=predictor, address=args.address, actors=args.actors,
                      cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
                      overwrite=args.overwrite, render=render, segment_s=args.segment_seconds,
+                     smooth=args.smooth.to_dict(),
                      # trackers restart per segment, so the segment length is part of the result
                      # the weights' content, not only their name@version ("dev" for a user's own run)
                      params_for_key={"weights_sha256": hashlib.sha256(weights_bytes).hexdigest(),
                                      "detector": detector, "follow": follow, "predictor": predictor,
+                                     "smooth": args.smooth.to_dict(),
                                      "segment_seconds": args.segment_seconds})
     try:
         summary = run_annotate(items, opt)

@@ -9,6 +9,10 @@ Paths measured per video:
   (the accurate model), no refinement.
 Accuracy: on a clip made from labelled YTF-68 identity-test images (when ../shared is there),
 NME of each profile as it runs (following faces) and with the detector on every frame.
+Steadiness: jitter (median over a clip of each point's distance from the midpoint of its two
+neighbours, over the inter-ocular distance) of every video's tracks, raw and smoothed; and on
+"moving stills" (labelled faces moved along known smooth paths, jobs/steady.py) NME and jitter
+raw vs smoothed beside the truth's own jitter: a smoother that lags shows as a higher NME.
 Memory: peak RSS of the default profile on a clip and on the same clip ten times longer, each in
 a fresh process.
 """
@@ -38,7 +42,11 @@ from pipeline.detect import HaarDetector
 from pipeline.parquet import write_tracks
 from pipeline.profiles import PROFILES, ProfileParts, get_profile, load_profile
 from pipeline.schema import points_from_columns
+from pipeline.smoothing import SmoothParams, parse_smooth, smooth_tracks, table_ids, table_points
 from pipeline.video import iter_frames
+from training.metrics import clip_jitter
+
+from .steady import moving_stills, pick_samples, steadiness
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(ROOT, "samples", "pyfeat_WolfgangLanger_Pexels.mp4")
@@ -59,8 +67,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--segment-seconds", type=float, default=4.0, help="segment length for --actors runs")
     p.add_argument("--gpus-per-actor", type=float, default=None,
                    help="for --actors runs: GPU share of each actor (0.25: four per GPU; default 1 with GPUs)")
+    p.add_argument("--smooth", type=parse_smooth, default=SmoothParams(),
+                   help="smoother whose jitter is reported beside the raw points' (default: annotate's)")
+    p.add_argument("--moving-stills", type=int, default=8, metavar="N",
+                   help="labelled stills on smooth paths for the NME/jitter-with-smoothing check (0: skip)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-RSS comparison")
-    p.add_argument("--no-accuracy", action="store_true", help="skip the NME comparison")
+    p.add_argument("--no-accuracy", action="store_true", help="skip the NME comparisons (truth clip, moving stills)")
     p.set_defaults(func=run)
 
 
@@ -100,19 +112,29 @@ def decode_only(path: str) -> dict:
     return {"frames": n, "seconds": dt, "fps": n / dt}
 
 
-def full_path(path: str, parts: ProfileParts) -> dict:
+def table_jitter(table) -> float:
+    """Median jitter of a track table, in inter-ocular units (training.metrics.jitter)."""
+    tid, fi = table_ids(table)
+    return clip_jitter(tid, fi, table_points(table))
+
+
+def full_path(path: str, parts: ProfileParts, smooth: SmoothParams | None = None) -> dict:
+    smooth = smooth or SmoothParams()
     t = time.perf_counter()
     r = annotate_video(path, os.path.basename(path), parts.detector, parts.predictor, parts.follow)
+    t_sm = time.perf_counter()
+    table = smooth_tracks(r.table, smooth)
     t_pq = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
-        write_tracks(r.table, os.path.join(d, "t.parquet"), {"bench": True})
+        write_tracks(table, os.path.join(d, "t.parquet"), {"bench": True})
     end = time.perf_counter()
     dt = end - t
     st = r.stats
     return {"frames": st.frames, "seconds": dt, "fps": st.frames / dt, "detections": st.detections,
             "faces": st.crops, "stage_s": {"detect": st.detect_s, "landmarks": st.landmarks_s,
-                                           "parquet": end - t_pq,
-                                           "decode+other": dt - st.detect_s - st.landmarks_s - (end - t_pq)}}
+                                           "smooth": t_pq - t_sm, "parquet": end - t_pq,
+                                           "decode+other": dt - st.detect_s - st.landmarks_s - (end - t_sm)},
+            "jitter": {"raw": table_jitter(r.table), "smoothed": table_jitter(table), "smooth": smooth.to_dict()}}
 
 
 def naive_path(path: str, predictor: LandmarkPredictor, max_frames: int) -> dict:
@@ -266,12 +288,13 @@ def run(args: argparse.Namespace) -> int:
             row = {"video": os.path.basename(v), "decode": dec, "naive": naive, "profiles": {}}
             print(f"{row['video'][:34]:34} {'decode':9} {dec['fps']:8.1f} {1:9.3f} {dec['fps'] / naive['fps']:8.1f}")
             for p in profiles:
-                full = full_path(v, p)
+                full = full_path(v, p, args.smooth)
                 full["over_decode"], full["over_naive"] = full["fps"] / dec["fps"], full["fps"] / naive["fps"]
                 full["stage_share"] = {k: round(x / full["seconds"], 3) for k, x in full["stage_s"].items()}
                 row["profiles"][p.name] = full
                 print(f"{'':34} {p.name:9} {full['fps']:8.1f} {full['over_decode']:9.3f} {full['over_naive']:8.1f}  "
-                      + "/".join(f"{full['stage_share'][k]:.2f}" for k in ("detect", "landmarks", "parquet", "decode+other")))
+                      + "/".join(f"{full['stage_share'][k]:.2f}" for k in ("detect", "landmarks", "parquet", "decode+other"))
+                      + f"  jitter {100 * full['jitter']['raw']:.3f}% raw, {100 * full['jitter']['smoothed']:.3f}% smoothed")
             print(f"{'':34} {'naive':9} {naive['fps']:8.1f} {naive['fps'] / dec['fps']:9.3f} {1:8.1f}")
             res["videos"].append(row)
         clip = None if args.no_accuracy else truth_clip(work)
@@ -282,6 +305,18 @@ def run(args: argparse.Namespace) -> int:
                 print(f"accuracy, {p.name}, on a clip of labelled identity-test faces: "
                       + ", ".join(f"{k} NME {100 * a['nme_mean']:.2f}% ({a['frames_with_face']}/{a['frames']} frames)"
                                   for k, a in acc.items()))
+        if args.moving_stills and not args.no_accuracy and os.path.isdir(DATA):
+            clip = moving_stills(os.path.join(work, "moving.mp4"), pick_samples(DATA, args.moving_stills))
+            res["steadiness"] = {}
+            for p in profiles:
+                s = steadiness(p, clip, args.smooth)
+                for k in ("raw", "smoothed"):
+                    s[k].pop("nme_per_frame")
+                res["steadiness"][p.name] = s
+                print(f"steadiness, {p.name}, {args.moving_stills} labelled stills on smooth paths (2-10 px/frame): "
+                      f"NME {100 * s['raw']['nme_mean']:.2f}% raw, {100 * s['smoothed']['nme_mean']:.2f}% smoothed; "
+                      f"jitter {100 * s['raw']['jitter_median']:.3f}% raw, {100 * s['smoothed']['jitter_median']:.3f}% "
+                      f"smoothed, truth {100 * s['raw']['truth_jitter_median']:.3f}%")
         if not args.no_memory:
             short = synthetic_clip(os.path.join(work, "mem_short.mp4"), (640, 480), 60)
             long = synthetic_clip(os.path.join(work, "mem_long.mp4"), (640, 480), 60, repeat=10)

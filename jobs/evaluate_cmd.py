@@ -1,12 +1,18 @@
-"""`facetracks evaluate`: NME, failure rate, per-region NME and detection rate of a weights file."""
+"""`facetracks evaluate`: NME, failure rate, per-region NME and detection rate of a weights file;
+with `--moving N`, also NME and jitter on video, raw and smoothed: N labelled stills of the split
+moved along known smooth paths (jobs/steady.py)."""
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import tempfile
 
 from models.inference import LandmarkPredictor
 from pipeline.detect import HaarDetector
-from pipeline.profiles import DEFAULT_PROFILE, PROFILES, get_profile
+from pipeline.keypoints import FollowParams
+from pipeline.profiles import DEFAULT_PROFILE, PROFILES, ProfileParts, get_profile
+from pipeline.smoothing import SmoothParams, parse_smooth
 from training.evaluate import evaluate
 
 
@@ -21,6 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--boxes", default="haar", choices=["haar", "gt"], help="face squares from Haar or from the truth")
     p.add_argument("--refine", type=int, default=None, help="re-crop passes around predicted points (default: the profile's)")
     p.add_argument("--no-flip", action="store_true", help="skip mirrored test-time averaging")
+    p.add_argument("--moving", type=int, default=0, metavar="N",
+                   help="also run the profile on a video of N test stills moving along smooth paths: "
+                        "NME and jitter, raw and smoothed (0: skip)")
+    p.add_argument("--smooth", type=parse_smooth, default=SmoothParams(), help="smoother for --moving")
     p.add_argument("--out", default=None, help="folder for eval JSON, CED plot and prediction grid")
     p.set_defaults(func=run)
 
@@ -34,5 +44,16 @@ def run(args: argparse.Namespace) -> int:
     res = evaluate(predictor, args.data, args.split, args.boxes, detector.detect, args.out, args.part)
     res["profile"] = args.profile
     res.pop("per_image")
+    if args.moving:
+        from .steady import moving_stills, pick_samples, steadiness
+        parts = ProfileParts(args.profile, detector, predictor, FollowParams(**prof.follow))
+        with tempfile.TemporaryDirectory() as work:
+            clip = moving_stills(os.path.join(work, "moving.mp4"), pick_samples(args.data, args.moving, args.split, args.part))
+            res["moving"] = steadiness(parts, clip, args.smooth)
+        if args.out:
+            with open(os.path.join(args.out, f"moving_{args.split}_{args.part}.json"), "w") as f:
+                json.dump(res["moving"], f, indent=2)
+        for k in ("raw", "smoothed"):
+            res["moving"][k].pop("nme_per_frame")
     print(json.dumps(res, indent=2))
     return 0

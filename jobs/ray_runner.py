@@ -26,6 +26,7 @@ from tqdm import tqdm
 from pipeline.parquet import TrackStream, is_current, read_meta, run_key, track_meta, write_tracks
 from pipeline.render import read_render_key, render_key
 from pipeline.segments import Segment, Stitcher, plan_segments
+from pipeline.smoothing import SmoothParams, smooth_tracks
 from pipeline.video import VideoError, check_complete, keyframe_times, open_video
 
 from .inputs import VideoItem
@@ -52,6 +53,7 @@ class RunOptions:
     segment_s: float = 0             # split videos at keyframes this far apart (0: never)
     overlap_s: float = 1.0
     render: dict | None = None       # filter name, overlay, anchor, crf, preset
+    smooth: dict = field(default_factory=lambda: SmoothParams().to_dict())   # pipeline/smoothing.py
     params_for_key: dict = field(default_factory=dict)
 
 
@@ -189,7 +191,7 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
 
 def _submit(actor, it: VideoItem, seg, opt: RunOptions, out: Out):
     plan = _render_plan(it, opt, out, _key(it, opt))
-    render = {**opt.render, "out": opt.out_dir, "key": plan[1]} if plan else None
+    render = {**opt.render, "out": opt.out_dir, "key": plan[1], "smooth": opt.smooth} if plan else None
     render_to = plan[0] if plan else None     # a path inside the output filesystem: joining onto a URI would break its ?options
     if seg == "render":                       # tracks current: send them, render only
         table = pq.read_table(it.output(out.root), filesystem=out.fs)
@@ -336,7 +338,7 @@ def _finish(results: list[dict], opt: RunOptions, out: Out) -> dict:
                 "render": _render_entry(res, it, opt)}
     if res["status"] != "ok":
         return {"status": "failed", "error": res["error"]}
-    table, info = res["table"], res["info"]
+    table, info = smooth_tracks(res["table"], SmoothParams(**opt.smooth)), res["info"]
     frames = len(set(table.column("frame_index").to_pylist()))
     faces = table.num_rows - table.column("track_id").null_count
     try:
@@ -391,7 +393,9 @@ class _Segmented:
             return {"status": "failed", "error": str(e)}
         faces = self.stream.faces
         try:
-            self.stream.close(track_meta(info, self.it.name, frames, self.opt.model_id, self.opt.params_for_key))
+            smooth = SmoothParams(**self.opt.smooth)
+            self.stream.close(track_meta(info, self.it.name, frames, self.opt.model_id, self.opt.params_for_key),
+                              lambda table: smooth_tracks(table, smooth))
         except (OSError, pa.ArrowException) as e:
             return {"status": "failed", "error": f"{self.it.output(self.opt.out_dir)}: cannot write ({e})"}
         return _entry(self.it, self.opt, frames, faces, info, self.done)

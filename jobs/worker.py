@@ -14,6 +14,7 @@ from pipeline.filters import get_filter
 from pipeline.profiles import build_parts
 from pipeline.render import TracksMismatch, faces_by_frame, render_video
 from pipeline.segments import Segment
+from pipeline.smoothing import SmoothParams, smooth_tracks
 from pipeline.video import VideoError
 
 from .inputs import VideoItem
@@ -84,5 +85,7 @@ class AnnotateWorker:
         res = {**base, "status": "ok", "table": r.table, "info": r.info.to_dict(), "stats": r.stats.__dict__,
                "seconds": r.seconds, "pid": os.getpid()}
         if render:
-            res["render"] = self._render(item, r.table, r.stats.frames, render, render_to)
+            # the points the track file will hold: smoothed as the driver smooths them
+            smoothed = smooth_tracks(r.table, SmoothParams(**render.get("smooth", {"method": "none"})))
+            res["render"] = self._render(item, smoothed, r.stats.frames, render, render_to)
         return res

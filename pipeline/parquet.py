@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -91,7 +92,9 @@ class TrackStream:
         self.rows += table.num_rows
         self.faces += table.num_rows - table.column("track_id").null_count
 
-    def close(self, meta: dict) -> None:
+    def close(self, meta: dict, whole: Callable[[pa.Table], pa.Table] | None = None) -> None:
+        """`whole`, if given, is applied to the whole table before it is written (smoothing needs
+        each track whole): the video is then held once, briefly, here."""
         self._close_pieces()
         try:
             schema = SCHEMA.with_metadata({META_KEY: json.dumps({"schema_version": SCHEMA_VERSION, **meta}).encode()})
@@ -100,8 +103,11 @@ class TrackStream:
                 with self.fs.open_input_file(self.pieces) as src, \
                         pq.ParquetWriter(f, schema, compression="zstd") as w:
                     pieces = pq.ParquetFile(src)
+                    if whole is not None:
+                        w.write_table(whole(pieces.read().cast(SCHEMA)).cast(schema))
+                        return
                     for i in range(pieces.num_row_groups):
-                        w.write_table(pieces.read_row_group(i).cast(SCHEMA))
+                        w.write_table(pieces.read_row_group(i).cast(schema))
             write_atomic(self.fs, self.path, copy)
         finally:
             self._remove_pieces()

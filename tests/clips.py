@@ -91,3 +91,16 @@ def truncated_copy(src: str, dst: str, share: float = 0.3) -> None:
         data = f.read()
     with open(dst, "wb") as f:
         f.write(data[: int(len(data) * share)])
+
+
+def gray_frames(path: str, n: int, every: int) -> list[np.ndarray]:
+    """Every `every`-th frame of a file, as full-range gray, until `n` of them."""
+    import av
+    out = []
+    with av.open(path) as c:
+        for i, f in enumerate(c.decode(video=0)):
+            if i % every == 0:
+                out.append(f.to_ndarray(format="gray"))
+            if len(out) == n:
+                break
+    return out

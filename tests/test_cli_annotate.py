@@ -7,6 +7,7 @@ import sys
 import tempfile
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -156,3 +157,16 @@ def test_bad_weights_are_refused_before_any_actor_starts(tmp_path, capsys):
         err = capsys.readouterr().err
         assert str(weights) in err and cause in err
     assert not (tmp_path / "out").exists()
+
+
+def test_smoothing_is_on_by_default_and_none_gives_the_points_as_predicted(job, tmp_path):
+    src, out, _ = job
+    raw = tmp_path / "raw"
+    assert main(["annotate", str(src / "moving.mp4"), "--out", str(raw), "--smooth", "none"]) == 0
+    a, b = pd.read_parquet(out / "moving.mp4.parquet"), pd.read_parquet(raw / "moving.mp4.parquet")
+    assert (a.frame_index.tolist(), a.track_id.tolist()) == (b.frame_index.tolist(), b.track_id.tolist())
+    diff = np.abs(a[POINT_COLUMNS].to_numpy() - b[POINT_COLUMNS].to_numpy())
+    faces = a.track_id.notna().to_numpy()
+    assert 0.01 < np.nanmean(diff[faces]) < 3            # moved, by shimmer, not by a face
+    assert read_meta(str(out / "moving.mp4.parquet"))["params"]["smooth"]["method"] == "local-poly"
+    assert read_meta(str(raw / "moving.mp4.parquet"))["params"]["smooth"] == {"method": "none"}
