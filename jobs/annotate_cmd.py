@@ -19,7 +19,7 @@ from .argtypes import bounded, nonneg_float, nonneg_int, positive_int, scale_ste
 from .inputs import expand_inputs
 from .outputs import is_uri
 from .render_cmd import add_render_options
-from .ray_runner import RunOptions, run_annotate
+from .ray_runner import RunOptions, WorkerStartError, run_annotate
 from .sizing import ActorSizeError
 
 
@@ -138,12 +138,16 @@ def run(args: argparse.Namespace) -> int:
                      params_for_key={"weights_sha256": hashlib.sha256(weights_bytes).hexdigest(),
                                      "detector": detector, "follow": follow, "predictor": predictor,
                                      "smooth": args.smooth.to_dict(),
-                                     "segment_seconds": args.segment_seconds})
+                                     # rendering sends videos whole: then they are not split
+                                     "segment_seconds": 0 if render else args.segment_seconds})
     try:
         summary = run_annotate(items, opt)
     except ActorSizeError as e:     # before any actor was created: nothing to clean up
         print(f"facetracks annotate: {e}", file=sys.stderr)
         return 2
+    except WorkerStartError as e:
+        print(f"facetracks annotate: {e}", file=sys.stderr)
+        return 1
     v = summary["videos"]
     ok = [n for n, e in v.items() if e["status"] == "ok"]
     skipped = [n for n, e in v.items() if e["status"] == "skipped"]

@@ -3,6 +3,7 @@ error (exit 2), instead of a crash per video later."""
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Callable
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
@@ -15,7 +16,7 @@ def bounded(kind: type, ok: Callable[[float], bool], what: str) -> Callable[[str
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}")
-        if not ok(value):
+        if not math.isfinite(value) or not ok(value):
             raise argparse.ArgumentTypeError(f"{text} is not {what}")
         return value
     parse.__name__ = what
@@ -28,4 +29,4 @@ nonneg_float = bounded(float, lambda v: v >= 0, ">= 0")
 positive_float = bounded(float, lambda v: v > 0, "> 0")
 unit_float = bounded(float, lambda v: 0 <= v <= 1, "in [0, 1]")
 scale_step = bounded(float, lambda v: v > 1, "> 1 (the Haar scale step)")
-crf = bounded(int, lambda v: 0 <= v <= 63, "in 0..63 (H.264 uses 0..51)")
+crf = bounded(int, lambda v: 0 <= v <= 51, "in 0..51")

@@ -40,7 +40,7 @@ def upload(local_path: str, fs: pafs.FileSystem, path: str) -> None:
 
 
 _OUR_TEMP = re.compile(r"\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + "$")   # pipeline.atomic.temp_name
-STALE_TEMP_S = 3600
+STALE_TEMP_S = 24 * 3600      # a day: a live run's slowest piece is never that old
 
 
 def remove_stale_temps(fs: pafs.FileSystem, root: str, older_than_s: float = STALE_TEMP_S) -> int:

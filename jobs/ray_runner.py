@@ -25,9 +25,9 @@ from tqdm import tqdm
 
 from pipeline.parquet import TrackStream, is_current, read_meta, run_key, track_meta, write_tracks
 from pipeline.render import read_render_key, render_key
-from pipeline.segments import Segment, Stitcher, plan_segments
+from pipeline.segments import Segment, Stitcher, segments_of
 from pipeline.smoothing import SmoothParams, smooth_tracks
-from pipeline.video import VideoError, check_complete, keyframe_times, open_video
+from pipeline.video import VideoError, check_complete, open_video
 
 from .inputs import VideoItem
 from .outputs import remove_stale_temps, resolve, write_bytes
@@ -78,6 +78,19 @@ def _plan_actors(opt: RunOptions, n_tasks: int) -> tuple[int, float, float]:
     return plan.count, plan.cpus, plan.gpus
 
 
+_KEPT = ("frames", "faces", "timing", "detections", "segments", "written_by")
+
+
+def _skipped(before: dict, it: VideoItem, opt: RunOptions) -> dict:
+    """A skipped video's entry: what the run that wrote its output said of it (never an old
+    error, and its render only when this run asks for that render, which is then current)."""
+    entry = {"status": "skipped", "reason": "output is current", "output": it.output(opt.out_dir),
+             **{k: before[k] for k in _KEPT if k in before}}
+    if opt.render and before.get("render", {}).get("status") == "ok":
+        entry["render"] = before["render"]
+    return entry
+
+
 def _read_summary(out: Out) -> dict:
     """The videos of the summary an earlier run left here ({} when none or unreadable)."""
     try:
@@ -106,17 +119,10 @@ def _key(it: VideoItem, opt: RunOptions) -> dict | None:
     return run_key(st.st_size, st.st_mtime, opt.model_id, opt.params_for_key)
 
 
-def _segments(path: str, segment_s: float, overlap_s: float) -> list[Segment | None]:
-    """The segments of one video, from its keyframes (reading every packet of the file: run as a
-    Ray task, many at once, never serially on the driver); [None] for one piece."""
-    try:
-        plan = plan_segments(keyframe_times(path), segment_s, overlap_s)
-    except VideoError:
-        return [None]          # the worker reports the error with its cause
-    return plan if len(plan) > 1 else [None]
-
-
-_segments_remote = ray.remote(num_cpus=0)(_segments)   # I/O bound, beside the actors' CPUs
+# Keyframes are listed by Ray tasks, a few at a time beside the actors (I/O bound, no CPU
+# reserved: the actors may hold every CPU), never serially on the driver. The function lives in
+# pipeline/segments.py, so a task's worker imports no torch.
+_segments_remote = ray.remote(num_cpus=0)(segments_of)
 
 
 def _splits(it: VideoItem, opt: RunOptions) -> bool:
@@ -135,6 +141,8 @@ def _estimated_pieces(it: VideoItem, opt: RunOptions) -> int:
             seconds = float(s.duration * s.time_base) if s.duration else (container.duration or 0) / 1e6
     except (VideoError, TypeError):
         return 1
+    if not seconds:              # no duration in the header (.webm from MediaRecorder, some .ts): may be long
+        return 1000
     return max(1, int(seconds // opt.segment_s))
 
 
@@ -162,9 +170,7 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
         current = key is not None and not opt.overwrite and is_current(it.output(out.root), key, out.fs)
         render_current = plan is None or (not opt.overwrite and read_render_key(plan[0], out.fs) == plan[1])
         if current and render_current:
-            before = earlier.get(it.name, {})
-            summary["videos"][it.name] = {**before, "status": "skipped", "reason": "output is current",
-                                          "output": it.output(opt.out_dir), "written_by": before.get("written_by")}
+            summary["videos"][it.name] = _skipped(earlier.get(it.name, {}), it, opt)
         elif current:          # the tracks stand; only the render is redone
             tasks.append((it, "render"))
         else:
@@ -182,22 +188,40 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
         actors = [make_actor() for _ in range(n)]
         summary["ray"] = {"gcs_address": ray.get_runtime_context().gcs_address, "nodes": len(ray.nodes())}
         summary["actors"] = {"count": n, "cpus_per_actor": cpa, "gpus_per_actor": gpa,
-                             "device": ray.get(actors[0].device.remote())}
+                             "device": _started(actors[0])}
         _drive(actors, tasks, opt, summary, out, earlier, make_actor)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     _write_json(out, "_summary.json", summary)
     return summary
 
 
+class WorkerStartError(RuntimeError):
+    """No worker could be started (the model does not load there, the node is gone)."""
+
+
+ACTOR_START_S = 300
+
+
+def _started(actor) -> str:
+    """Wait until an actor has loaded its model; its device, or WorkerStartError with the cause."""
+    try:
+        return ray.get(actor.device.remote(), timeout=ACTOR_START_S)
+    except ray.exceptions.GetTimeoutError:
+        raise WorkerStartError(f"a worker did not start within {ACTOR_START_S} s (no node can place it?)") from None
+    except ray.exceptions.RayError as e:
+        raise WorkerStartError(f"a worker failed to start: {type(e).__name__}: {str(e)[:500]}") from None
+
+
 def _submit(actor, it: VideoItem, seg, opt: RunOptions, out: Out):
     plan = _render_plan(it, opt, out, _key(it, opt))
-    render = {**opt.render, "out": opt.out_dir, "key": plan[1], "smooth": opt.smooth} if plan else None
+    render = {**opt.render, "out": opt.out_dir, "key": plan[1]} if plan else None
     render_to = plan[0] if plan else None     # a path inside the output filesystem: joining onto a URI would break its ?options
     if seg == "render":                       # tracks current: send them, render only
         table = pq.read_table(it.output(out.root), filesystem=out.fs)
         frames = read_meta(it.output(out.root), out.fs)["frame_count"]
         return actor.__call__.remote(it, None, render, render_to, (table, frames))
-    return actor.__call__.remote(it, seg, render, render_to)
+    # a whole video is smoothed by its worker; segments by the driver, once stitched
+    return actor.__call__.remote(it, seg, render, render_to, smooth=None if seg else opt.smooth)
 
 
 @dataclass
@@ -219,8 +243,9 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
     that video's failure, never the job's."""
     expected: dict[str, int] = {it.name: 1 for it, seg in tasks if seg != "plan"}
     queue = deque((it, seg, False) for it, seg in tasks if seg != "plan")
-    planning = {_segments_remote.remote(it.path, opt.segment_s, opt.overlap_s): it
-                for it, seg in tasks if seg == "plan"}
+    to_plan = deque(it for it, seg in tasks if seg == "plan")
+    planning: dict = {}
+    live = set(range(len(actors)))              # slots with a working actor
     parts: dict[str, list[dict | None]] = {}
     segmented: dict[str, _Segmented] = {}
     inflight: dict = {}
@@ -229,6 +254,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
     deaths: dict[tuple, int] = {}                # task -> times its actor died under it
     bar = tqdm(total=len(tasks), desc="videos", unit="video")
     frames = 0
+    no_worker = "no worker could be started"
 
     def collect(it: VideoItem, res: dict) -> None:
         nonlocal frames
@@ -246,8 +272,8 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
             entry = segmented.pop(it.name).finish() if expected[it.name] > 1 else _finish(results, opt, out)
         except Exception as e:     # noqa: BLE001 - one video's failure, never the job's
             entry = {"status": "failed", "error": f"{it.path}: writing the result failed: {type(e).__name__}: {e}"}
-        entry["written_by"] = (earlier.get(it.name, {}).get("written_by") if entry["status"] == "skipped"
-                               else summary["run"])
+        wrote = entry["status"] == "ok"          # a failure or a render-only rerun wrote no tracks
+        entry["written_by"] = summary["run"] if wrote else earlier.get(it.name, {}).get("written_by")
         summary["videos"][it.name] = entry
         frames += entry.get("frames", 0)
         bar.update(1)
@@ -258,13 +284,22 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
             tqdm.write(f"annotate: could not update the summary ({e}); going on")
 
     try:
-        while queue or inflight or planning:
-            for i in sorted(load, key=load.get):
+        while queue or inflight or planning or to_plan:
+            while to_plan and len(planning) < 2 * max(1, len(live)):
+                it = to_plan.popleft()
+                planning[_segments_remote.remote(it.path, opt.segment_s, opt.overlap_s)] = it
+            if not live:                         # every worker failed to start: the rest cannot run
+                for it, seg, _ in queue:
+                    collect(it, {"item": it, "segment": seg, "status": "failed", "error": f"{it.path}: {no_worker}"})
+                queue.clear()
+            for i in sorted(live, key=load.get):
                 while queue and load[i] < opt.inflight and i not in alone:
-                    it, seg, suspect = queue[0]
-                    if suspect and load[i]:
-                        break                    # a suspect waits for an idle actor
-                    queue.popleft()
+                    # a suspect runs alone, on an idle actor; other work may pass it meanwhile
+                    k = next((k for k, q in enumerate(queue) if not q[2] or not load[i]), None)
+                    if k is None:
+                        break
+                    it, seg, suspect = queue[k]
+                    del queue[k]
                     try:
                         ref = _submit(actors[i], it, seg, opt, out)
                     except Exception as e:   # noqa: BLE001 - e.g. current tracks unreadable for a render
@@ -294,9 +329,15 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
             try:
                 res = ray.get(done[0])
             except ray.exceptions.RayActorError as e:
-                if actors[run.slot] is run.actor:        # replace it once, whichever of its tasks reports first
+                if actors[run.slot] is run.actor and run.slot in live:   # replace it once, whichever task reports first
                     ray.kill(run.actor, no_restart=True)
                     actors[run.slot] = make_actor()
+                    try:
+                        _started(actors[run.slot])
+                    except WorkerStartError as err:  # this slot is gone; the others carry on
+                        live.discard(run.slot)
+                        no_worker = str(err)
+                        tqdm.write(f"annotate: {err}")
                 key = (it.name, getattr(seg, "index", seg))
                 deaths[key] = deaths.get(key, 0) + 1
                 if deaths[key] < opt.retries:
@@ -310,6 +351,8 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                        "error": f"{it.path}: worker error ({type(e).__name__}: {str(e)[:300]})"}
             collect(it, res)
     finally:
+        for seg_state in segmented.values():   # interrupted: leave no pieces behind
+            seg_state.fail("the run was interrupted")
         bar.close()
 
 
@@ -338,7 +381,7 @@ def _finish(results: list[dict], opt: RunOptions, out: Out) -> dict:
                 "render": _render_entry(res, it, opt)}
     if res["status"] != "ok":
         return {"status": "failed", "error": res["error"]}
-    table, info = smooth_tracks(res["table"], SmoothParams(**opt.smooth)), res["info"]
+    table, info = res["table"], res["info"]     # smoothed by the worker (a whole video)
     frames = len(set(table.column("frame_index").to_pylist()))
     faces = table.num_rows - table.column("track_id").null_count
     try:
@@ -378,9 +421,9 @@ class _Segmented:
 
     def fail(self, error: str) -> None:
         self.error = self.error or error
-        if self.stream is not None:
-            self.stream.abort()
-            self.stream = None
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            stream.abort()
 
     def finish(self) -> dict:
         if self.error:

@@ -63,10 +63,11 @@ class AnnotateWorker:
         return {"status": "ok", "audio": st.audio, "padded": st.padded, "frames": st.frames}
 
     def __call__(self, item: VideoItem, segment: Segment | None = None, render: dict | None = None,
-                 render_to: str | None = None, tracks=None) -> dict:
+                 render_to: str | None = None, tracks=None, smooth: dict | None = None) -> dict:
         """Annotate one video or one segment of it (and render a whole video when asked); errors
         come back as data so one bad file never stops the job. With `tracks` (a table whose
-        output is current, and its frame count) only the render is redone."""
+        output is current, and its frame count) only the render is redone. `smooth`: the table
+        comes back smoothed (a whole video; segments are smoothed once stitched)."""
         base = {"item": item, "segment": segment}
         poison = os.environ.get(KILL_HOOK)
         if poison and poison in item.name:      # test hook: stands for a decoder segfault or an OOM kill
@@ -82,10 +83,9 @@ class AnnotateWorker:
         except Exception as e:   # anything else is a bug or an odd file: report it with the file's name
             return {**base, "status": "failed", "error": f"{item.path}: {type(e).__name__}: {e}",
                     "traceback": traceback.format_exc(limit=5)}
-        res = {**base, "status": "ok", "table": r.table, "info": r.info.to_dict(), "stats": r.stats.__dict__,
+        table = smooth_tracks(r.table, SmoothParams(**smooth)) if smooth else r.table
+        res = {**base, "status": "ok", "table": table, "info": r.info.to_dict(), "stats": r.stats.__dict__,
                "seconds": r.seconds, "pid": os.getpid()}
-        if render:
-            # the points the track file will hold: smoothed as the driver smooths them
-            smoothed = smooth_tracks(r.table, SmoothParams(**render.get("smooth", {"method": "none"})))
-            res["render"] = self._render(item, smoothed, r.stats.frames, render, render_to)
+        if render:                   # drawn from the points the track file holds
+            res["render"] = self._render(item, table, r.stats.frames, render, render_to)
         return res

@@ -84,7 +84,12 @@ class TrackStream:
             self.fs.create_dir(self.path.rsplit("/", 1)[0], recursive=True)
         self.pieces = temp_name(self.path)
         self._sink = self.fs.open_output_stream(self.pieces)
-        self._writer = pq.ParquetWriter(self._sink, SCHEMA, compression="zstd")
+        try:
+            self._writer = pq.ParquetWriter(self._sink, SCHEMA, compression="zstd")
+        except Exception:
+            self._sink.close()
+            self._remove_pieces()
+            raise
         self.rows = self.faces = 0
 
     def write(self, table: pa.Table) -> None:
@@ -113,16 +118,20 @@ class TrackStream:
             self._remove_pieces()
 
     def abort(self) -> None:
+        """Never raises (it runs on the way out of another error: a full disk fails again here)."""
         try:
             self._close_pieces()
-        finally:
-            self._remove_pieces()
+        except Exception:      # noqa: BLE001
+            pass
+        self._remove_pieces()
 
     def _close_pieces(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._sink.close()
-            self._writer = None
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.close()
+            finally:
+                self._sink.close()
 
     def _remove_pieces(self) -> None:
         try:

@@ -30,7 +30,8 @@ from .parquet import read_meta
 from .schema import POINT_COLUMNS, points_from_columns
 from .video import VideoError, display_matrix, frame_rate, open_video, orientation_from_matrix
 
-RENDER_TAG = "facetracks-render "      # the container's `comment`: this prefix, then the render key
+RENDER_TAG = "facetracks-render "
+_RGB_SPACE, _BT709 = 0, 1      # AVColorSpace: AVCOL_SPC_RGB, AVCOL_SPC_BT709      # the container's `comment`: this prefix, then the render key
 
 
 class TracksMismatch(ValueError):
@@ -159,7 +160,10 @@ def _first_look(src: str) -> _Look:
             raise VideoError(f"{src}: the video stream holds no frames")
         full = f.format.name.startswith("yuvj") or f.color_range == 2
         cc = s.codec_context
-        return _Look(display_matrix(f), f.colorspace or cc.colorspace, 2 if full else 1,
+        space = f.colorspace or cc.colorspace
+        if space == _RGB_SPACE or f.format.is_rgb:
+            space = _BT709       # an RGB source: the output's YUV needs a real matrix, tagged as such
+        return _Look(display_matrix(f), space, 2 if full else 1,
                      f.color_primaries or cc.color_primaries, f.color_trc or cc.color_trc)
 
 

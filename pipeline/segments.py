@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from .schema import SCHEMA
 from .tracking import box_iou, greedy_match
+from .video import VideoError, keyframe_times
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,16 @@ class Segment:
     start_s: float | None      # first owned time (None: from the start)
     end_s: float | None        # end of owned times, exclusive (None: to the end)
     decode_from_s: float | None  # where decoding starts (start_s - overlap)
+
+
+def segments_of(path: str, segment_s: float, overlap_s: float) -> list[Segment | None]:
+    """The segments of one video, from its keyframes (reading every packet of the file); [None]
+    for one piece, or when the file cannot be read (its worker reports why)."""
+    try:
+        plan = plan_segments(keyframe_times(path), segment_s, overlap_s)
+    except VideoError:
+        return [None]
+    return plan if len(plan) > 1 else [None]
 
 
 def plan_segments(keyframes: list[float], segment_s: float, overlap_s: float) -> list[Segment]:
