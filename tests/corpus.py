@@ -63,7 +63,8 @@ def write(path: str, frames: list[np.ndarray], *, fmt: str | None = None, codec:
           pix_fmt: str = "yuv420p", pts: list[int] | None = None, time_base: Fraction = Fraction(1, 1000),
           matrix: list[int] | None = None, rotation: int = 0, sar: Fraction | None = None,
           audio: tuple[str, int] | None = None, audio_first: bool = True, options: dict | None = None,
-          color_range: int | None = None, container_options: dict | None = None) -> list[int]:
+          color_range: int | None = None, container_options: dict | None = None,
+          color_tags: tuple[int, int, int] | None = None) -> list[int]:
     """Encode BGR frames; `audio` (codec, rate) adds a second of sine, muxed before the video when
     `audio_first` (a header written at the first mux is then written at an audio packet)."""
     h, w = frames[0].shape[:2]
@@ -82,6 +83,9 @@ def write(path: str, frames: list[np.ndarray], *, fmt: str | None = None, codec:
             s.codec_context.sample_aspect_ratio = sar
         if color_range is not None:
             s.codec_context.color_range = color_range
+        if color_tags is not None:              # (primaries, transfer, matrix), AVCOL_* values
+            cc = s.codec_context
+            cc.color_primaries, cc.color_trc, cc.colorspace = color_tags
         if matrix is not None:
             s.set_display_matrix(matrix)
         elif rotation:
@@ -258,6 +262,18 @@ def full_range(d: str, face: np.ndarray) -> Case:
     return Case(path, len(frames), upright=(320, 240), pts=pts)
 
 
+HLG_BT2020 = (9, 18, 9)         # BT.2020 primaries, ARIB STD-B67 (HLG) transfer, BT.2020 matrix
+
+
+def hdr_tagged(d: str, face: np.ndarray) -> Case:
+    """A phone's HLG clip: 10-bit, BT.2020 primaries and matrix, HLG transfer, full of tags a
+    player needs to show it right."""
+    path = os.path.join(d, "hlg.mp4")
+    frames = _frames(face, (320, 240))
+    pts = write(path, frames, pix_fmt="yuv420p10le", color_tags=HLG_BT2020)
+    return Case(path, len(frames), upright=(320, 240), pts=pts, notes={"color_tags": HLG_BT2020})
+
+
 def limited_range(d: str, face: np.ndarray) -> Case:
     path = os.path.join(d, "limited_range.mp4")
     frames = _frames(face, (320, 240))
@@ -287,7 +303,8 @@ def build(d: str, face: np.ndarray) -> dict[str, Case]:
     cases = {"phone": phone(d, face), "mirrored": mirrored(d, face), "odd": odd_size(d, face),
              "anamorphic": anamorphic(d, face), "no_pts": no_pts(d, face), "dup_pts": duplicate_pts(d, face),
              "cover_art": cover_art(d), "empty_track": empty_track(d), "two_streams": two_streams(d, face),
-             "ten_bit": ten_bit(d, face), "full_range": full_range(d, face), "limited_range": limited_range(d, face)}
+             "ten_bit": ten_bit(d, face), "full_range": full_range(d, face), "limited_range": limited_range(d, face),
+             "hlg": hdr_tagged(d, face)}
     for c in old_formats(d, face):
         cases[os.path.splitext(os.path.basename(c.path))[1][1:]] = c
     return cases

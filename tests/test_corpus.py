@@ -28,7 +28,7 @@ from . import corpus
 from .clips import pick_test_faces
 
 VIDEO_KINDS = ["phone", "mirrored", "odd", "anamorphic", "no_pts", "dup_pts", "two_streams", "ten_bit",
-               "full_range", "limited_range", "wmv", "flv", "avi"]
+               "full_range", "limited_range", "hlg", "wmv", "flv", "avi"]
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +147,18 @@ def test_render_keeps_what_the_input_has(cases, rendered, kind):
         b = b[:a.shape[0], :a.shape[1]]
         assert np.abs(a[-4:].astype(int) - b[-4:].astype(int)).mean() < 6
         assert np.abs(a[:, -40:].astype(int) - b[:, -40:].astype(int)).mean() < 6
+
+
+def _tags(path: str) -> tuple[int, int, int, int]:
+    with av.open(path) as c:
+        cc = pick_video_stream(c).codec_context
+        return cc.color_primaries, cc.color_trc, cc.colorspace, cc.color_range
+
+
+def test_render_keeps_colour_tags_and_range(cases, rendered):
+    assert _tags(rendered["hlg"][0])[:3] == corpus.HLG_BT2020          # HLG stays HLG, BT.2020 stays BT.2020
+    assert _tags(rendered["full_range"][0])[3] == 2                    # full range stays full range
+    assert _tags(rendered["limited_range"][0])[3] != 2
 
 
 def test_audio_that_mp4_cannot_hold_is_transcoded(rendered):
