@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import hashlib
 import os
 import sys
@@ -19,7 +20,7 @@ from .argtypes import bounded, nonneg_float, nonneg_int, positive_int, scale_ste
 from .inputs import expand_inputs
 from .outputs import is_uri
 from .render_cmd import add_render_options
-from .ray_runner import RunOptions, WorkerStartError, run_annotate
+from .ray_runner import ClusterError, RunOptions, WorkerStartError, run_annotate
 from .sizing import ActorSizeError
 
 
@@ -89,7 +90,31 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
+def _usage_error(args: argparse.Namespace) -> str | None:
+    """What makes the command unusable, found before anything starts (Ray takes seconds)."""
+    missing = [a for a in args.inputs if not glob.has_magic(a) and not os.path.exists(a)]
+    if missing:
+        return f"no such file or folder: {', '.join(missing)}"
+    return None
+
+
+def _out_error(args: argparse.Namespace) -> str | None:
+    """An output folder that cannot be made or written, found before Ray starts."""
+    if not is_uri(args.out):
+        try:
+            os.makedirs(args.out, exist_ok=True)
+        except OSError as e:
+            return f"cannot create the output folder {args.out} ({e.strerror or e})"
+        if not os.access(args.out, os.W_OK):
+            return f"cannot write to the output folder {args.out} (permission denied)"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
+    error = _usage_error(args)
+    if error:
+        print(f"facetracks annotate: {error}", file=sys.stderr)
+        return 2
     items = expand_inputs(args.inputs, exclude_renders_under=None if is_uri(args.out) else args.out)
     if not items:
         print(f"facetracks annotate: no videos found in {' '.join(args.inputs)}", file=sys.stderr)
@@ -140,6 +165,10 @@ def run(args: argparse.Namespace) -> int:
                                      "smooth": args.smooth.to_dict(),
                                      # rendering sends videos whole: then they are not split
                                      "segment_seconds": 0 if render else args.segment_seconds})
+    error = _out_error(args)
+    if error:
+        print(f"facetracks annotate: {error}", file=sys.stderr)
+        return 2
     try:
         summary = run_annotate(items, opt)
     except ActorSizeError as e:     # before any actor was created: nothing to clean up
@@ -148,6 +177,9 @@ def run(args: argparse.Namespace) -> int:
     except WorkerStartError as e:
         print(f"facetracks annotate: {e}", file=sys.stderr)
         return 1
+    except ClusterError as e:
+        print(f"facetracks annotate: {e}", file=sys.stderr)
+        return 2
     v = summary["videos"]
     ok = [n for n, e in v.items() if e["status"] == "ok"]
     skipped = [n for n, e in v.items() if e["status"] == "skipped"]

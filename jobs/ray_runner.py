@@ -57,6 +57,10 @@ class RunOptions:
     params_for_key: dict = field(default_factory=dict)
 
 
+class ClusterError(RuntimeError):
+    """The cluster named by --address (or RAY_ADDRESS) cannot be reached."""
+
+
 def init_ray(address: str | None) -> None:
     """Join the cluster named by --address or by RAY_ADDRESS (set by `ray job submit`); else start
     a private Ray here. Plain `ray.init()` would join whatever /tmp/ray/ray_current_cluster names,
@@ -65,7 +69,11 @@ def init_ray(address: str | None) -> None:
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, log_to_driver=False)
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except ConnectionError as e:
+            raise ClusterError(f"no Ray cluster at --address {address} ({str(e).split('.')[0]}); "
+                               f"start one with `ray start --head`, or leave --address out to run here") from None
     else:
         ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
 

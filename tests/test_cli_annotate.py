@@ -170,3 +170,21 @@ def test_smoothing_is_on_by_default_and_none_gives_the_points_as_predicted(job, 
     assert 0.01 < np.nanmean(diff[faces]) < 3            # moved, by shimmer, not by a face
     assert read_meta(str(out / "moving.mp4.parquet"))["params"]["smooth"]["method"] == "local-poly"
     assert read_meta(str(raw / "moving.mp4.parquet"))["params"]["smooth"] == {"method": "none"}
+
+
+def test_first_run_mistakes_are_one_line_before_anything_starts(data_dir, tmp_path, capsys):
+    """A missing input, an --out that cannot be made: exit 2 and one line naming the cause, and
+    nothing written (the checks run before Ray starts). (`--address auto` with no cluster is
+    not tested here: Ray's `auto` also finds clusters by scanning processes, so the in-process
+    Ray that earlier tests leave would answer.)"""
+    src = tmp_path / "in"
+    src.mkdir()
+    moving_clip(str(src / "a.mp4"), pick_test_faces(data_dir, 1))
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the output folder should go")
+    for argv, cause in (([str(src / "nope.mp4"), "--out", str(tmp_path / "o")], "no such file or folder"),
+                        ([str(src), "--out", str(blocker / "out")], "cannot create the output folder")):
+        assert main(["annotate", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert cause in err and "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
