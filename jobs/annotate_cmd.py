@@ -13,7 +13,7 @@ from models.registry import ModelCfg, load_checkpoint, resolve_weights
 from pipeline.detect import HaarDetector
 from pipeline.filters import FILTERS, get_filter
 from pipeline.keypoints import FollowParams
-from pipeline.profiles import DEFAULT_PROFILE, PROFILES, get_profile
+from pipeline.profiles import DEFAULT_PROFILE, DETECTOR_BACKENDS, PROFILES, get_profile
 from pipeline.smoothing import SmoothParams, parse_smooth
 
 from .argtypes import bounded, nonneg_float, nonneg_int, positive_int, scale_step, unit_float
@@ -58,6 +58,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d, f = HaarDetector.__dataclass_fields__, FollowParams()
     g.add_argument("--profile", default=DEFAULT_PROFILE, choices=sorted(PROFILES),
                    help="accurate: the model card's settings; fast: the small model, fewer detections")
+    g.add_argument("--detector", default="opencv", choices=DETECTOR_BACKENDS,
+                   help="opencv: cv2.CascadeClassifier; torch: the same cascade, same boxes, evaluated with torch "
+                        "where the model runs (for GPU actors; on a CPU 3.5-5x slower)")
     g.add_argument("--scale-factor", type=scale_step, help=f"Haar scale step (default {d['scale_factor'].default})")
     g.add_argument("--min-neighbors", type=nonneg_int, help=f"default {d['min_neighbors'].default}")
     g.add_argument("--min-face", type=positive_int, help=f"smallest face side, pixels (default {d['min_size'].default})")
@@ -148,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     detector = _given({"scale_factor": args.scale_factor, "min_neighbors": args.min_neighbors,
                        "min_size": args.min_face, "max_side": args.detect_side}, prof.detector, _DETECTOR)
+    detector["backend"] = args.detector
     follow = _given({"detect_every": args.detect_every, "idle_detect_every": args.idle_detect_every,
                      "min_score": args.min_score, "max_faces": args.max_faces, "cut_threshold": args.cut_threshold,
                      "batch_frames": args.batch_size}, prof.follow, FollowParams())

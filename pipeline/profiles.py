@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 from models.inference import LandmarkPredictor
 
-from .detect import HaarDetector
+from .detect import FaceDetector, HaarDetector
+from .haar_torch import TorchHaarDetector
 from .keypoints import FollowParams
 
 
@@ -47,17 +48,26 @@ def get_profile(name: str) -> Profile:
 class ProfileParts:
     """What a profile runs, built: the detector, the predictor (model loaded), the following."""
     name: str
-    detector: HaarDetector
+    detector: FaceDetector
     predictor: LandmarkPredictor
     follow: FollowParams
+
+
+DETECTOR_BACKENDS = ("opencv", "torch")   # the same cascade and the same boxes; torch runs where the model runs
 
 
 def build_parts(name: str, weights: bytes | str | None, detector: dict, follow: dict, predictor: dict,
                 device: str | None = None) -> ProfileParts:
     """The one place a detector, predictor and following settings are built from plain dicts
-    (a profile's, or a profile's with command-line overrides, as Ray actors receive them)."""
-    return ProfileParts(name, HaarDetector(**detector), LandmarkPredictor.load(weights, device=device, **predictor),
-                        FollowParams(**follow))
+    (a profile's, or a profile's with command-line overrides, as Ray actors receive them).
+    `detector["backend"]`: "opencv" (default) or "torch" (`haar_torch.py`, on the predictor's device)."""
+    detector = dict(detector)
+    backend = detector.pop("backend", "opencv")
+    if backend not in DETECTOR_BACKENDS:
+        raise ValueError(f"unknown detector backend {backend!r}; known: {', '.join(DETECTOR_BACKENDS)}")
+    pred = LandmarkPredictor.load(weights, device=device, **predictor)
+    det = TorchHaarDetector(**detector, device=pred.device) if backend == "torch" else HaarDetector(**detector)
+    return ProfileParts(name, det, pred, FollowParams(**follow))
 
 
 def load_profile(name: str, device: str | None = None) -> ProfileParts:

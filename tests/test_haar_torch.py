@@ -132,3 +132,20 @@ def test_blank_tiny_and_empty_inputs():
     assert det.detect_batch([]) == []
     with pytest.raises(ValueError):
         det.detect_batch(torch.zeros((2, 30, 30), dtype=torch.float32))
+
+
+def test_annotate_with_the_torch_detector_gives_the_opencv_rows(videos_dir):
+    """`--detector torch` end to end: the same boxes, so the same tracks, points and scores."""
+    from pipeline.annotate import annotate_video
+    from pipeline.profiles import build_parts, get_profile
+    prof = get_profile("fast")
+    clip = os.path.join(videos_dir, "pyfeat_single_face.mp4")
+    tables = {}
+    for backend in ("opencv", "torch"):
+        parts = build_parts("fast", prof.model, {**prof.detector, "backend": backend}, prof.follow, prof.predictor)
+        assert isinstance(parts.detector, TorchHaarDetector) == (backend == "torch")
+        tables[backend] = annotate_video(clip, "c", parts.detector, parts.predictor, parts.follow).table.to_pandas()
+    a, b = tables["opencv"], tables["torch"]
+    assert a[["frame_index", "track_id"]].equals(b[["frame_index", "track_id"]]) and a.track_id.notna().any()
+    np.testing.assert_allclose(a.drop(columns=["video"]).to_numpy(float), b.drop(columns=["video"]).to_numpy(float),
+                               atol=1e-4, equal_nan=True)
