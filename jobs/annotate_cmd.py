@@ -88,6 +88,12 @@ def _given(options: dict, profile: dict, defaults: object) -> dict:
             **{k: v for k, v in options.items() if v is not None}}
 
 
+def _refuse(message: str, code: int = 2) -> int:
+    """One line on stderr naming the cause; the exit status (2: the command cannot run as given)."""
+    print(f"facetracks annotate: {message}", file=sys.stderr)
+    return code
+
+
 def _read(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
@@ -116,23 +122,19 @@ def _out_error(args: argparse.Namespace) -> str | None:
 def run(args: argparse.Namespace) -> int:
     error = _usage_error(args)
     if error:
-        print(f"facetracks annotate: {error}", file=sys.stderr)
-        return 2
+        return _refuse(error)
     items = expand_inputs(args.inputs, exclude_renders_under=None if is_uri(args.out) else args.out)
     if not items:
-        print(f"facetracks annotate: no videos found in {' '.join(args.inputs)}", file=sys.stderr)
-        return 2
+        return _refuse(f"no videos found in {' '.join(args.inputs)}")
     render = None
     if args.render:
         if args.overlay and args.render != "overlay":
-            print(f"facetracks annotate: --overlay draws your image instead of a filter: use --render overlay "
-                  f"--overlay {args.overlay}, not --render {args.render}", file=sys.stderr)
-            return 2
+            return _refuse(f"--overlay draws your image instead of a filter: use --render overlay "
+                           f"--overlay {args.overlay}, not --render {args.render}")
         try:   # fail fast on a bad filter or overlay, before any video is decoded
             get_filter(args.render, args.overlay, args.anchor)
         except ValueError as e:
-            print(f"facetracks annotate: {e}", file=sys.stderr)
-            return 2
+            return _refuse(str(e))
         # actors get the overlay's bytes, not its path: a cluster's nodes need no shared copy of it
         overlay_bytes = _read(args.overlay) if args.overlay else None
         name = f"overlay-{os.path.splitext(os.path.basename(args.overlay))[0]}" if args.overlay else args.render
@@ -144,11 +146,9 @@ def run(args: argparse.Namespace) -> int:
         weights_bytes = _read(weights)
         cfg = ModelCfg.from_dict(load_checkpoint(weights_bytes)["config"])
     except FileNotFoundError:
-        print(f"facetracks annotate: {weights}: no such weights file", file=sys.stderr)
-        return 2
+        return _refuse(f"{weights}: no such weights file")
     except (OSError, ValueError) as e:
-        print(f"facetracks annotate: {weights}: cannot use these weights ({e})", file=sys.stderr)
-        return 2
+        return _refuse(f"{weights}: cannot use these weights ({e})")
     detector = _given({"scale_factor": args.scale_factor, "min_neighbors": args.min_neighbors,
                        "min_size": args.min_face, "max_side": args.detect_side}, prof.detector, _DETECTOR)
     detector["backend"] = args.detector
@@ -171,19 +171,13 @@ def run(args: argparse.Namespace) -> int:
                                      "segment_seconds": 0 if render else args.segment_seconds})
     error = _out_error(args)
     if error:
-        print(f"facetracks annotate: {error}", file=sys.stderr)
-        return 2
+        return _refuse(error)
     try:
         summary = run_annotate(items, opt)
-    except ActorSizeError as e:     # before any actor was created: nothing to clean up
-        print(f"facetracks annotate: {e}", file=sys.stderr)
-        return 2
+    except (ActorSizeError, ClusterError) as e:     # before any actor was created: nothing to clean up
+        return _refuse(str(e))
     except WorkerStartError as e:
-        print(f"facetracks annotate: {e}", file=sys.stderr)
-        return 1
-    except ClusterError as e:
-        print(f"facetracks annotate: {e}", file=sys.stderr)
-        return 2
+        return _refuse(str(e), 1)
     v = summary["videos"]
     ok = [n for n, e in v.items() if e["status"] == "ok"]
     skipped = [n for n, e in v.items() if e["status"] == "skipped"]

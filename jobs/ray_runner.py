@@ -172,9 +172,10 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
     summary = {"run": run_id, "model": opt.model_id, "params": opt.params_for_key, "videos": {},
                "stale_temp_files_removed": removed}
     tasks: deque = deque()
+    renders: dict[str, tuple[str, str] | None] = {}
     for it in items:
         key = _key(it, opt)
-        plan = _render_plan(it, opt, out, key)
+        plan = renders[it.name] = _render_plan(it, opt, out, key)
         current = key is not None and not opt.overwrite and is_current(it.output(out.root), key, out.fs)
         render_current = plan is None or (not opt.overwrite and read_render_key(plan[0], out.fs) == plan[1])
         if current and render_current:
@@ -197,7 +198,7 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
         summary["ray"] = {"gcs_address": ray.get_runtime_context().gcs_address, "nodes": len(ray.nodes())}
         summary["actors"] = {"count": n, "cpus_per_actor": cpa, "gpus_per_actor": gpa,
                              "device": _started(actors[0])}
-        _drive(actors, tasks, opt, summary, out, earlier, make_actor)
+        _drive(actors, tasks, opt, summary, out, earlier, renders, make_actor)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     _write_json(out, "_summary.json", summary)
     return summary
@@ -220,8 +221,8 @@ def _started(actor) -> str:
         raise WorkerStartError(f"a worker failed to start: {type(e).__name__}: {str(e)[:500]}") from None
 
 
-def _submit(actor, it: VideoItem, seg, opt: RunOptions, out: Out):
-    plan = _render_plan(it, opt, out, _key(it, opt))
+def _submit(actor, it: VideoItem, seg, opt: RunOptions, out: Out, plan: tuple[str, str] | None):
+    """Send one task; `plan` is the video's (render path, render key), None when not rendering."""
     render = {**opt.render, "out": opt.out_dir, "key": plan[1]} if plan else None
     render_to = plan[0] if plan else None     # a path inside the output filesystem: joining onto a URI would break its ?options
     if seg == "render":                       # tracks current: send them, render only
@@ -242,7 +243,7 @@ class _Running:
 
 
 def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out, earlier: dict,
-           make_actor) -> None:
+           renders: dict, make_actor) -> None:
     """Hand tasks to actors, at most `opt.inflight` queued on each, and collect results as they
     come. The fault model: an actor whose process dies is replaced by a new one; every task it
     held goes back to the queue, marked suspect, and a suspect runs alone on its actor, so the
@@ -254,7 +255,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
     to_plan = deque(it for it, seg in tasks if seg == "plan")
     planning: dict = {}
     live = set(range(len(actors)))              # slots with a working actor
-    parts: dict[str, list[dict | None]] = {}
+    received: dict[str, int] = {}               # results in, per video
     segmented: dict[str, _Segmented] = {}
     inflight: dict = {}
     load = {i: 0 for i in range(len(actors))}
@@ -266,18 +267,18 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
 
     def collect(it: VideoItem, res: dict) -> None:
         nonlocal frames
-        parts.setdefault(it.name, []).append(res if expected[it.name] == 1 else None)
+        received[it.name] = received.get(it.name, 0) + 1
         if expected[it.name] > 1:
             seg = segmented.setdefault(it.name, _Segmented(it, opt, out))
             try:
                 seg.add(res)
             except Exception as e:     # noqa: BLE001 - one video's failure, never the job's
                 seg.fail(f"{it.path}: stitching failed: {type(e).__name__}: {e}")
-        if len(parts[it.name]) < expected[it.name]:
+        if received[it.name] < expected[it.name]:
             return
-        results = parts.pop(it.name)
+        del received[it.name]
         try:
-            entry = segmented.pop(it.name).finish() if expected[it.name] > 1 else _finish(results, opt, out)
+            entry = segmented.pop(it.name).finish() if expected[it.name] > 1 else _finish(res, opt, out)
         except Exception as e:     # noqa: BLE001 - one video's failure, never the job's
             entry = {"status": "failed", "error": f"{it.path}: writing the result failed: {type(e).__name__}: {e}"}
         wrote = entry["status"] == "ok"          # a failure or a render-only rerun wrote no tracks
@@ -309,7 +310,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                     it, seg, suspect = queue[k]
                     del queue[k]
                     try:
-                        ref = _submit(actors[i], it, seg, opt, out)
+                        ref = _submit(actors[i], it, seg, opt, out, renders[it.name])
                     except Exception as e:   # noqa: BLE001 - e.g. current tracks unreadable for a render
                         collect(it, {"item": it, "segment": seg, "status": "failed",
                                      "error": f"{it.path}: {type(e).__name__}: {e}"})
@@ -381,9 +382,9 @@ def _entry(it: VideoItem, opt: RunOptions, frames: int, faces: int, info: dict, 
     return entry
 
 
-def _finish(results: list[dict], opt: RunOptions, out: Out) -> dict:
+def _finish(res: dict, opt: RunOptions, out: Out) -> dict:
     """A video sent whole: its one result, written."""
-    res, it = results[0], results[0]["item"]
+    it = res["item"]
     if res["status"] == "render_only":
         return {"status": "skipped", "reason": "tracks are current; render redone", "output": it.output(opt.out_dir),
                 "render": _render_entry(res, it, opt)}
@@ -397,7 +398,7 @@ def _finish(results: list[dict], opt: RunOptions, out: Out) -> dict:
                                                             opt.params_for_key), out.fs)
     except (OSError, pa.ArrowException) as e:
         return {"status": "failed", "error": f"{it.output(opt.out_dir)}: cannot write ({e})"}
-    return _entry(it, opt, frames, faces, info, results)
+    return _entry(it, opt, frames, faces, info, [res])
 
 
 class _Segmented:

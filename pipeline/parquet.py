@@ -61,14 +61,22 @@ class TableBuilder:
         return pa.table(cols, schema=SCHEMA)
 
 
+def _schema_with(meta: dict) -> pa.Schema:
+    """The track schema carrying a file's metadata (under META_KEY, with the schema version)."""
+    return SCHEMA.with_metadata({META_KEY: json.dumps({"schema_version": SCHEMA_VERSION, **meta}).encode()})
+
+
+def _target(path: str, filesystem: pafs.FileSystem | None) -> tuple[pafs.FileSystem, str]:
+    """`filesystem` (pyarrow) for object stores; None: the local disk, path made absolute."""
+    return (filesystem, path) if filesystem else (pafs.LocalFileSystem(), os.path.abspath(path))
+
+
 def write_tracks(table: pa.Table, path: str, meta: dict, filesystem: pafs.FileSystem | None = None) -> None:
     """Write to a temp name beside `path`, then move it into place: a reader never sees half a
-    file. `filesystem` (pyarrow) for object stores; None: the local disk."""
-    meta = {"schema_version": SCHEMA_VERSION, **meta}
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
-    fs = filesystem or pafs.LocalFileSystem()
-    write_atomic(fs, path if filesystem else os.path.abspath(path),
-                 lambda f: pq.write_table(table, f, compression="zstd"))
+    file."""
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **_schema_with(meta).metadata})
+    fs, path = _target(path, filesystem)
+    write_atomic(fs, path, lambda f: pq.write_table(table, f, compression="zstd"))
 
 
 class TrackStream:
@@ -78,8 +86,7 @@ class TrackStream:
     pieces back one row group at a time, and moves it into place; `abort()` leaves nothing."""
 
     def __init__(self, path: str, filesystem: pafs.FileSystem | None = None):
-        self.fs = filesystem or pafs.LocalFileSystem()
-        self.path = path if filesystem else os.path.abspath(path)
+        self.fs, self.path = _target(path, filesystem)
         if "/" in self.path.strip("/"):
             self.fs.create_dir(self.path.rsplit("/", 1)[0], recursive=True)
         self.pieces = temp_name(self.path)
@@ -90,11 +97,10 @@ class TrackStream:
             self._sink.close()
             self._remove_pieces()
             raise
-        self.rows = self.faces = 0
+        self.faces = 0
 
     def write(self, table: pa.Table) -> None:
         self._writer.write_table(table)
-        self.rows += table.num_rows
         self.faces += table.num_rows - table.column("track_id").null_count
 
     def close(self, meta: dict, whole: Callable[[pa.Table], pa.Table] | None = None) -> None:
@@ -102,7 +108,7 @@ class TrackStream:
         each track whole): the video is then held once, briefly, here."""
         self._close_pieces()
         try:
-            schema = SCHEMA.with_metadata({META_KEY: json.dumps({"schema_version": SCHEMA_VERSION, **meta}).encode()})
+            schema = _schema_with(meta)
 
             def copy(f) -> None:
                 with self.fs.open_input_file(self.pieces) as src, \

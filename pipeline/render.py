@@ -12,6 +12,7 @@ name and moved into place only when complete.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -114,12 +115,9 @@ def render_key(tracks_key: dict, filter_name: str, overlay: bytes | None, anchor
 def read_render_key(path: str, filesystem: pafs.FileSystem | None = None) -> str | None:
     """The render key a file was written with, or None (absent, unreadable, not ours)."""
     try:
-        if filesystem is None:
-            with av.open(path) as c:
-                md = dict(c.metadata)
-        else:
-            with filesystem.open_input_file(path) as f, av.open(f) as c:
-                md = dict(c.metadata)
+        with filesystem.open_input_file(path) if filesystem else contextlib.nullcontext(path) as src, \
+                av.open(src) as c:
+            md = dict(c.metadata)
     except (OSError, av.error.FFmpegError, ValueError):
         return None
     comment = next((v for k, v in md.items() if k.lower() == "comment"), "")
