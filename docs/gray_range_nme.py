@@ -3,9 +3,9 @@ with the full-range gray mapping and without it (raw Y, as before)."""
 import json, sys, tempfile
 import numpy as np
 sys.path.insert(0, ".")
-import pipeline.video as video
-from jobs.bench import accuracy, truth_clip
-from pipeline.profiles import load_profile
+import facetracks.pipeline.video as video
+from facetracks.jobs.bench import accuracy, truth_clip
+from facetracks.pipeline.profiles import load_profile
 
 res = {}
 FULL = video._LIMITED_TO_FULL.copy()

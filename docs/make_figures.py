@@ -14,13 +14,13 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from models.inference import LandmarkPredictor  # noqa: E402
-from pipeline.annotate import annotate_video  # noqa: E402
-from pipeline.detect import HaarDetector  # noqa: E402
-from pipeline.filters import FILTERS  # noqa: E402
-from pipeline.render import faces_by_frame  # noqa: E402
-from pipeline.video import iter_frames  # noqa: E402
-from training.plots import line_plot  # noqa: E402
+from facetracks.models.inference import LandmarkPredictor  # noqa: E402
+from facetracks.pipeline.annotate import annotate_video  # noqa: E402
+from facetracks.pipeline.detect import HaarDetector  # noqa: E402
+from facetracks.pipeline.filters import FILTERS  # noqa: E402
+from facetracks.pipeline.render import faces_by_frame  # noqa: E402
+from facetracks.pipeline.video import iter_frames  # noqa: E402
+from facetracks.training.plots import line_plot  # noqa: E402
 
 SAMPLE = os.path.join(ROOT, "samples", "pyfeat_WolfgangLanger_Pexels.mp4")
 

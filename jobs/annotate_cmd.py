@@ -8,13 +8,13 @@ import os
 import sys
 from dataclasses import MISSING
 
-from models.inference import LandmarkPredictor
-from models.registry import ModelCfg, load_checkpoint, resolve_weights
-from pipeline.detect import HaarDetector
-from pipeline.filters import FILTERS, get_filter
-from pipeline.keypoints import FollowParams
-from pipeline.profiles import DEFAULT_PROFILE, DETECTOR_BACKENDS, PROFILES, get_profile
-from pipeline.smoothing import SmoothParams, parse_smooth
+from facetracks.models.inference import LandmarkPredictor
+from facetracks.models.registry import ModelCfg, load_checkpoint, resolve_weights
+from facetracks.pipeline.detect import HaarDetector
+from facetracks.pipeline.filters import FILTERS, get_filter
+from facetracks.pipeline.keypoints import FollowParams
+from facetracks.pipeline.profiles import DEFAULT_PROFILE, DETECTOR_BACKENDS, PROFILES, get_profile
+from facetracks.pipeline.smoothing import SmoothParams, parse_smooth
 
 from .argtypes import bounded, nonneg_float, nonneg_int, positive_int, scale_step, unit_float
 from .inputs import expand_inputs

@@ -34,17 +34,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from models.crop import square_from_box
-from models.registry import resolve_weights
-from models.inference import LandmarkPredictor
-from pipeline.annotate import annotate_video
-from pipeline.detect import HaarDetector
-from pipeline.parquet import write_tracks
-from pipeline.profiles import PROFILES, ProfileParts, get_profile, load_profile
-from pipeline.schema import points_from_columns
-from pipeline.smoothing import SmoothParams, parse_smooth, smooth_tracks, table_ids, table_points
-from pipeline.video import iter_frames
-from training.metrics import clip_jitter
+from facetracks.models.crop import square_from_box
+from facetracks.models.registry import resolve_weights
+from facetracks.models.inference import LandmarkPredictor
+from facetracks.pipeline.annotate import annotate_video
+from facetracks.pipeline.detect import HaarDetector
+from facetracks.pipeline.parquet import write_tracks
+from facetracks.pipeline.profiles import PROFILES, ProfileParts, get_profile, load_profile
+from facetracks.pipeline.schema import points_from_columns
+from facetracks.pipeline.smoothing import SmoothParams, parse_smooth, smooth_tracks, table_ids, table_points
+from facetracks.pipeline.video import iter_frames
+from facetracks.training.metrics import clip_jitter
 
 from .steady import moving_stills, pick_samples, steadiness
 
@@ -160,8 +160,8 @@ def truth_clip(workdir: str) -> tuple[str, list] | None:
     frames on a 640x480 canvas, and its true points per frame."""
     if not os.path.isdir(DATA):
         return None
-    from training.boxes import match_detection
-    from training.data import load_split
+    from facetracks.training.boxes import match_detection
+    from facetracks.training.data import load_split
     det, faces = HaarDetector(), []
     for s in load_split(DATA, "identity", "test"):
         h, w = s.gray.shape
@@ -184,7 +184,7 @@ def truth_clip(workdir: str) -> tuple[str, list] | None:
 
 def accuracy(parts: ProfileParts, clip: tuple[str, list]) -> dict:
     """NME of the profile as it runs (following) and with the detector on every frame."""
-    from training.metrics import nme
+    from facetracks.training.metrics import nme
     path, truth = clip
     out = {}
     for name, params in (("followed", parts.follow), ("per-frame", replace(parts.follow, detect_every=1, batch_frames=1))):
@@ -202,9 +202,9 @@ def accuracy(parts: ProfileParts, clip: tuple[str, list]) -> dict:
 
 _RSS = """
 import resource, sys
-from models.inference import LandmarkPredictor
-from pipeline.annotate import annotate_video
-from pipeline.detect import HaarDetector
+from facetracks.models.inference import LandmarkPredictor
+from facetracks.pipeline.annotate import annotate_video
+from facetracks.pipeline.detect import HaarDetector
 annotate_video(sys.argv[1], "x", HaarDetector(), LandmarkPredictor.load())
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """

@@ -8,12 +8,12 @@ import json
 import os
 import tempfile
 
-from models.inference import LandmarkPredictor
-from pipeline.detect import HaarDetector
-from pipeline.keypoints import FollowParams
-from pipeline.profiles import DEFAULT_PROFILE, PROFILES, ProfileParts, get_profile
-from pipeline.smoothing import SmoothParams, parse_smooth
-from training.evaluate import evaluate
+from facetracks.models.inference import LandmarkPredictor
+from facetracks.pipeline.detect import HaarDetector
+from facetracks.pipeline.keypoints import FollowParams
+from facetracks.pipeline.profiles import DEFAULT_PROFILE, PROFILES, ProfileParts, get_profile
+from facetracks.pipeline.smoothing import SmoothParams, parse_smooth
+from facetracks.training.evaluate import evaluate
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -5,8 +5,8 @@ import glob
 import os
 from dataclasses import dataclass
 
-from pipeline.filters import FILTERS
-from pipeline.render import OUTPUT_FORMATS
+from facetracks.pipeline.filters import FILTERS
+from facetracks.pipeline.render import OUTPUT_FORMATS
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".wmv", ".asf", ".m4v", ".mpg", ".mpeg", ".m2v",
                     ".vob", ".flv", ".ts", ".3gp", ".mts", ".m2ts", ".mxf", ".ogv", ".h264", ".264", ".h265", ".hevc")

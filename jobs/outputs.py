@@ -11,7 +11,7 @@ import time
 
 import pyarrow.fs as pafs
 
-from pipeline.atomic import TEMP_SUFFIX, write_atomic
+from facetracks.pipeline.atomic import TEMP_SUFFIX, write_atomic
 
 
 def is_uri(dest: str) -> bool:

@@ -23,11 +23,11 @@ import pyarrow.parquet as pq
 import ray
 from tqdm import tqdm
 
-from pipeline.parquet import TrackStream, is_current, read_meta, run_key, track_meta, write_tracks
-from pipeline.render import read_render_key, render_key
-from pipeline.segments import Segment, Stitcher, segments_of
-from pipeline.smoothing import SmoothParams, smooth_tracks
-from pipeline.video import VideoError, check_complete, open_video
+from facetracks.pipeline.parquet import TrackStream, is_current, read_meta, run_key, track_meta, write_tracks
+from facetracks.pipeline.render import read_render_key, render_key
+from facetracks.pipeline.segments import Segment, Stitcher, segments_of
+from facetracks.pipeline.smoothing import SmoothParams, smooth_tracks
+from facetracks.pipeline.video import VideoError, check_complete, open_video
 
 from .inputs import VideoItem
 from .outputs import remove_stale_temps, resolve, write_bytes

@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipeline.filters import ANCHORS, FILTERS, get_filter
-from pipeline.render import OUTPUT_FORMATS, TracksMismatch, load_tracks_for, output_format, render_video
-from pipeline.video import VideoError
+from facetracks.pipeline.filters import ANCHORS, FILTERS, get_filter
+from facetracks.pipeline.render import OUTPUT_FORMATS, TracksMismatch, load_tracks_for, output_format, render_video
+from facetracks.pipeline.video import VideoError
 
 from .argtypes import X264_PRESETS, crf
 

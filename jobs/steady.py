@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from pipeline.annotate import annotate_video
-from pipeline.profiles import ProfileParts
-from pipeline.smoothing import SmoothParams, smooth_tracks, table_ids, table_points
-from training.metrics import jitter, nme
+from facetracks.pipeline.annotate import annotate_video
+from facetracks.pipeline.profiles import ProfileParts
+from facetracks.pipeline.smoothing import SmoothParams, smooth_tracks, table_ids, table_points
+from facetracks.training.metrics import jitter, nme
 
 CANVAS = (800, 600)
 
@@ -98,9 +98,9 @@ def pick_samples(data_dir: str, n: int, split: str = "identity", part: str = "te
                  max_w: int = 300, max_h: int = 260):
     """The first `n` images of the split's part (identity test: never seen in training) that fit
     the canvas and that Haar finds."""
-    from pipeline.detect import HaarDetector
-    from training.boxes import match_detection
-    from training.data import load_split
+    from facetracks.pipeline.detect import HaarDetector
+    from facetracks.training.boxes import match_detection
+    from facetracks.training.data import load_split
     det, out = HaarDetector(), []
     for s in load_split(data_dir, split, part):
         hh, ww = s.gray.shape

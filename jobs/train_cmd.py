@@ -7,11 +7,11 @@ import os
 
 import numpy as np
 
-from models.registry import ARCHS
-from pipeline.detect import HaarDetector
-from training.boxes import detect_boxes
-from training.data import load_split
-from training.train import TrainConfig, train
+from facetracks.models.registry import ARCHS
+from facetracks.pipeline.detect import HaarDetector
+from facetracks.training.boxes import detect_boxes
+from facetracks.training.data import load_split
+from facetracks.training.train import TrainConfig, train
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -9,13 +9,13 @@ import traceback
 
 import torch
 
-from pipeline.annotate import annotate_video
-from pipeline.filters import get_filter
-from pipeline.profiles import build_parts
-from pipeline.render import TracksMismatch, faces_by_frame, render_video
-from pipeline.segments import Segment
-from pipeline.smoothing import SmoothParams, smooth_tracks
-from pipeline.video import VideoError
+from facetracks.pipeline.annotate import annotate_video
+from facetracks.pipeline.filters import get_filter
+from facetracks.pipeline.profiles import build_parts
+from facetracks.pipeline.render import TracksMismatch, faces_by_frame, render_video
+from facetracks.pipeline.segments import Segment
+from facetracks.pipeline.smoothing import SmoothParams, smooth_tracks
+from facetracks.pipeline.video import VideoError
 
 from .inputs import VideoItem
 from .outputs import is_uri, resolve, upload

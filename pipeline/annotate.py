@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from models.inference import LandmarkPredictor
+from facetracks.models.inference import LandmarkPredictor
 
 from .detect import FaceDetector
 from .keypoints import FollowParams, FollowStats, follow_faces

@@ -16,8 +16,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from models.draw import draw_landmarks
-from models.landmarks68 import LEFT_EYE, RIGHT_EYE
+from facetracks.models.draw import draw_landmarks
+from facetracks.models.landmarks68 import LEFT_EYE, RIGHT_EYE
 
 FilterFn = Callable[[np.ndarray, list[np.ndarray]], np.ndarray]   # (bgr, [points (68, 2)]) -> bgr
 

@@ -17,8 +17,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from models.crop import square_from_points
-from models.inference import LandmarkPredictor
+from facetracks.models.crop import square_from_points
+from facetracks.models.inference import LandmarkPredictor
 
 from .detect import FaceDetector
 from .tracking import FaceTracker

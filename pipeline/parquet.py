@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from models.landmarks68 import NUM_POINTS
+from facetracks.models.landmarks68 import NUM_POINTS
 
 from .atomic import temp_name, write_atomic
 from .schema import META_KEY, SCHEMA, SCHEMA_VERSION, points_to_columns

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from models.inference import LandmarkPredictor
+from facetracks.models.inference import LandmarkPredictor
 
 from .detect import FaceDetector, HaarDetector
 from .haar_torch import TorchHaarDetector

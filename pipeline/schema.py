@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from models.landmarks68 import NUM_POINTS
+from facetracks.models.landmarks68 import NUM_POINTS
 
 SCHEMA_VERSION = 1
 META_KEY = b"facetracks"

@@ -37,7 +37,7 @@ from functools import lru_cache
 import numpy as np
 import pyarrow as pa
 
-from models.landmarks68 import LEFT_EYE_OUTER, NUM_POINTS, RIGHT_EYE_OUTER
+from facetracks.models.landmarks68 import LEFT_EYE_OUTER, NUM_POINTS, RIGHT_EYE_OUTER
 
 from .schema import BOX_COLUMNS, POINT_COLUMNS
 

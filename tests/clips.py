@@ -6,9 +6,9 @@ from fractions import Fraction
 
 import numpy as np
 
-from pipeline.detect import HaarDetector
-from training.boxes import match_detection
-from training.data import load_split
+from facetracks.pipeline.detect import HaarDetector
+from facetracks.training.boxes import match_detection
+from facetracks.training.data import load_split
 
 from .conftest import face_canvas, write_video
 

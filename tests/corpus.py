@@ -14,7 +14,7 @@ import av
 import cv2
 import numpy as np
 
-from pipeline.video import Orientation
+from facetracks.pipeline.video import Orientation
 
 FPS = 25
 

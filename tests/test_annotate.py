@@ -4,11 +4,11 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from models.inference import LandmarkPredictor
-from pipeline.annotate import annotate_video
-from pipeline.detect import HaarDetector
-from pipeline.schema import SCHEMA, points_from_columns
-from training.metrics import nme
+from facetracks.models.inference import LandmarkPredictor
+from facetracks.pipeline.annotate import annotate_video
+from facetracks.pipeline.detect import HaarDetector
+from facetracks.pipeline.schema import SCHEMA, points_from_columns
+from facetracks.training.metrics import nme
 
 from .clips import moving_clip, rotated_clip, pick_test_faces, two_face_clip, vfr_clip
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from jobs.cli import main
+from facetracks.jobs.cli import main
 
 from .clips import moving_clip, pick_test_faces
 

@@ -11,9 +11,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.cli import main
-from pipeline.parquet import read_meta
-from pipeline.schema import POINT_COLUMNS, SCHEMA
+from facetracks.jobs.cli import main
+from facetracks.pipeline.parquet import read_meta
+from facetracks.pipeline.schema import POINT_COLUMNS, SCHEMA
 
 from .clips import audio_only, moving_clip, pick_test_faces, truncated_copy, vfr_clip
 
@@ -101,7 +101,7 @@ def test_real_clips_pass_the_independent_check(videos_dir, tmp_path):
 
 
 def test_names_cannot_escape_the_output_folder(tmp_path):
-    from jobs.inputs import VideoItem, expand_inputs
+    from facetracks.jobs.inputs import VideoItem, expand_inputs
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "x.mp4").write_bytes(b"")
     items = expand_inputs([str(tmp_path / "a" / ".." / "a")])
@@ -122,7 +122,7 @@ def test_a_stale_ray_cluster_file_does_not_capture_a_local_run(data_dir, tmp_pat
             f.write("127.0.0.1:9\n")
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         env["RAY_TMPDIR"] = ray_tmp
-        r = subprocess.run([sys.executable, "-m", "jobs.cli", "annotate", str(src), "--out", str(tmp_path / "out")],
+        r = subprocess.run([sys.executable, "-m", "facetracks.jobs.cli", "annotate", str(src), "--out", str(tmp_path / "out")],
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
@@ -188,3 +188,13 @@ def test_first_run_mistakes_are_one_line_before_anything_starts(data_dir, tmp_pa
         err = capsys.readouterr().err.strip()
         assert cause in err and "\n" not in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_python_api_gives_the_rows_the_cli_wrote(job):
+    import facetracks
+    from .compare import assert_tracks_match
+    src, out, _ = job
+    cli = pq.read_table(out / "moving.mp4.parquet").to_pandas()
+    api = facetracks.annotate_video(src / "moving.mp4")          # the default profile and smoothing, as the CLI's
+    assert (api["video"] == "moving.mp4").all()
+    assert_tracks_match(cli, api)

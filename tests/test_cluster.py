@@ -21,7 +21,7 @@ import time
 import pandas as pd
 import pytest
 
-from jobs.worker import KILL_HOOK
+from facetracks.jobs.worker import KILL_HOOK
 
 from .compare import assert_tracks_match
 from .raycluster import RAY, LoopbackCluster, sandbox_env, session_processes, short_tempdir, stop_sessions
@@ -35,7 +35,7 @@ STOPPED_CLUSTERS: list[str] = []
 
 def annotate(env, inp, out, *extra, wait=True):
     """`facetracks annotate` in a session of its own (it and the in-process Ray it may start)."""
-    cmd = [sys.executable, "-m", "jobs.cli", "annotate", str(inp), "--out", str(out), *ARGS, *extra]
+    cmd = [sys.executable, "-m", "facetracks.jobs.cli", "annotate", str(inp), "--out", str(out), *ARGS, *extra]
     p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True, start_new_session=True)
     STARTED.append(([p.pid], env["RAY_AUTH_TOKEN"]))

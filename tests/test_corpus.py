@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs.cli import main
-from models.inference import LandmarkPredictor
-from pipeline.annotate import annotate_video
-from pipeline.detect import HaarDetector
-from pipeline.filters import get_filter, load_overlay
-from pipeline.keypoints import FollowParams
-from pipeline.render import faces_by_frame, render_video
-from pipeline.video import VideoError, display_matrix, iter_frames, orientation_from_matrix, pick_video_stream
+from facetracks.jobs.cli import main
+from facetracks.models.inference import LandmarkPredictor
+from facetracks.pipeline.annotate import annotate_video
+from facetracks.pipeline.detect import HaarDetector
+from facetracks.pipeline.filters import get_filter, load_overlay
+from facetracks.pipeline.keypoints import FollowParams
+from facetracks.pipeline.render import faces_by_frame, render_video
+from facetracks.pipeline.video import VideoError, display_matrix, iter_frames, orientation_from_matrix, pick_video_stream
 
 from . import corpus
 from .clips import pick_test_faces
@@ -187,7 +187,7 @@ def test_render_refuses_a_container_it_cannot_write(cases, annotated, tmp_path, 
 
 
 def _tracks(r, d) -> str:
-    from pipeline.parquet import track_meta, write_tracks
+    from facetracks.pipeline.parquet import track_meta, write_tracks
     path = str(d / "tracks.parquet")
     write_tracks(r.table, path, track_meta(r.info.to_dict(), "phone", r.stats.frames, "m", {}))
     return path

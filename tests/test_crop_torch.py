@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from models.crop import CropSpec, crop_matrix, from_crop_coords, square_from_points, warp_crop
-from models.crop_torch import to_input_torch, warp_crops
-from models.inference import LandmarkPredictor
-from models.landmarks68 import FLIP_PERM
-from pipeline.detect import HaarDetector
+from facetracks.models.crop import CropSpec, crop_matrix, from_crop_coords, square_from_points, warp_crop
+from facetracks.models.crop_torch import to_input_torch, warp_crops
+from facetracks.models.inference import LandmarkPredictor
+from facetracks.models.landmarks68 import FLIP_PERM
+from facetracks.pipeline.detect import HaarDetector
 
 from .clips import gray_frames
 

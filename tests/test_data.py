@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from training.data import list_split, load_split, read_image_gray, read_keypoints_csv
+from facetracks.training.data import list_split, load_split, read_image_gray, read_keypoints_csv
 
 
 def test_official_csv_has_68_points(data_dir):

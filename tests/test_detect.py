@@ -1,8 +1,8 @@
 import cv2
 import numpy as np
 
-from pipeline.detect import HaarDetector
-from training.data import load_split
+from facetracks.pipeline.detect import HaarDetector
+from facetracks.training.data import load_split
 
 
 def test_opencv_has_haar_cascades():

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from pipeline.filters import FILTERS, face_mask, get_filter, place, sunglasses
+from facetracks.pipeline.filters import FILTERS, face_mask, get_filter, place, sunglasses
 
 
 def face_points(cx=100.0, cy=100.0, scale=1.0, angle_deg=0.0):

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.detect import HaarDetector, _cascade_path
-from pipeline.haar_torch import (TorchHaarDetector, group_rectangles, load_cascade, resize_area,
+from facetracks.pipeline.detect import HaarDetector, _cascade_path
+from facetracks.pipeline.haar_torch import (TorchHaarDetector, group_rectangles, load_cascade, resize_area,
                                  resize_linear_exact)
-from pipeline.tracking import box_iou
-from training.data import load_split
+from facetracks.pipeline.tracking import box_iou
+from facetracks.training.data import load_split
 
 from .clips import gray_frames
 
@@ -136,8 +136,8 @@ def test_blank_tiny_and_empty_inputs():
 
 def test_annotate_with_the_torch_detector_gives_the_opencv_rows(videos_dir):
     """`--detector torch` end to end: the same boxes, so the same tracks, points and scores."""
-    from pipeline.annotate import annotate_video
-    from pipeline.profiles import build_parts, get_profile
+    from facetracks.pipeline.annotate import annotate_video
+    from facetracks.pipeline.profiles import build_parts, get_profile
     prof = get_profile("fast")
     clip = os.path.join(videos_dir, "pyfeat_single_face.mp4")
     tables = {}

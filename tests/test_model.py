@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from models.inference import LandmarkPredictor
-from models.landmark_net import fused_for_inference
-from models.registry import ARCHS, ModelCfg, create_model, default_weights, load_checkpoint, load_model, save_checkpoint
-from pipeline.detect import HaarDetector
-from training.evaluate import evaluate
+from facetracks.models.inference import LandmarkPredictor
+from facetracks.models.landmark_net import fused_for_inference
+from facetracks.models.registry import ARCHS, ModelCfg, create_model, default_weights, load_checkpoint, load_model, save_checkpoint
+from facetracks.pipeline.detect import HaarDetector
+from facetracks.training.evaluate import evaluate
 
 
 def test_forward_shape_and_finite():
@@ -74,7 +74,7 @@ def test_shipped_model_meets_the_accuracy_bar(data_dir):
 def test_fast_profile_keeps_accuracy_close(data_dir):
     """The fast profile's model, passes and detector on the same split. Measured: 4.42 % mean NME,
     95.6 % found (its coarser detector scale step misses more stills; video retries)."""
-    from pipeline.profiles import load_profile
+    from facetracks.pipeline.profiles import load_profile
     p = load_profile("fast")
     res = evaluate(p.predictor, data_dir, "identity", "haar", p.detector.detect)
     assert res["model"].startswith("ft68-resnet-xs@")
@@ -84,8 +84,8 @@ def test_fast_profile_keeps_accuracy_close(data_dir):
 
 
 def test_score_separates_faces_from_non_faces(data_dir):
-    from training.data import load_split
-    from models.crop import square_from_points
+    from facetracks.training.data import load_split
+    from facetracks.models.crop import square_from_points
     s = load_split(data_dir, "identity", "test", limit=20)
     pred = LandmarkPredictor.load()
     _, face = pred.predict_with_score([x.gray for x in s], square_from_points(np.stack([x.points for x in s])))

@@ -5,7 +5,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.parquet import TableBuilder, TrackStream, read_meta
+from facetracks.pipeline.parquet import TableBuilder, TrackStream, read_meta
 
 
 def _piece(first: int, n: int) -> pa.Table:

@@ -3,7 +3,7 @@ import threading
 
 import pytest
 
-from pipeline.prefetch import prefetch
+from facetracks.pipeline.prefetch import prefetch
 
 
 def test_yields_everything_in_order_and_bounded():

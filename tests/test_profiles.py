@@ -6,11 +6,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from models.landmarks68 import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
-from pipeline.annotate import annotate_video
-from pipeline.parquet import read_meta
-from pipeline.profiles import PROFILES, load_profile
-from pipeline.schema import points_from_columns
+from facetracks.models.landmarks68 import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
+from facetracks.pipeline.annotate import annotate_video
+from facetracks.pipeline.parquet import read_meta
+from facetracks.pipeline.profiles import PROFILES, load_profile
+from facetracks.pipeline.schema import points_from_columns
 
 CLIP = "liveportrait_driving_d0.mp4"
 
@@ -45,7 +45,7 @@ def test_every_profile_names_a_shipped_model():
 
 
 def test_profile_values_are_defaults_and_options_override_them(data_dir, tmp_path):
-    from jobs.cli import main
+    from facetracks.jobs.cli import main
     from .clips import moving_clip, pick_test_faces
     moving_clip(str(tmp_path / "one.mp4"), pick_test_faces(data_dir, 1), frames_each=4)
     out = tmp_path / "out"

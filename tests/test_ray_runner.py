@@ -1,6 +1,6 @@
 """The driver's bookkeeping that needs no Ray: what a skipped video's summary entry keeps."""
-from jobs.inputs import VideoItem
-from jobs.ray_runner import RunOptions, _skipped
+from facetracks.jobs.inputs import VideoItem
+from facetracks.jobs.ray_runner import RunOptions, _skipped
 
 
 def test_a_skipped_video_keeps_its_record_but_never_an_old_failure():

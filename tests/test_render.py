@@ -6,13 +6,13 @@ import cv2
 import numpy as np
 import pytest
 
-from jobs.cli import main
-from models.inference import LandmarkPredictor
-from pipeline.annotate import annotate_video
-from pipeline.detect import HaarDetector
-from pipeline.filters import face_mask, get_filter
-from pipeline.parquet import track_meta, write_tracks
-from pipeline.render import TracksMismatch, faces_by_frame, load_tracks_for, render_video
+from facetracks.jobs.cli import main
+from facetracks.models.inference import LandmarkPredictor
+from facetracks.pipeline.annotate import annotate_video
+from facetracks.pipeline.detect import HaarDetector
+from facetracks.pipeline.filters import face_mask, get_filter
+from facetracks.pipeline.parquet import track_meta, write_tracks
+from facetracks.pipeline.render import TracksMismatch, faces_by_frame, load_tracks_for, render_video
 
 from .clips import moving_clip, pick_test_faces, rotated_clip
 from .conftest import write_video

@@ -2,8 +2,8 @@
 import numpy as np
 import pyarrow as pa
 
-from pipeline.parquet import TableBuilder
-from pipeline.segments import Segment, Stitcher, plan_segments
+from facetracks.pipeline.parquet import TableBuilder
+from facetracks.pipeline.segments import Segment, Stitcher, plan_segments
 
 
 def test_plan_aligns_to_keyframes_and_spans_everything():

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from jobs.sizing import ActorSizeError, alive_nodes, capacity, describe, fits, plan_actors
+from facetracks.jobs.sizing import ActorSizeError, alive_nodes, capacity, describe, fits, plan_actors
 
 
 def node(cpus, gpus=0, alive=True, ip="10.0.0.1"):

@@ -6,11 +6,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from models.landmarks68 import LEFT_EYE_OUTER, NUM_POINTS, RIGHT_EYE_OUTER
-from pipeline.parquet import TableBuilder
-from pipeline.schema import SCHEMA
-from pipeline.smoothing import NONE, SmoothParams, parse_smooth, smooth_tracks, table_ids, table_points
-from training.metrics import clip_jitter, jitter
+from facetracks.models.landmarks68 import LEFT_EYE_OUTER, NUM_POINTS, RIGHT_EYE_OUTER
+from facetracks.pipeline.parquet import TableBuilder
+from facetracks.pipeline.schema import SCHEMA
+from facetracks.pipeline.smoothing import NONE, SmoothParams, parse_smooth, smooth_tracks, table_ids, table_points
+from facetracks.training.metrics import clip_jitter, jitter
 
 IOD = 60.0
 

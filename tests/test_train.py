@@ -3,10 +3,10 @@ import json
 import numpy as np
 import torch
 
-from models.registry import load_model
-from training.data import load_split
-from training.train import LandmarkDataset, TrainConfig, train, wing_loss
-from training.transforms import eval_transforms
+from facetracks.models.registry import load_model
+from facetracks.training.data import load_split
+from facetracks.training.train import LandmarkDataset, TrainConfig, train, wing_loss
+from facetracks.training.transforms import eval_transforms
 
 
 def _loss(model, samples, cfg):
@@ -25,7 +25,7 @@ def test_two_epochs_on_32_images_lower_the_loss(data_dir, tmp_path):
     boxes[0] = np.array([10, 10, 100, 100], np.float32)   # one face with a detector box
     cfg = TrainConfig(epochs=2, batch_size=8, lr=2e-3, warmup_epochs=0.5, seed=0, version="test")
     torch.manual_seed(0)
-    from models.registry import ModelCfg, create_model
+    from facetracks.models.registry import ModelCfg, create_model
     before = _loss(create_model(ModelCfg()).eval(), samples, ModelCfg())
     res = train(cfg, samples, boxes, val, [None] * 8, str(tmp_path), log=lambda *_: None)
     model, mcfg = load_model(str(tmp_path / "best.pt"))
@@ -47,8 +47,8 @@ def test_resume_continues_from_last_epoch(data_dir, tmp_path):
 
 
 def test_bf16_forward_keeps_the_head_in_float32_and_close_to_float32():
-    from models.registry import ModelCfg, create_model
-    from training.train import forward_mixed
+    from facetracks.models.registry import ModelCfg, create_model
+    from facetracks.training.train import forward_mixed
     torch.manual_seed(0)
     model = create_model(ModelCfg()).eval()
     x = torch.rand(4, 1, 112, 112)
@@ -73,7 +73,7 @@ def test_training_without_a_held_out_set_keeps_the_last_epoch(data_dir, tmp_path
 
 def test_an_empty_part_leaves_the_box_cache_alone(tmp_path):
     """--include-val hands the val part over as empty: it must not overwrite a real val cache with []."""
-    from jobs.train_cmd import _boxes
+    from facetracks.jobs.train_cmd import _boxes
     cache = tmp_path / "haar_boxes_val_identity_all.json"
     cache.write_text("[[1, 2, 3, 4]]")
     assert _boxes(str(tmp_path), "val_identity_all", [], detector=None) == []

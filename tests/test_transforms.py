@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from models.crop import CropSpec, square_from_points, crop_matrix, from_crop_coords, to_crop_coords
-from models.landmarks68 import FLIP_PERM
-from training.transforms import (CropToInput, Normalize, RandomCrop, Rescale, ToTensor, flip, rotate,
+from facetracks.models.crop import CropSpec, square_from_points, crop_matrix, from_crop_coords, to_crop_coords
+from facetracks.models.landmarks68 import FLIP_PERM
+from facetracks.training.transforms import (CropToInput, Normalize, RandomCrop, Rescale, ToTensor, flip, rotate,
                                  train_transforms)
 
 

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from models.crop import square_from_points
+from facetracks.models.crop import square_from_points
 
 from .data import Sample
 

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from models.landmarks68 import NUM_POINTS
+from facetracks.models.landmarks68 import NUM_POINTS
 
 FOLDERS = ("training", "test")
 

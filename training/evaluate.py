@@ -10,8 +10,8 @@ import os
 
 import numpy as np
 
-from models.crop import square_from_points
-from models.inference import LandmarkPredictor
+from facetracks.models.crop import square_from_points
+from facetracks.models.inference import LandmarkPredictor
 
 from .boxes import Detector, detect_boxes
 from .data import load_split

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.landmarks68 import LEFT_EYE_OUTER, REGIONS, RIGHT_EYE_OUTER
+from facetracks.models.landmarks68 import LEFT_EYE_OUTER, REGIONS, RIGHT_EYE_OUTER
 
 FAILURE_NME = 0.10
 

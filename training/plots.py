@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from models.draw import draw_landmarks
+from facetracks.models.draw import draw_landmarks
 
 
 def ced_plot(curves: dict[str, np.ndarray], path: str, max_nme: float = 0.10, size=(640, 440)) -> None:

@@ -19,9 +19,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from models.crop import BoxCalibration, square_from_box, square_from_points
-from models.inference import LandmarkPredictor
-from models.registry import ModelCfg, create_model, export_compact, save_checkpoint
+from facetracks.models.crop import BoxCalibration, square_from_box, square_from_points
+from facetracks.models.inference import LandmarkPredictor
+from facetracks.models.registry import ModelCfg, create_model, export_compact, save_checkpoint
 
 from .data import Sample
 from .metrics import nme

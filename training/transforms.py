@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import torch
 
-from models.crop import CropSpec, crop_matrix, to_crop_coords, warp_crop
-from models.landmarks68 import FLIP_PERM
+from facetracks.models.crop import CropSpec, crop_matrix, to_crop_coords, warp_crop
+from facetracks.models.landmarks68 import FLIP_PERM
 
 Sample = dict
 SQUARE_KEYS = ("square", "det_square")

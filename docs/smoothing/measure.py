@@ -7,8 +7,8 @@ clip (fast true motion). Writes jitter.json.
 RAW_DIR holds points as predicted, unsmoothed:
 - RAW_DIR/<profile>/*.parquet: `facetracks annotate <the 8 single-face clips of ../shared/videos>
   --out RAW_DIR/<profile> --profile <profile> --smooth none`;
-- RAW_DIR/moving/{truth.npz, <profile>.parquet}: `jobs.steady.moving_stills` on 10 identity-test
-  stills (`pick_samples(DATA, 10)`, 32 frames each), annotated by `pipeline.annotate.annotate_video`;
+- RAW_DIR/moving/{truth.npz, <profile>.parquet}: `facetracks.jobs.steady.moving_stills` on 10 identity-test
+  stills (`pick_samples(DATA, 10)`, 32 frames each), annotated by `facetracks.pipeline.annotate.annotate_video`;
 - RAW_DIR/shake/{truth.npz, <profile>.parquet}: the same with 8 stills, `frames_each=40, seed=1,
   shake=True` (optional).
 Besides the shipped filter and its variants it runs causal filters (One Euro, constant-velocity
@@ -28,9 +28,9 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from jobs.steady import MovingClip, score_table  # noqa: E402
-from pipeline import smoothing as sm  # noqa: E402
-from training.metrics import clip_jitter  # noqa: E402
+from facetracks.jobs.steady import MovingClip, score_table  # noqa: E402
+from facetracks.pipeline import smoothing as sm  # noqa: E402
+from facetracks.training.metrics import clip_jitter  # noqa: E402
 
 
 def one_euro(x: np.ndarray, scale: float, min_cutoff: float = 1.0, beta: float = 0.5, fps: float = 25.0,

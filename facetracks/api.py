@@ -1,0 +1,54 @@
+"""The Python API: the same work as `facetracks annotate` / `render`, one video at a time, in-process.
+
+A thin layer over the pipeline (no Ray, no output folder): what the CLI's actors do per video is
+`pipeline.annotate.annotate_video` then `smoothing.smooth_tracks`, and this calls exactly those.
+"""
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from facetracks.pipeline.annotate import annotate_video as _annotate
+from facetracks.pipeline.filters import FILTERS, get_filter
+from facetracks.pipeline.profiles import PROFILES, ProfileParts, load_profile
+from facetracks.pipeline.render import RenderStats, faces_by_frame, load_tracks_for
+from facetracks.pipeline.render import render_video as _render
+from facetracks.pipeline.smoothing import NONE, SmoothParams, smooth_tracks
+
+__all__ = ["annotate_video", "load_profile", "render_video", "read_tracks", "PROFILES", "FILTERS"]
+
+
+def annotate_video(path: str | os.PathLike, profile: str | ProfileParts = "accurate", *,
+                   smooth: SmoothParams | bool = True, device: str | None = None) -> pd.DataFrame:
+    """Landmark tracks of one video: a row per face per frame, the columns of the Parquet schema.
+
+    `profile` is a name ("accurate", "fast") or what `load_profile` returned, to keep one loaded
+    model across many videos. `smooth`: True (the CLI's default), False, or your `SmoothParams`.
+    """
+    parts = load_profile(profile, device) if isinstance(profile, str) else profile
+    path = os.fspath(path)
+    table = _annotate(path, os.path.basename(path), parts.detector, parts.predictor, parts.follow).table
+    params = SmoothParams() if smooth is True else NONE if smooth is False else smooth
+    return (smooth_tracks(table, params) if params.method != "none" else table).to_pandas()
+
+
+def read_tracks(path: str | os.PathLike) -> pd.DataFrame:
+    """A track file written by `facetracks annotate` (its run metadata: `facetracks.pipeline.parquet.read_meta`)."""
+    return pq.read_table(os.fspath(path)).to_pandas()
+
+
+def render_video(video: str | os.PathLike, tracks: pd.DataFrame | pa.Table | str | os.PathLike,
+                 out: str | os.PathLike, filter: str = "sunglasses", *, overlay: str | bytes | None = None,
+                 anchor: str = "eyes", crf: int = 20, preset: str = "medium") -> RenderStats:
+    """Draw `filter` (see FILTERS; "overlay" with your RGBA PNG as `overlay`) on `video`'s faces
+    from `tracks` (a DataFrame from `annotate_video`/`read_tracks`, or a track file's path) into `out`."""
+    video = os.fspath(video)
+    if isinstance(tracks, (str, os.PathLike)):
+        faces, frames = load_tracks_for(video, os.fspath(tracks))     # checks the file was made from `video`
+    else:
+        df = tracks.to_pandas() if isinstance(tracks, pa.Table) else tracks
+        faces, frames = faces_by_frame(df), df["frame_index"].nunique()
+    return _render(video, os.fspath(out), faces, get_filter(filter, overlay, anchor), frames, crf=crf, preset=preset)
