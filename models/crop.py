@@ -20,8 +20,10 @@ import numpy as np
 
 @dataclass(frozen=True)
 class CropSpec:
-    input_size: int = 112
-    expand: float = 1.3          # crop side = expand * square side
+    """No defaults on purpose: a spec belongs to one model (`registry.ARCHS`) and travels in its
+    checkpoint, so a crop made without naming it could silently differ from the one it was trained on."""
+    input_size: int
+    expand: float                # crop side = expand * square side
 
 
 @dataclass(frozen=True)

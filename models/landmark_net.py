@@ -36,9 +36,8 @@ class BasicBlock(nn.Module):
 class LandmarkNet(nn.Module):
     """Input (B, 1, S, S) in [0, 1]; output (B, 68, 2) in crop-normalised coordinates (about [-1, 1])."""
 
-    def __init__(self, input_size: int = 112, widths: tuple[int, ...] = (32, 64, 128, 256),
-                 depths: tuple[int, ...] = (1, 1, 2), head_channels: int = 64, hidden: int = 256,
-                 num_points: int = NUM_POINTS):
+    def __init__(self, input_size: int, widths: tuple[int, ...], depths: tuple[int, ...], head_channels: int,
+                 hidden: int, num_points: int = NUM_POINTS):
         super().__init__()
         self.num_points = num_points
         self.stem = nn.Sequential(_conv_bn(1, widths[0], stride=2), nn.ReLU(inplace=True))

@@ -22,29 +22,56 @@ WEIGHTS_DIR = os.path.join(os.path.dirname(__file__), "weights")
 DEFAULT_MODEL = "ft68-resnet-s"
 
 
+@dataclass(frozen=True)
+class Arch:
+    """One named model's whole shape: the crop it sees (input size, expand) and the network's widths.
+    Kept together so a crop can never be paired with a network trained on another."""
+    input_size: int
+    expand: float
+    widths: tuple[int, ...]
+    depths: tuple[int, ...]
+    head_channels: int
+    hidden: int
+
+    @property
+    def crop(self) -> CropSpec:
+        return CropSpec(self.input_size, self.expand)
+
+    def net(self) -> dict:
+        """LandmarkNet's arguments but the input size, as checkpoints store them ("arch")."""
+        return {"widths": self.widths, "depths": self.depths, "head_channels": self.head_channels,
+                "hidden": self.hidden}
+
+
 # Named architectures (timm-style): one name, one crop contract, one shipped weights file.
-ARCHS: dict[str, tuple[dict, int]] = {
+ARCHS: dict[str, Arch] = {
     # the accurate default: ~265 M multiply-adds a crop
-    "ft68-resnet-s": ({"widths": (32, 64, 128, 192), "depths": (1, 2, 2), "head_channels": 64, "hidden": 256}, 112),
+    "ft68-resnet-s": Arch(112, 1.35, widths=(32, 64, 128, 192), depths=(1, 2, 2), head_channels=64, hidden=256),
     # the fast preset's model: 64 px input, ~12 M multiply-adds, ~9x cheaper per crop on a CPU
-    "ft68-resnet-xs": ({"widths": (16, 32, 64, 128), "depths": (1, 1, 1), "head_channels": 32, "hidden": 256}, 64),
+    "ft68-resnet-xs": Arch(64, 1.35, widths=(16, 32, 64, 128), depths=(1, 1, 1), head_channels=32, hidden=256),
 }
+
+# Haar box -> face square before any training data has been seen (fitted on the shipped models' data);
+# training replaces it with the calibration fitted on its own split.
+HAAR_PRIOR = BoxCalibration(dx=0.0, dy=0.158, scale=0.875)
 
 
 @dataclass
 class ModelCfg:
-    name: str = DEFAULT_MODEL
-    version: str = "untrained"
-    arch: dict = field(default_factory=lambda: dict(ARCHS[DEFAULT_MODEL][0]))
-    crop: CropSpec = field(default_factory=lambda: CropSpec(input_size=ARCHS[DEFAULT_MODEL][1], expand=1.35))
-    haar: BoxCalibration = field(default_factory=lambda: BoxCalibration(dx=0.0, dy=0.158, scale=0.875))
+    """What a checkpoint says about its network: name, version, architecture, crop and detector
+    calibration. Built from a name (`named`) or a checkpoint (`from_dict`), never from defaults."""
+    name: str
+    version: str
+    arch: dict
+    crop: CropSpec
+    haar: BoxCalibration
 
     @classmethod
-    def named(cls, name: str, **kw) -> "ModelCfg":
+    def named(cls, name: str, version: str = "untrained", haar: BoxCalibration = HAAR_PRIOR) -> "ModelCfg":
         if name not in ARCHS:
             raise ValueError(f"unknown model {name!r}; known: {', '.join(ARCHS)}")
-        arch, size = ARCHS[name]
-        return cls(name=name, arch=dict(arch), crop=CropSpec(input_size=size, expand=1.35), **kw)
+        a = ARCHS[name]
+        return cls(name=name, version=version, arch=a.net(), crop=a.crop, haar=haar)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -58,8 +85,7 @@ class ModelCfg:
                    haar=BoxCalibration(**d["haar"]))
 
 
-def create_model(cfg: ModelCfg | None = None) -> LandmarkNet:
-    cfg = cfg or ModelCfg()
+def create_model(cfg: ModelCfg) -> LandmarkNet:
     return LandmarkNet(input_size=cfg.crop.input_size, **cfg.arch)
 
 

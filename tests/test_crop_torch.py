@@ -35,7 +35,7 @@ def test_crops_equal_warp_affine(videos_dir, spec):
 
 
 def test_empty_batch():
-    out = warp_crops(torch.zeros((1, 20, 30), dtype=torch.uint8), [], np.zeros((0, 2, 3)), CropSpec())
+    out = warp_crops(torch.zeros((1, 20, 30), dtype=torch.uint8), [], np.zeros((0, 2, 3)), CropSpec(112, 1.35))
     assert out.shape == (0, 112, 112)
 
 

@@ -6,22 +6,23 @@ import torch
 
 from facetracks.models.inference import LandmarkPredictor
 from facetracks.models.landmark_net import fused_for_inference
-from facetracks.models.registry import ARCHS, ModelCfg, create_model, default_weights, load_checkpoint, load_model, save_checkpoint
+from facetracks.models.registry import (ARCHS, DEFAULT_MODEL, ModelCfg, create_model, default_weights, load_checkpoint,
+                                        load_model, save_checkpoint)
 from facetracks.pipeline.detect import HaarDetector
 from facetracks.training.evaluate import evaluate
 
 
 def test_forward_shape_and_finite():
-    m = create_model().eval()
+    m = create_model(ModelCfg.named(DEFAULT_MODEL)).eval()
     with torch.inference_mode():
         y = m(torch.rand(3, 1, 112, 112))
     assert y.shape == (3, 68, 2) and torch.isfinite(y).all()
 
 
 def test_checkpoint_round_trip_is_weights_only(tmp_path):
-    m = create_model()
+    m = create_model(ModelCfg.named(DEFAULT_MODEL))
     p = str(tmp_path / "w.pt")
-    save_checkpoint(p, m, ModelCfg(version="t1"), compact=True)
+    save_checkpoint(p, m, ModelCfg.named(DEFAULT_MODEL, version="t1"), compact=True)
     m2, cfg = load_model(p)
     assert cfg.version == "t1"
     x = torch.rand(2, 1, 112, 112)
@@ -39,10 +40,20 @@ def test_shipped_weights_are_small_versioned_and_match_their_arch(name):
     assert os.path.getsize(p) <= 5 * 1024 * 1024
     m, cfg = load_model(name)                     # a shipped name resolves to its file
     assert cfg.name == name and cfg.version not in ("", "dev", "untrained")
-    assert cfg.crop.input_size == ARCHS[name][1]
+    assert cfg.crop == ARCHS[name].crop and cfg.arch == ARCHS[name].net()   # what inference crops is what it learnt
     x = torch.rand(4, 1, cfg.crop.input_size, cfg.crop.input_size)
     with torch.inference_mode():
         assert m(x).shape == (4, 68, 2)
+
+
+def test_crop_and_network_need_an_explicit_spec():
+    """No silent defaults: a crop or a network made without its model's spec is an error."""
+    from facetracks.models.crop import CropSpec
+    from facetracks.models.landmark_net import LandmarkNet
+    from facetracks.training.transforms import CropToInput, Normalize
+    for make in (CropSpec, LandmarkNet, CropToInput, Normalize, ModelCfg):
+        with pytest.raises(TypeError):
+            make()
 
 
 def test_fused_model_gives_the_same_points():

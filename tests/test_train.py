@@ -26,7 +26,8 @@ def test_two_epochs_on_32_images_lower_the_loss(data_dir, tmp_path):
     cfg = TrainConfig(epochs=2, batch_size=8, lr=2e-3, warmup_epochs=0.5, seed=0, version="test")
     torch.manual_seed(0)
     from facetracks.models.registry import ModelCfg, create_model
-    before = _loss(create_model(ModelCfg()).eval(), samples, ModelCfg())
+    mcfg = ModelCfg.named(cfg.model_name)
+    before = _loss(create_model(mcfg).eval(), samples, mcfg)
     res = train(cfg, samples, boxes, val, [None] * 8, str(tmp_path), log=lambda *_: None)
     model, mcfg = load_model(str(tmp_path / "best.pt"))
     assert len(res["history"]) == 2
@@ -50,7 +51,7 @@ def test_bf16_forward_keeps_the_head_in_float32_and_close_to_float32():
     from facetracks.models.registry import ModelCfg, create_model
     from facetracks.training.train import forward_mixed
     torch.manual_seed(0)
-    model = create_model(ModelCfg()).eval()
+    model = create_model(ModelCfg.named("ft68-resnet-s")).eval()
     x = torch.rand(4, 1, 112, 112)
     with torch.inference_mode():
         ref = model(x)

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from facetracks.models.crop import BoxCalibration, square_from_box, square_from_points
 from facetracks.models.inference import LandmarkPredictor
-from facetracks.models.registry import ModelCfg, create_model, export_compact, save_checkpoint
+from facetracks.models.registry import HAAR_PRIOR, ModelCfg, create_model, export_compact, save_checkpoint
 
 from .data import Sample
 from .metrics import nme
@@ -78,7 +78,7 @@ def fit_calibration(samples: list[Sample], boxes: list[np.ndarray | None]) -> Bo
         cx, cy, side = square_from_points(s.points)
         rel.append(((cx - x - w / 2) / w, (cy - y - h / 2) / w, side / w))
     if not rel:
-        return ModelCfg().haar
+        return HAAR_PRIOR
     dx, dy, sc = np.median(np.array(rel), axis=0)
     return BoxCalibration(float(dx), float(dy), float(sc))
 

@@ -126,7 +126,7 @@ class DetectorBoxJitter:
 @dataclass
 class CropToInput:
     """Warp the (expanded) face square to the network's input size: one interpolation, points follow."""
-    spec: CropSpec = field(default_factory=CropSpec)
+    spec: CropSpec                  # the model's (ModelCfg.crop): no default, so training cannot drift from it
 
     def __call__(self, s: Sample) -> Sample:
         m = crop_matrix(s["square"], self.spec)
@@ -195,7 +195,7 @@ class Photometric:
 @dataclass
 class Normalize:
     """The seed's Normalize: grayscale to [0, 1] and points to about [-1, 1] around the crop centre."""
-    spec: CropSpec = field(default_factory=CropSpec)
+    spec: CropSpec                  # the model's (ModelCfg.crop): no default, so training cannot drift from it
 
     def __call__(self, s: Sample) -> Sample:
         out = dict(s)
