@@ -1,7 +1,10 @@
-"""The 68-point (iBUG 300-W) layout: index groups, contour lines and the mirror permutation.
+"""The 68-point (iBUG 300-W) layout: index groups, named anchors, contour lines and the mirror permutation.
 
 Everything that knows which index is which lives here, so training (flip augmentation, per-region
 metrics), rendering (contour lines, filter anchors) and evaluation cannot disagree.
+
+Left and right are always the **subject's**, as iBUG names them: the right eye (36-41) is the one
+on the image's left in an upright, unmirrored frontal view.
 """
 from __future__ import annotations
 
@@ -17,10 +20,17 @@ REGIONS: dict[str, range] = {
     "mouth": range(48, 68),
 }
 
-# Outer eye corners: the inter-ocular distance that normalises NME.
-LEFT_EYE_OUTER, RIGHT_EYE_OUTER = 36, 45
-RIGHT_EYE = range(36, 42)  # subject's right eye (image left)
+RIGHT_EYE = range(36, 42)
 LEFT_EYE = range(42, 48)
+
+# Named anchors (the points filters and metrics hold on to).
+RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 36, 45           # their distance normalises NME and the score
+RIGHT_BROW_OUTER, LEFT_BROW_OUTER = 17, 26
+BROWS_MIDDLE = range(19, 25)                        # the middle of both brows, over the nose bridge
+RIGHT_NOSTRIL, LEFT_NOSTRIL = 31, 35               # outer edges of the nostrils
+NOSE_BASE = 33                                      # below the nose tip, between the nostrils
+RIGHT_MOUTH_CORNER, LEFT_MOUTH_CORNER = 48, 54
+UPPER_LIP_TOP = 51
 
 # Polylines for drawing: (start, stop, closed).
 CONTOURS: tuple[tuple[int, int, bool], ...] = (

@@ -17,7 +17,9 @@ import cv2
 import numpy as np
 
 from facetracks.models.draw import draw_landmarks
-from facetracks.models.landmarks68 import LEFT_EYE, RIGHT_EYE
+from facetracks.models.landmarks68 import (BROWS_MIDDLE, LEFT_BROW_OUTER, LEFT_EYE, LEFT_EYE_OUTER, LEFT_MOUTH_CORNER,
+                                           LEFT_NOSTRIL, NOSE_BASE, RIGHT_BROW_OUTER, RIGHT_EYE, RIGHT_EYE_OUTER,
+                                           RIGHT_MOUTH_CORNER, RIGHT_NOSTRIL, UPPER_LIP_TOP)
 
 FilterFn = Callable[[np.ndarray, list[np.ndarray]], np.ndarray]   # (bgr, [points (68, 2)]) -> bgr
 
@@ -72,9 +74,9 @@ def sunglasses() -> Sprite:
     cv2.line(img, (195, 62), (225, 62), (10, 10, 10, 255), 12, cv2.LINE_AA)
     cv2.line(img, (20, 55), (0, 45), (10, 10, 10, 255), 10, cv2.LINE_AA)
     cv2.line(img, (400, 55), (419, 45), (10, 10, 10, 255), 10, cv2.LINE_AA)
-    # lens centres on the eye centres, frame edges on the outer eye corners
+    # lens centres on the eye centres, frame edges on the outer eye corners (the subject's right on the image left)
     return Sprite(img, np.array([[110, 80], [310, 80], [40, 80], [380, 80]], np.float32),
-                  (RIGHT_EYE, LEFT_EYE, 36, 45))
+                  (RIGHT_EYE, LEFT_EYE, RIGHT_EYE_OUTER, LEFT_EYE_OUTER))
 
 
 @functools.lru_cache(maxsize=None)
@@ -87,7 +89,8 @@ def moustache() -> Sprite:
         cv2.fillPoly(img, [np.array(pts, np.int32)], col, cv2.LINE_AA)
     img[..., 3] = cv2.GaussianBlur(img[..., 3], (0, 0), 1.2)
     # between the nostrils and the upper lip, as wide as the mouth
-    return Sprite(img, np.array([[150, 15], [55, 62], [245, 62], [150, 62]], np.float32), (33, 48, 54, 51))
+    return Sprite(img, np.array([[150, 15], [55, 62], [245, 62], [150, 62]], np.float32),
+                  (NOSE_BASE, RIGHT_MOUTH_CORNER, LEFT_MOUTH_CORNER, UPPER_LIP_TOP))
 
 
 @functools.lru_cache(maxsize=None)
@@ -102,13 +105,14 @@ def party_hat() -> Sprite:
     cv2.ellipse(img, (120, 272), (105, 18), 0, 0, 360, (250, 250, 250, 255), -1, cv2.LINE_AA)
     cv2.circle(img, (120, 14), 16, (60, 200, 255, 255), -1, cv2.LINE_AA)
     # brim on the brows, centred over the nose bridge
-    return Sprite(img, np.array([[30, 300], [210, 300], [120, 300]], np.float32), (17, 26, range(19, 25)))
+    return Sprite(img, np.array([[30, 300], [210, 300], [120, 300]], np.float32),
+                  (RIGHT_BROW_OUTER, LEFT_BROW_OUTER, BROWS_MIDDLE))
 
 
 ANCHORS = {  # for a user's overlay PNG: landmark pair it spans and the share of its width they cover
-    "eyes": ((36, 45), 0.8),
-    "nose": ((31, 35), 0.45),
-    "mouth": ((48, 54), 0.7),
+    "eyes": ((RIGHT_EYE_OUTER, LEFT_EYE_OUTER), 0.8),
+    "nose": ((RIGHT_NOSTRIL, LEFT_NOSTRIL), 0.45),
+    "mouth": ((RIGHT_MOUTH_CORNER, LEFT_MOUTH_CORNER), 0.7),
 }
 
 

@@ -18,7 +18,7 @@ IOD = 60.0
 def face_shape(seed: int = 0) -> np.ndarray:
     """A fixed 68-point shape about 100 px wide, outer eye corners IOD apart."""
     pts = np.random.default_rng(seed).uniform(-50, 50, (NUM_POINTS, 2))
-    pts[LEFT_EYE_OUTER], pts[RIGHT_EYE_OUTER] = (-IOD / 2, -15), (IOD / 2, -15)
+    pts[RIGHT_EYE_OUTER], pts[LEFT_EYE_OUTER] = (-IOD / 2, -15), (IOD / 2, -15)   # subject's right on the image left
     pts[[39, 37, 38, 40, 41]] = [(-12, -15), (-24, -20), (-18, -20), (-18, -10), (-24, -10)]   # an open eye
     return pts
 
