@@ -30,9 +30,9 @@ def annotate_video(path: str | os.PathLike, profile: str | ProfileParts = "accur
     """
     parts = load_profile(profile, device) if isinstance(profile, str) else profile
     path = os.fspath(path)
-    table = _annotate(path, os.path.basename(path), parts.detector, parts.predictor, parts.follow).table
+    r = _annotate(path, os.path.basename(path), parts.detector, parts.predictor, parts.follow)
     params = SmoothParams() if smooth is True else NONE if smooth is False else smooth
-    return (smooth_tracks(table, params) if params.method != "none" else table).to_pandas()
+    return smooth_tracks(r.table, params, (r.info.width, r.info.height)).to_pandas()
 
 
 def read_tracks(path: str | os.PathLike) -> pd.DataFrame:

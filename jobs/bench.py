@@ -123,7 +123,7 @@ def full_path(path: str, parts: ProfileParts, smooth: SmoothParams | None = None
     t = time.perf_counter()
     r = annotate_video(path, os.path.basename(path), parts.detector, parts.predictor, parts.follow)
     t_sm = time.perf_counter()
-    table = smooth_tracks(r.table, smooth)
+    table = smooth_tracks(r.table, smooth, (r.info.width, r.info.height))
     t_pq = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
         write_tracks(table, os.path.join(d, "t.parquet"), {"bench": True})

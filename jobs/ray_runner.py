@@ -447,7 +447,7 @@ class _Segmented:
         try:
             smooth = SmoothParams(**self.opt.smooth)
             self.stream.close(track_meta(info, self.it.name, frames, self.opt.model_id, self.opt.params_for_key),
-                              lambda table: smooth_tracks(table, smooth))
+                              lambda table: smooth_tracks(table, smooth, (info["width"], info["height"])))
         except (OSError, pa.ArrowException) as e:
             return {"status": "failed", "error": f"{self.it.output(self.opt.out_dir)}: cannot write ({e})"}
         return _entry(self.it, self.opt, frames, faces, info, self.done)

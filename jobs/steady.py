@@ -134,9 +134,8 @@ def score_table(table: pa.Table, clip: MovingClip) -> dict:
 
 def steadiness(parts: ProfileParts, clip: MovingClip, smooth: SmoothParams) -> dict:
     """One annotate run of the profile on the clip; its raw and smoothed points scored."""
-    table = annotate_video(clip.path, os.path.basename(clip.path), parts.detector, parts.predictor,
-                           parts.follow).table
-    raw, smoothed = score_table(table, clip), score_table(smooth_tracks(table, smooth), clip)
+    r = annotate_video(clip.path, os.path.basename(clip.path), parts.detector, parts.predictor, parts.follow)
+    raw, smoothed = score_table(r.table, clip), score_table(smooth_tracks(r.table, smooth, (r.info.width, r.info.height)), clip)
     return {"smooth": smooth.to_dict(), "raw": raw, "smoothed": smoothed,
             "jitter_ratio": smoothed["jitter_median"] / raw["jitter_median"],
             "nme_delta": smoothed["nme_mean"] - raw["nme_mean"]}

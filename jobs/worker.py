@@ -83,7 +83,7 @@ class AnnotateWorker:
         except Exception as e:   # anything else is a bug or an odd file: report it with the file's name
             return {**base, "status": "failed", "error": f"{item.path}: {type(e).__name__}: {e}",
                     "traceback": traceback.format_exc(limit=5)}
-        table = smooth_tracks(r.table, SmoothParams(**smooth)) if smooth else r.table
+        table = smooth_tracks(r.table, SmoothParams(**smooth), (r.info.width, r.info.height)) if smooth else r.table
         res = {**base, "status": "ok", "table": table, "info": r.info.to_dict(), "stats": r.stats.__dict__,
                "seconds": r.seconds, "pid": os.getpid()}
         if render:                   # drawn from the points the track file holds

@@ -13,14 +13,16 @@ import pyarrow.parquet as pq
 from facetracks.models.landmarks68 import NUM_POINTS
 
 from .atomic import temp_name, write_atomic
-from .schema import META_KEY, SCHEMA, SCHEMA_VERSION, points_to_columns
+from .schema import META_KEY, SCHEMA, SCHEMA_VERSION, geometry_columns
 
 
 class TableBuilder:
-    """Collects rows column-wise; `add_frame` takes one frame's faces (possibly none)."""
+    """Collects rows column-wise; `add_frame` takes one frame's faces (possibly none).
+    `frame_size` (width, height of the upright frame) is the head pose's camera (None: no pose)."""
 
-    def __init__(self, video: str):
+    def __init__(self, video: str, frame_size: tuple[int, int] | None = None):
         self.video = video
+        self.frame_size = frame_size
         self.frame_index: list[int] = []
         self.pts: list[int | None] = []
         self.time_s: list[float] = []
@@ -41,7 +43,6 @@ class TableBuilder:
     def table(self) -> pa.Table:
         n = len(self.frame_index)
         pts = np.stack(self.points).astype(np.float32) if n else np.zeros((0, NUM_POINTS, 2), np.float32)
-        lo, hi = pts.min(axis=1) if n else np.zeros((0, 2)), pts.max(axis=1) if n else np.zeros((0, 2))
         face = ~np.isnan(pts[:, 0, 0])
         cols = {
             "video": pa.array([self.video] * n, pa.string()),
@@ -50,13 +51,11 @@ class TableBuilder:
             "time_s": pa.array(self.time_s, pa.float64()),
             "track_id": pa.array(self.track_id, pa.int32()),
         }
-        box = {"x": lo[:, 0], "y": lo[:, 1], "w": hi[:, 0] - lo[:, 0], "h": hi[:, 1] - lo[:, 1],
-               "score": np.asarray(self.score, np.float32)}
-        box.update(points_to_columns(pts))
-        for name, values in box.items():
+        face_cols = {"score": np.asarray(self.score, np.float32), **geometry_columns(pts, self.frame_size)}
+        for name, values in face_cols.items():
             values = np.asarray(values, np.float32)
-            # a score that was not measured (one pass, no mirror) is null, never NaN
-            mask = ~face | np.isnan(values) if name == "score" else ~face
+            # a score that was not measured (one pass, no mirror) or a pose that did not fit is null, never NaN
+            mask = ~face | np.isnan(values)
             cols[name] = pa.array(values, pa.float32(), mask=mask)
         return pa.table(cols, schema=SCHEMA)
 

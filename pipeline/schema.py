@@ -5,7 +5,8 @@ no face, so "no face" differs from "not processed". Coordinates are pixels in th
 stored frame rotated by the display matrix, as a player shows it). Points use OpenFace-style names
 x_0..x_67, y_0..y_67 in iBUG 300-W order (jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth
 48-67). x, y, w, h is the bounding box of the 68 points; score is the model's self-consistency
-confidence in [0, 1] (models/inference.py).
+confidence in [0, 1] (models/inference.py, models/score.py); yaw, pitch, roll is the head pose in
+degrees fitted to the points as written (models/pose.py states the signs).
 """
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ import numpy as np
 import pyarrow as pa
 
 from facetracks.models.landmarks68 import NUM_POINTS
+from facetracks.models.pose import head_pose
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2      # 2: yaw, pitch, roll
 META_KEY = b"facetracks"
 POINT_COLUMNS = [f"x_{k}" for k in range(NUM_POINTS)] + [f"y_{k}" for k in range(NUM_POINTS)]
 BOX_COLUMNS = ["x", "y", "w", "h"]
+POSE_COLUMNS = ["yaw", "pitch", "roll"]
 
 SCHEMA = pa.schema(
     [pa.field("video", pa.string(), nullable=False),
@@ -25,8 +28,22 @@ SCHEMA = pa.schema(
      pa.field("pts", pa.int64()),
      pa.field("time_s", pa.float64()),
      pa.field("track_id", pa.int32())]
-    + [pa.field(c, pa.float32()) for c in BOX_COLUMNS + ["score"] + POINT_COLUMNS]
+    + [pa.field(c, pa.float32()) for c in BOX_COLUMNS + ["score"] + POSE_COLUMNS + POINT_COLUMNS]
 )
+
+
+def geometry_columns(points: np.ndarray, frame_size: tuple[int, int] | None) -> dict[str, np.ndarray]:
+    """(N, 68, 2) points (NaN rows: no face) -> the columns derived from them: the box, the head
+    pose and the points themselves. The one place they are computed, for raw and smoothed tracks,
+    so every derived column describes the points as written. The pose needs the camera, so the
+    frame (width, height); without it the pose is NaN (null in the file), never a guess."""
+    pts = np.asarray(points, np.float32).reshape(-1, NUM_POINTS, 2)
+    lo, hi = (pts.min(axis=1), pts.max(axis=1)) if len(pts) else (np.zeros((0, 2)), np.zeros((0, 2)))
+    pose = head_pose(pts, frame_size) if frame_size else np.full((len(pts), 3), np.nan, np.float32)
+    cols = {"x": lo[:, 0], "y": lo[:, 1], "w": hi[:, 0] - lo[:, 0], "h": hi[:, 1] - lo[:, 1],
+            "yaw": pose[:, 0], "pitch": pose[:, 1], "roll": pose[:, 2]}
+    cols.update(points_to_columns(pts))
+    return cols
 
 
 def points_to_columns(points: np.ndarray) -> dict[str, np.ndarray]:

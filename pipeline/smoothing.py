@@ -26,8 +26,9 @@ of a second and third fit and filled in from their neighbours, rather than sprea
 It works on the whole, finished table (after segments are stitched), per `track_id` over runs of
 consecutive `frame_index`: a gap in a track (the face was lost and found again) starts a new run,
 and a scene cut ends tracks anyway, so nothing is ever blended across either; segment and batch
-boundaries are invisible to it. The box columns (x, y, w, h) are recomputed from the smoothed
-points, as `parquet.TableBuilder` derives them; `score` and rows without a face are untouched.
+boundaries are invisible to it. The box and pose columns (x, y, w, h, yaw, pitch, roll) are
+recomputed from the smoothed points by the function `parquet.TableBuilder` derives them with
+(`schema.geometry_columns`); `score` and rows without a face are untouched.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ import pyarrow as pa
 
 from facetracks.models.landmarks68 import LEFT_EYE_OUTER, NUM_POINTS, RIGHT_EYE_OUTER
 
-from .schema import BOX_COLUMNS, POINT_COLUMNS
+from .schema import BOX_COLUMNS, POINT_COLUMNS, POSE_COLUMNS, geometry_columns
 
 METHODS = ("none", "local-poly")
 
@@ -266,9 +267,11 @@ def table_ids(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     return tid, table.column("frame_index").to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def smooth_tracks(table: pa.Table, params: SmoothParams) -> pa.Table:
+def smooth_tracks(table: pa.Table, params: SmoothParams, frame_size: tuple[int, int] | None = None) -> pa.Table:
     """The same table with each track's points smoothed (per run of consecutive frames) and its
-    box columns recomputed from them; "none" returns the table itself."""
+    box and pose columns recomputed from them; "none" returns the table itself. `frame_size`
+    (width, height of the upright frame) is the head pose's camera, as in `TableBuilder` (None:
+    the pose columns become null, as they no longer describe the points)."""
     if params.method == "none" or table.num_rows == 0:
         return table
     tid, fi = table_ids(table)
@@ -277,11 +280,9 @@ def smooth_tracks(table: pa.Table, params: SmoothParams) -> pa.Table:
     for idx in runs(tid, fi):
         out[idx] = smooth_run(pts[idx], params)
     face = tid >= 0
-    lo, hi = out.min(axis=1), out.max(axis=1)
-    values = {"x": lo[:, 0], "y": lo[:, 1], "w": hi[:, 0] - lo[:, 0], "h": hi[:, 1] - lo[:, 1]}
-    values.update({c: out[:, k % NUM_POINTS, k // NUM_POINTS] for k, c in enumerate(POINT_COLUMNS)})
-    for name in BOX_COLUMNS + POINT_COLUMNS:
+    values = geometry_columns(out, frame_size)
+    for name in BOX_COLUMNS + POSE_COLUMNS + POINT_COLUMNS:
         i = table.schema.get_field_index(name)
-        table = table.set_column(i, table.schema.field(i),
-                                 pa.array(np.asarray(values[name], np.float32), pa.float32(), mask=~face))
+        v = np.asarray(values[name], np.float32)
+        table = table.set_column(i, table.schema.field(i), pa.array(v, pa.float32(), mask=~face | np.isnan(v)))
     return table
