@@ -12,7 +12,7 @@ from facetracks.models.inference import LandmarkPredictor
 from facetracks.models.registry import ModelCfg, load_checkpoint, resolve_weights
 from facetracks.pipeline.detect import HaarDetector
 from facetracks.pipeline.filters import FILTERS, get_filter
-from facetracks.pipeline.keypoints import FollowParams
+from facetracks.pipeline.follow import FollowParams
 from facetracks.pipeline.profiles import DEFAULT_PROFILE, DETECTOR_BACKENDS, PROFILES, get_profile
 from facetracks.pipeline.smoothing import SmoothParams, parse_smooth
 

@@ -10,7 +10,7 @@ import tempfile
 
 from facetracks.models.inference import LandmarkPredictor
 from facetracks.pipeline.detect import HaarDetector
-from facetracks.pipeline.keypoints import FollowParams
+from facetracks.pipeline.follow import FollowParams
 from facetracks.pipeline.profiles import DEFAULT_PROFILE, PROFILES, ProfileParts, get_profile
 from facetracks.pipeline.smoothing import SmoothParams, parse_smooth
 from facetracks.training.evaluate import evaluate

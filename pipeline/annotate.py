@@ -13,7 +13,7 @@ import pyarrow as pa
 from facetracks.models.inference import LandmarkPredictor
 
 from .detect import FaceDetector
-from .keypoints import FollowParams, FollowStats, follow_faces
+from .follow import FollowParams, FollowStats, follow_faces
 from .parquet import TableBuilder
 from .prefetch import prefetch
 from .video import VideoInfo, iter_frames, probe

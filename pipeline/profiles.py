@@ -19,7 +19,7 @@ from facetracks.models.inference import LandmarkPredictor
 
 from .detect import FaceDetector, HaarDetector
 from .haar_torch import TorchHaarDetector
-from .keypoints import FollowParams
+from .follow import FollowParams
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from facetracks.models.inference import LandmarkPredictor
 from facetracks.pipeline.annotate import annotate_video
 from facetracks.pipeline.detect import HaarDetector
 from facetracks.pipeline.filters import get_filter, load_overlay
-from facetracks.pipeline.keypoints import FollowParams
+from facetracks.pipeline.follow import FollowParams
 from facetracks.pipeline.render import faces_by_frame, render_video
 from facetracks.pipeline.video import VideoError, display_matrix, iter_frames, orientation_from_matrix, pick_video_stream
 

@@ -1,0 +1,174 @@
+"""Detect, follow and landmark faces through a stream of frames, many faces per forward pass.
+
+The detector runs on a frame only when it must: every `detect_every` frames while faces are
+followed, on every `idle_detect_every`-th frame while none are, at once when a face's landmark
+confidence drops below `min_score`, and on the first frame of a new shot (a frame unlike the
+one before, `shots.py`): a cut ends every track, and the new shot's faces start new ones. Between
+detections each face is cropped around its own latest landmarks. Frames are handled in chunks that
+end at the next scheduled detection; all faces of all frames of a chunk go through the network
+together (each pass one batch), and the refine pass re-crops every face around its first-pass
+points, so the square carried over from the chunk's first frame only has to be roughly right.
+
+`Schedule` holds every one of those decisions and nothing else (no frames, no model, no clock),
+so it can be read, and tested, on its own; `follow_faces` carries them out.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Protocol
+
+import numpy as np
+
+from facetracks.models.crop import square_from_points
+
+from .detect import FaceDetector
+from .shots import Lookahead
+from .tracking import FaceTracker
+from .video import Frame
+
+
+@dataclass
+class FollowParams:
+    detect_every: int = 8          # frames between detections while faces are followed (1: every frame)
+    batch_frames: int = 8          # most frames whose faces share one forward pass
+    idle_detect_every: int = 1     # frames between detections while no face is followed
+    min_score: float = 0.35        # below this a face is lost: re-detect, or drop it
+    max_faces: int = 16            # per frame, largest first
+    cut_threshold: float = 30.0    # mean grey-level change of a frame that makes it a scene cut (0: off)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class Landmarker(Protocol):
+    """What following needs of a landmark model (models.inference.LandmarkPredictor)."""
+    def squares_from_boxes(self, boxes: np.ndarray) -> np.ndarray: ...
+    def predict_with_score(self, grays: list[np.ndarray], squares: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass
+class Face:
+    track_id: int
+    points: np.ndarray   # (68, 2)
+    score: float
+
+
+@dataclass
+class FollowStats:
+    frames: int = 0
+    detections: int = 0
+    cuts: int = 0                # scene cuts seen (each forces a detection)
+    faces: int = 0
+    crops: int = 0
+    detect_s: float = 0.0        # time in the detector
+    landmarks_s: float = 0.0     # time cropping, in the network and mapping points back
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a chunk's scores decide: `frame` is the chunk frame whose landmarks the tracker learns,
+    `done` how many chunk frames are final, `retry` whether `frame` is re-detected and tried again."""
+    frame: int
+    done: int
+    retry: bool
+
+
+@dataclass
+class Schedule:
+    """When to detect and how many frames to batch, from counts alone."""
+    params: FollowParams
+    since_detect: int | None = None    # frames since the last detection (None: never, or a new shot)
+    retry_index: int = -1              # frame index already re-detected after a confidence drop
+
+    def new_shot(self) -> None:
+        self.since_detect = None
+
+    def detect_now(self, following: bool, lost: bool) -> bool:
+        every = self.params.detect_every if following else self.params.idle_detect_every
+        return self.since_detect is None or self.since_detect >= every or lost
+
+    def detected(self) -> None:
+        self.since_detect = 0
+
+    def chunk_size(self, cuts: list[bool]) -> int:
+        """Frames (of those read ahead, `cuts` flagging new shots) to landmark in one batch: up to
+        the next scheduled detection, at most `batch_frames`, never across a cut."""
+        n = min(len(cuts), self.params.batch_frames, max(1, self.params.detect_every - self.since_detect))
+        return next((k for k in range(1, n) if cuts[k]), n)
+
+    def verdict(self, kept: np.ndarray, frame_indices: list[int]) -> Verdict:
+        """`kept` (frames, faces): the faces whose score reached `min_score`. The first frame that
+        lost a face ends the chunk: it is re-detected and tried again once; on the second try its
+        lost faces are dropped."""
+        bad = np.flatnonzero((~kept).any(axis=1))
+        if len(bad) and frame_indices[bad[0]] != self.retry_index:
+            k = int(bad[0])
+            self.retry_index = frame_indices[k]
+            return Verdict(k, k, True)
+        k = int(bad[0]) if len(bad) else len(kept) - 1
+        return Verdict(k, k + 1, False)
+
+    def advance(self, frames: int) -> None:
+        self.since_detect += frames
+
+
+def _detect(frame: Frame, detector: FaceDetector, predictor: Landmarker, tracker: FaceTracker,
+            max_faces: int, st: FollowStats) -> None:
+    t = time.perf_counter()
+    dets = detector.detect(frame.gray)
+    st.detect_s += time.perf_counter() - t
+    st.detections += 1
+    if len(dets):
+        dets = dets[np.argsort(-dets[:, 2])][:max_faces]
+    tracker.detections(predictor.squares_from_boxes(dets[:, :4]) if len(dets) else np.zeros((0, 3)))
+
+
+def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Landmarker,
+                 params: FollowParams | None = None, stats: FollowStats | None = None
+                 ) -> Iterator[tuple[Frame, list[Face]]]:
+    """Yield every frame once, in order, with the faces found on it."""
+    p = params or FollowParams()
+    st = stats if stats is not None else FollowStats()
+    tracker = FaceTracker()
+    ahead = Lookahead(frames, max(p.detect_every, p.batch_frames), p.cut_threshold)
+    plan = Schedule(p)
+    while ahead.fill():
+        if ahead.take_cut():             # a new shot: its faces are new tracks, found by the detector
+            tracker.end_all()
+            plan.new_shot()
+            st.cuts += 1
+        if plan.detect_now(bool(tracker.tracks), any(t.lost for t in tracker.tracks)):
+            _detect(ahead.frames[0], detector, predictor, tracker, p.max_faces, st)
+            plan.detected()
+        if not tracker.tracks:
+            st.frames += 1
+            yield ahead.frames[0], []
+            ahead.drop(1)
+            plan.advance(1)
+            continue
+        n = plan.chunk_size(ahead.cuts)
+        chunk, tracks = ahead.frames[:n], list(tracker.tracks)
+        grays = [f.gray for f in chunk for _ in tracks]
+        t = time.perf_counter()
+        pts, score = predictor.predict_with_score(grays, np.tile(tracker.squares(), (n, 1)))
+        st.landmarks_s += time.perf_counter() - t
+        st.crops += len(grays)
+        pts = pts.reshape(n, len(tracks), 68, 2)
+        score = score.reshape(n, len(tracks))
+        kept = ~(score < p.min_score)   # a NaN score (one pass, no mirror: not measured) never drops a face
+        v = plan.verdict(kept, [f.index for f in chunk])
+        if v.retry:                     # emit the frames before it; re-detect on it and try it again
+            if v.frame > 0:
+                tracker.update(square_from_points(pts[v.frame - 1]), np.ones(len(tracks), bool))
+            tracker.update(tracker.squares(), kept[v.frame])
+        else:                           # on a retried frame, drop the faces still lost
+            tracker.update(square_from_points(pts[v.frame]), kept[v.frame])
+            tracker.drop_lost()
+        for j in range(v.done):
+            faces = [Face(t.id, pts[j, i], float(score[j, i])) for i, t in enumerate(tracks) if kept[j, i]]
+            st.frames += 1
+            st.faces += len(faces)
+            yield chunk[j], faces
+        ahead.drop(v.done)
+        plan.advance(v.done)

@@ -1,0 +1,161 @@
+"""The follow loop's schedule, frame by frame, with our own tiny detector and predictor stand-ins:
+when the detector runs, which frames share a batch, what cuts and confidence drops do."""
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from facetracks.pipeline.follow import FollowParams, FollowStats, Schedule, follow_faces
+from facetracks.pipeline.video import Frame
+
+# 68 points whose bounding box is the unit square around 0: a square maps to points and back exactly
+TEMPLATE = np.random.default_rng(0).uniform(-0.5, 0.5, (68, 2)).astype(np.float32)
+TEMPLATE[:2] = [[-0.5, -0.5], [0.5, 0.5]]
+
+
+def clip(n: int, shots: dict[int, int] | None = None) -> list[Frame]:
+    """n 32x32 frames; `shots` maps a first frame to its grey level (a new shot). Pixel (0, 0)
+    holds the frame's index so the stand-ins know which frame they were given."""
+    level, frames = 100, []
+    for i in range(n):
+        level = (shots or {}).get(i, level)
+        g = np.full((32, 32), level, np.uint8)
+        g[0, 0] = i
+        frames.append(Frame(i, i, i / 25, g))
+    return frames
+
+
+@dataclass
+class Detector:
+    """Boxes (x, y, w, h) for every frame but those in `no_face`; remembers the frames it saw."""
+    boxes: list = field(default_factory=lambda: [(8, 8, 12, 12)])
+    no_face: set = field(default_factory=set)
+    calls: list = field(default_factory=list)
+
+    def detect(self, gray):
+        i = int(gray[0, 0])
+        self.calls.append(i)
+        if i in self.no_face:
+            return np.zeros((0, 5), np.float32)
+        return np.array([(*b, 1.0) for b in self.boxes], np.float32)
+
+
+@dataclass
+class Predictor:
+    """Points = the template on the square; the score is 0.9, 0.1 for the first `low[i]` tries on
+    frame i, or NaN everywhere with `unmeasured`."""
+    low: dict = field(default_factory=dict)
+    unmeasured: bool = False
+    batches: list = field(default_factory=list)
+
+    def squares_from_boxes(self, boxes):
+        b = np.asarray(boxes, np.float32).reshape(-1, 4)
+        return np.stack([b[:, 0] + b[:, 2] / 2, b[:, 1] + b[:, 3] / 2, b[:, 2]], axis=1)
+
+    def predict_with_score(self, grays, squares):
+        idx = [int(g[0, 0]) for g in grays]
+        self.batches.append(sorted(set(idx)))
+        pts = TEMPLATE[None] * squares[:, None, 2:] + squares[:, None, :2]
+        score = np.full(len(idx), np.nan if self.unmeasured else 0.9, np.float32)
+        for k, i in enumerate(idx):
+            if self.low.get(i, 0) > 0:
+                score[k] = 0.1
+        for i in set(idx):
+            if self.low.get(i, 0) > 0:
+                self.low[i] -= 1
+        return pts, score
+
+
+def run(frames, det, pred, **params):
+    stats = FollowStats()
+    out = list(follow_faces(frames, det, pred, FollowParams(**params), stats))
+    assert [f.index for f, _ in out] == [f.index for f in frames]        # every frame once, in order
+    return {f.index: [x.track_id for x in faces] for f, faces in out}, stats
+
+
+def test_detects_every_n_frames_while_following_and_batches_up_to_the_next_detection():
+    det, pred = Detector(), Predictor()
+    ids, st = run(clip(20), det, pred, detect_every=4, batch_frames=4)
+    assert det.calls == [0, 4, 8, 12, 16]
+    assert pred.batches == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [12, 13, 14, 15], [16, 17, 18, 19]]
+    assert set(map(tuple, ids.values())) == {(0,)}
+    assert (st.frames, st.detections, st.faces, st.crops) == (20, 5, 20, 20)
+
+
+def test_batches_are_capped_by_batch_frames():
+    det, pred = Detector(), Predictor()
+    run(clip(12), det, pred, detect_every=8, batch_frames=3)
+    assert det.calls == [0, 8]
+    assert pred.batches == [[0, 1, 2], [3, 4, 5], [6, 7], [8, 9, 10], [11]]
+
+
+@pytest.mark.parametrize("idle, calls", [(1, list(range(10))), (3, [0, 3, 6, 9])])
+def test_without_faces_the_detector_runs_every_idle_frames(idle, calls):
+    det, pred = Detector(no_face=set(range(10))), Predictor()
+    ids, _ = run(clip(10), det, pred, idle_detect_every=idle)
+    assert det.calls == calls and pred.batches == []
+    assert all(v == [] for v in ids.values())
+
+
+def test_a_cut_ends_the_tracks_forces_a_detection_and_splits_the_batch():
+    det, pred = Detector(), Predictor()
+    ids, st = run(clip(20, shots={10: 200}), det, pred, detect_every=8, batch_frames=8)
+    assert det.calls == [0, 8, 10, 18]
+    assert pred.batches == [list(range(8)), [8, 9], list(range(10, 18)), [18, 19]]
+    assert [ids[i] for i in (0, 9, 10, 19)] == [[0], [0], [1], [1]]      # the new shot's face is a new track
+    assert st.cuts == 1
+
+
+def test_a_cut_frame_that_is_retried_does_not_end_its_own_tracks():
+    det, pred = Detector(), Predictor(low={10: 1})
+    ids, st = run(clip(20, shots={10: 200}), det, pred, detect_every=8, batch_frames=8)
+    assert det.calls == [0, 8, 10, 10, 18]
+    assert ids[10] == ids[19] == [1] and st.cuts == 1
+
+
+def test_a_confidence_drop_redetects_at_once_and_keeps_the_face_when_the_retry_is_good():
+    det, pred = Detector(), Predictor(low={5: 1})
+    ids, _ = run(clip(16), det, pred, detect_every=8, batch_frames=8)
+    assert det.calls == [0, 5, 13]
+    assert pred.batches[:2] == [list(range(8)), list(range(5, 13))]
+    assert all(ids[i] == [0] for i in range(16))
+
+
+def test_a_face_still_lost_on_the_retry_is_dropped_and_a_new_track_starts():
+    det, pred = Detector(), Predictor(low={5: 2})
+    ids, st = run(clip(16), det, pred, detect_every=8, batch_frames=8)
+    assert det.calls == [0, 5, 6, 14]
+    assert [ids[i] for i in (4, 5, 6, 15)] == [[0], [], [1], [1]]
+    assert st.faces == 15
+
+
+def test_an_unmeasured_score_never_drops_a_face():
+    det, pred = Detector(), Predictor(unmeasured=True)
+    ids, _ = run(clip(10), det, pred, detect_every=8, batch_frames=8, min_score=0.35)
+    assert det.calls == [0, 8] and all(v == [0] for v in ids.values())
+
+
+def test_only_the_largest_faces_are_followed():
+    det = Detector(boxes=[(0, 0, 6, 6), (10, 0, 14, 14), (20, 16, 10, 10)])
+    pred = Predictor()
+    frames = clip(2)
+    out = list(follow_faces(frames, det, pred, FollowParams(max_faces=2)))
+    sides = sorted(float(np.ptp(f.points[:, 0])) for f in out[0][1])
+    assert sides == pytest.approx([10, 14])
+
+
+def test_schedule_alone():
+    s = Schedule(FollowParams(detect_every=4, batch_frames=8, idle_detect_every=2))
+    assert s.detect_now(following=False, lost=False)                 # never detected yet
+    s.detected()
+    assert s.chunk_size([False] * 8) == 4                             # up to the next detection
+    assert s.chunk_size([False, False, True, False]) == 2            # never across a cut
+    s.advance(1)
+    assert not s.detect_now(following=True, lost=False) and s.detect_now(following=True, lost=True)
+    s.advance(1)
+    assert s.detect_now(following=False, lost=False) and not s.detect_now(following=True, lost=False)
+    kept = np.array([[True], [False], [True]])
+    v = s.verdict(kept, [7, 8, 9])
+    assert (v.frame, v.done, v.retry) == (1, 1, True)
+    v = s.verdict(kept[1:], [8, 9])                                   # the same frame a second time
+    assert (v.frame, v.done, v.retry) == (0, 1, False)
