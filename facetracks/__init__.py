@@ -9,19 +9,21 @@ loaded on first use so that `import facetracks` stays cheap (no torch until a mo
     tracks = facetracks.annotate_video("talk.mp4")              # a pandas DataFrame, a row per face per frame
     facetracks.render_video("talk.mp4", tracks, "talk.sunglasses.mp4")
     tracks = facetracks.read_tracks("out/talk.parquet")
+    ds.map_batches(facetracks.Landmarker, ...)                   # in a Ray Data pipeline (raydata.py)
 """
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-_API = ("annotate_video", "load_profile", "render_video", "read_tracks", "PROFILES", "FILTERS")
+_API = ("annotate_video", "load_profile", "render_video", "read_tracks", "PROFILES", "FILTERS", "Landmarker")
+_MODULE = {"Landmarker": "raydata"}      # names not in api.py: the module that holds each
 __all__ = [*_API, "__version__"]
 
 
 def __getattr__(name: str):
     if name in _API:
-        from . import api
-        return getattr(api, name)
+        from importlib import import_module
+        return getattr(import_module(f".{_MODULE.get(name, 'api')}", __name__), name)
     raise AttributeError(f"module 'facetracks' has no attribute {name!r}")
 
 
