@@ -20,6 +20,7 @@ from .argtypes import bounded, nonneg_float, nonneg_int, positive_int, scale_ste
 from .inputs import expand_inputs
 from .outputs import is_uri
 from .render_cmd import add_render_options
+from .report_cmd import report
 from .ray_runner import ClusterError, RunOptions, WorkerStartError, run_annotate
 from .sizing import ActorSizeError
 
@@ -54,6 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--render", default=None, metavar="FILTER",
                    help=f"also write DIR/<relative path>.<FILTER>.mp4 ({', '.join(FILTERS)}, or 'overlay' with --overlay)")
     add_render_options(p)
+    p.add_argument("--report", action="store_true", help="also write DIR/report.html at the end (facetracks report)")
     g = p.add_argument_group("detection and following (each overrides the --profile value)")
     d, f = HaarDetector.__dataclass_fields__, FollowParams()
     g.add_argument("--profile", default=DEFAULT_PROFILE, choices=sorted(PROFILES),
@@ -194,4 +196,6 @@ def run(args: argparse.Namespace) -> int:
     bad_renders = {n: r["error"] for n, r in renders.items() if r["status"] != "ok"}
     for name, err in bad_renders.items():
         print(f"  render failed (tracks kept): {name}: {err}", file=sys.stderr)
+    if args.report and report(args.out):
+        return 1
     return 1 if failed or bad_renders else 0

@@ -4,13 +4,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import annotate_cmd, bench, evaluate_cmd, render_cmd, train_cmd
+from . import annotate_cmd, bench, evaluate_cmd, export_cmd, render_cmd, report_cmd, train_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="facetracks", description="68-point facial landmarks on video, at scale")
     sub = p.add_subparsers(dest="command", required=True)
-    for mod in (annotate_cmd, render_cmd, bench, train_cmd, evaluate_cmd):
+    for mod in (annotate_cmd, render_cmd, report_cmd, export_cmd, bench, train_cmd, evaluate_cmd):
         mod.add_parser(sub)
     return p
 

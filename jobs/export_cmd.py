@@ -1,0 +1,69 @@
+"""`facetracks export OUT_DIR --format openface`: every track file of a run as a CSV that tools
+written for OpenFace read (jobs/export.py says what maps to what)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from facetracks.pipeline.atomic import temp_path
+from facetracks.pipeline.parquet import read_meta
+
+from .export import to_openface, write_csv
+from .outputs import is_uri
+
+FORMATS = ("openface",)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="track files as OpenFace 2.x CSVs", description=__doc__)
+    p.add_argument("out_dir", metavar="OUT_DIR", help="the --out folder of `facetracks annotate` (local)")
+    p.add_argument("--format", default="openface", choices=FORMATS, help="openface: FeatureExtraction's columns")
+    p.add_argument("--dest", default=None,
+                   help="folder for the CSVs (default OUT_DIR/openface): <relative path>.csv per video")
+    p.set_defaults(func=run)
+
+
+def track_files(out_dir: str, skip: str | None = None) -> list[str]:
+    """Every track file under `out_dir` (ours: facetracks metadata), by relative path; `skip` is a
+    folder not to search (the CSVs' own)."""
+    found = []
+    for d, dirs, files in os.walk(out_dir):
+        dirs[:] = sorted(x for x in dirs if not x.startswith(".") and os.path.abspath(os.path.join(d, x)) != skip)
+        found += [os.path.join(d, f) for f in sorted(files) if f.endswith(".parquet") and not f.startswith(".")]
+    return [p for p in found if read_meta(p) is not None]
+
+
+def export_file(parquet: str, csv_path: str) -> int:
+    """One track file -> one CSV, written under a temp name and moved into place; returns its rows."""
+    of = to_openface(pq.read_table(parquet).to_pandas())
+    with temp_path(csv_path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        write_csv(of, f)
+    return len(of)
+
+
+def run(args: argparse.Namespace) -> int:
+    if is_uri(args.out_dir) or not os.path.isdir(args.out_dir):
+        print(f"facetracks export: {args.out_dir}: no such local folder", file=sys.stderr)
+        return 2
+    dest = os.path.abspath(args.dest or os.path.join(args.out_dir, "openface"))
+    files = track_files(args.out_dir, skip=dest)
+    if not files:
+        print(f"facetracks export: no track files in {args.out_dir}", file=sys.stderr)
+        return 2
+    failed = 0
+    for p in files:
+        rel = os.path.relpath(p, args.out_dir)[:-len(".parquet")]
+        out = os.path.join(dest, rel + ".csv")
+        try:
+            rows = export_file(p, out)
+        except (OSError, ValueError, pa.ArrowException) as e:
+            print(f"  failed: {p}: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"  {os.path.normpath(out)}: {rows} rows")
+    print(f"export: {len(files) - failed} of {len(files)} track files as OpenFace CSV in {os.path.normpath(dest)}")
+    return 1 if failed else 0

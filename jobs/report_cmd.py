@@ -1,0 +1,39 @@
+"""`facetracks report OUT_DIR`: a page to look at a finished `annotate` run in any browser."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .argtypes import nonneg_int
+from .outputs import is_uri
+from .report import write_report
+from .report_data import ReportError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="write OUT_DIR/report.html: every video's numbers, frames and charts",
+                       description=__doc__)
+    p.add_argument("out_dir", metavar="OUT_DIR", help="the --out folder of `facetracks annotate` (local)")
+    p.add_argument("--frames", type=nonneg_int, default=6, help="evenly spaced frames shown per video (default 6)")
+    p.add_argument("--lowest", type=nonneg_int, default=4, help="lowest-score faces shown per video (default 4)")
+    p.set_defaults(func=run)
+
+
+def report(out_dir: str, frames: int = 6, lowest: int = 4) -> int:
+    """Write the report and say where; one line and exit 2 when the folder holds no run."""
+    if is_uri(out_dir):
+        print(f"facetracks report: {out_dir}: the report is written to a local folder; copy the run here first",
+              file=sys.stderr)
+        return 2
+    try:
+        path = write_report(out_dir, frames, lowest)
+    except ReportError as e:
+        print(f"facetracks report: {e}", file=sys.stderr)
+        return 2
+    print(f"report: {os.path.normpath(path)}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return report(args.out_dir, args.frames, args.lowest)

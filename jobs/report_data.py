@@ -1,0 +1,121 @@
+"""What the run report says about each video: the summary's entry joined with numbers read from its
+track file, and which frames are worth looking at. No drawing here (report_charts, report_frames)."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from facetracks.pipeline.parquet import read_meta
+from facetracks.pipeline.schema import BOX_COLUMNS, POINT_COLUMNS
+
+from .inputs import VideoItem
+
+SUMMARY = "_summary.json"
+
+
+class ReportError(RuntimeError):
+    """The folder cannot be reported on (no summary, unreadable summary): one line for the user."""
+
+
+@dataclass
+class VideoReport:
+    name: str                     # the summary's key: path relative to its input root
+    status: str                   # ok, skipped, failed
+    error: str | None = None
+    fps: float | None = None      # processing speed of the run that wrote it (absent when skipped)
+    frames: int | None = None
+    face_frames: int = 0          # frames with at least one face
+    tracks: int = 0
+    mean_score: float | None = None
+    duration_s: float = 0.0
+    source: str | None = None     # the video the tracks came from, as annotate saw it
+    timing: str = "pts"           # how its frames are timed (pipeline/video.py): how to find one again
+    tracks_df: pd.DataFrame | None = field(default=None, repr=False)   # face rows only
+    frame_times: pd.Series | None = field(default=None, repr=False)    # time_s by frame_index, every frame
+    note: str | None = None       # why something is missing (no track file, source gone)
+
+    @property
+    def face_share(self) -> float | None:
+        return self.face_frames / self.frames if self.frames else None
+
+
+def read_summary(out_dir: str) -> dict:
+    path = os.path.join(out_dir, SUMMARY)
+    try:
+        with open(path, encoding="utf-8") as f:
+            summary = json.load(f)
+    except FileNotFoundError:
+        raise ReportError(f"{path}: no such file (is {out_dir} the --out folder of `facetracks annotate`?)") from None
+    except (OSError, ValueError) as e:
+        raise ReportError(f"{path}: cannot read the run summary ({e})") from None
+    if not isinstance(summary.get("videos"), dict):
+        raise ReportError(f"{path}: not a facetracks run summary (no 'videos')")
+    return summary
+
+
+_COLUMNS = ["frame_index", "time_s", "track_id", "score"] + BOX_COLUMNS + POINT_COLUMNS
+
+
+def load_video(out_dir: str, name: str, entry: dict) -> VideoReport:
+    """One video's report from its summary entry and, unless it failed, its track file."""
+    rep = VideoReport(name=name, status=entry.get("status", "?"), error=entry.get("error"), fps=entry.get("fps"),
+                      frames=entry.get("frames"))
+    if rep.status == "failed":
+        return rep
+    path = VideoItem("", name).output(out_dir)
+    try:
+        df = pq.read_table(path, columns=_COLUMNS).to_pandas()
+    except (OSError, ValueError) as e:
+        rep.note = f"cannot read the track file {path} ({e})"
+        return rep
+    meta = read_meta(path) or {}
+    source = meta.get("source") or {}
+    rep.source, rep.timing = source.get("path"), source.get("timing", "pts")
+    rep.frames = int(df.frame_index.nunique())
+    rep.duration_s = float(df.time_s.max()) if len(df) else 0.0
+    faces = df[df.track_id.notna()]
+    rep.face_frames = int(faces.frame_index.nunique())
+    rep.tracks = int(faces.track_id.nunique())
+    scores = faces.score.dropna()
+    rep.mean_score = float(scores.mean()) if len(scores) else None
+    rep.tracks_df = faces.reset_index(drop=True)
+    rep.frame_times = df.drop_duplicates("frame_index").set_index("frame_index").time_s
+    return rep
+
+
+def load_report(out_dir: str) -> tuple[dict, list[VideoReport]]:
+    summary = read_summary(out_dir)
+    return summary, [load_video(out_dir, n, e) for n, e in sorted(summary["videos"].items())]
+
+
+def spaced_frames(faces: pd.DataFrame, frames: int, n: int) -> list[int]:
+    """Up to n frame indices evenly spread over the video, each moved to the nearest frame with a
+    face (a strip of empty frames says little about the landmarks)."""
+    if frames <= 0:
+        return []
+    wanted = np.linspace(0, frames - 1, min(n, frames)).round().astype(int)
+    with_face = np.unique(faces.frame_index.to_numpy()) if len(faces) else np.array([], int)
+    if not len(with_face):
+        return sorted(set(wanted.tolist()))
+    nearest = with_face[np.abs(with_face[None, :] - wanted[:, None]).argmin(axis=1)]
+    return sorted(set(nearest.tolist()))
+
+
+def lowest_score_rows(faces: pd.DataFrame, n: int, min_gap: int = 10) -> pd.DataFrame:
+    """The n face rows with the lowest score, at least `min_gap` frames apart (one bad second of
+    video would otherwise fill every slot)."""
+    scored = faces[faces.score.notna()].sort_values(["score", "frame_index"])
+    picked: list[int] = []
+    rows = []
+    for i, row in scored.iterrows():
+        if all(abs(int(row.frame_index) - p) >= min_gap for p in picked):
+            picked.append(int(row.frame_index))
+            rows.append(i)
+            if len(rows) == n:
+                break
+    return scored.loc[rows]

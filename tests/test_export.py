@@ -1,0 +1,96 @@
+"""`facetracks export OUT_DIR --format openface` on a real run, read back as OpenFace readers read
+OpenFace's CSVs (`pd.read_csv(..., skipinitialspace=True)`), checked against the Parquet."""
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from facetracks.jobs.cli import main
+from facetracks.jobs.export import LANDMARK_COLUMNS, openface_pose, to_openface, write_csv
+
+from .small_run import annotate_small_run
+
+# OpenFace 2.x FeatureExtraction's first columns, in order (RecorderCSV.cpp), then pose, then points
+OPENFACE_HEAD = ["frame", "face_id", "timestamp", "confidence", "success"]
+
+
+@pytest.fixture(scope="module")
+def exported(data_dir, tmp_path_factory):
+    src, out = tmp_path_factory.mktemp("in"), tmp_path_factory.mktemp("out")
+    annotate_small_run(data_dir, src, out)
+    code = main(["export", str(out), "--format", "openface"])
+    return out, code
+
+
+def _read(path) -> pd.DataFrame:
+    return pd.read_csv(path, skipinitialspace=True)
+
+
+def test_one_csv_per_track_file_in_openface_layout(exported):
+    out, code = exported
+    assert code == 0
+    csvs = sorted(os.path.relpath(os.path.join(d, f), out / "openface")
+                  for d, _, fs in os.walk(out / "openface") for f in fs)
+    assert csvs == ["sub/then_nothing.mp4.csv", "two faces.mp4.csv"]      # the failed video has no tracks
+    header = (out / "openface" / "two faces.mp4.csv").read_text().splitlines()[0]
+    assert header.startswith("frame, face_id, timestamp, confidence, success, ")   # ", " as OpenFace
+    df = _read(out / "openface" / "two faces.mp4.csv")
+    pose = ["pose_Rx", "pose_Ry", "pose_Rz"]
+    assert list(df.columns) == OPENFACE_HEAD + pose + LANDMARK_COLUMNS
+    assert LANDMARK_COLUMNS[:2] == ["x_0", "x_1"] and LANDMARK_COLUMNS[68] == "y_0" and len(LANDMARK_COLUMNS) == 136
+
+
+@pytest.mark.parametrize("name", ["two faces.mp4", "sub/then_nothing.mp4"])
+def test_values_are_the_parquet_rows(exported, name):
+    out, _ = exported
+    tracks = pq.read_table(out / (name + ".parquet")).to_pandas()
+    tracks = tracks.sort_values(["frame_index", "track_id"], na_position="first").reset_index(drop=True)
+    df = _read(out / "openface" / (name + ".csv"))
+    assert len(df) == len(tracks)
+    face = tracks.track_id.notna().to_numpy()
+    np.testing.assert_array_equal(df.frame, tracks.frame_index + 1)          # OpenFace counts from 1
+    np.testing.assert_array_equal(df.success, face.astype(int))
+    np.testing.assert_array_equal(df.face_id[face], tracks.track_id[face].astype(int))
+    np.testing.assert_allclose(df.timestamp, tracks.time_s, atol=5e-4)
+    np.testing.assert_allclose(df.confidence[face], tracks.score[face], atol=5e-4)
+    for c in ("x_0", "x_36", "y_45", "y_67"):
+        np.testing.assert_allclose(df[c][face], tracks[c][face], atol=5e-3)
+    # a frame without a face: one row, success 0, zeros, as OpenFace writes when tracking fails
+    assert (df.loc[~face, ["face_id", "confidence", "x_30", "y_30", "pose_Rx"]] == 0).all().all()
+    if name == "two faces.mp4":
+        assert face.all() and sorted(df.face_id.unique()) == [0, 1]
+        assert (df.groupby("frame").size() == 2).all()
+    else:
+        assert df.success.tolist() == [1] * 6 + [0] * 4
+
+
+def test_pose_is_openface_rotation_in_radians():
+    """OpenFace: R = Rx·Ry·Rz, Ry positive turning the nose to image left, Rz clockwise in the image."""
+    rx, ry, rz = openface_pose(np.array([20.0, 0, 0, np.nan]), np.array([0, 15.0, 0, 0]), np.array([0, 0, 10.0, 0])).T
+    np.testing.assert_allclose([rx[0], ry[0], rz[0]], [0, np.radians(-20), 0], atol=1e-9)   # our yaw: nose right
+    np.testing.assert_allclose([rx[1], ry[1], rz[1]], [np.radians(-15), 0, 0], atol=1e-9)   # our pitch: up
+    np.testing.assert_allclose([rx[2], ry[2], rz[2]], [0, 0, np.radians(10)], atol=1e-9)
+    assert np.isnan([rx[3], ry[3], rz[3]]).all()
+
+
+def test_no_pose_columns_without_pose_and_unmeasured_score_is_empty():
+    """Track files from before the pose columns export without pose; a score the run did not
+    measure (--refine 0 --no-flip) is an empty cell, not 0."""
+    pts = {c: [10.0 + k] for k, c in enumerate(LANDMARK_COLUMNS)}
+    tracks = pd.DataFrame({"frame_index": [0], "time_s": [0.0], "track_id": [3], "score": [np.nan], **pts})
+    f = io.StringIO()
+    write_csv(to_openface(tracks), f)
+    head, row = f.getvalue().splitlines()
+    assert "pose_Rx" not in head and row.startswith("1, 3, 0.000, , 1, 10.00, 11.00")
+    back = pd.read_csv(io.StringIO(f.getvalue()), skipinitialspace=True)
+    assert np.isnan(back.confidence[0]) and back.y_67[0] == 10.0 + 135
+
+
+def test_a_folder_without_tracks_is_one_line(tmp_path, capsys):
+    assert main(["export", str(tmp_path)]) == 2
+    assert "no track files" in capsys.readouterr().err
