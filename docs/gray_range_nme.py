@@ -4,7 +4,7 @@ import json, sys, tempfile
 import numpy as np
 sys.path.insert(0, ".")
 import facetracks.pipeline.video as video
-from facetracks.jobs.bench import accuracy, truth_clip
+from facetracks.jobs.benchmarks import accuracy, truth_clip
 from facetracks.pipeline.profiles import load_profile
 
 res = {}

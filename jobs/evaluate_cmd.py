@@ -45,10 +45,11 @@ def run(args: argparse.Namespace) -> int:
     res["profile"] = args.profile
     res.pop("per_image")
     if args.moving:
-        from .steady import moving_stills, pick_samples, steadiness
+        from .clips import pick_faces
+        from .steady import moving_stills, steadiness
         parts = ProfileParts(args.profile, detector, predictor, FollowParams(**prof.follow))
         with tempfile.TemporaryDirectory() as work:
-            clip = moving_stills(os.path.join(work, "moving.mp4"), pick_samples(args.data, args.moving, args.split, args.part))
+            clip = moving_stills(os.path.join(work, "moving.mp4"), pick_faces(args.data, args.moving, max_h=260, split=args.split, part=args.part))
             res["moving"] = steadiness(parts, clip, args.smooth)
         if args.out:
             with open(os.path.join(args.out, f"moving_{args.split}_{args.part}.json"), "w") as f:

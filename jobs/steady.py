@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import av
 import cv2
 import numpy as np
 import pyarrow as pa
@@ -19,6 +18,8 @@ from facetracks.pipeline.annotate import annotate_video
 from facetracks.pipeline.profiles import ProfileParts
 from facetracks.pipeline.smoothing import SmoothParams, smooth_tracks, table_ids, table_points
 from facetracks.training.metrics import jitter, nme
+
+from .clips import write_video
 
 CANVAS = (800, 600)
 
@@ -76,39 +77,19 @@ def moving_stills(path: str, samples, frames_each: int = 32, fps: int = 25, seed
     H.264 at the default quality: the encoder's noise is part of the test."""
     rng = np.random.default_rng(seed)
     truth, shot = [], []
-    with av.open(path, "w") as c:
-        s = c.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = CANVAS[0], CANVAS[1], "yuv420p"
+
+    def frames():
         for i, smp in enumerate(samples):
             h, w = smp.gray.shape
             bg = 50 + 60 * (i % 3)
             for m in (shake_path if shake else shot_path)(i, frames_each, (w, h), rng):
                 img = cv2.warpAffine(smp.gray, m, CANVAS, flags=cv2.INTER_LINEAR, borderValue=bg)
-                frame = av.VideoFrame.from_ndarray(cv2.cvtColor(img, cv2.COLOR_GRAY2BGR), format="bgr24")
-                for p in s.encode(frame):
-                    c.mux(p)
                 truth.append(smp.points @ m[:, :2].T + m[:, 2])
                 shot.append(i)
-        for p in s.encode(None):
-            c.mux(p)
+                yield cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+
+    write_video(path, frames(), fps=fps)
     return MovingClip(path, np.stack(truth).astype(np.float32), np.array(shot))
-
-
-def pick_samples(data_dir: str, n: int, split: str = "identity", part: str = "test",
-                 max_w: int = 300, max_h: int = 260):
-    """The first `n` images of the split's part (identity test: never seen in training) that fit
-    the canvas and that Haar finds."""
-    from facetracks.pipeline.detect import HaarDetector
-    from facetracks.training.boxes import match_detection
-    from facetracks.training.data import load_split
-    det, out = HaarDetector(), []
-    for s in load_split(data_dir, split, part):
-        hh, ww = s.gray.shape
-        if ww <= max_w and hh <= max_h and match_detection(det.detect(s.gray), s.points) is not None:
-            out.append(s)
-            if len(out) == n:
-                break
-    return out
 
 
 def score_table(table: pa.Table, clip: MovingClip) -> dict:

@@ -85,7 +85,7 @@ class AnnotateWorker:
                     "traceback": traceback.format_exc(limit=5)}
         table = smooth_tracks(r.table, SmoothParams(**smooth), (r.info.width, r.info.height)) if smooth else r.table
         res = {**base, "status": "ok", "table": table, "info": r.info.to_dict(), "stats": r.stats.__dict__,
-               "seconds": r.seconds, "pid": os.getpid()}
+               "seconds": r.seconds}
         if render:                   # drawn from the points the track file holds
             res["render"] = self._render(item, table, r.stats.frames, render, render_to)
         return res

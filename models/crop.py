@@ -51,18 +51,12 @@ def square_from_box(boxes: np.ndarray, cal: BoxCalibration) -> np.ndarray:
     return np.stack([cx, cy, cal.scale * w], axis=1).astype(np.float32)
 
 
-def crop_matrix(square: np.ndarray, spec: CropSpec, angle_deg: float = 0.0, flip: bool = False) -> np.ndarray:
-    """2x3 affine matrix taking image pixels to crop pixels for one square (optionally rotated/mirrored)."""
+def crop_matrix(square: np.ndarray, spec: CropSpec) -> np.ndarray:
+    """2x3 affine matrix taking image pixels to crop pixels for one square."""
     cx, cy, side = (float(v) for v in square)
     s = spec.input_size / (side * spec.expand)
-    a = np.deg2rad(angle_deg)
-    c, si = np.cos(a) * s, np.sin(a) * s
-    rot = np.array([[c, si], [-si, c]], np.float64)
-    if flip:
-        rot[0] *= -1
     half = spec.input_size / 2
-    t = np.array([half, half]) - rot @ np.array([cx, cy])
-    return np.hstack([rot, t[:, None]]).astype(np.float64)
+    return np.array([[s, 0.0, half - s * cx], [0.0, s, half - s * cy]], np.float64)
 
 
 def warp_crop(gray: np.ndarray, matrix: np.ndarray, spec: CropSpec) -> np.ndarray:

@@ -6,9 +6,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from facetracks.pipeline.detect import HaarDetector
-from facetracks.training.boxes import match_detection
-from facetracks.training.data import load_split
+from facetracks.jobs.clips import AUDIO_RATE, audio_stream, encode_audio, pick_faces  # noqa: F401 - pick_faces: for the tests
 
 from .conftest import face_canvas, write_video
 
@@ -18,18 +16,6 @@ class Clip:
     path: str
     pts_s: list[float]            # presentation time of each frame, seconds
     truth: list[list[np.ndarray]]  # per frame, the ground-truth points of each face (left to right)
-
-
-def pick_test_faces(data_dir: str, n: int, max_w: int = 300, max_h: int = 230):
-    """The first n identity-test images that fit the canvas and that Haar finds."""
-    det, out = HaarDetector(), []
-    for s in load_split(data_dir, "identity", "test"):
-        h, w = s.gray.shape
-        if w <= max_w and h <= max_h and match_detection(det.detect(s.gray), s.points) is not None:
-            out.append(s)
-            if len(out) == n:
-                return out
-    raise RuntimeError("not enough test faces")
 
 
 def moving_clip(path: str, faces, frames_each: int = 5, step: int = 2, **kw) -> Clip:
@@ -74,16 +60,7 @@ def vfr_clip(path: str, face) -> Clip:
 def audio_only(path: str) -> None:
     import av
     with av.open(path, "w") as c:
-        a = c.add_stream("aac", rate=16000)
-        a.layout = "mono"
-        samples = np.zeros((1, 16000), np.float32)
-        for k in range(0, 16000, 1024):
-            f = av.AudioFrame.from_ndarray(samples[:, k:k + 1024], format="flt", layout="mono")
-            f.sample_rate, f.pts = 16000, k
-            for pkt in a.encode(f):
-                c.mux(pkt)
-        for pkt in a.encode(None):
-            c.mux(pkt)
+        encode_audio(c, audio_stream(c), np.zeros(AUDIO_RATE, np.float32))
 
 
 def truncated_copy(src: str, dst: str, share: float = 0.3) -> None:

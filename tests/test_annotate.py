@@ -10,12 +10,12 @@ from facetracks.pipeline.detect import HaarDetector
 from facetracks.pipeline.schema import SCHEMA, points_from_columns
 from facetracks.training.metrics import nme
 
-from .clips import moving_clip, rotated_clip, pick_test_faces, two_face_clip, vfr_clip
+from .clips import moving_clip, rotated_clip, pick_faces, two_face_clip, vfr_clip
 
 
 @pytest.fixture(scope="module")
 def faces(data_dir):
-    return pick_test_faces(data_dir, 4)
+    return pick_faces(data_dir, 4)
 
 
 @pytest.fixture(scope="module")

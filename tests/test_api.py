@@ -11,13 +11,13 @@ import pyarrow.parquet as pq
 
 from facetracks.training.metrics import nme
 
-from .clips import moving_clip, pick_test_faces
+from .clips import moving_clip, pick_faces
 
 SHADOWS = ("models", "pipeline", "jobs", "training")
 
 
 def test_import_facetracks_from_a_folder_with_its_own_models_pipeline_jobs(tmp_path, data_dir):
-    clip = moving_clip(str(tmp_path / "clip.mp4"), pick_test_faces(data_dir, 2), frames_each=4)
+    clip = moving_clip(str(tmp_path / "clip.mp4"), pick_faces(data_dir, 2), frames_each=4)
     work = tmp_path / "project"
     work.mkdir()
     for name in SHADOWS:   # a user's own modules: importing any of them is the bug

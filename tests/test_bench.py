@@ -6,13 +6,13 @@ import pytest
 
 from facetracks.jobs.cli import main
 
-from .clips import moving_clip, pick_test_faces
+from .clips import moving_clip, pick_faces
 
 
 @pytest.fixture(scope="module")
 def clip(data_dir, tmp_path_factory):
     path = tmp_path_factory.mktemp("bench") / "two_faces.mp4"
-    return moving_clip(str(path), pick_test_faces(data_dir, 2), frames_each=6)
+    return moving_clip(str(path), pick_faces(data_dir, 2), frames_each=6)
 
 
 def test_table_covers_every_path_and_profile(clip, tmp_path):

@@ -15,7 +15,7 @@ from facetracks.jobs.cli import main
 from facetracks.pipeline.parquet import read_meta
 from facetracks.pipeline.schema import POINT_COLUMNS, SCHEMA
 
-from .clips import audio_only, moving_clip, pick_test_faces, truncated_copy, vfr_clip
+from .clips import audio_only, moving_clip, pick_faces, truncated_copy, vfr_clip
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def job(data_dir, videos_dir, tmp_path_factory):
     src = tmp_path_factory.mktemp("in")
-    faces = pick_test_faces(data_dir, 3)
+    faces = pick_faces(data_dir, 3)
     moving_clip(str(src / "moving.mp4"), faces[:2])
     os.makedirs(src / "sub")
     vfr_clip(str(src / "sub" / "vfr.mp4"), faces[2])
@@ -114,7 +114,7 @@ def test_a_stale_ray_cluster_file_does_not_capture_a_local_run(data_dir, tmp_pat
     must start its own Ray, not hang on that dead address (seen in CI)."""
     src = tmp_path / "in"
     src.mkdir()
-    moving_clip(str(src / "one.mp4"), pick_test_faces(data_dir, 1), frames_each=3)
+    moving_clip(str(src / "one.mp4"), pick_faces(data_dir, 1), frames_each=3)
     ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")      # short: Ray's socket paths must fit
     try:
         os.makedirs(os.path.join(ray_tmp, "ray"))
@@ -135,7 +135,7 @@ def test_outputs_can_go_to_a_filesystem_uri(data_dir, tmp_path):
     rendered video land there complete, and a rerun sees them as current."""
     src = tmp_path / "in"
     src.mkdir()
-    moving_clip(str(src / "one.mp4"), pick_test_faces(data_dir, 1), frames_each=3)
+    moving_clip(str(src / "one.mp4"), pick_faces(data_dir, 1), frames_each=3)
     dest = tmp_path / "remote" / "tracks"
     uri = dest.as_uri()
     assert uri.startswith("file://")
@@ -179,7 +179,7 @@ def test_first_run_mistakes_are_one_line_before_anything_starts(data_dir, tmp_pa
     Ray that earlier tests leave would answer.)"""
     src = tmp_path / "in"
     src.mkdir()
-    moving_clip(str(src / "a.mp4"), pick_test_faces(data_dir, 1))
+    moving_clip(str(src / "a.mp4"), pick_faces(data_dir, 1))
     blocker = tmp_path / "file"
     blocker.write_text("a file where the output folder should go")
     for argv, cause in (([str(src / "nope.mp4"), "--out", str(tmp_path / "o")], "no such file or folder"),

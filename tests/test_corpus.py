@@ -25,7 +25,7 @@ from facetracks.pipeline.render import faces_by_frame, render_video
 from facetracks.pipeline.video import VideoError, display_matrix, iter_frames, orientation_from_matrix, pick_video_stream
 
 from . import corpus
-from .clips import pick_test_faces
+from .clips import pick_faces
 
 VIDEO_KINDS = ["phone", "mirrored", "odd", "anamorphic", "no_pts", "dup_pts", "two_streams", "ten_bit",
                "full_range", "limited_range", "hlg", "wmv", "flv", "avi"]
@@ -33,7 +33,7 @@ VIDEO_KINDS = ["phone", "mirrored", "odd", "anamorphic", "no_pts", "dup_pts", "t
 
 @pytest.fixture(scope="module")
 def face(data_dir):
-    return pick_test_faces(data_dir, 1, max_w=300, max_h=170)[0].gray
+    return pick_faces(data_dir, 1, max_w=300, max_h=170)[0].gray
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """Batched torch crops against the CPU crop contract (cv2.warpAffine) and the landmarks they give."""
 import os
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -15,6 +14,15 @@ from facetracks.pipeline.detect import HaarDetector
 from .clips import gray_frames
 
 
+def turned(m: np.ndarray, angle_deg: float, mirror: bool, size: int) -> np.ndarray:
+    """`m` followed by a turn (and a mirror) about the crop's centre: matrices of every kind."""
+    a, half = np.deg2rad(angle_deg), size / 2
+    r = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]]) * np.array([[-1.0], [1.0]] if mirror else 1.0)
+    out = r @ m
+    out[:, 2] += np.array([half, half]) - r @ np.array([half, half])
+    return out
+
+
 @pytest.mark.parametrize("spec", [CropSpec(112, 1.35), CropSpec(64, 1.35)])
 def test_crops_equal_warp_affine(videos_dir, spec):
     rng = np.random.default_rng(1)
@@ -23,8 +31,8 @@ def test_crops_equal_warp_affine(videos_dir, spec):
     mats, idx = [], []
     for _ in range(120):                       # in-image, partly and wholly outside; rotated, mirrored
         sq = np.array([rng.uniform(-60, w + 60), rng.uniform(-60, h + 60), rng.uniform(16, 1.5 * h)], np.float32)
-        mats.append(crop_matrix(sq, spec, angle_deg=float(rng.uniform(-40, 40)) * (rng.random() < 0.5),
-                                flip=bool(rng.random() < 0.3)))
+        mats.append(turned(crop_matrix(sq, spec), float(rng.uniform(-40, 40)) * (rng.random() < 0.5),
+                           bool(rng.random() < 0.3), spec.input_size))
         idx.append(int(rng.integers(0, len(frames))))
     ref = np.stack([warp_crop(frames[i], m, spec) for i, m in zip(idx, mats)])
     got = warp_crops(torch.from_numpy(np.stack(frames)), idx, np.stack(mats), spec)

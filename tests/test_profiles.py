@@ -46,8 +46,8 @@ def test_every_profile_names_a_shipped_model():
 
 def test_profile_values_are_defaults_and_options_override_them(data_dir, tmp_path):
     from facetracks.jobs.cli import main
-    from .clips import moving_clip, pick_test_faces
-    moving_clip(str(tmp_path / "one.mp4"), pick_test_faces(data_dir, 1), frames_each=4)
+    from .clips import moving_clip, pick_faces
+    moving_clip(str(tmp_path / "one.mp4"), pick_faces(data_dir, 1), frames_each=4)
     out = tmp_path / "out"
     assert main(["annotate", str(tmp_path / "one.mp4"), "--out", str(out), "--profile", "fast",
                  "--detect-every", "5"]) == 0

@@ -14,7 +14,7 @@ from facetracks.pipeline.filters import face_mask, get_filter
 from facetracks.pipeline.parquet import track_meta, write_tracks
 from facetracks.pipeline.render import TracksMismatch, faces_by_frame, load_tracks_for, render_video
 
-from .clips import moving_clip, pick_test_faces, rotated_clip
+from .clips import moving_clip, pick_faces, rotated_clip
 from .conftest import write_video
 
 
@@ -46,7 +46,7 @@ def audio_packets(path):
 @pytest.fixture(scope="module")
 def made(data_dir, tmp_path_factory, predictor):
     d = tmp_path_factory.mktemp("render")
-    faces = pick_test_faces(data_dir, 2)
+    faces = pick_faces(data_dir, 2)
     clip = moving_clip(str(d / "talk.mp4"), faces[:2], frames_each=6, audio_seconds=1.0)
     r = annotate_to(clip.path, str(d / "talk.parquet"), predictor)
     return d, clip, r
@@ -96,7 +96,7 @@ def test_real_clip_with_sound(videos_dir, tmp_path, predictor):
 
 
 def test_rotated_input_keeps_its_display_matrix(data_dir, tmp_path, predictor):
-    face = pick_test_faces(data_dir, 1)[0]
+    face = pick_faces(data_dir, 1)[0]
     clip = rotated_clip(str(tmp_path / "rot.mp4"), face)
     annotate_to(clip.path, str(tmp_path / "rot.parquet"), predictor)
     out = str(tmp_path / "rot.out.mp4")

@@ -1,4 +1,4 @@
-"""Segment planning and stitching (pure), and a segmented run equal across actor counts (real Ray)."""
+"""Segment planning and stitching, pure (a segmented run on real Ray actors, equal across actor counts: test_cluster.py)."""
 import numpy as np
 import pyarrow as pa
 

@@ -1,4 +1,4 @@
-"""Composable sample transforms: the seed's Normalize / Rescale / RandomCrop / ToTensor, plus the
+"""Composable sample transforms: the crop to the network's input, Normalize and ToTensor, and the
 augmentation that makes a landmark model survive video (mirror with the 68-point permutation,
 rotation, detector-shaped box jitter, brightness / contrast / blur).
 
@@ -134,41 +134,6 @@ class CropToInput:
         out["gray"] = warp_crop(s["gray"], m, self.spec)
         out["points"] = (s["points"] @ m[:, :2].T + m[:, 2]).astype(np.float32)
         out["square"] = np.array([self.spec.input_size / 2] * 2 + [self.spec.input_size / self.spec.expand], np.float32)
-        return out
-
-
-@dataclass
-class Rescale:
-    """The seed's Rescale: resize so the shorter side is `size` (int) or to exactly (h, w)."""
-    size: int | tuple[int, int]
-
-    def __call__(self, s: Sample) -> Sample:
-        h, w = s["gray"].shape[:2]
-        if isinstance(self.size, int):
-            f = self.size / min(h, w)
-            nh, nw = round(h * f), round(w * f)
-        else:
-            nh, nw = self.size
-        m = np.array([[nw / w, 0, 0], [0, nh / h, 0]], np.float64)
-        return _warp_sample(s, m, (nw, nh))
-
-
-@dataclass
-class RandomCrop:
-    """The seed's RandomCrop: a random `size` x `size` window; points shift with it."""
-    size: int
-    rng: np.random.Generator = field(default_factory=np.random.default_rng)
-
-    def __call__(self, s: Sample) -> Sample:
-        h, w = s["gray"].shape[:2]
-        top = int(self.rng.integers(0, h - self.size + 1))
-        left = int(self.rng.integers(0, w - self.size + 1))
-        out = dict(s)
-        out["gray"] = s["gray"][top:top + self.size, left:left + self.size]
-        out["points"] = s["points"] - np.array([left, top], np.float32)
-        if "square" in s:
-            out["square"] = s["square"] - np.array([left, top, 0], np.float32)
-        out.pop("det_square", None)
         return out
 
 

@@ -8,7 +8,7 @@ RAW_DIR holds points as predicted, unsmoothed:
 - RAW_DIR/<profile>/*.parquet: `facetracks annotate <the 8 single-face clips of ../shared/videos>
   --out RAW_DIR/<profile> --profile <profile> --smooth none`;
 - RAW_DIR/moving/{truth.npz, <profile>.parquet}: `facetracks.jobs.steady.moving_stills` on 10 identity-test
-  stills (`pick_samples(DATA, 10)`, 32 frames each), annotated by `facetracks.pipeline.annotate.annotate_video`;
+  stills (`jobs.clips.pick_faces(DATA, 10, max_h=260)`, 32 frames each), annotated by `facetracks.pipeline.annotate.annotate_video`;
 - RAW_DIR/shake/{truth.npz, <profile>.parquet}: the same with 8 stills, `frames_each=40, seed=1,
   shake=True` (optional).
 Besides the shipped filter and its variants it runs causal filters (One Euro, constant-velocity
