@@ -1,5 +1,5 @@
 """`facetracks bench` end to end on a tiny real clip: the table's JSON is complete and coherent
-(no timing is asserted: only that every path ran over every frame and the ratios are its own)."""
+(no timing is asserted: only that every path ran over every frame and every stage was timed)."""
 import json
 
 import pytest
@@ -25,13 +25,14 @@ def test_table_covers_every_path_and_profile(clip, tmp_path):
     assert row["decode"]["frames"] == 12 and row["naive"]["frames"] == 6
     for name, full in row["profiles"].items():
         assert full["frames"] == 12 and full["faces"] >= 10, name
-        assert full["over_decode"] == pytest.approx(full["fps"] / row["decode"]["fps"])
-        assert full["over_naive"] == pytest.approx(full["fps"] / row["naive"]["fps"])
-        assert sum(full["stage_share"].values()) == pytest.approx(1.0, abs=0.01)
+        stages = full["stage_s"]
+        assert all(stages[k] > 0 for k in ("detect", "landmarks", "smooth", "parquet")), stages   # each one timed
+        assert stages["decode+other"] >= 0, stages          # the remainder: no stage counted twice
+        assert full["jitter"]["raw"] > 0 and full["jitter"]["smoothed"] > 0, full["jitter"]   # measured, not NaN
 
 
 def test_scaling_runs_the_ray_job(clip, tmp_path):
     out = tmp_path / "s.json"
     assert main(["bench", clip.path, "--actors", "1", "--profiles", "fast", "--json", str(out)]) == 0
     (run,) = json.loads(out.read_text())["scaling"]["fast"]["runs"]
-    assert run["actors"] == 1 and run["frames"] == 12 and run["efficiency"] == pytest.approx(1.0)
+    assert run["actors"] == run["requested"] == 1 and run["frames"] == 12 and run["fps"] > 0

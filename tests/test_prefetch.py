@@ -6,19 +6,32 @@ import pytest
 from facetracks.pipeline.prefetch import prefetch
 
 
-def test_yields_everything_in_order_and_bounded():
-    seen = []
+def test_yields_everything_in_order_reading_ahead_at_most_depth_items():
+    """The source records how far ahead of the consumer each item is read; the consumer takes each
+    item only once the source has got `depth` items ahead (so read-ahead is exercised, by events,
+    not by sleeping)."""
+    depth, n = 4, 100
+    cond = threading.Condition()
+    state = {"produced": 0, "consumed": 0, "lead": 0}
 
     def source():
-        for i in range(100):
-            seen.append(i)
+        for i in range(n):
+            with cond:
+                state["lead"] = max(state["lead"], i - state["consumed"])
+                state["produced"] = i + 1
+                cond.notify_all()
             yield i
 
-    it = prefetch(source(), depth=4)
-    assert next(it) == 0
-    threading.Event().wait(0.2)
-    assert len(seen) <= 1 + 4 + 1          # one taken, four queued, one waiting to be put
-    assert [0] + list(it) == list(range(100))
+    got = []
+    for x in prefetch(source(), depth=depth):
+        with cond:
+            state["consumed"] += 1
+            assert cond.wait_for(lambda: state["produced"] >= min(state["consumed"] + depth, n), timeout=60), \
+                "the source was not read ahead"
+        got.append(x)
+    assert got == list(range(n))
+    # taken: consumed (+1 on its way to the consumer); queued: depth; the source's own item
+    assert depth - 1 <= state["lead"] <= depth + 1
 
 
 def test_errors_reach_the_consumer_after_the_items_before_them():
