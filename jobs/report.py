@@ -65,8 +65,9 @@ def video_pictures(v: VideoReport, folder: str, key: str, min_score: float | Non
         return pics
     os.makedirs(os.path.join(folder, key), exist_ok=True)
     faces = v.tracks_df
-    pics.timeline = _save(timeline_chart(faces, v.duration_s), folder, f"{key}/timeline.png")
-    pics.score = _save(score_chart(faces, v.duration_s, min_score), folder, f"{key}/score.png")
+    if (v.frames or 0) > 1:      # a photo has no time to chart
+        pics.timeline = _save(timeline_chart(faces, v.duration_s), folder, f"{key}/timeline.png")
+        pics.score = _save(score_chart(faces, v.duration_s, min_score), folder, f"{key}/score.png")
     if not v.source or not os.path.isfile(v.source):
         pics.notes.append(f"no thumbnails: the source video {v.source or '(unknown)'} is not reachable from here")
     else:

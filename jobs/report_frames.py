@@ -9,7 +9,7 @@ import pandas as pd
 
 from facetracks.models.draw import draw_landmarks
 from facetracks.pipeline.schema import points_from_columns
-from facetracks.pipeline.video import iter_frames
+from facetracks.pipeline.video import VideoError, iter_frames
 
 from .report_charts import track_color
 
@@ -20,10 +20,16 @@ CROP_MARGIN = 1.6            # the crop's side over the landmarks' larger side: 
 
 def grab_frames(path: str, wanted: dict[int, float], timing: str = "pts") -> dict[int, np.ndarray]:
     """BGR frames of `path` by frame index ({index: time_s} as the track file has them). With PTS
-    each frame is reached by seeking to its time; without (raw streams) by decoding from the start."""
+    each frame is reached by seeking to its time; without (raw streams) by decoding from the start;
+    a photo is read whole."""
     got: dict[int, np.ndarray] = {}
     if not wanted:
         return got
+    if timing == "photo":        # one frame; OpenCV applies the EXIF orientation, as annotate did
+        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        if img is None:
+            raise VideoError(f"{path}: cannot read the image again")
+        return {0: img} if 0 in wanted else got
     if timing != "pts":
         last = max(wanted)
         for f in iter_frames(path, color=True):
