@@ -45,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cpus-per-actor", type=nonneg_float, default=0)
     p.add_argument("--gpus-per-actor", type=nonneg_float, default=None, help="fractions allowed; default 1 if GPUs")
     p.add_argument("--batch-size", type=positive_int,
-                   help=f"most frames whose faces go through the network in one batch (default {FollowParams().batch_frames})")
+                   help=f"most frames whose faces go through the network in one batch (default {FollowParams().batch_size})")
     p.add_argument("--segment-seconds", type=nonneg_float, default=120.0,
                    help="split longer videos at keyframes this far apart, over several actors (0: never)")
     p.add_argument("--overwrite", action="store_true", help="redo videos whose output is current")
@@ -65,9 +65,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "where the model runs (for GPU actors; on a CPU 3.5-5x slower)")
     g.add_argument("--scale-factor", type=scale_step, help=f"Haar scale step (default {d['scale_factor'].default})")
     g.add_argument("--min-neighbors", type=nonneg_int, help=f"default {d['min_neighbors'].default}")
-    g.add_argument("--min-face", type=positive_int, help=f"smallest face side, pixels (default {d['min_size'].default})")
+    g.add_argument("--min-face", type=positive_int, help=f"smallest face side, pixels (default {d['min_face'].default})")
     g.add_argument("--detect-side", type=detect_side,
-                   help=f"longest side the detector sees, frames are downscaled to it (default {d['max_side'].default})")
+                   help=f"longest side the detector sees, frames are downscaled to it (default {d['detect_side'].default})")
     g.add_argument("--detect-every", type=positive_int,
                    help=f"frames between detections while faces are followed, 1: every frame (default {f.detect_every})")
     g.add_argument("--idle-detect-every", type=positive_int,
@@ -152,11 +152,11 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         return _refuse(f"{weights}: cannot use these weights ({e})")
     detector = _given({"scale_factor": args.scale_factor, "min_neighbors": args.min_neighbors,
-                       "min_size": args.min_face, "max_side": args.detect_side}, prof.detector, _DETECTOR)
+                       "min_face": args.min_face, "detect_side": args.detect_side}, prof.detector, _DETECTOR)
     detector["backend"] = args.detector
     follow = _given({"detect_every": args.detect_every, "idle_detect_every": args.idle_detect_every,
                      "min_score": args.min_score, "max_faces": args.max_faces, "cut_threshold": args.cut_threshold,
-                     "batch_frames": args.batch_size}, prof.follow, FollowParams())
+                     "batch_size": args.batch_size}, prof.follow, FollowParams())
     predictor = _given({"refine": args.refine, "flip": False if args.no_flip else None}, prof.predictor, _PREDICTOR)
     predictor["half"] = False if args.fp32 else None         # None: float16 where the actor has a GPU
     opt = RunOptions(out_dir=args.out, weights=weights_bytes, model_id=f"{cfg.name}@{cfg.version}", detector=detector,

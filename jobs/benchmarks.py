@@ -86,7 +86,7 @@ def full_path(path: str, parts: ProfileParts, smooth: SmoothParams | None = None
 
 def naive_path(path: str, predictor: LandmarkPredictor, max_frames: int) -> dict:
     """The seed notebook's loop: colour frame, Haar on the full frame, one face per forward."""
-    det = HaarDetector(max_side=1 << 16)
+    det = HaarDetector(detect_side=1 << 16)
     p = replace(predictor, refine=0, flip=False)
     n, t = 0, time.perf_counter()
     with av.open(path) as c:
@@ -125,7 +125,7 @@ def accuracy(parts: ProfileParts, clip: tuple[str, list]) -> dict:
     from facetracks.training.metrics import nme
     path, truth = clip
     out = {}
-    for name, params in (("followed", parts.follow), ("per-frame", replace(parts.follow, detect_every=1, batch_frames=1))):
+    for name, params in (("followed", parts.follow), ("per-frame", replace(parts.follow, detect_every=1, batch_size=1))):
         df = annotate_video(path, "truth.mp4", parts.detector, parts.predictor, params).table.to_pandas()
         df = df[df.track_id.notna()]
         pts = points_from_columns(df)

@@ -30,15 +30,15 @@ def _cascade_path(name: str) -> str:
 class HaarDetector:
     """Haar cascade on a downscaled copy of the frame.
 
-    `max_side` bounds the longest side the cascade sees (detection cost grows with area, and
+    `detect_side` bounds the longest side the cascade sees (detection cost grows with area, and
     faces worth landmarking survive the downscale); boxes are mapped back to full resolution.
     The score is the cascade's final-stage weight (`detectMultiScale3` level weights), a margin
     that grows with how face-like the window is.
     """
     scale_factor: float = 1.1
     min_neighbors: int = 5
-    min_size: int = 24
-    max_side: int = 640
+    min_face: int = 24             # smallest face side, pixels of the full frame
+    detect_side: int = 640         # longest side the cascade sees
     cascade: str = "haarcascade_frontalface_default.xml"
     _clf: cv2.CascadeClassifier = field(init=False, repr=False)
 
@@ -50,9 +50,9 @@ class HaarDetector:
 
     def detect(self, gray: np.ndarray) -> np.ndarray:
         h, w = gray.shape[:2]
-        f = min(1.0, self.max_side / max(h, w))
+        f = min(1.0, self.detect_side / max(h, w))
         img = gray if f == 1.0 else cv2.resize(gray, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA)
-        min_side = max(8, round(self.min_size * f))
+        min_side = max(8, round(self.min_face * f))
         boxes, _, weights = self._clf.detectMultiScale3(
             img, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
             minSize=(min_side, min_side), outputRejectLevels=True)

@@ -31,7 +31,7 @@ from .video import Frame
 @dataclass
 class FollowParams:
     detect_every: int = 8          # frames between detections while faces are followed (1: every frame)
-    batch_frames: int = 8          # most frames whose faces share one forward pass
+    batch_size: int = 8          # most frames whose faces share one forward pass
     idle_detect_every: int = 1     # frames between detections while no face is followed
     min_score: float = 0.35        # below this a face is lost: re-detect, or drop it
     max_faces: int = 16            # per frame, largest first
@@ -93,8 +93,8 @@ class Schedule:
 
     def chunk_size(self, cuts: list[bool]) -> int:
         """Frames (of those read ahead, `cuts` flagging new shots) to landmark in one batch: up to
-        the next scheduled detection, at most `batch_frames`, never across a cut."""
-        n = min(len(cuts), self.params.batch_frames, max(1, self.params.detect_every - self.since_detect))
+        the next scheduled detection, at most `batch_size`, never across a cut."""
+        n = min(len(cuts), self.params.batch_size, max(1, self.params.detect_every - self.since_detect))
         return next((k for k in range(1, n) if cuts[k]), n)
 
     def verdict(self, kept: np.ndarray, frame_indices: list[int]) -> Verdict:
@@ -131,7 +131,7 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
     p = params or FollowParams()
     st = stats if stats is not None else FollowStats()
     tracker = FaceTracker()
-    ahead = Lookahead(frames, max(p.detect_every, p.batch_frames), p.cut_threshold)
+    ahead = Lookahead(frames, max(p.detect_every, p.batch_size), p.cut_threshold)
     plan = Schedule(p)
     while ahead.fill():
         if ahead.take_cut():             # a new shot: its faces are new tracks, found by the detector

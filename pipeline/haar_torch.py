@@ -6,7 +6,7 @@ evaluates the *same* cascade (`haarcascade_frontalface_default.xml`, parsed here
 4.x's `cascadedetect.cpp` does, but as tensor operations over every window of every scale of
 every frame of a batch, so that one call keeps a GPU busy:
 
-- the same downscale to `max_side` (INTER_AREA) and the same scale pyramid: scales are
+- the same downscale to `detect_side` (INTER_AREA) and the same scale pyramid: scales are
   `scale_factor**k` stored as float32, each scale's image is the frame resized to
   `round(size / scale)` with OpenCV's bit-exact fixed-point bilinear resize (reproduced bit for
   bit, see `resize_linear_exact`), windows step 2 px below scale 2 and 1 px from scale 2 up;
@@ -288,8 +288,8 @@ class TorchHaarDetector:
     evaluates the cascade with torch on `device`, one batch of equal-size frames per call."""
     scale_factor: float = 1.1
     min_neighbors: int = 5
-    min_size: int = 24
-    max_side: int = 640
+    min_face: int = 24
+    detect_side: int = 640
     cascade: str = "haarcascade_frontalface_default.xml"
     device: str | torch.device = "cpu"
     _c: Cascade = field(init=False, repr=False)
@@ -319,10 +319,10 @@ class TorchHaarDetector:
         b, h, w = frames.shape
         if b == 0:
             return []
-        f = min(1.0, self.max_side / max(h, w))
+        f = min(1.0, self.detect_side / max(h, w))
         size = (w, h) if f == 1.0 else (round(w * f), round(h * f))
         img = frames if f == 1.0 else resize_area(frames, *size)
-        min_side = max(8, round(self.min_size * f))
+        min_side = max(8, round(self.min_face * f))
         raw = self.candidates(img, min_side)
         out = []
         for rects, weights in raw:

@@ -32,8 +32,8 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "accurate": Profile("ft68-resnet-s", predictor={"refine": 1, "flip": True}),
-    "fast": Profile("ft68-resnet-xs", detector={"max_side": 320, "scale_factor": 1.2},
-                    follow={"detect_every": 24, "batch_frames": 24, "min_score": 0.2}, predictor={"refine": 1, "flip": False}),
+    "fast": Profile("ft68-resnet-xs", detector={"detect_side": 320, "scale_factor": 1.2},
+                    follow={"detect_every": 24, "batch_size": 24, "min_score": 0.2}, predictor={"refine": 1, "flip": False}),
 }
 DEFAULT_PROFILE = "accurate"
 

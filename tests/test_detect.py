@@ -28,7 +28,7 @@ def test_haar_finds_real_faces_and_not_blank(data_dir):
 def test_downscaled_detection_maps_boxes_back(data_dir):
     s = load_split(data_dir, "identity", "test", limit=1)[0]
     big = cv2.resize(s.gray, None, fx=4, fy=4)
-    d = HaarDetector(max_side=max(s.gray.shape)).detect(big)
+    d = HaarDetector(detect_side=max(s.gray.shape)).detect(big)
     assert len(d)
     cx, cy = s.points.mean(axis=0) * 4
     x, y, w, h, _ = d[0]

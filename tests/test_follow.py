@@ -75,16 +75,16 @@ def run(frames, det, pred, **params):
 
 def test_detects_every_n_frames_while_following_and_batches_up_to_the_next_detection():
     det, pred = Detector(), Predictor()
-    ids, st = run(clip(20), det, pred, detect_every=4, batch_frames=4)
+    ids, st = run(clip(20), det, pred, detect_every=4, batch_size=4)
     assert det.calls == [0, 4, 8, 12, 16]
     assert pred.batches == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [12, 13, 14, 15], [16, 17, 18, 19]]
     assert set(map(tuple, ids.values())) == {(0,)}
     assert (st.frames, st.detections, st.faces, st.crops) == (20, 5, 20, 20)
 
 
-def test_batches_are_capped_by_batch_frames():
+def test_batches_are_capped_by_batch_size():
     det, pred = Detector(), Predictor()
-    run(clip(12), det, pred, detect_every=8, batch_frames=3)
+    run(clip(12), det, pred, detect_every=8, batch_size=3)
     assert det.calls == [0, 8]
     assert pred.batches == [[0, 1, 2], [3, 4, 5], [6, 7], [8, 9, 10], [11]]
 
@@ -99,7 +99,7 @@ def test_without_faces_the_detector_runs_every_idle_frames(idle, calls):
 
 def test_a_cut_ends_the_tracks_forces_a_detection_and_splits_the_batch():
     det, pred = Detector(), Predictor()
-    ids, st = run(clip(20, shots={10: 200}), det, pred, detect_every=8, batch_frames=8)
+    ids, st = run(clip(20, shots={10: 200}), det, pred, detect_every=8, batch_size=8)
     assert det.calls == [0, 8, 10, 18]
     assert pred.batches == [list(range(8)), [8, 9], list(range(10, 18)), [18, 19]]
     assert [ids[i] for i in (0, 9, 10, 19)] == [[0], [0], [1], [1]]      # the new shot's face is a new track
@@ -108,14 +108,14 @@ def test_a_cut_ends_the_tracks_forces_a_detection_and_splits_the_batch():
 
 def test_a_cut_frame_that_is_retried_does_not_end_its_own_tracks():
     det, pred = Detector(), Predictor(low={10: 1})
-    ids, st = run(clip(20, shots={10: 200}), det, pred, detect_every=8, batch_frames=8)
+    ids, st = run(clip(20, shots={10: 200}), det, pred, detect_every=8, batch_size=8)
     assert det.calls == [0, 8, 10, 10, 18]
     assert ids[10] == ids[19] == [1] and st.cuts == 1
 
 
 def test_a_confidence_drop_redetects_at_once_and_keeps_the_face_when_the_retry_is_good():
     det, pred = Detector(), Predictor(low={5: 1})
-    ids, _ = run(clip(16), det, pred, detect_every=8, batch_frames=8)
+    ids, _ = run(clip(16), det, pred, detect_every=8, batch_size=8)
     assert det.calls == [0, 5, 13]
     assert pred.batches[:2] == [list(range(8)), list(range(5, 13))]
     assert all(ids[i] == [0] for i in range(16))
@@ -123,7 +123,7 @@ def test_a_confidence_drop_redetects_at_once_and_keeps_the_face_when_the_retry_i
 
 def test_a_face_still_lost_on_the_retry_is_dropped_and_a_new_track_starts():
     det, pred = Detector(), Predictor(low={5: 2})
-    ids, st = run(clip(16), det, pred, detect_every=8, batch_frames=8)
+    ids, st = run(clip(16), det, pred, detect_every=8, batch_size=8)
     assert det.calls == [0, 5, 6, 14]
     assert [ids[i] for i in (4, 5, 6, 15)] == [[0], [], [1], [1]]
     assert st.faces == 15
@@ -131,7 +131,7 @@ def test_a_face_still_lost_on_the_retry_is_dropped_and_a_new_track_starts():
 
 def test_an_unmeasured_score_never_drops_a_face():
     det, pred = Detector(), Predictor(unmeasured=True)
-    ids, _ = run(clip(10), det, pred, detect_every=8, batch_frames=8, min_score=0.35)
+    ids, _ = run(clip(10), det, pred, detect_every=8, batch_size=8, min_score=0.35)
     assert det.calls == [0, 8] and all(v == [0] for v in ids.values())
 
 
@@ -145,7 +145,7 @@ def test_only_the_largest_faces_are_followed():
 
 
 def test_schedule_alone():
-    s = Schedule(FollowParams(detect_every=4, batch_frames=8, idle_detect_every=2))
+    s = Schedule(FollowParams(detect_every=4, batch_size=8, idle_detect_every=2))
     assert s.detect_now(following=False, lost=False)                 # never detected yet
     s.detected()
     assert s.chunk_size([False] * 8) == 4                             # up to the next detection

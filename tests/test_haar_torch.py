@@ -90,8 +90,8 @@ def test_raw_windows_and_weights_identical_to_opencv(videos_dir):
         assert got == ref
 
 
-@pytest.mark.parametrize("profile,per_clip", [(dict(scale_factor=1.1, max_side=640), 1),
-                                              (dict(scale_factor=1.2, max_side=320), 2)])
+@pytest.mark.parametrize("profile,per_clip", [(dict(scale_factor=1.1, detect_side=640), 1),
+                                              (dict(scale_factor=1.2, detect_side=320), 2)])
 def test_boxes_match_opencv_on_clips_and_identity_images(videos_dir, data_dir, profile, per_clip):
     """The accurate and fast profiles' detector settings, on real clips (frames of 480 to 1280 px,
     downscaled as HaarDetector does) and identity-test images (~200 px)."""

@@ -27,7 +27,7 @@ def test_followed_landmarks_match_per_frame_detection(videos_dir, name, mean_tol
     path = os.path.join(videos_dir, CLIP)
     followed = annotate_video(path, CLIP, p.detector, p.predictor, p.follow, end_s=4.0)
     per_frame = annotate_video(path, CLIP, p.detector, p.predictor,
-                               replace(p.follow, detect_every=1, batch_frames=1), end_s=4.0)
+                               replace(p.follow, detect_every=1, batch_size=1), end_s=4.0)
     assert followed.stats.detections < per_frame.stats.detections / 4
     fa, a = _points(followed.table.to_pandas())
     fb, b = _points(per_frame.table.to_pandas())
@@ -55,6 +55,6 @@ def test_profile_values_are_defaults_and_options_override_them(data_dir, tmp_pat
     assert meta["model"].startswith("ft68-resnet-xs@")
     params = meta["params"]
     assert params["follow"]["detect_every"] == 5                          # the option
-    assert params["follow"]["batch_frames"] == PROFILES["fast"].follow["batch_frames"]   # the profile
-    assert params["detector"]["max_side"] == 320 and params["predictor"] == {"refine": 1, "flip": False, "half": None}
+    assert params["follow"]["batch_size"] == PROFILES["fast"].follow["batch_size"]   # the profile
+    assert params["detector"]["detect_side"] == 320 and params["predictor"] == {"refine": 1, "flip": False, "half": None}
     assert params["detector"]["min_neighbors"] == 5                       # the dataclass default
