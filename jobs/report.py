@@ -13,7 +13,7 @@ from facetracks.pipeline.atomic import temp_name, temp_path
 from facetracks.pipeline.video import VideoError
 
 from .report_charts import score_chart, timeline_chart
-from .report_data import VideoReport, load_report, lowest_score_rows, spaced_frames
+from .report_data import VideoReport, face_rows, load_report, lowest_score_rows, spaced_frames
 from .report_frames import face_crop, frame_thumb, grab_frames
 from .report_html import Picture, VideoPictures, render_html
 
@@ -31,12 +31,13 @@ def _save(img: np.ndarray, folder: str, rel: str, caption: str = "") -> Picture:
 
 
 def _frame_pictures(v: VideoReport, pics: VideoPictures, folder: str, key: str, n_frames: int, n_worst: int) -> None:
-    faces = v.tracks_df
-    spaced = spaced_frames(faces, v.frames or 0, n_frames)
-    worst = lowest_score_rows(faces, n_worst)
-    rows_at = {int(i): g for i, g in faces.groupby("frame_index")}
+    spaced = spaced_frames(v.tracks_df, v.frames or 0, n_frames)
+    worst_frames = lowest_score_rows(v.tracks_df, n_worst).frame_index.astype(int).tolist()
     times = v.frame_times
-    wanted = {i: float(times[i]) for i in set(spaced) | set(worst.frame_index.astype(int))}
+    wanted = {i: float(times[i]) for i in set(spaced) | set(worst_frames)}
+    faces = face_rows(v, list(wanted))
+    rows_at = {int(i): g for i, g in faces.groupby("frame_index")}
+    worst = lowest_score_rows(faces, n_worst)      # the same picks: the greedy choice over a superset of them
     try:
         frames = grab_frames(v.source, wanted, v.timing)
     except (VideoError, OSError) as e:

@@ -35,7 +35,8 @@ class VideoReport:
     duration_s: float = 0.0
     source: str | None = None     # the video the tracks came from, as annotate saw it
     timing: str = "pts"           # how its frames are timed (pipeline/video.py): how to find one again
-    tracks_df: pd.DataFrame | None = field(default=None, repr=False)   # face rows only
+    tracks_path: str | None = None
+    tracks_df: pd.DataFrame | None = field(default=None, repr=False)   # face rows only, without points
     frame_times: pd.Series | None = field(default=None, repr=False)    # time_s by frame_index, every frame
     note: str | None = None       # why something is missing (no track file, source gone)
 
@@ -58,7 +59,7 @@ def read_summary(out_dir: str) -> dict:
     return summary
 
 
-_COLUMNS = ["frame_index", "time_s", "track_id", "score"] + BOX_COLUMNS + POINT_COLUMNS
+_COLUMNS = ["frame_index", "time_s", "track_id", "score"]      # the points are read per picture (face_rows)
 
 
 def load_video(out_dir: str, name: str, entry: dict) -> VideoReport:
@@ -73,6 +74,7 @@ def load_video(out_dir: str, name: str, entry: dict) -> VideoReport:
     except (OSError, ValueError) as e:
         rep.note = f"cannot read the track file {path} ({e})"
         return rep
+    rep.tracks_path = path
     meta = read_meta(path) or {}
     source = meta.get("source") or {}
     rep.source, rep.timing = source.get("path"), source.get("timing", "pts")
@@ -91,6 +93,16 @@ def load_video(out_dir: str, name: str, entry: dict) -> VideoReport:
 def load_report(out_dir: str) -> tuple[dict, list[VideoReport]]:
     summary = read_summary(out_dir)
     return summary, [load_video(out_dir, n, e) for n, e in sorted(summary["videos"].items())]
+
+
+def face_rows(rep: VideoReport, frames: list[int]) -> pd.DataFrame:
+    """The face rows of some frames with their points: read for those frames only (a two-hour
+    video's points are over a hundred MB; a report shows ten frames of them)."""
+    if not frames:
+        return pd.DataFrame(columns=["frame_index", "track_id", "score"] + BOX_COLUMNS + POINT_COLUMNS)
+    t = pq.read_table(rep.tracks_path, columns=["frame_index", "time_s", "track_id", "score"] + BOX_COLUMNS + POINT_COLUMNS,
+                      filters=[("frame_index", "in", sorted(frames))]).to_pandas()
+    return t[t.track_id.notna()].reset_index(drop=True)
 
 
 def spaced_frames(faces: pd.DataFrame, frames: int, n: int) -> list[int]:
