@@ -1,4 +1,4 @@
-"""`facetracks annotate`: videos -> per-frame 68-point landmark tracks in Parquet, on Ray actors."""
+"""`facetracks annotate`: videos and photos -> per-frame 68-point landmark tracks in Parquet, on Ray actors."""
 from __future__ import annotations
 
 import argparse
@@ -18,9 +18,10 @@ from facetracks.pipeline.smoothing import SmoothParams, parse_smooth
 
 from .argtypes import bounded, nonneg_float, nonneg_int, positive_int, scale_step, unit_float
 from .inputs import expand_inputs
-from .outputs import is_uri
+from .outputs import clean_dest, is_uri
 from .render_cmd import add_render_options
 from .report_cmd import report
+from .progress import PROGRESS_CHOICES
 from .ray_runner import ClusterError, RunOptions, WorkerStartError, run_annotate
 from .sizing import ActorSizeError
 
@@ -35,7 +36,8 @@ detect_side = bounded(int, lambda v: v >= 32, ">= 32 (pixels)")
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("annotate", help="landmark every frame of every video into Parquet", description=__doc__)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, folders (recursive) or globs")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="video or photo files, folders (recursive) or globs; photos: JPEG, PNG, WebP, BMP, TIFF")
     p.add_argument("--out", required=True,
                    help="output folder or pyarrow filesystem URI (s3://bucket/prefix): <relative path>.parquet per video, _summary.json")
     p.add_argument("--weights", default=None,
@@ -49,11 +51,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--segment-seconds", type=nonneg_float, default=120.0,
                    help="split longer videos at keyframes this far apart, over several actors (0: never)")
     p.add_argument("--overwrite", action="store_true", help="redo videos whose output is current")
+    p.add_argument("--progress", default="auto", choices=PROGRESS_CHOICES,
+                   help="a bar of frames done, fps and ETA on stderr; auto: when stderr is a terminal")
     p.add_argument("--smooth", type=parse_smooth, default=SmoothParams(), metavar="FILTER",
                    help="temporal smoothing per track, no lag (centred window): local-poly (default) or none "
                         "(points as predicted); parameters as local-poly:radius=8,shape_radius=4")
     p.add_argument("--render", default=None, metavar="FILTER",
-                   help=f"also write DIR/<relative path>.<FILTER>.mp4 ({', '.join(FILTERS)}, or 'overlay' with --overlay)")
+                   help=f"also write DIR/<relative path>.<FILTER>.mp4, for a photo .<FILTER>.<its format> "
+                        f"({', '.join(FILTERS)}, or 'overlay' with --overlay)")
     add_render_options(p)
     p.add_argument("--report", action="store_true", help="also write DIR/report.html at the end (facetracks report)")
     g = p.add_argument_group("detection and following (each overrides the --profile value)")
@@ -122,12 +127,13 @@ def _out_error(args: argparse.Namespace) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    args.out = clean_dest(args.out)
     error = _usage_error(args)
     if error:
         return _refuse(error)
     items = expand_inputs(args.inputs, exclude_renders_under=None if is_uri(args.out) else args.out)
     if not items:
-        return _refuse(f"no videos found in {' '.join(args.inputs)}")
+        return _refuse(f"no videos or photos found in {' '.join(args.inputs)}")
     render = None
     if args.render:
         if args.overlay and args.render != "overlay":
@@ -163,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
                      follow=follow, predictor=predictor, address=args.address, actors=args.actors,
                      cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
                      overwrite=args.overwrite, render=render, segment_s=args.segment_seconds,
-                     smooth=args.smooth.to_dict(),
+                     smooth=args.smooth.to_dict(), progress=args.progress,
                      # trackers restart per segment, so the segment length is part of the result
                      # the weights' content, not only their name@version ("dev" for a user's own run)
                      params_for_key={"weights_sha256": hashlib.sha256(weights_bytes).hexdigest(),
@@ -190,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
           f"{frames} frames in {summary['seconds']:.1f} s; summary in {os.path.join(args.out, '_summary.json')}")
     for r in renders.values():
         if r["status"] == "ok":
-            print(f"  rendered: {r['output']} (audio: {r['audio']})")
+            print(f"  rendered: {r['output']}" + (f" (audio: {r['audio']})" if "audio" in r else ""))
     for name, err in failed.items():
         print(f"  failed: {name}: {err}", file=sys.stderr)
     bad_renders = {n: r["error"] for n, r in renders.items() if r["status"] != "ok"}

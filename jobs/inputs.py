@@ -1,4 +1,4 @@
-"""Turning INPUT arguments (files, folders, globs) into videos and their output paths."""
+"""Turning INPUT arguments (files, folders, globs) into videos and photos, and their output paths."""
 from __future__ import annotations
 
 import glob
@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 from facetracks.pipeline.filters import FILTERS
+from facetracks.pipeline.photo import IMAGE_EXTENSIONS, is_photo
 from facetracks.pipeline.render import OUTPUT_FORMATS
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".wmv", ".asf", ".m4v", ".mpg", ".mpeg", ".m2v",
@@ -20,8 +21,14 @@ class VideoItem:
     def output(self, out_dir: str) -> str:
         return os.path.join(out_dir, _safe_name(self.name) + ".parquet")
 
+    @property
+    def photo(self) -> bool:
+        return is_photo(self.path)
+
     def rendered(self, out_dir: str, filter_name: str) -> str:
-        return os.path.join(out_dir, f"{_safe_name(self.name)}.{filter_name}.mp4")
+        """A video renders to .mp4; a photo to its own format (`a.png` -> `a.png.<filter>.png`)."""
+        ext = os.path.splitext(self.path)[1].lower() if self.photo else ".mp4"
+        return os.path.join(out_dir, f"{_safe_name(self.name)}.{filter_name}{ext}")
 
 
 def _safe_name(rel: str) -> str:
@@ -35,7 +42,7 @@ def _walk(root: str) -> list[str]:
     for d, dirs, files in os.walk(root):
         dirs[:] = sorted(x for x in dirs if not x.startswith("."))
         found += [os.path.join(d, f) for f in sorted(files)
-                  if not f.startswith(".") and f.lower().endswith(VIDEO_EXTENSIONS)]
+                  if not f.startswith(".") and f.lower().endswith(VIDEO_EXTENSIONS + IMAGE_EXTENSIONS)]
     return found
 
 
@@ -49,12 +56,12 @@ def _is_our_render(path: str, out_dir: str | None) -> bool:
         return False
     parts = os.path.basename(path).rsplit(".", 2)
     return len(parts) == 3 and (parts[1] in FILTERS or parts[1].startswith("overlay-")) \
-        and "." + parts[2].lower() in OUTPUT_FORMATS
+        and "." + parts[2].lower() in (*OUTPUT_FORMATS, *IMAGE_EXTENSIONS)
 
 
 def expand_inputs(inputs: list[str], exclude_renders_under: str | None = None) -> list[VideoItem]:
     """Files are taken as given (any extension: a bad one is reported, not skipped); folders are
-    searched recursively for video extensions, globs expand relative to their fixed prefix, both
+    searched recursively for video and photo extensions, globs expand relative to their fixed prefix, both
     leaving out what an earlier `--render` wrote under `exclude_renders_under`."""
     items: dict[str, VideoItem] = {}
     for arg in inputs:

@@ -18,6 +18,17 @@ def is_uri(dest: str) -> bool:
     return "://" in dest
 
 
+def clean_dest(dest: str) -> str:
+    """`out`, `out/`, `out//` and `./out` name one folder: recorded and printed one way (never
+    `out//_summary.json`). A URI keeps its scheme and its ?options."""
+    if not is_uri(dest):
+        return os.path.normpath(dest)
+    scheme, rest = dest.split("://", 1)
+    path, q, options = rest.partition("?")
+    path = re.sub("/{2,}", "/", path)
+    return f"{scheme}://{path.rstrip('/') or path}{q}{options}"
+
+
 def resolve(dest: str) -> tuple[pafs.FileSystem, str]:
     """(filesystem, path inside it) for a local path or a URI."""
     if is_uri(dest):

@@ -17,20 +17,22 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import ray
 from tqdm import tqdm
 
-from facetracks.pipeline.parquet import TrackStream, is_current, read_meta, run_key, track_meta, write_tracks
+from facetracks.pipeline.parquet import is_current, read_meta, run_key
 from facetracks.pipeline.render import read_render_key, render_key
-from facetracks.pipeline.segments import Segment, Stitcher, segments_of
-from facetracks.pipeline.smoothing import SmoothParams, smooth_tracks
-from facetracks.pipeline.video import VideoError, check_complete, open_video
+from facetracks.pipeline.segments import segments_of
+from facetracks.pipeline.smoothing import SmoothParams
+from facetracks.pipeline.video import VideoError, open_video
 
 from .inputs import VideoItem
 from .outputs import remove_stale_temps, resolve, write_bytes
+from .photos import PhotoBatch, batches, failed_each, render_current as photo_render_current
+from .progress import POLL_EVERY_S, FrameBar, shows
+from .results import SegmentedVideo, finish_whole, frames_done
 from .sizing import plan_actors
 from .worker import AnnotateWorker
 
@@ -54,6 +56,7 @@ class RunOptions:
     overlap_s: float = 1.0
     render: dict | None = None       # filter name, overlay, anchor, crf, preset
     smooth: dict = field(default_factory=lambda: SmoothParams().to_dict())   # pipeline/smoothing.py
+    progress: str = "auto"           # the frames bar: auto (when stderr is a terminal), always, never
     params_for_key: dict = field(default_factory=dict)
 
 
@@ -173,21 +176,26 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
                "stale_temp_files_removed": removed}
     tasks: deque = deque()
     renders: dict[str, tuple[str, str] | None] = {}
+    photos: list[VideoItem] = []
     for it in items:
         key = _key(it, opt)
         plan = renders[it.name] = _render_plan(it, opt, out, key)
         current = key is not None and not opt.overwrite and is_current(it.output(out.root), key, out.fs)
-        render_current = plan is None or (not opt.overwrite and read_render_key(plan[0], out.fs) == plan[1])
+        render_current = plan is None or (not opt.overwrite and (
+            photo_render_current(it, plan, earlier, out.fs) if it.photo else read_render_key(plan[0], out.fs) == plan[1]))
         if current and render_current:
             summary["videos"][it.name] = _skipped(earlier.get(it.name, {}), it, opt)
+        elif it.photo:         # redone whole, tracks and render: a photo costs milliseconds
+            photos.append(it)
         elif current:          # the tracks stand; only the render is redone
             tasks.append((it, "render"))
         else:
             tasks.append((it, "plan" if _splits(it, opt) else None))
+    tasks.extend((b, "photos") for b in batches(photos))
     t0 = time.perf_counter()
     if tasks:
         init_ray(opt.address)
-        n, cpa, gpa = _plan_actors(opt, sum(_estimated_pieces(it, opt) for it, _ in tasks))
+        n, cpa, gpa = _plan_actors(opt, sum(1 if seg == "photos" else _estimated_pieces(it, opt) for it, seg in tasks))
         # no restarts by Ray: the driver replaces a dead actor itself and decides where its tasks go
         actor_cls = ray.remote(AnnotateWorker).options(num_cpus=cpa, num_gpus=gpa, max_restarts=0)
         weights = ray.put(opt.weights) if isinstance(opt.weights, bytes) else opt.weights
@@ -221,8 +229,12 @@ def _started(actor) -> str:
         raise WorkerStartError(f"a worker failed to start: {type(e).__name__}: {str(e)[:500]}") from None
 
 
-def _submit(actor, it: VideoItem, seg, opt: RunOptions, out: Out, plan: tuple[str, str] | None):
-    """Send one task; `plan` is the video's (render path, render key), None when not rendering."""
+def _submit(actor, it: VideoItem | PhotoBatch, seg, opt: RunOptions, out: Out, plan, on_frames):
+    """Send one task; `plan` is the video's (render path, render key), None when not rendering
+    (for a batch of photos, a list of them)."""
+    if seg == "photos":
+        return actor.photos.remote(list(it.items), plan, {**opt.render, "out": opt.out_dir} if opt.render else None,
+                                   on_frames)
     render = {**opt.render, "out": opt.out_dir, "key": plan[1]} if plan else None
     render_to = plan[0] if plan else None     # a path inside the output filesystem: joining onto a URI would break its ?options
     if seg == "render":                       # tracks current: send them, render only
@@ -230,7 +242,7 @@ def _submit(actor, it: VideoItem, seg, opt: RunOptions, out: Out, plan: tuple[st
         frames = read_meta(it.output(out.root), out.fs)["frame_count"]
         return actor.__call__.remote(it, None, render, render_to, (table, frames))
     # a whole video is smoothed by its worker; segments by the driver, once stitched
-    return actor.__call__.remote(it, seg, render, render_to, smooth=None if seg else opt.smooth)
+    return actor.__call__.remote(it, seg, render, render_to, smooth=None if seg else opt.smooth, on_frames=on_frames)
 
 
 @dataclass
@@ -238,8 +250,9 @@ class _Running:
     actor: object          # the handle it was sent to (a slot's handle changes when replaced)
     slot: int
     item: VideoItem
-    segment: object        # Segment, None (whole video) or "render"
+    segment: object        # Segment, None (whole video), "render" or "photos"
     suspect: bool          # its actor died under it before: it runs alone
+    task: int = 0          # the progress bar's id for it
 
 
 def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out, earlier: dict,
@@ -251,25 +264,29 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
     fails, naming the cause) and everything else finishes. Any error in handling one result is
     that video's failure, never the job's."""
     expected: dict[str, int] = {it.name: 1 for it, seg in tasks if seg != "plan"}
+    expected.update({p.name: 1 for it, seg in tasks if seg == "photos" for p in it.items})
     queue = deque((it, seg, False) for it, seg in tasks if seg != "plan")
     to_plan = deque(it for it, seg in tasks if seg == "plan")
     planning: dict = {}
     live = set(range(len(actors)))              # slots with a working actor
     received: dict[str, int] = {}               # results in, per video
-    segmented: dict[str, _Segmented] = {}
+    segmented: dict[str, SegmentedVideo] = {}
     inflight: dict = {}
     load = {i: 0 for i in range(len(actors))}
     alone: set[int] = set()                      # slots running a suspect
     deaths: dict[tuple, int] = {}                # task -> times its actor died under it
-    bar = tqdm(total=len(tasks), desc="videos", unit="video")
-    frames = 0
+    bar = FrameBar([p for it, seg in tasks for p in (it.items if seg == "photos" else (it,))],
+                   shows(opt.progress), no_frames={it.name for it, seg in tasks if seg == "render"})
     no_worker = "no worker could be started"
 
-    def collect(it: VideoItem, res: dict) -> None:
-        nonlocal frames
+    def collect(it: VideoItem | PhotoBatch, res: dict | list) -> None:
+        if isinstance(it, PhotoBatch):      # each photo is its own file: collected one by one
+            for sub in res if isinstance(res, list) else failed_each(it, res["error"]):
+                collect(sub["item"], sub)
+            return
         received[it.name] = received.get(it.name, 0) + 1
         if expected[it.name] > 1:
-            seg = segmented.setdefault(it.name, _Segmented(it, opt, out))
+            seg = segmented.setdefault(it.name, SegmentedVideo(it, opt, out))
             try:
                 seg.add(res)
             except Exception as e:     # noqa: BLE001 - one video's failure, never the job's
@@ -278,15 +295,15 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
             return
         del received[it.name]
         try:
-            entry = segmented.pop(it.name).finish() if expected[it.name] > 1 else _finish(res, opt, out)
+            entry = segmented.pop(it.name).finish() if expected[it.name] > 1 else finish_whole(res, opt, out)
         except Exception as e:     # noqa: BLE001 - one video's failure, never the job's
             entry = {"status": "failed", "error": f"{it.path}: writing the result failed: {type(e).__name__}: {e}"}
         wrote = entry["status"] == "ok"          # a failure or a render-only rerun wrote no tracks
         entry["written_by"] = summary["run"] if wrote else earlier.get(it.name, {}).get("written_by")
+        if it.photo:
+            entry["kind"] = "photo"
         summary["videos"][it.name] = entry
-        frames += entry.get("frames", 0)
-        bar.update(1)
-        bar.set_postfix(frames=frames, refresh=False)
+        bar.file_done(it.name, entry.get("frames", 0))
         try:                 # progress only: the final write after the loop must succeed
             _write_json(out, "_summary.json", summary)
         except Exception as e:   # noqa: BLE001
@@ -309,19 +326,27 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                         break
                     it, seg, suspect = queue[k]
                     del queue[k]
+                    photos = it.items if seg == "photos" else None
+                    task, on_frames = bar.reporter([p.name for p in photos] if photos else [it.name])
                     try:
-                        ref = _submit(actors[i], it, seg, opt, out, renders[it.name])
+                        plan = [renders[p.name] for p in photos] if photos else renders[it.name]
+                        ref = _submit(actors[i], it, seg, opt, out, plan, on_frames)
                     except Exception as e:   # noqa: BLE001 - e.g. current tracks unreadable for a render
+                        bar.task_ended(task, {})
                         collect(it, {"item": it, "segment": seg, "status": "failed",
                                      "error": f"{it.path}: {type(e).__name__}: {e}"})
                         continue
-                    inflight[ref] = _Running(actors[i], i, it, seg, suspect)
+                    inflight[ref] = _Running(actors[i], i, it, seg, suspect, task)
                     load[i] += 1
                     if suspect:
                         alone.add(i)
             if not inflight and not planning:
                 continue
-            done, _ = ray.wait(list(inflight) + list(planning), num_returns=1)
+            done, _ = ray.wait(list(inflight) + list(planning), num_returns=1,
+                               timeout=POLL_EVERY_S if bar.show else None)
+            bar.poll()
+            if not done:
+                continue
             if done[0] in planning:         # a video's keyframes are listed: its segments join the queue
                 it = planning.pop(done[0])
                 try:
@@ -337,7 +362,9 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
             it, seg = run.item, run.segment
             try:
                 res = ray.get(done[0])
+                bar.task_ended(run.task, frames_done(res))
             except ray.exceptions.RayActorError as e:
+                bar.task_ended(run.task, {})
                 if actors[run.slot] is run.actor and run.slot in live:   # replace it once, whichever task reports first
                     ray.kill(run.actor, no_restart=True)
                     actors[run.slot] = make_actor()
@@ -350,12 +377,16 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                 key = (it.name, getattr(seg, "index", seg))
                 deaths[key] = deaths.get(key, 0) + 1
                 if deaths[key] < opt.retries:
-                    queue.appendleft((it, seg, True))
+                    if seg == "photos" and len(it.items) > 1:    # which photo kills it: each alone
+                        queue.extendleft((PhotoBatch((p,)), seg, True) for p in reversed(it.items))
+                    else:
+                        queue.appendleft((it, seg, True))
                     continue
                 res = {"item": it, "segment": seg, "status": "failed",
                        "error": f"{it.path}: quarantined: the worker process died {deaths[key]} times while "
                                 f"it held this video (a decoder crash or out of memory?): {type(e).__name__}"}
             except ray.exceptions.RayError as e:
+                bar.task_ended(run.task, {})
                 res = {"item": it, "segment": seg, "status": "failed",
                        "error": f"{it.path}: worker error ({type(e).__name__}: {str(e)[:300]})"}
             collect(it, res)
@@ -363,91 +394,3 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
         for seg_state in segmented.values():   # interrupted: leave no pieces behind
             seg_state.fail("the run was interrupted")
         bar.close()
-
-
-def _render_entry(res: dict, it: VideoItem, opt: RunOptions) -> dict:
-    r = dict(res["render"])
-    if r["status"] == "ok":
-        r["output"] = it.rendered(opt.out_dir, opt.render["name"])
-    return r
-
-
-def _entry(it: VideoItem, opt: RunOptions, frames: int, faces: int, info: dict, results: list[dict]) -> dict:
-    seconds = sum(r["seconds"] for r in results)
-    entry = {"status": "ok", "output": it.output(opt.out_dir), "frames": frames, "faces": faces,
-             "timing": info.get("timing", "pts"), "detections": sum(r["stats"]["detections"] for r in results),
-             "segments": len(results), "seconds": round(seconds, 2), "fps": round(frames / max(seconds, 1e-9), 1)}
-    if results[0].get("render"):
-        entry["render"] = _render_entry(results[0], it, opt)
-    return entry
-
-
-def _finish(res: dict, opt: RunOptions, out: Out) -> dict:
-    """A video sent whole: its one result, written."""
-    it = res["item"]
-    if res["status"] == "render_only":
-        return {"status": "skipped", "reason": "tracks are current; render redone", "output": it.output(opt.out_dir),
-                "render": _render_entry(res, it, opt)}
-    if res["status"] != "ok":
-        return {"status": "failed", "error": res["error"]}
-    table, info = res["table"], res["info"]     # smoothed by the worker (a whole video)
-    frames = len(set(table.column("frame_index").to_pylist()))
-    faces = table.num_rows - table.column("track_id").null_count
-    try:
-        write_tracks(table, it.output(out.root), track_meta(info, it.name, frames, opt.model_id,
-                                                            opt.params_for_key), out.fs)
-    except (OSError, pa.ArrowException) as e:
-        return {"status": "failed", "error": f"{it.output(opt.out_dir)}: cannot write ({e})"}
-    return _entry(it, opt, frames, faces, info, [res])
-
-
-class _Segmented:
-    """A video sent in segments: each result is stitched and written to the video's track stream
-    as soon as the segments before it are in (`Stitcher`, `TrackStream`), so the driver holds only
-    segments that arrived early, never the whole video."""
-
-    def __init__(self, it: VideoItem, opt: RunOptions, out: Out):
-        self.it, self.opt, self.out = it, opt, out
-        self.early: dict[int, dict] = {}
-        self.stitcher = Stitcher()
-        self.stream: TrackStream | None = None
-        self.done: list[dict] = []             # results written, without their tables
-        self.error: str | None = None
-
-    def add(self, res: dict) -> None:
-        if self.error:
-            return
-        if res["status"] != "ok":
-            self.fail(res["error"])
-            return
-        self.early[res["segment"].index] = res
-        while len(self.done) in self.early:
-            r = self.early.pop(len(self.done))
-            if self.stream is None:
-                self.stream = TrackStream(self.it.output(self.out.root), self.out.fs)
-            self.stream.write(self.stitcher.add(r["table"], r["segment"]))
-            self.done.append({k: v for k, v in r.items() if k != "table"})
-
-    def fail(self, error: str) -> None:
-        self.error = self.error or error
-        stream, self.stream = self.stream, None
-        if stream is not None:
-            stream.abort()
-
-    def finish(self) -> dict:
-        if self.error:
-            return {"status": "failed", "error": self.error}
-        info, frames = self.done[0]["info"], self.stitcher.offset
-        try:                  # a segment cannot tell that the file ends early; the whole can
-            check_complete(self.it.path, frames, info["header_frames"])
-        except VideoError as e:
-            self.fail(str(e))
-            return {"status": "failed", "error": str(e)}
-        faces = self.stream.faces
-        try:
-            smooth = SmoothParams(**self.opt.smooth)
-            self.stream.close(track_meta(info, self.it.name, frames, self.opt.model_id, self.opt.params_for_key),
-                              lambda table: smooth_tracks(table, smooth, (info["width"], info["height"])))
-        except (OSError, pa.ArrowException) as e:
-            return {"status": "failed", "error": f"{self.it.output(self.opt.out_dir)}: cannot write ({e})"}
-        return _entry(self.it, self.opt, frames, faces, info, self.done)

@@ -11,6 +11,7 @@ import torch
 
 from facetracks.pipeline.annotate import annotate_video
 from facetracks.pipeline.filters import get_filter
+from facetracks.pipeline.photo import annotate_photo, read_photo, render_photo
 from facetracks.pipeline.profiles import build_parts
 from facetracks.pipeline.render import TracksMismatch, faces_by_frame, render_video
 from facetracks.pipeline.segments import Segment
@@ -18,12 +19,18 @@ from facetracks.pipeline.smoothing import SmoothParams, smooth_tracks
 from facetracks.pipeline.video import VideoError
 
 from .inputs import VideoItem
-from .outputs import is_uri, resolve, upload
+from .outputs import is_uri, resolve, upload, write_bytes
 
 
 # Tests set this to part of a video's name: the worker holding that video dies as a segfault would
 # kill it (SIGKILL, no cleanup). Never set in normal use.
 KILL_HOOK = "FACETRACKS_TEST_KILL_WORKER_ON"
+
+
+def _test_kill_hook(item: VideoItem) -> None:
+    poison = os.environ.get(KILL_HOOK)
+    if poison and poison in item.name:      # stands for a decoder segfault or an OOM kill
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class AnnotateWorker:
@@ -63,21 +70,21 @@ class AnnotateWorker:
         return {"status": "ok", "audio": st.audio, "padded": st.padded, "frames": st.frames}
 
     def __call__(self, item: VideoItem, segment: Segment | None = None, render: dict | None = None,
-                 render_to: str | None = None, tracks=None, smooth: dict | None = None) -> dict:
+                 render_to: str | None = None, tracks=None, smooth: dict | None = None, on_frames=None) -> dict:
         """Annotate one video or one segment of it (and render a whole video when asked); errors
         come back as data so one bad file never stops the job. With `tracks` (a table whose
         output is current, and its frame count) only the render is redone. `smooth`: the table
-        comes back smoothed (a whole video; segments are smoothed once stitched)."""
+        comes back smoothed (a whole video; segments are smoothed once stitched). `on_frames(n)`:
+        the frames done, as they are done (the run's progress)."""
         base = {"item": item, "segment": segment}
-        poison = os.environ.get(KILL_HOOK)
-        if poison and poison in item.name:      # test hook: stands for a decoder segfault or an OOM kill
-            os.kill(os.getpid(), signal.SIGKILL)
+        _test_kill_hook(item)
         if tracks is not None:
             table, frames = tracks
             return {**base, "status": "render_only", "render": self._render(item, table, frames, render, render_to)}
         try:
             r = annotate_video(item.path, item.name, self.detector, self.predictor, self.follow,
-                               segment.decode_from_s if segment else None, segment.end_s if segment else None)
+                               segment.decode_from_s if segment else None, segment.end_s if segment else None,
+                               on_frames)
         except VideoError as e:
             return {**base, "status": "failed", "error": str(e)}
         except Exception as e:   # anything else is a bug or an odd file: report it with the file's name
@@ -88,4 +95,33 @@ class AnnotateWorker:
                "seconds": r.seconds}
         if render:                   # drawn from the points the track file holds
             res["render"] = self._render(item, table, r.stats.frames, render, render_to)
+        return res
+
+    def photos(self, items: list[VideoItem], plans: list[tuple[str, str] | None], render: dict | None = None,
+               on_frames=None) -> list[dict]:
+        """Many photos in one task, each its own result (a bad one fails alone). `plans`: per
+        photo, (where its render goes, its render key), or None."""
+        return [self._photo(it, plan, render, on_frames) for it, plan in zip(items, plans)]
+
+    def _photo(self, item: VideoItem, plan: tuple[str, str] | None, render: dict | None, on_frames) -> dict:
+        base = {"item": item, "segment": None}
+        _test_kill_hook(item)
+        try:
+            photo = read_photo(item.path)
+            r = annotate_photo(photo, item.name, self.detector, self.predictor, self.follow, on_frames)
+        except VideoError as e:
+            return {**base, "status": "failed", "error": str(e)}
+        except Exception as e:   # noqa: BLE001 - a bug or an odd file: reported with the file's name
+            return {**base, "status": "failed", "error": f"{item.path}: {type(e).__name__}: {e}",
+                    "traceback": traceback.format_exc(limit=5)}
+        res = {**base, "status": "ok", "table": r.table, "info": r.info, "stats": r.stats.__dict__,
+               "seconds": r.seconds}
+        if render and plan:
+            try:
+                filt = get_filter(render["name"], render.get("overlay_bytes"), render.get("anchor", "eyes"))
+                data = render_photo(photo, faces_by_frame(r.table).get(0, []), filt, os.path.splitext(plan[0])[1])
+                write_bytes(resolve(render["out"])[0], plan[0], data)
+                res["render"] = {"status": "ok", "key": plan[1], "frames": 1}
+            except Exception as e:   # noqa: BLE001 - a failed render never costs the tracks
+                res["render"] = {"status": "failed", "error": f"{item.path}: render: {type(e).__name__}: {e}"}
         return res

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable, Iterable
 
 import pyarrow as pa
 
@@ -16,7 +17,7 @@ from .detect import FaceDetector
 from .follow import FollowParams, FollowStats, follow_faces
 from .parquet import TableBuilder
 from .prefetch import prefetch
-from .video import VideoInfo, iter_frames, probe
+from .video import Frame, VideoInfo, iter_frames, probe
 
 PREFETCH_FRAMES = 8      # decoded ahead on a thread while the network works; bounded for memory
 
@@ -31,7 +32,7 @@ class VideoResult:
 
 def annotate_video(path: str, name: str, detector: FaceDetector, predictor: LandmarkPredictor,
                    params: FollowParams | None = None, start_s: float | None = None,
-                   end_s: float | None = None) -> VideoResult:
+                   end_s: float | None = None, on_frames: Callable[[int], None] | None = None) -> VideoResult:
     """`name` is what the `video` column says (the input's path relative to its root).
 
     With `start_s` / `end_s` only that time range is decoded (a segment of a long video); its
@@ -39,9 +40,20 @@ def annotate_video(path: str, name: str, detector: FaceDetector, predictor: Land
     """
     t0 = time.perf_counter()
     info = probe(path)
-    stats = FollowStats()
-    rows = TableBuilder(name, (info.width, info.height))
     frames = prefetch(iter_frames(path, start_s=start_s, end_s=end_s), PREFETCH_FRAMES)
+    table, stats = annotate_frames(frames, name, (info.width, info.height), detector, predictor, params, on_frames)
+    return VideoResult(table, info, stats, time.perf_counter() - t0)
+
+
+def annotate_frames(frames: Iterable[Frame], name: str, frame_size: tuple[int, int], detector: FaceDetector,
+                    predictor: LandmarkPredictor, params: FollowParams | None = None,
+                    on_frames: Callable[[int], None] | None = None) -> tuple[pa.Table, FollowStats]:
+    """Rows of any stream of upright frames (a video's, or a photo's one). `on_frames(n)` hears of
+    the frames done as they are done: a caller's progress, whoever orchestrates it."""
+    stats = FollowStats()
+    rows = TableBuilder(name, frame_size)
     for frame, faces in follow_faces(frames, detector, predictor, params, stats):
         rows.add_frame(frame.index, frame.pts, frame.time_s, [(f.track_id, f.points, f.score) for f in faces])
-    return VideoResult(rows.table(), info, stats, time.perf_counter() - t0)
+        if on_frames is not None:
+            on_frames(1)
+    return rows.table(), stats

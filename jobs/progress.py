@@ -1,0 +1,150 @@
+"""Progress in frames for a whole run, across actors: frames done / expected, fps and ETA (tqdm).
+
+Workers count frames while a video runs (a two-hour file moves the bar): each task carries a
+`FrameReporter`, a plain callable the pipeline calls as `on_frames(n)`, that sends the task's
+running count to a small Ray actor (`FrameBoard`) at most every `SEND_EVERY_S`. The driver
+reads the board between results. Expected frames start as the container's estimate (header
+frame count, else duration x rate; 1 for a photo) and are corrected as decoding goes: a video
+that decodes past its estimate raises it, and a finished video counts what it really had.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import ray
+from tqdm import tqdm
+
+from facetracks.pipeline.video import VideoError, frame_rate, open_video
+
+from .inputs import VideoItem
+
+SEND_EVERY_S = 0.5       # a worker's reports: often enough for a live bar, few enough to cost nothing
+POLL_EVERY_S = 0.5       # the driver's reads of the board
+PROGRESS_CHOICES = ("auto", "always", "never")
+
+
+def shows(progress: str) -> bool:
+    """auto: only when stderr is a terminal (a log file gets no bar, only the summary line)."""
+    return progress == "always" or (progress == "auto" and sys.stderr.isatty())
+
+
+class FrameBoard:
+    """The running frame count of every task in flight (runs as a Ray actor)."""
+
+    def __init__(self):
+        self.counts: dict[int, int] = {}
+
+    def set(self, task: int, count: int) -> None:
+        self.counts[task] = max(count, self.counts.get(task, 0))
+
+    def snapshot(self, tasks: list[int]) -> dict[int, int]:
+        return {t: self.counts[t] for t in tasks if t in self.counts}
+
+    def forget(self, tasks: list[int]) -> None:
+        for t in tasks:
+            self.counts.pop(t, None)
+
+
+class FrameReporter:
+    """Travels with a task to its worker; the pipeline calls it as `on_frames(n)`."""
+
+    def __init__(self, board, task: int):
+        self.board, self.task = board, task
+        self.count, self.sent_at = 0, 0.0
+
+    def __call__(self, n: int) -> None:
+        self.count += n
+        now = time.monotonic()
+        if now - self.sent_at >= SEND_EVERY_S:
+            self.sent_at = now
+            self.board.set.remote(self.task, self.count)
+
+
+def estimate_frames(it: VideoItem) -> int:
+    """What the container says, before any decoding (0 when it says nothing; never raises)."""
+    if it.photo:
+        return 1
+    try:
+        container, s = open_video(it.path)
+        with container:
+            if s.frames:
+                return int(s.frames)
+            seconds = float(s.duration * s.time_base) if s.duration else (container.duration or 0) / 1e6
+            return int(round(seconds * frame_rate(s)))
+    except (VideoError, TypeError, ValueError):
+        return 0
+
+
+class FrameBar:
+    """The driver's side: one bar for the run, in frames, with the files finished beside it.
+    Shown or not, the driver calls it the same way; hidden, it starts no actor and reads no header."""
+
+    def __init__(self, items: list[VideoItem], show: bool, no_frames: set[str] = frozenset()):
+        """`no_frames`: files whose tasks decode nothing the bar counts (a render redone alone)."""
+        self.show = show
+        self.estimate = {it.name: 0 if it.name in no_frames else estimate_frames(it) for it in items} if show else {}
+        self.done: dict[str, int] = {}          # frames of finished tasks, per file
+        self.running: dict[int, str] = {}       # task id -> file
+        self.live: dict[int, int] = {}
+        self.finished, self.files = 0, len(items)
+        self.next_task, self.polled = 0, 0.0
+        self.board = ray.remote(num_cpus=0)(FrameBoard).remote() if show else None
+        self.bar = tqdm(total=sum(self.estimate.values()), desc="frames", unit="frame", disable=not show,
+                        dynamic_ncols=True)
+        self._postfix()
+
+    def reporter(self, names: list[str]) -> tuple[int, FrameReporter | None]:
+        """A new task on `names` (one video or segment, or a batch of photos): its id and reporter."""
+        task = self.next_task
+        self.next_task += 1
+        if self.show:
+            self.running[task] = names[0] if len(names) == 1 else None
+        return task, FrameReporter(self.board, task) if self.show else None
+
+    def task_ended(self, task: int, counts: dict[str, int]) -> None:
+        """A task's result is in (or its actor died: `counts` empty): the frames it really did."""
+        if not self.show:
+            return
+        self.running.pop(task, None)
+        self.live.pop(task, None)
+        for name, n in counts.items():
+            self.done[name] = self.done.get(name, 0) + n
+        self.board.forget.remote([task])
+
+    def file_done(self, name: str, frames: int) -> None:
+        """A file's final count replaces its estimate and its tasks' counts (segments overlap)."""
+        self.finished += 1
+        if self.show:
+            self.estimate[name] = self.done[name] = frames
+            self._postfix()
+            self._redraw()
+
+    def poll(self) -> None:
+        if not self.show or time.monotonic() - self.polled < POLL_EVERY_S:
+            return
+        self.polled = time.monotonic()
+        try:
+            self.live.update(ray.get(self.board.snapshot.remote(list(self.running)), timeout=5))
+        except ray.exceptions.RayError:
+            return                   # progress only: never the run's failure
+        self._redraw()
+
+    def _redraw(self) -> None:
+        progress = dict(self.done)
+        for task, name in self.running.items():
+            if name is not None:
+                progress[name] = progress.get(name, 0) + self.live.get(task, 0)
+        batches = sum(self.live.get(t, 0) for t, name in self.running.items() if name is None)
+        n = sum(progress.values()) + batches
+        self.bar.total = sum(max(e, progress.get(k, 0)) for k, e in self.estimate.items())
+        self.bar.total = max(self.bar.total, n)
+        self.bar.update(n - self.bar.n)
+
+    def _postfix(self) -> None:
+        self.bar.set_postfix_str(f"{self.finished}/{self.files} files", refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.board is not None:
+            ray.kill(self.board)

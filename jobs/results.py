@@ -1,0 +1,113 @@
+"""Turning workers' results into track files and summary entries: a video sent whole is written
+from its one result; a video sent in segments is stitched and streamed to its track file as the
+segments complete (`SegmentedVideo`). The driver (`jobs/ray_runner.py`) calls these; any error
+here is one video's failure, never the run's."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from facetracks.pipeline.parquet import TrackStream, track_meta, write_tracks
+from facetracks.pipeline.segments import Stitcher
+from facetracks.pipeline.smoothing import SmoothParams, smooth_tracks
+from facetracks.pipeline.video import VideoError, check_complete
+
+from .inputs import VideoItem
+
+if TYPE_CHECKING:
+    from .ray_runner import Out, RunOptions
+
+
+def frames_done(res: dict | list) -> dict[str, int]:
+    """Frames a task decoded, per file (a segment counts its overlap too; the file's end corrects it)."""
+    results = res if isinstance(res, list) else [res]
+    return {r["item"].name: r["stats"]["frames"] for r in results if r.get("status") == "ok" and "stats" in r}
+
+
+def render_entry(res: dict, it: VideoItem, opt: RunOptions) -> dict:
+    r = dict(res["render"])
+    if r["status"] == "ok":
+        r["output"] = it.rendered(opt.out_dir, opt.render["name"])
+    return r
+
+
+def entry_of(it: VideoItem, opt: RunOptions, frames: int, faces: int, info: dict, results: list[dict]) -> dict:
+    seconds = sum(r["seconds"] for r in results)
+    entry = {"status": "ok", "output": it.output(opt.out_dir), "frames": frames, "faces": faces,
+             "timing": info.get("timing", "pts"), "detections": sum(r["stats"]["detections"] for r in results),
+             "segments": len(results), "seconds": round(seconds, 2), "fps": round(frames / max(seconds, 1e-9), 1)}
+    if results[0].get("render"):
+        entry["render"] = render_entry(results[0], it, opt)
+    return entry
+
+
+def finish_whole(res: dict, opt: RunOptions, out: Out) -> dict:
+    """A video sent whole: its one result, written."""
+    it = res["item"]
+    if res["status"] == "render_only":
+        return {"status": "skipped", "reason": "tracks are current; render redone", "output": it.output(opt.out_dir),
+                "render": render_entry(res, it, opt)}
+    if res["status"] != "ok":
+        return {"status": "failed", "error": res["error"]}
+    table, info = res["table"], res["info"]     # smoothed by the worker (a whole video)
+    frames = len(set(table.column("frame_index").to_pylist()))
+    faces = table.num_rows - table.column("track_id").null_count
+    try:
+        write_tracks(table, it.output(out.root), track_meta(info, it.name, frames, opt.model_id,
+                                                            opt.params_for_key), out.fs)
+    except (OSError, pa.ArrowException) as e:
+        return {"status": "failed", "error": f"{it.output(opt.out_dir)}: cannot write ({e})"}
+    return entry_of(it, opt, frames, faces, info, [res])
+
+
+class SegmentedVideo:
+    """A video sent in segments: each result is stitched and written to the video's track stream
+    as soon as the segments before it are in (`Stitcher`, `TrackStream`), so the driver holds only
+    segments that arrived early, never the whole video."""
+
+    def __init__(self, it: VideoItem, opt: RunOptions, out: Out):
+        self.it, self.opt, self.out = it, opt, out
+        self.early: dict[int, dict] = {}
+        self.stitcher = Stitcher()
+        self.stream: TrackStream | None = None
+        self.done: list[dict] = []             # results written, without their tables
+        self.error: str | None = None
+
+    def add(self, res: dict) -> None:
+        if self.error:
+            return
+        if res["status"] != "ok":
+            self.fail(res["error"])
+            return
+        self.early[res["segment"].index] = res
+        while len(self.done) in self.early:
+            r = self.early.pop(len(self.done))
+            if self.stream is None:
+                self.stream = TrackStream(self.it.output(self.out.root), self.out.fs)
+            self.stream.write(self.stitcher.add(r["table"], r["segment"]))
+            self.done.append({k: v for k, v in r.items() if k != "table"})
+
+    def fail(self, error: str) -> None:
+        self.error = self.error or error
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            stream.abort()
+
+    def finish(self) -> dict:
+        if self.error:
+            return {"status": "failed", "error": self.error}
+        info, frames = self.done[0]["info"], self.stitcher.offset
+        try:                  # a segment cannot tell that the file ends early; the whole can
+            check_complete(self.it.path, frames, info["header_frames"])
+        except VideoError as e:
+            self.fail(str(e))
+            return {"status": "failed", "error": str(e)}
+        faces = self.stream.faces
+        try:
+            smooth = SmoothParams(**self.opt.smooth)
+            self.stream.close(track_meta(info, self.it.name, frames, self.opt.model_id, self.opt.params_for_key),
+                              lambda table: smooth_tracks(table, smooth, (info["width"], info["height"])))
+        except (OSError, pa.ArrowException) as e:
+            return {"status": "failed", "error": f"{self.it.output(self.opt.out_dir)}: cannot write ({e})"}
+        return entry_of(self.it, self.opt, frames, faces, info, self.done)

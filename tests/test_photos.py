@@ -1,0 +1,141 @@
+"""Photos as one-frame inputs: EXIF orientation, the five formats, a folder mixing videos and
+photos through the real `facetracks annotate` (Ray in-process), renders, reruns, the frames bar."""
+import json
+import os
+import re
+import struct
+
+import cv2
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from facetracks.jobs.cli import main
+from facetracks.jobs.inputs import VideoItem
+from facetracks.jobs.photos import batches
+from facetracks.pipeline.photo import PhotoError, annotate_photo, read_photo
+from facetracks.pipeline.profiles import load_profile
+from facetracks.pipeline.schema import POINT_COLUMNS, SCHEMA
+
+from .clips import moving_clip, pick_faces
+from .conftest import face_canvas
+
+FORMATS = {".jpg": b"\xff\xd8", ".png": b"\x89PNG", ".webp": b"RIFF", ".bmp": b"BM", ".tiff": (b"II*\x00", b"MM\x00*")}
+
+
+def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """The JPEG with an EXIF APP1 segment after its SOI holding one tag, Orientation (0x0112),
+    as a camera writes it (big-endian TIFF header, one IFD entry of type SHORT)."""
+    ifd = struct.pack(">H", 1) + struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack(">I", 0)
+    payload = b"Exif\x00\x00" + b"MM\x00*" + struct.pack(">I", 8) + ifd
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+
+
+def test_exif_orientation_is_applied(data_dir, tmp_path):
+    """A camera stores the sensor's pixels and a tag saying how to turn them: the points must be
+    those of the upright photo a viewer shows."""
+    face = pick_faces(data_dir, 1)[0]
+    upright, _ = face_canvas(face.gray, face.points, at=(20, 4))
+    (tmp_path / "upright.jpg").write_bytes(cv2.imencode(".jpg", upright, [cv2.IMWRITE_JPEG_QUALITY, 98])[1].tobytes())
+    # orientation 6: turn the stored pixels 90 degrees clockwise to show them; so store them turned back
+    stored = cv2.imencode(".jpg", np.ascontiguousarray(np.rot90(upright, 1)), [cv2.IMWRITE_JPEG_QUALITY, 98])[1]
+    (tmp_path / "tagged.jpg").write_bytes(with_exif_orientation(stored.tobytes(), 6))
+    (tmp_path / "untagged.jpg").write_bytes(stored.tobytes())
+    a, b = read_photo(str(tmp_path / "upright.jpg")), read_photo(str(tmp_path / "tagged.jpg"))
+    assert read_photo(str(tmp_path / "untagged.jpg")).bgr.shape == (320, 240, 3)   # no tag: as stored
+    assert b.bgr.shape == a.bgr.shape == (240, 320, 3)
+    assert (b.info["width"], b.info["height"]) == (320, 240)
+    assert np.abs(b.bgr.astype(int) - a.bgr).mean() < 3           # the same picture, up to JPEG noise
+    parts = load_profile("fast")
+    ra, rb = (annotate_photo(p, "x.jpg", parts.detector, parts.predictor, parts.follow).table.to_pandas()
+              for p in (a, b))
+    assert ra.track_id.tolist() == rb.track_id.tolist() == [0]
+    np.testing.assert_allclose(rb[POINT_COLUMNS].to_numpy(), ra[POINT_COLUMNS].to_numpy(), atol=1.5)
+
+
+def test_unreadable_photos_are_named_errors(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "junk.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg" * 20)
+    for name, cause in (("empty.png", "empty file"), ("junk.jpg", "not a readable image"), ("nope.png", "no such file")):
+        with pytest.raises(PhotoError, match=re.escape(str(tmp_path / name)) + ".*" + cause):
+            read_photo(str(tmp_path / name))
+
+
+def test_photos_are_batched_many_to_a_task():
+    items = [VideoItem(f"/p/{k}.jpg", f"{k}.jpg") for k in range(10_000)]
+    b = batches(items)
+    assert len(b) == 313 and max(len(x.items) for x in b) == 32
+    assert [p.name for x in b for p in x.items] == [i.name for i in items]      # every photo once, in order
+    assert len(batches(items[:10])) == 5 and len(batches(items[:3])) == 3      # a few still spread out
+
+
+@pytest.fixture(scope="module")
+def mixed(data_dir, tmp_path_factory):
+    """A folder of a video and photos in the five formats (one in a subfolder) and a corrupt photo,
+    annotated and rendered with the frames bar forced on (stderr here is not a terminal)."""
+    src = tmp_path_factory.mktemp("mixed")
+    faces = pick_faces(data_dir, 3)
+    moving_clip(str(src / "clip.mp4"), faces[:2])              # 10 frames
+    img, _ = face_canvas(faces[2].gray, faces[2].points, at=(30, 6))
+    img[..., 2] = cv2.add(img[..., 2], 25)                          # a colour photo, not a gray one
+    for ext in FORMATS:
+        cv2.imwrite(str(src / f"face{ext}"), img)
+    os.makedirs(src / "sub")
+    cv2.imwrite(str(src / "sub" / "again.png"), img)
+    (src / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF" + b"\x00" * 300)
+    out = tmp_path_factory.mktemp("out")
+    return src, out, img
+
+
+def test_a_folder_mixing_videos_and_photos(mixed, capsys):
+    src, out, img = mixed
+    code = main(["annotate", str(src), "--out", str(out) + "//", "--render", "landmarks", "--progress", "always"])
+    stdout, stderr = capsys.readouterr()
+    assert code == 1                                                # the corrupt photo
+    summary = json.loads((out / "_summary.json").read_text())["videos"]
+    photos = [f"face{ext}" for ext in FORMATS] + ["sub/again.png"]
+    assert sorted(summary) == sorted(photos + ["clip.mp4", "corrupt.jpg"])
+    assert summary["clip.mp4"]["status"] == "ok" and summary["clip.mp4"]["frames"] == 10
+    bad = summary["corrupt.jpg"]
+    assert bad["status"] == "failed" and "not a readable image" in bad["error"] and "corrupt.jpg" in bad["error"]
+    tables = {}
+    for name in photos:
+        e = summary[name]
+        assert e["status"] == "ok" and e["frames"] == 1 and e["kind"] == "photo" and "//" not in e["output"]
+        t = pq.read_table(out / f"{name}.parquet")
+        assert t.schema.remove_metadata().equals(SCHEMA)
+        df = tables[name] = t.to_pandas()
+        assert df.video.tolist() == [name] and df.track_id.tolist() == [0]
+        assert (df.frame_index.tolist(), df.pts.tolist(), df.time_s.tolist()) == ([0], [0], [0.0])
+        ext = os.path.splitext(name)[1]
+        rendered = out / f"{name}.landmarks{ext}"
+        head = rendered.read_bytes()[:4]
+        assert head.startswith(FORMATS[ext]) if isinstance(FORMATS[ext], bytes) else head in FORMATS[ext]
+        drawn = cv2.imread(str(rendered))
+        assert drawn.shape == img.shape and np.abs(drawn.astype(int) - img).max() > 100    # points drawn
+    lossless = [tables[n][POINT_COLUMNS].to_numpy() for n in ("face.png", "face.bmp", "face.tiff", "sub/again.png")]
+    assert all(np.array_equal(lossless[0], x) for x in lossless[1:])
+    for lossy in ("face.jpg", "face.webp"):
+        np.testing.assert_allclose(tables[lossy][POINT_COLUMNS].to_numpy(), lossless[0], atol=2.0)
+    # the bar counted frames to the real total (10 + 6 photos; the corrupt one counts none)
+    counts = [(int(a), int(b)) for a, b in re.findall(r"frames:.*?\b(\d+)/(\d+) \[", stderr)]
+    assert counts and counts[-1] == (16, 16) and "frame/s" in stderr and "8/8 files" in stderr
+    assert f"summary in {out}/_summary.json" in stdout and "//" not in stdout
+
+
+def test_a_rerun_skips_current_photos_and_never_shows_no_bar(mixed, capsys):
+    src, out, _ = mixed
+    before = {p: os.path.getmtime(out / p) for p in ("face.png.parquet", "face.png.landmarks.png", "clip.mp4.parquet")}
+    assert main(["annotate", str(src), "--out", str(out), "--render", "landmarks", "--progress", "never"]) == 1
+    stdout, stderr = capsys.readouterr()
+    summary = json.loads((out / "_summary.json").read_text())["videos"]
+    assert [n for n, e in summary.items() if e["status"] != "skipped"] == ["corrupt.jpg"]
+    assert summary["face.png"]["render"]["status"] == "ok"
+    assert {p: os.path.getmtime(out / p) for p in before} == before
+    assert "frame/s" not in stderr and "frames:" not in stderr
+    assert "0 ok, 7 skipped (current), 1 failed" in stdout
+    # a different filter: the photo's tracks are redone with it (cheap), the old render stays
+    assert main(["annotate", str(src / "face.png"), "--out", str(out), "--render", "blur", "--progress", "never"]) == 0
+    assert (out / "face.png.blur.png").exists() and (out / "face.png.landmarks.png").exists()
+    assert not pd.read_parquet(out / "face.png.parquet").empty
