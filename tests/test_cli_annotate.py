@@ -174,9 +174,8 @@ def test_smoothing_is_on_by_default_and_none_gives_the_points_as_predicted(job, 
 
 def test_first_run_mistakes_are_one_line_before_anything_starts(data_dir, tmp_path, capsys):
     """A missing input, an --out that cannot be made: exit 2 and one line naming the cause, and
-    nothing written (the checks run before Ray starts). (`--address auto` with no cluster is
-    not tested here: Ray's `auto` also finds clusters by scanning processes, so the in-process
-    Ray that earlier tests leave would answer.)"""
+    nothing written (the checks run before Ray starts). (`--address auto` with no cluster:
+    test_address_auto_with_no_cluster_is_one_line.)"""
     src = tmp_path / "in"
     src.mkdir()
     moving_clip(str(src / "a.mp4"), pick_faces(data_dir, 1))
@@ -198,3 +197,25 @@ def test_python_api_gives_the_rows_the_cli_wrote(job):
     api = facetracks.annotate_video(src / "moving.mp4")          # the default profile and smoothing, as the CLI's
     assert (api["video"] == "moving.mp4").all()
     assert_tracks_match(cli, api)
+
+
+def test_address_auto_with_no_cluster_is_one_line(tmp_path):
+    """Ray's `auto` finds clusters by scanning processes too, so this runs where it can see none:
+    in a pid namespace of its own (root and unshare needed; skipped elsewhere), with Ray's files
+    in an empty folder."""
+    if os.geteuid() != 0 or not shutil.which("unshare") or \
+            subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True).returncode:
+        pytest.skip("needs root and unshare for a pid namespace without other Ray processes")
+    (tmp_path / "a.mp4").write_bytes(b"\0" * 10)
+    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_TMPDIR"] = ray_tmp
+    try:
+        r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "facetracks.jobs.cli",
+                            "annotate", str(tmp_path / "a.mp4"), "--out", str(tmp_path / "out"), "--address", "auto"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    err = r.stderr.strip()
+    assert r.returncode == 2 and "no Ray cluster at --address auto" in err, r.stdout + r.stderr
+    assert "\n" not in err and "Traceback" not in err

@@ -3,7 +3,10 @@ photos through the real `facetracks annotate` (Ray in-process), renders, reruns,
 import json
 import os
 import re
+import shutil
 import struct
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -12,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from facetracks.jobs.cli import main
-from facetracks.jobs.inputs import VideoItem
+from facetracks.jobs.inputs import VideoItem, expand_inputs
 from facetracks.jobs.photos import batches
 from facetracks.pipeline.photo import PhotoError, annotate_photo, read_photo
 from facetracks.pipeline.profiles import load_profile
@@ -139,3 +142,33 @@ def test_a_rerun_skips_current_photos_and_never_shows_no_bar(mixed, capsys):
     assert main(["annotate", str(src / "face.png"), "--out", str(out), "--render", "blur", "--progress", "never"]) == 0
     assert (out / "face.png.blur.png").exists() and (out / "face.png.landmarks.png").exists()
     assert not pd.read_parquet(out / "face.png.parquet").empty
+
+
+def test_a_photo_that_kills_its_worker_costs_only_itself(data_dir, tmp_path):
+    """Ten photos go two to a task; the worker dies (SIGKILL, as a decoder segfault would) on
+    one: its batch is split, each photo retried alone, and only that one is quarantined."""
+    from facetracks.jobs.worker import KILL_HOOK
+    from .raycluster import sandbox_env, short_tempdir, stop_sessions
+    src = tmp_path / "in"
+    src.mkdir()
+    face = pick_faces(data_dir, 1)[0]
+    img, _ = face_canvas(face.gray, face.points, at=(30, 6))
+    for k in range(9):
+        cv2.imwrite(str(src / f"p{k}.png"), img)
+    cv2.imwrite(str(src / "poison.png"), img)
+    assert [it.name for it in batches(expand_inputs([str(src)]))[-1].items] == ["p8.png", "poison.png"]
+    root = short_tempdir()
+    env = {**sandbox_env(root), KILL_HOOK: "poison"}
+    cmd = [sys.executable, "-m", "facetracks.jobs.cli", "annotate", str(src), "--out", str(tmp_path / "out"),
+           "--actors", "1", "--profile", "fast", "--progress", "never"]
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         start_new_session=True)
+    try:
+        text, _ = p.communicate(timeout=600)
+    finally:
+        stop_sessions([p.pid], env["RAY_AUTH_TOKEN"])          # what it started, and only that
+        shutil.rmtree(root, ignore_errors=True)
+    assert p.returncode == 1, text
+    v = json.loads((tmp_path / "out" / "_summary.json").read_text())["videos"]
+    assert v["poison.png"]["status"] == "failed" and "quarantined" in v["poison.png"]["error"]
+    assert sorted(n for n, e in v.items() if e["status"] == "ok") == [f"p{k}.png" for k in range(9)]
