@@ -85,12 +85,15 @@ class FrameBar:
         self.show = show
         self.estimate = {it.name: 0 if it.name in no_frames else estimate_frames(it) for it in items} if show else {}
         self.done: dict[str, int] = {}          # frames of finished tasks, per file
-        self.running: dict[int, str] = {}       # task id -> file
+        self.running: dict[int, str | None] = {}   # task id -> its file (None: a batch of photos)
         self.live: dict[int, int] = {}
+        # kept as sums, so a run of 10,000 photos costs no pass over every file per result
+        self.done_n = 0                          # sum of done
+        self.expected_n = sum(self.estimate.values())   # sum of max(estimate, done) per file
         self.finished, self.files = 0, len(items)
         self.next_task, self.polled = 0, 0.0
         self.board = ray.remote(num_cpus=0)(FrameBoard).remote() if show else None
-        self.bar = tqdm(total=sum(self.estimate.values()), desc="frames", unit="frame", disable=not show,
+        self.bar = tqdm(total=self.expected_n, desc="frames", unit="frame", disable=not show,
                         dynamic_ncols=True)
         self._postfix()
 
@@ -109,14 +112,25 @@ class FrameBar:
         self.running.pop(task, None)
         self.live.pop(task, None)
         for name, n in counts.items():
-            self.done[name] = self.done.get(name, 0) + n
+            self._set_done(name, self.done.get(name, 0) + n)
         self.board.forget.remote([task])
+
+    def _cap(self, name: str) -> int:
+        return max(self.estimate.get(name, 0), self.done.get(name, 0))
+
+    def _set_done(self, name: str, frames: int, estimate: int | None = None) -> None:
+        before = self._cap(name)
+        self.done_n += frames - self.done.get(name, 0)
+        self.done[name] = frames
+        if estimate is not None:
+            self.estimate[name] = estimate
+        self.expected_n += self._cap(name) - before
 
     def file_done(self, name: str, frames: int) -> None:
         """A file's final count replaces its estimate and its tasks' counts (segments overlap)."""
         self.finished += 1
         if self.show:
-            self.estimate[name] = self.done[name] = frames
+            self._set_done(name, frames, estimate=frames)
             self._postfix()
             self._redraw()
 
@@ -131,14 +145,14 @@ class FrameBar:
         self._redraw()
 
     def _redraw(self) -> None:
-        progress = dict(self.done)
+        """Finished tasks' sums plus the running tasks' live counts (a pass over the running only);
+        a video decoding past its estimate raises the total."""
+        live: dict[str | None, int] = {}
         for task, name in self.running.items():
-            if name is not None:
-                progress[name] = progress.get(name, 0) + self.live.get(task, 0)
-        batches = sum(self.live.get(t, 0) for t, name in self.running.items() if name is None)
-        n = sum(progress.values()) + batches
-        self.bar.total = sum(max(e, progress.get(k, 0)) for k, e in self.estimate.items())
-        self.bar.total = max(self.bar.total, n)
+            live[name] = live.get(name, 0) + self.live.get(task, 0)
+        n = self.done_n + sum(live.values())
+        beyond = sum(max(0, self.done.get(k, 0) + v - self._cap(k)) for k, v in live.items() if k is not None)
+        self.bar.total = max(self.expected_n + beyond, n)
         self.bar.update(n - self.bar.n)
 
     def _postfix(self) -> None:

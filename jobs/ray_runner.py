@@ -99,6 +99,8 @@ def _skipped(before: dict, it: VideoItem, opt: RunOptions) -> dict:
              **{k: before[k] for k in _KEPT if k in before}}
     if opt.render and before.get("render", {}).get("status") == "ok":
         entry["render"] = before["render"]
+    if it.photo:
+        entry["kind"] = "photo"
     return entry
 
 
@@ -279,10 +281,11 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                    shows(opt.progress), no_frames={it.name for it, seg in tasks if seg == "render"})
     no_worker = "no worker could be started"
 
-    def collect(it: VideoItem | PhotoBatch, res: dict | list) -> None:
-        if isinstance(it, PhotoBatch):      # each photo is its own file: collected one by one
+    def collect(it: VideoItem | PhotoBatch, res: dict | list, record: bool = True) -> None:
+        if isinstance(it, PhotoBatch):      # each photo is its own file; the summary written once a batch
             for sub in res if isinstance(res, list) else failed_each(it, res["error"]):
-                collect(sub["item"], sub)
+                collect(sub["item"], sub, record=False)
+            record_summary()
             return
         received[it.name] = received.get(it.name, 0) + 1
         if expected[it.name] > 1:
@@ -304,6 +307,10 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
             entry["kind"] = "photo"
         summary["videos"][it.name] = entry
         bar.file_done(it.name, entry.get("frames", 0))
+        if record:
+            record_summary()
+
+    def record_summary() -> None:
         try:                 # progress only: the final write after the loop must succeed
             _write_json(out, "_summary.json", summary)
         except Exception as e:   # noqa: BLE001

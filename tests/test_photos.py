@@ -134,7 +134,7 @@ def test_a_rerun_skips_current_photos_and_never_shows_no_bar(mixed, capsys):
     stdout, stderr = capsys.readouterr()
     summary = json.loads((out / "_summary.json").read_text())["videos"]
     assert [n for n, e in summary.items() if e["status"] != "skipped"] == ["corrupt.jpg"]
-    assert summary["face.png"]["render"]["status"] == "ok"
+    assert summary["face.png"]["render"]["status"] == "ok" and summary["face.png"]["kind"] == "photo"
     assert {p: os.path.getmtime(out / p) for p in before} == before
     assert "frame/s" not in stderr and "frames:" not in stderr
     assert "0 ok, 7 skipped (current), 1 failed" in stdout
