@@ -6,11 +6,11 @@ import os
 from dataclasses import dataclass
 
 from facetracks.pipeline.filters import FILTERS
-from facetracks.pipeline.photo import IMAGE_EXTENSIONS, is_photo
 from facetracks.pipeline.render import OUTPUT_FORMATS
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".wmv", ".asf", ".m4v", ".mpg", ".mpeg", ".m2v",
                     ".vob", ".flv", ".ts", ".3gp", ".mts", ".m2ts", ".mxf", ".ogv", ".h264", ".264", ".h265", ".hevc")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")   # photos: pipeline/photo.py
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class VideoItem:
 
     @property
     def photo(self) -> bool:
-        return is_photo(self.path)
+        return os.path.splitext(self.path)[1].lower() in IMAGE_EXTENSIONS
 
     def rendered(self, out_dir: str, filter_name: str) -> str:
         """A video renders to .mp4; a photo to its own format (`a.png` -> `a.png.<filter>.png`)."""

@@ -27,16 +27,11 @@ from .video import Frame, VideoError
 if TYPE_CHECKING:
     from .follow import FollowParams, FollowStats
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 JPEG_QUALITY = 95          # a rendered JPEG: close to the source, a fraction of a lossless file's size
 
 
 class PhotoError(VideoError):
     """A file that cannot be read as an image (a VideoError: every input error is one kind for callers)."""
-
-
-def is_photo(path: str) -> bool:
-    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
 
 
 @dataclass
