@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 
 from facetracks.models.inference import LandmarkPredictor
@@ -27,6 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--boxes", default="haar", choices=["haar", "gt"], help="face squares from Haar or from the truth")
     p.add_argument("--refine", type=int, default=None, help="re-crop passes around predicted points (default: the profile's)")
     p.add_argument("--no-flip", action="store_true", help="skip mirrored test-time averaging")
+    p.add_argument("--min-score", type=float, default=None,
+                   help="score below which annotate drops a face (default: the profile's): faces kept, false faces")
     p.add_argument("--moving", type=int, default=0, metavar="N",
                    help="also run the profile on a video of N test stills moving along smooth paths: "
                         "NME and jitter, raw and smoothed (0: skip)")
@@ -38,10 +41,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     prof = get_profile(args.profile)
     passes = {**prof.predictor, **({"refine": args.refine} if args.refine is not None else {}),
-              **({"flip": False} if args.no_flip else {})}
+              **({"flip": False, "flip_last": False} if args.no_flip else {})}
     predictor = LandmarkPredictor.load(args.weights or prof.model, **passes)
     detector = HaarDetector(**prof.detector)
-    res = evaluate(predictor, args.data, args.split, args.boxes, detector.detect, args.out, args.part)
+    min_score = args.min_score if args.min_score is not None else prof.follow.get("min_score", FollowParams().min_score)
+    res = evaluate(predictor, args.data, args.split, args.boxes, detector.detect, args.out, args.part, min_score)
     res["profile"] = args.profile
     res.pop("per_image")
     if args.moving:
@@ -57,4 +61,7 @@ def run(args: argparse.Namespace) -> int:
         for k in ("raw", "smoothed"):
             res["moving"][k].pop("nme_per_frame")
     print(json.dumps(res, indent=2))
+    print(f"{args.split} {args.part} ({args.profile}): NME {100 * res['nme_mean']:.2f} % on {100 * res['faces_found']:.1f} % found; "
+          f"min-score {min_score:g} keeps {100 * res['faces_kept']:.1f} % (NME {100 * res['nme_mean_kept']:.2f} %), "
+          f"false faces {res['false_faces']} ({100 * res['false_face_share']:.1f} % of kept)", file=sys.stderr)
     return 0

@@ -15,11 +15,9 @@ import torch
 
 from .crop import crop_matrix, from_crop_coords, square_from_box, square_from_points, to_input, warp_crop
 from .landmark_net import LandmarkNet, fused_for_inference
-from .landmarks68 import FLIP_PERM, LEFT_EYE_OUTER, RIGHT_EYE_OUTER
+from .landmarks68 import FLIP_PERM
 from .registry import ModelCfg, load_model
-
-
-SCORE_SCALE = 0.05
+from .score import ScoreParts, score_parts
 
 
 @dataclass
@@ -29,6 +27,7 @@ class LandmarkPredictor:
     device: torch.device = torch.device("cpu")
     refine: int = 1
     flip: bool = True
+    flip_last: bool = False      # without `flip`: mirror the last pass only (points and score), 1 forward more
     half: bool = False
 
     @classmethod
@@ -56,34 +55,35 @@ class LandmarkPredictor:
         return self.predict_with_score(grays, squares)[0]
 
     def predict_with_score(self, grays: list[np.ndarray], squares: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Points (N, 68, 2) and a confidence (N,) in [0, 1].
+        """Points (N, 68, 2) and a confidence (N,) in [0, 1] (models/score.py says what it means);
+        NaN where it was not measured (one pass, no mirror)."""
+        pts, parts = self.predict_with_parts(grays, squares)
+        return pts, parts.score
 
-        The confidence is self-consistency: how well the last pass agrees with its mirrored twin
-        (or, without `flip`, with the pass before it), as exp(-disagreement / SCORE_SCALE) with
-        the disagreement in inter-ocular units. A real face gives two nearly equal answers; a
-        crop that holds no face, or half of one, does not.
-        """
+    def predict_with_parts(self, grays: list[np.ndarray], squares: np.ndarray) -> tuple[np.ndarray, ScoreParts]:
+        """Points and the score with what it is made of: how far the last pass is from its mirrored
+        twin (with `flip`) and from the pass before it (with `refine`), and the shape distance."""
         squares = np.asarray(squares, np.float32).reshape(-1, 3)
         if len(squares) == 0:
-            return np.zeros((0, 68, 2), np.float32), np.zeros(0, np.float32)
-        pts, other = self._pass(grays, squares)
-        for _ in range(self.refine):
+            return np.zeros((0, 68, 2), np.float32), score_parts(np.zeros((0, 68, 2), np.float32), None, None)
+        last = self.flip_last and not self.flip
+        pts, mirrored = self._pass(grays, squares, flip=True) if last and not self.refine else self._pass(grays, squares)
+        prev = None
+        for k in range(self.refine):
             prev = pts
-            pts, other = self._pass(grays, square_from_points(pts))
-            other = other if self.flip else prev
-        if other is None:
-            return pts, np.full(len(pts), np.nan, np.float32)
-        iod = np.linalg.norm(pts[:, LEFT_EYE_OUTER] - pts[:, RIGHT_EYE_OUTER], axis=-1) + 1e-6
-        disagreement = np.linalg.norm(pts - other, axis=-1).mean(axis=-1) / iod
-        return pts, np.exp(-disagreement / SCORE_SCALE).astype(np.float32)
+            sq = square_from_points(pts)
+            pts, mirrored = self._pass(grays, sq, flip=True) if last and k == self.refine - 1 else self._pass(grays, sq)
+        return pts, score_parts(pts, mirrored, prev)
 
-    def _pass(self, grays: list[np.ndarray], squares: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """One batched pass; returns the points and, with `flip`, the mirrored pass's points alone."""
+    def _pass(self, grays: list[np.ndarray], squares: np.ndarray, flip: bool | None = None
+              ) -> tuple[np.ndarray, np.ndarray | None]:
+        """One batched pass; returns the points and, with `flip` (default: self.flip), the mirrored
+        pass's points alone."""
         spec = self.cfg.crop
         mats = [crop_matrix(sq, spec) for sq in squares]
         crops = np.stack([warp_crop(g, m, spec) for g, m in zip(grays, mats)])
         coords, mirrored = self._forward(crops), None
-        if self.flip:
+        if self.flip if flip is None else flip:
             mirrored = self._forward(np.ascontiguousarray(crops[:, :, ::-1]))[:, FLIP_PERM]
             mirrored[..., 0] = -mirrored[..., 0] - 2.0 / spec.input_size  # pixel i <-> S-1-i
             mirrored = np.stack([from_crop_coords(c, m, spec) for c, m in zip(mirrored, mats)])

@@ -45,7 +45,7 @@ class ShapeModel:
     def shape_distance(self, points: np.ndarray) -> np.ndarray:
         """(..., 68, 2) image points -> (...) distance from the training shapes (about 1 typical)."""
         x = align_to(normalise(np.asarray(points, np.float64)), self.mean.astype(np.float64))
-        d = x.reshape(*x.shape[:-2], -1) - self.mean.reshape(-1)
+        d = x.reshape(*x.shape[:-2], x.shape[-2] * 2) - self.mean.reshape(-1)
         b = d @ self.modes.T.astype(np.float64)
         inside = (b ** 2 / self.mode_var).mean(axis=-1)
         outside = ((d ** 2).sum(axis=-1) - (b ** 2).sum(axis=-1)) / (d.shape[-1] - len(self.modes)) / self.residual_var

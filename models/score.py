@@ -1,0 +1,63 @@
+"""The landmark score: one number per face saying whether its 68 points can be trusted.
+
+Signs of a wrong answer, measured on every face at no extra network cost:
+
+- disagreement with the mirrored twin: the last pass's crop, mirrored, read again (`flip`, or
+  `flip_last` in the fast profile), mean point distance in inter-ocular units;
+- disagreement with the pass before (`refine`): the points predicted from the detector's square
+  against those from the square around the first answer. A real, near-frontal face gives nearly
+  equal answers both ways; a crop the network cannot read (no face, half a face, a face upside
+  down or at the wrong scale) gives answers that move with the crop;
+- shape distance: how far the points, with position, size and in-plane rotation taken out, lie
+  from the identity-train faces' shapes (models/shape.py; about 1 for a typical face).
+
+score = exp(-(mirror + passes) / DISAGREEMENT_SCALE) * exp(-max(0, shape_distance - SHAPE_FREE) / SHAPE_SCALE)
+in [0, 1] (a disagreement that was not measured counts 0; neither measured: NaN). Each
+disagreement alone let false faces through at any threshold that keeps 97 % of true faces; their
+sum let none through on the calibration sets (docs/score/build_eval.py, train identities). The
+shape factor is 1 for every true face measured (their largest distance was 1.28) and only lowers
+crops that are already wrong; it is a guard for points strewn where no face shape fits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .landmarks68 import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
+from .shape import load_shape_model
+
+DISAGREEMENT_SCALE = 0.05    # inter-ocular units: 0.05 of disagreement -> factor 1/e
+SHAPE_FREE = 1.5             # shape distances up to this cost nothing (true faces measured: at most 1.28)
+SHAPE_SCALE = 1.0            # ... and each unit past it a factor 1/e
+
+
+@dataclass
+class ScoreParts:
+    mirror: np.ndarray           # (N,) disagreement with the mirrored twin, inter-ocular units; NaN without `flip`
+    passes: np.ndarray           # (N,) disagreement with the pass before; NaN without `refine`
+    shape_distance: np.ndarray   # (N,)
+    score: np.ndarray            # (N,) float32 in [0, 1]; NaN when neither disagreement was measured
+
+
+def _disagreement(pts: np.ndarray, other: np.ndarray | None) -> np.ndarray:
+    if other is None:
+        return np.full(len(pts), np.nan)
+    iod = np.linalg.norm(pts[:, LEFT_EYE_OUTER] - pts[:, RIGHT_EYE_OUTER], axis=-1) + 1e-6
+    return np.linalg.norm(pts - other, axis=-1).mean(axis=-1) / iod
+
+
+def score_parts(points: np.ndarray, mirrored: np.ndarray | None, previous: np.ndarray | None) -> ScoreParts:
+    """(N, 68, 2) final points, their mirrored twin and the previous pass's points (None: not run)."""
+    pts = np.asarray(points, np.float64)
+    shape = load_shape_model().shape_distance(pts)
+    mirror, passes = _disagreement(pts, mirrored), _disagreement(pts, previous)
+    return ScoreParts(mirror.astype(np.float32), passes.astype(np.float32), shape, landmark_score(mirror, passes, shape))
+
+
+def landmark_score(mirror: np.ndarray, passes: np.ndarray, shape_distance: np.ndarray) -> np.ndarray:
+    """exp(-(sum of the disagreements measured) / DISAGREEMENT_SCALE), times the shape penalty."""
+    mirror, passes = np.asarray(mirror, np.float64), np.asarray(passes, np.float64)
+    dis = np.where(np.isnan(mirror) & np.isnan(passes), np.nan, np.nan_to_num(mirror) + np.nan_to_num(passes))
+    penalty = np.maximum(0.0, np.asarray(shape_distance, np.float64) - SHAPE_FREE) / SHAPE_SCALE
+    return np.exp(-dis / DISAGREEMENT_SCALE - penalty).astype(np.float32)
