@@ -94,3 +94,25 @@ def test_schema_and_table_carry_the_pose_of_the_points_written():
     assert abs(np.median(pose[face, 0]) - 24.4) < 2 and abs(np.median(pose[face, 2]) - 8) < 2
     assert smooth_tracks(raw, SmoothParams()).column("yaw").null_count == raw.num_rows   # no camera: no pose
     assert TableBuilder("v.mp4").table().num_rows == 0
+
+
+def test_a_tilted_head_on_a_real_frame_and_its_mirror(videos_dir):
+    """Frame 401 of the README sample: the woman tilts her head to image left (checked by eye):
+    counter-clockwise in the image, so roll < 0; the mirrored frame gives roll > 0, and yaw and
+    roll negate while pitch stays."""
+    import os
+
+    from facetracks.models.inference import LandmarkPredictor
+    from facetracks.pipeline.detect import HaarDetector
+    from facetracks.pipeline.video import iter_frames
+    gray = next(f.gray for f in iter_frames(os.path.join(videos_dir, "pyfeat_WolfgangLanger_Pexels.mp4")) if f.index == 401)
+    pred, det = LandmarkPredictor.load(), HaarDetector()
+    size = gray.shape[::-1]
+    poses = []
+    for g in (gray, np.ascontiguousarray(gray[:, ::-1])):
+        box = det.detect(g)[:1, :4]
+        pts, _ = pred.predict_with_score([g], pred.squares_from_boxes(box))
+        poses.append(head_pose(pts, size)[0])
+    (yaw, pitch, roll), (myaw, mpitch, mroll) = poses
+    assert roll < -10 < 10 < mroll
+    assert abs(yaw + myaw) < 3 and abs(roll + mroll) < 3 and abs(pitch - mpitch) < 3
