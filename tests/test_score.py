@@ -50,3 +50,12 @@ def test_score_parts_without_a_second_opinion_is_null():
     np.testing.assert_allclose(same.score, 1.0, atol=1e-5)
     assert landmark_score(np.array([0.01]), np.array([0.2]), np.array([0.5])) < landmark_score(
         np.array([0.01]), np.array([0.01]), np.array([0.5]))
+
+
+def test_evaluate_counts_kept_and_false_faces():
+    from facetracks.training.evaluate import kept_figures
+    per = np.array([0.03, 0.04, 0.5, 0.25, 0.05])
+    scores = np.array([0.9, 0.2, 0.1, 0.6, np.nan], np.float32)     # NaN: not measured, kept
+    f = kept_figures(per, scores, 0.45, images=10)
+    assert f["faces_kept"] == 0.3 and f["false_faces"] == 1 and f["false_faces_dropped"] == 1
+    assert abs(f["nme_mean_kept"] - (0.03 + 0.25 + 0.05) / 3) < 1e-9 and abs(f["false_face_share"] - 1 / 3) < 1e-9

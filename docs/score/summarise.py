@@ -64,8 +64,8 @@ def figures(r: dict, threshold: float) -> dict:
 
 
 def draw(results: dict[str, dict], path: str) -> None:
-    """One row per set, one column per profile: a histogram of the score (0..1, 25 bins), the
-    threshold as a red line."""
+    """One row per set, one column per profile: a histogram of the score (0..1, 25 bins), each
+    row scaled to its tallest bin, the threshold as a black line."""
     cw, rh, lw, top = 300, 46, 110, 30
     profiles = list(results)
     img = np.full((top + rh * len(SETS) + 20, lw + cw * len(profiles) + 10, 3), 255, np.uint8)
@@ -88,10 +88,10 @@ def draw(results: dict[str, dict], path: str) -> None:
                 cv2.rectangle(img, (xa + 1, int(y0 + rh - 4 - v * (rh - 8))), (int(xa + bw) - 1, y0 + rh - 4),
                               (60, 140, 60) if s in ("true", "mirrored", "clip_haar", "clip_turned") else (70, 70, 200), -1)
             tx = int(x0 + 5 + thr * (cw - 10))
-            cv2.line(img, (tx, y0 + 2), (tx, y0 + rh - 4), (0, 0, 230), 1)
+            cv2.line(img, (tx, y0 + 2), (tx, y0 + rh - 4), (0, 0, 0), 2)
     for i, s in enumerate(SETS):
         cv2.putText(img, s, (6, top + i * rh + 28), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(img, "score 0 .. 1; green: faces, blue: crops whose points are wrong or unknown", (lw, img.shape[0] - 6),
+    cv2.putText(img, "score 0 .. 1; green: real faces, red: crops whose points are wrong or unknown; black: min-score", (lw, img.shape[0] - 6),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.4, (80, 80, 80), 1, cv2.LINE_AA)
     cv2.imwrite(path, img)
 
