@@ -13,7 +13,7 @@ import pytest
 
 from facetracks.jobs.cli import main
 from facetracks.pipeline.parquet import read_meta
-from facetracks.pipeline.schema import POINT_COLUMNS, SCHEMA
+from facetracks.pipeline.schema import POINT_COLUMNS, SCHEMA, SCHEMA_VERSION
 
 from .clips import audio_only, moving_clip, pick_faces, truncated_copy, vfr_clip
 
@@ -62,7 +62,7 @@ def test_output_mirrors_tree_with_schema_and_metadata(job):
     assert t.schema.remove_metadata().equals(SCHEMA)
     assert all(c in t.column_names for c in POINT_COLUMNS)
     meta = read_meta(str(path))
-    assert meta["schema_version"] == 1 and meta["model"].startswith("ft68-resnet-s@")
+    assert meta["schema_version"] == SCHEMA_VERSION == 2 and meta["model"].startswith("ft68-resnet-s@")
     src_meta = meta["source"]
     assert src_meta["width"] == 320 and src_meta["height"] == 240 and src_meta["rotation"] == 0
     assert src_meta["codec"] == "h264" and meta["frame_count"] == 8 == t.num_rows
@@ -72,15 +72,17 @@ def test_output_mirrors_tree_with_schema_and_metadata(job):
     np.testing.assert_allclose(df.time_s, [0, 0.04, 0.12, 0.133, 0.2, 0.4, 0.433, 1.0], atol=1e-6)
 
 
-def test_rerun_skips_current_outputs_and_overwrite_redoes_them(job):
+def test_rerun_skips_current_outputs_and_overwrite_redoes_them(job, tmp_path):
     src, out, _ = job
     before = os.path.getmtime(out / "moving.mp4.parquet")
     assert main(["annotate", str(src / "moving.mp4"), "--out", str(out), "--render", "landmarks"]) == 0
     summary = json.loads((out / "_summary.json").read_text())["videos"]
     assert summary["moving.mp4"]["status"] == "skipped"
     assert os.path.getmtime(out / "moving.mp4.parquet") == before
-    assert main(["annotate", str(src / "moving.mp4"), "--out", str(out), "--detect-every", "4"]) == 0
-    assert os.path.getmtime(out / "moving.mp4.parquet") > before       # new parameters: not current
+    copy = tmp_path / "out"            # the job's output stays the default run's, for the tests after this one
+    shutil.copytree(out, copy)
+    assert main(["annotate", str(src / "moving.mp4"), "--out", str(copy), "--detect-every", "4"]) == 0
+    assert os.path.getmtime(copy / "moving.mp4.parquet") > before       # new parameters: not current
 
 
 def test_real_clips_pass_the_independent_check(videos_dir, tmp_path):
