@@ -95,6 +95,21 @@ def _given(options: dict, profile: dict, defaults: object) -> dict:
             **{k: v for k, v in options.items() if v is not None}}
 
 
+def run_params(args: argparse.Namespace, prof) -> tuple[dict, dict, dict]:
+    """Detector, follow and predictor settings, every one spelled out: the profile's, with the
+    options given on the command line over them."""
+    detector = _given({"scale_factor": args.scale_factor, "min_neighbors": args.min_neighbors,
+                       "min_face": args.min_face, "detect_side": args.detect_side}, prof.detector, _DETECTOR)
+    detector["backend"] = args.detector
+    follow = _given({"detect_every": args.detect_every, "idle_detect_every": args.idle_detect_every,
+                     "min_score": args.min_score, "max_faces": args.max_faces, "cut_threshold": args.cut_threshold,
+                     "batch_size": args.batch_size}, prof.follow, FollowParams())
+    no_flip = False if args.no_flip else None      # --no-flip: no mirrored pass at all (nor the last pass's)
+    predictor = _given({"refine": args.refine, "flip": no_flip, "flip_last": no_flip}, prof.predictor, _PREDICTOR)
+    predictor["half"] = False if args.fp32 else None         # None: float16 where the actor has a GPU
+    return detector, follow, predictor
+
+
 def _refuse(message: str, code: int = 2) -> int:
     """One line on stderr naming the cause; the exit status (2: the command cannot run as given)."""
     print(f"facetracks annotate: {message}", file=sys.stderr)
@@ -157,14 +172,7 @@ def run(args: argparse.Namespace) -> int:
         return _refuse(f"{weights}: no such weights file")
     except (OSError, ValueError) as e:
         return _refuse(f"{weights}: cannot use these weights ({e})")
-    detector = _given({"scale_factor": args.scale_factor, "min_neighbors": args.min_neighbors,
-                       "min_face": args.min_face, "detect_side": args.detect_side}, prof.detector, _DETECTOR)
-    detector["backend"] = args.detector
-    follow = _given({"detect_every": args.detect_every, "idle_detect_every": args.idle_detect_every,
-                     "min_score": args.min_score, "max_faces": args.max_faces, "cut_threshold": args.cut_threshold,
-                     "batch_size": args.batch_size}, prof.follow, FollowParams())
-    predictor = _given({"refine": args.refine, "flip": False if args.no_flip else None}, prof.predictor, _PREDICTOR)
-    predictor["half"] = False if args.fp32 else None         # None: float16 where the actor has a GPU
+    detector, follow, predictor = run_params(args, prof)
     opt = RunOptions(out_dir=args.out, weights=weights_bytes, model_id=f"{cfg.name}@{cfg.version}", detector=detector,
                      follow=follow, predictor=predictor, address=args.address, actors=args.actors,
                      cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,

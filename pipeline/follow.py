@@ -33,7 +33,7 @@ class FollowParams:
     detect_every: int = 8          # frames between detections while faces are followed (1: every frame)
     batch_size: int = 8          # most frames whose faces share one forward pass
     idle_detect_every: int = 1     # frames between detections while no face is followed
-    min_score: float = 0.35        # below this a face is lost: re-detect, or drop it
+    min_score: float = 0.45        # below this a face is lost: re-detect, or drop it
     max_faces: int = 16            # per frame, largest first
     cut_threshold: float = 30.0    # mean grey-level change of a frame that makes it a scene cut (0: off)
 

@@ -56,5 +56,21 @@ def test_profile_values_are_defaults_and_options_override_them(data_dir, tmp_pat
     params = meta["params"]
     assert params["follow"]["detect_every"] == 5                          # the option
     assert params["follow"]["batch_size"] == PROFILES["fast"].follow["batch_size"]   # the profile
-    assert params["detector"]["detect_side"] == 320 and params["predictor"] == {"refine": 1, "flip": False, "half": None}
+    assert params["detector"]["detect_side"] == 320 and params["predictor"] == {"refine": 1, "flip": False, "flip_last": True, "half": None}
     assert params["detector"]["min_neighbors"] == 5                       # the dataclass default
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_the_cli_runs_every_setting_a_profile_makes(name):
+    """What `evaluate` measured for a profile is what `annotate --profile` runs: no profile key
+    may be dropped on the way (fast's flip_last once was, leaving its score uncalibrated)."""
+    from facetracks.jobs.annotate_cmd import run_params
+    from facetracks.jobs.cli import build_parser
+    prof = PROFILES[name]
+    detector, follow, predictor = run_params(build_parser().parse_args(["annotate", "x", "--out", "o",
+                                                                        "--profile", name]), prof)
+    for given, wanted in ((detector, prof.detector), (follow, prof.follow), (predictor, prof.predictor)):
+        assert {k: given.get(k) for k in wanted} == wanted
+    no_flip = run_params(build_parser().parse_args(["annotate", "x", "--out", "o", "--profile", name, "--no-flip"]),
+                         prof)[2]
+    assert no_flip["flip"] is False and no_flip["flip_last"] is False

@@ -64,6 +64,8 @@ def check_rows(df: pd.DataFrame, truth: dict) -> None:
 def test_read_images_map_batches_gives_a_row_per_face_and_keeps_every_path(photos):
     import ray
     folder, truth = photos
+    if ray.is_initialized():
+        ray.shutdown()      # an in-process CLI run of an earlier test left its private Ray up
     tmp = short_tempdir()
     ray.init(address="local", num_cpus=2, object_store_memory=200 * 2**20, include_dashboard=False,
              log_to_driver=False, configure_logging=False, _temp_dir=tmp)
