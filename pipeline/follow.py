@@ -80,6 +80,7 @@ class Schedule:
     params: FollowParams
     since_detect: int | None = None    # frames since the last detection (None: never, or a new shot)
     retry_index: int = -1              # frame index already re-detected after a confidence drop
+    limit: int | None = None           # most frames in the next chunk: 1 after a face was dropped, doubling back
 
     def new_shot(self) -> None:
         self.since_detect = None
@@ -93,20 +94,29 @@ class Schedule:
 
     def chunk_size(self, cuts: list[bool]) -> int:
         """Frames (of those read ahead, `cuts` flagging new shots) to landmark in one batch: up to
-        the next scheduled detection, at most `batch_size`, never across a cut."""
-        n = min(len(cuts), self.params.batch_size, max(1, self.params.detect_every - self.since_detect))
+        the next scheduled detection, at most `batch_size`, never across a cut. After a face was
+        dropped (a hand over it, a false detection) the next chunks grow from one frame: a face the
+        detector keeps finding and the network keeps rejecting then costs one frame's crops a frame,
+        not a whole batch's."""
+        n = min(len(cuts), self.params.batch_size, self.limit or self.params.batch_size,
+                max(1, self.params.detect_every - self.since_detect))
         return next((k for k in range(1, n) if cuts[k]), n)
 
-    def verdict(self, kept: np.ndarray, frame_indices: list[int]) -> Verdict:
+    def verdict(self, kept: np.ndarray, frame_indices: list[int], fresh: np.ndarray | None = None) -> Verdict:
         """`kept` (frames, faces): the faces whose score reached `min_score`. The first frame that
         lost a face ends the chunk: it is re-detected and tried again once; on the second try its
-        lost faces are dropped."""
+        lost faces are dropped. `fresh` (faces): squares the detector set on the chunk's first frame;
+        when only those fail there, a retry would detect the same squares and fail the same way, so
+        it counts as the second try."""
         bad = np.flatnonzero((~kept).any(axis=1))
         if len(bad) and frame_indices[bad[0]] != self.retry_index:
             k = int(bad[0])
-            self.retry_index = frame_indices[k]
-            return Verdict(k, k, True)
+            if not (k == 0 and fresh is not None and fresh[~kept[0]].all()):
+                self.retry_index = frame_indices[k]
+                return Verdict(k, k, True)
         k = int(bad[0]) if len(bad) else len(kept) - 1
+        size = self.limit or self.params.batch_size
+        self.limit = 1 if len(bad) else min(self.params.batch_size, 2 * size)
         return Verdict(k, k + 1, False)
 
     def advance(self, frames: int) -> None:
@@ -138,7 +148,8 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
             tracker.end_all()
             plan.new_shot()
             st.cuts += 1
-        if plan.detect_now(bool(tracker.tracks), any(t.lost for t in tracker.tracks)):
+        detected = plan.detect_now(bool(tracker.tracks), any(t.lost for t in tracker.tracks))
+        if detected:
             _detect(ahead.frames[0], detector, predictor, tracker, p.max_faces, st)
             plan.detected()
         if not tracker.tracks:
@@ -157,7 +168,8 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
         pts = pts.reshape(n, len(tracks), 68, 2)
         score = score.reshape(n, len(tracks))
         kept = ~(score < p.min_score)   # a NaN score (one pass, no mirror: not measured) never drops a face
-        v = plan.verdict(kept, [f.index for f in chunk])
+        fresh = np.array([detected and t.id in tracker.seeded for t in tracks], bool)
+        v = plan.verdict(kept, [f.index for f in chunk], fresh)
         if v.retry:                     # emit the frames before it; re-detect on it and try it again
             if v.frame > 0:
                 tracker.update(square_from_points(pts[v.frame - 1]), np.ones(len(tracks), bool))

@@ -59,6 +59,7 @@ class FaceTracker:
     duplicate_iou: float = 0.5
     tracks: list[Track] = field(default_factory=list)
     next_id: int = 0
+    seeded: set[int] = field(default_factory=set)   # tracks whose square the last detection set
 
     def squares(self) -> np.ndarray:
         return np.stack([t.square for t in self.tracks]) if self.tracks else np.zeros((0, 3), np.float32)
@@ -73,11 +74,12 @@ class FaceTracker:
         prev = self.squares()
         pairs = greedy_match(square_iou(prev, squares), self.iou_match) if len(prev) and len(squares) else []
         match = dict(pairs)
-        kept = []
+        kept, self.seeded = [], set()
         for i, t in enumerate(self.tracks):
             if i in match:
                 if t.lost:
                     t.square, t.lost = squares[match[i]], False
+                    self.seeded.add(t.id)
                 t.unconfirmed = 0
             elif t.lost:
                 continue
@@ -89,6 +91,7 @@ class FaceTracker:
         for j in range(len(squares)):
             if j not in matched:
                 kept.append(Track(self.next_id, squares[j]))
+                self.seeded.add(self.next_id)
                 self.next_id += 1
         self.tracks = kept
         self._drop_duplicates()

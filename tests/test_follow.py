@@ -106,11 +106,24 @@ def test_a_cut_ends_the_tracks_forces_a_detection_and_splits_the_batch():
     assert st.cuts == 1
 
 
-def test_a_cut_frame_that_is_retried_does_not_end_its_own_tracks():
+def test_a_low_face_on_a_cut_frame_is_dropped_without_detecting_that_frame_again():
+    """Its square came from the detector on that very frame: detecting it again would give the same
+    square and the same score, so the first failure is the last."""
     det, pred = Detector(), Predictor(low={10: 1})
     ids, st = run(clip(20, shots={10: 200}), det, pred, detect_every=8, batch_size=8)
-    assert det.calls == [0, 8, 10, 10, 18]
-    assert ids[10] == ids[19] == [1] and st.cuts == 1
+    assert det.calls == [0, 8, 10, 11, 19]
+    assert ids[10] == [] and ids[11] == ids[19] == [2] and st.cuts == 1
+
+
+def test_a_face_rejected_frame_after_frame_costs_one_frame_of_crops_a_frame():
+    """A face the detector keeps finding and the network keeps rejecting (a hand over it): once
+    dropped, each frame is detected once and landmarked alone; chunks grow back when it scores again."""
+    det, pred = Detector(), Predictor(low={i: 99 for i in range(4, 10)})
+    ids, st = run(clip(16), det, pred, detect_every=8, batch_size=8)
+    assert det.calls == [0, 4, 5, 6, 7, 8, 9, 10]
+    assert pred.batches == [list(range(8)), list(range(4, 12)), [5], [6], [7], [8], [9], [10], [11, 12], [13, 14, 15]]
+    assert all(ids[i] == [] for i in range(4, 10)) and ids[10] == ids[15] != ids[0]
+    assert st.crops == 8 + 8 + 6 + 2 + 3
 
 
 def test_a_confidence_drop_redetects_at_once_and_keeps_the_face_when_the_retry_is_good():
@@ -159,3 +172,12 @@ def test_schedule_alone():
     assert (v.frame, v.done, v.retry) == (1, 1, True)
     v = s.verdict(kept[1:], [8, 9])                                   # the same frame a second time
     assert (v.frame, v.done, v.retry) == (0, 1, False)
+    assert s.chunk_size([False] * 8) == 1                             # a face was dropped: one frame next
+    v = s.verdict(kept[1:2], [10], fresh=np.array([True]))           # only a square just detected failed
+    assert (v.frame, v.done, v.retry) == (0, 1, False)
+    v = s.verdict(kept[1:2], [11], fresh=np.array([False]))          # a followed square: worth a retry
+    assert v.retry
+    s.verdict(kept[:1], [12])
+    s.verdict(kept[:1], [13])
+    s.detected()
+    assert s.chunk_size([False] * 8) == 4                             # two clean chunks: 1 -> 2 -> 4
