@@ -1,4 +1,4 @@
-"""The Python API: the same work as `facetracks annotate` / `render`, one video at a time, in-process.
+"""The Python API: the same work as `facetracks annotate` / `render`, one video (or photo) at a time, in-process.
 
 A thin layer over the pipeline (no Ray, no output folder): what the CLI's actors do per video is
 `pipeline.annotate.annotate_video` then `smoothing.smooth_tracks`, and this calls exactly those.
@@ -11,8 +11,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from facetracks.jobs.inputs import IMAGE_EXTENSIONS
 from facetracks.pipeline.annotate import annotate_video as _annotate
+from facetracks.pipeline.atomic import temp_path
 from facetracks.pipeline.filters import FILTERS, get_filter
+from facetracks.pipeline.photo import annotate_photo, read_photo, render_photo
 from facetracks.pipeline.profiles import PROFILES, ProfileParts, load_profile
 from facetracks.pipeline.render import RenderStats, faces_by_frame, load_tracks_for
 from facetracks.pipeline.render import render_video as _render
@@ -24,12 +27,16 @@ __all__ = ["annotate_video", "load_profile", "render_video", "read_tracks", "PRO
 def annotate_video(path: str | os.PathLike, profile: str | ProfileParts = "accurate", *,
                    smooth: SmoothParams | bool = True, device: str | None = None) -> pd.DataFrame:
     """Landmark tracks of one video: a row per face per frame, the columns of the Parquet schema.
+    A photo (JPEG, PNG, WebP, BMP, TIFF; EXIF orientation applied) is one frame: frame_index 0.
 
     `profile` is a name ("accurate", "fast") or what `load_profile` returned, to keep one loaded
     model across many videos. `smooth`: True (the CLI's default), False, or your `SmoothParams`.
     """
     parts = load_profile(profile, device) if isinstance(profile, str) else profile
     path = os.fspath(path)
+    if _is_photo(path):
+        return annotate_photo(read_photo(path), os.path.basename(path), parts.detector, parts.predictor,
+                              parts.follow).table.to_pandas()
     r = _annotate(path, os.path.basename(path), parts.detector, parts.predictor, parts.follow)
     params = SmoothParams() if smooth is True else NONE if smooth is False else smooth
     return smooth_tracks(r.table, params, (r.info.width, r.info.height)).to_pandas()
@@ -44,11 +51,22 @@ def render_video(video: str | os.PathLike, tracks: pd.DataFrame | pa.Table | str
                  out: str | os.PathLike, filter: str = "sunglasses", *, overlay: str | bytes | None = None,
                  anchor: str = "eyes", crf: int = 20, preset: str = "medium") -> RenderStats:
     """Draw `filter` (see FILTERS; "overlay" with your RGBA PNG as `overlay`) on `video`'s faces
-    from `tracks` (a DataFrame from `annotate_video`/`read_tracks`, or a track file's path) into `out`."""
+    from `tracks` (a DataFrame from `annotate_video`/`read_tracks`, or a track file's path) into `out`.
+    A photo is written as the image format `out`'s extension names."""
     video = os.fspath(video)
     if isinstance(tracks, (str, os.PathLike)):
         faces, frames = load_tracks_for(video, os.fspath(tracks))     # checks the file was made from `video`
     else:
         df = tracks.to_pandas() if isinstance(tracks, pa.Table) else tracks
         faces, frames = faces_by_frame(df), df["frame_index"].nunique()
-    return _render(video, os.fspath(out), faces, get_filter(filter, overlay, anchor), frames, crf=crf, preset=preset)
+    filt, out = get_filter(filter, overlay, anchor), os.fspath(out)
+    if _is_photo(video):
+        data = render_photo(read_photo(video), faces.get(0, []), filt, os.path.splitext(out)[1])
+        with temp_path(out) as tmp, open(tmp, "wb") as f:
+            f.write(data)
+        return RenderStats(frames=1, frames_with_faces=int(bool(faces.get(0))), audio_packets=0)
+    return _render(video, out, faces, filt, frames, crf=crf, preset=preset)
+
+
+def _is_photo(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS

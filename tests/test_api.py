@@ -50,3 +50,23 @@ def test_the_installed_packages_are_under_one_name():
     for top in SHADOWS:
         assert top not in sys.modules, f"a top-level {top!r} module was imported"
     assert facetracks.models.registry.default_weights().endswith(".pt")
+
+
+def test_a_photo_is_one_frame_and_renders_as_a_photo(tmp_path, data_dir):
+    import cv2
+
+    import facetracks
+    from .conftest import face_canvas
+    face = pick_faces(data_dir, 1)[0]
+    img, truth = face_canvas(face.gray, face.points, at=(10, 6))
+    cv2.imwrite(str(tmp_path / "still.png"), img)
+    tracks = facetracks.annotate_video(tmp_path / "still.png")
+    assert tracks["frame_index"].tolist() == [0] and tracks["time_s"].tolist() == [0.0]
+    pts = np.stack([tracks[[f"x_{i}", f"y_{i}"]].to_numpy(np.float32)[0] for i in range(68)])
+    assert nme(pts, truth) < 0.10
+    st = facetracks.render_video(tmp_path / "still.png", tracks, tmp_path / "still.sunglasses.jpg")
+    out = cv2.imread(str(tmp_path / "still.sunglasses.jpg"))
+    assert (st.frames, st.frames_with_faces) == (1, 1) and out.shape == img.shape
+    eyes = pts[36:48].mean(axis=0).astype(int)      # sunglasses drawn over the eyes, not elsewhere
+    assert np.abs(out[eyes[1], eyes[0]].astype(int) - img[eyes[1], eyes[0]]).max() > 40
+    assert np.abs(out[-3:, -3:].astype(int) - img[-3:, -3:]).max() < 8
