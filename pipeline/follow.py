@@ -15,7 +15,7 @@ so it can be read, and tested, on its own; `follow_faces` carries them out.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Protocol
 
 import numpy as np
@@ -80,7 +80,10 @@ class Schedule:
     params: FollowParams
     since_detect: int | None = None    # frames since the last detection (None: never, or a new shot)
     retry_index: int = -1              # frame index already re-detected after a confidence drop
-    limit: int | None = None           # most frames in the next chunk: 1 after a face was dropped, doubling back
+    limit: int = field(init=False)     # most frames in the next chunk: 1 after a face was dropped, doubling back
+
+    def __post_init__(self) -> None:
+        self.limit = self.params.batch_size
 
     def new_shot(self) -> None:
         self.since_detect = None
@@ -98,8 +101,7 @@ class Schedule:
         dropped (a hand over it, a false detection) the next chunks grow from one frame: a face the
         detector keeps finding and the network keeps rejecting then costs one frame's crops a frame,
         not a whole batch's."""
-        n = min(len(cuts), self.params.batch_size, self.limit or self.params.batch_size,
-                max(1, self.params.detect_every - self.since_detect))
+        n = min(len(cuts), self.limit, max(1, self.params.detect_every - self.since_detect))
         return next((k for k in range(1, n) if cuts[k]), n)
 
     def verdict(self, kept: np.ndarray, frame_indices: list[int], fresh: np.ndarray | None = None) -> Verdict:
@@ -115,8 +117,7 @@ class Schedule:
                 self.retry_index = frame_indices[k]
                 return Verdict(k, k, True)
         k = int(bad[0]) if len(bad) else len(kept) - 1
-        size = self.limit or self.params.batch_size
-        self.limit = 1 if len(bad) else min(self.params.batch_size, 2 * size)
+        self.limit = 1 if len(bad) else min(self.params.batch_size, 2 * self.limit)
         return Verdict(k, k + 1, False)
 
     def advance(self, frames: int) -> None:
@@ -173,7 +174,7 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
         if v.retry:                     # emit the frames before it; re-detect on it and try it again
             if v.frame > 0:
                 tracker.update(square_from_points(pts[v.frame - 1]), np.ones(len(tracks), bool))
-            tracker.update(tracker.squares(), kept[v.frame])
+            tracker.mark_lost({t.id for t, ok in zip(tracks, kept[v.frame]) if not ok})
         else:                           # on a retried frame, drop the faces still lost
             tracker.update(square_from_points(pts[v.frame]), kept[v.frame])
             tracker.drop_lost()

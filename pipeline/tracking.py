@@ -105,6 +105,11 @@ class FaceTracker:
                 t.lost = True
         self._drop_duplicates()
 
+    def mark_lost(self, ids: set[int]) -> None:
+        """By id, not position: an update before may have merged a duplicate away."""
+        for t in self.tracks:
+            t.lost = t.lost or t.id in ids
+
     def end_all(self) -> None:
         """A scene cut: the faces of the new shot are new tracks, wherever they are."""
         self.tracks = []

@@ -181,3 +181,13 @@ def test_schedule_alone():
     s.verdict(kept[:1], [13])
     s.detected()
     assert s.chunk_size([False] * 8) == 4                             # two clean chunks: 1 -> 2 -> 4
+
+
+def test_faces_are_marked_lost_by_id_after_an_update_merged_two_tracks():
+    from facetracks.pipeline.tracking import FaceTracker
+    tr = FaceTracker()
+    tr.detections(np.array([[10, 10, 8], [30, 10, 8], [60, 10, 8]], np.float32))
+    tracks = list(tr.tracks)
+    tr.update(np.array([[10, 10, 8], [10, 10, 8], [60, 10, 8]], np.float32), np.ones(3, bool))  # 0 and 1 merge
+    tr.mark_lost({t.id for t, ok in zip(tracks, [True, True, False]) if not ok})
+    assert [(t.id, t.lost) for t in tr.tracks] == [(0, False), (2, True)]
