@@ -15,7 +15,7 @@ import time
 import ray
 from tqdm import tqdm
 
-from facetracks.pipeline.video import VideoError, frame_rate, open_video
+from facetracks.pipeline.video import VideoError, header_length
 
 from .inputs import VideoItem
 
@@ -66,12 +66,8 @@ def estimate_frames(it: VideoItem) -> int:
     if it.photo:
         return 1
     try:
-        container, s = open_video(it.path)
-        with container:
-            if s.frames:
-                return int(s.frames)
-            seconds = float(s.duration * s.time_base) if s.duration else (container.duration or 0) / 1e6
-            return int(round(seconds * frame_rate(s)))
+        frames, seconds, fps = header_length(it.path)
+        return frames or int(round(seconds * fps))
     except (VideoError, TypeError, ValueError):
         return 0
 

@@ -26,7 +26,7 @@ from facetracks.pipeline.parquet import is_current, read_meta, run_key
 from facetracks.pipeline.render import read_render_key, render_key
 from facetracks.pipeline.segments import segments_of
 from facetracks.pipeline.smoothing import SmoothParams
-from facetracks.pipeline.video import VideoError, open_video
+from facetracks.pipeline.video import VideoError, header_length
 
 from .inputs import VideoItem
 from .outputs import remove_stale_temps, resolve, write_bytes
@@ -138,7 +138,7 @@ def _key(it: VideoItem, opt: RunOptions) -> dict | None:
 _segments_remote = ray.remote(num_cpus=0)(segments_of)
 
 
-def _splits(it: VideoItem, opt: RunOptions) -> bool:
+def _splits(opt: RunOptions) -> bool:
     """Whole videos when rendering (the renderer needs every frame in one place)."""
     return bool(opt.segment_s) and not opt.render
 
@@ -146,12 +146,10 @@ def _splits(it: VideoItem, opt: RunOptions) -> bool:
 def _estimated_pieces(it: VideoItem, opt: RunOptions) -> int:
     """How many tasks a video will make, from its header's duration (cheap): sizes the actor pool
     before the keyframes are known."""
-    if not _splits(it, opt):
+    if not _splits(opt):
         return 1
     try:
-        container, s = open_video(it.path)
-        with container:
-            seconds = float(s.duration * s.time_base) if s.duration else (container.duration or 0) / 1e6
+        seconds = header_length(it.path)[1]
     except (VideoError, TypeError):
         return 1
     if not seconds:              # no duration in the header (.webm from MediaRecorder, some .ts): may be long
@@ -192,7 +190,7 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
         elif current:          # the tracks stand; only the render is redone
             tasks.append((it, "render"))
         else:
-            tasks.append((it, "plan" if _splits(it, opt) else None))
+            tasks.append((it, "plan" if _splits(opt) else None))
     tasks.extend((b, "photos") for b in batches(photos))
     t0 = time.perf_counter()
     if tasks:

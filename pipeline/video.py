@@ -162,6 +162,15 @@ def frame_rate(s: av.video.stream.VideoStream) -> float:
     return float(rate) if rate else DEFAULT_FPS
 
 
+def header_length(path: str) -> tuple[int, float, float]:
+    """(frames, seconds, frames per second) as the container's header states them, nothing decoded
+    (0 frames or 0 seconds where it states nothing): estimates, which decoding may correct."""
+    container, s = open_video(path)
+    with container:
+        seconds = float(s.duration * s.time_base) if s.duration else (container.duration or 0) / 1e6
+        return int(s.frames or 0), seconds, frame_rate(s)
+
+
 def probe(path: str) -> VideoInfo:
     container, s = open_video(path)
     with container:
