@@ -53,3 +53,8 @@ def _flip_permutation() -> np.ndarray:
 
 
 FLIP_PERM: np.ndarray = _flip_permutation()
+
+
+def interocular(points: np.ndarray) -> np.ndarray:
+    """Outer-eye-corner distance of (..., 68, 2 or 3) points: the unit of NME, jitter and the score."""
+    return np.linalg.norm(points[..., LEFT_EYE_OUTER, :] - points[..., RIGHT_EYE_OUTER, :], axis=-1)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .landmarks68 import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
+from .landmarks68 import interocular
 from .shape import load_shape_model
 
 DISAGREEMENT_SCALE = 0.05    # inter-ocular units: 0.05 of disagreement -> factor 1/e
@@ -43,7 +43,7 @@ class ScoreParts:
 def _disagreement(pts: np.ndarray, other: np.ndarray | None) -> np.ndarray:
     if other is None:
         return np.full(len(pts), np.nan)
-    iod = np.linalg.norm(pts[:, LEFT_EYE_OUTER] - pts[:, RIGHT_EYE_OUTER], axis=-1) + 1e-6
+    iod = interocular(pts) + 1e-6
     return np.linalg.norm(pts - other, axis=-1).mean(axis=-1) / iod
 
 
@@ -53,6 +53,11 @@ def score_parts(points: np.ndarray, mirrored: np.ndarray | None, previous: np.nd
     shape = load_shape_model().shape_distance(pts)
     mirror, passes = _disagreement(pts, mirrored), _disagreement(pts, previous)
     return ScoreParts(mirror.astype(np.float32), passes.astype(np.float32), shape, landmark_score(mirror, passes, shape))
+
+
+def is_kept(score: np.ndarray, min_score: float) -> np.ndarray:
+    """The faces a threshold keeps: a NaN score (not measured: one pass, no mirror) never drops one."""
+    return ~(np.asarray(score) < min_score)
 
 
 def landmark_score(mirror: np.ndarray, passes: np.ndarray, shape_distance: np.ndarray) -> np.ndarray:

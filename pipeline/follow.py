@@ -21,6 +21,7 @@ from typing import Iterable, Iterator, Protocol
 import numpy as np
 
 from facetracks.models.crop import square_from_points
+from facetracks.models.score import is_kept
 
 from .detect import FaceDetector
 from .shots import Lookahead
@@ -168,7 +169,7 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
         st.crops += len(grays)
         pts = pts.reshape(n, len(tracks), 68, 2)
         score = score.reshape(n, len(tracks))
-        kept = ~(score < p.min_score)   # a NaN score (one pass, no mirror: not measured) never drops a face
+        kept = is_kept(score, p.min_score)
         fresh = np.array([detected and t.id in tracker.seeded for t in tracks], bool)
         v = plan.verdict(kept, [f.index for f in chunk], fresh)
         if v.retry:                     # emit the frames before it; re-detect on it and try it again

@@ -38,7 +38,7 @@ from functools import lru_cache
 import numpy as np
 import pyarrow as pa
 
-from facetracks.models.landmarks68 import LEFT_EYE_OUTER, NUM_POINTS, RIGHT_EYE_OUTER
+from facetracks.models.landmarks68 import NUM_POINTS, interocular
 
 from .schema import BOX_COLUMNS, POINT_COLUMNS, POSE_COLUMNS, geometry_columns
 
@@ -64,10 +64,6 @@ class SmoothParams:
         if self.radius < 1 or self.shape_radius < 0 or self.order < 0 or self.min_radius < 0 or self.tolerance < 0 \
                 or self.noise_k < 0 or self.outlier < 0 or self.robust_rounds < 0:
             raise ValueError(f"smoothing parameters out of range: {self}")
-
-    @property
-    def name(self) -> str:
-        return self.method
 
     def to_dict(self) -> dict:
         return {"method": "none"} if self.method == "none" else asdict(self)
@@ -146,10 +142,6 @@ def local_fit(x: np.ndarray, radius: int, order: int = 2, weights: np.ndarray | 
         lo, hi = max(0, t - r), min(T - 1, t + r)
         out[t] = _kernel(t - lo, hi - t, radius, order) @ flat[lo:hi + 1]
     return out.reshape(x.shape)
-
-
-def interocular(points: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(points[..., LEFT_EYE_OUTER, :] - points[..., RIGHT_EYE_OUTER, :], axis=-1)
 
 
 def _rotate(ab: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -231,7 +223,7 @@ def smooth_run(points: np.ndarray, params: SmoothParams) -> np.ndarray:
 
 def _smooth_once(points: np.ndarray, params: SmoothParams, weights: np.ndarray | None) -> np.ndarray:
     ref, ab, t, shape = pose_shape(points)
-    unit = float(np.linalg.norm(ref[LEFT_EYE_OUTER] - ref[RIGHT_EYE_OUTER])) or 1.0   # face units in ref pixels
+    unit = float(interocular(ref)) or 1.0   # face units in ref pixels
     spread = float(np.sqrt((ref ** 2).sum(axis=1).mean()))      # how far a scale/rotation change moves points
     scale = np.hypot(ab[:, 0], ab[:, 1])[:, None]
     # pose departure: translation in ref pixels (divided by the frame's scale) plus what the

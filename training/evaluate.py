@@ -17,13 +17,14 @@ import numpy as np
 
 from facetracks.models.crop import square_from_points
 from facetracks.models.inference import LandmarkPredictor
+from facetracks.models.score import is_kept
 
 from .boxes import Detector, detect_boxes
 from .data import load_split
 from .metrics import FAILURE_NME, summarize
+from .plots import ced_plot, prediction_grid
 
 FALSE_FACE_NME = 0.20
-from .plots import ced_plot, prediction_grid
 
 
 def evaluate(predictor: LandmarkPredictor, data_dir: str, split: str, boxes: str, detect: Detector | None,
@@ -72,7 +73,7 @@ def evaluate(predictor: LandmarkPredictor, data_dir: str, split: str, boxes: str
 def kept_figures(per: np.ndarray, scores: np.ndarray, min_score: float, images: int) -> dict:
     """What a --min-score keeps of the found faces (a NaN score, not measured, keeps a face, as in
     annotate), and how many of those are false faces."""
-    kept = ~(scores < min_score)
+    kept = is_kept(scores, min_score)
     false = per[kept] > FALSE_FACE_NME
     return {"min_score": min_score, "faces_kept": float(kept.sum() / max(1, images)),
             "kept_of_found": float(kept.mean()) if len(kept) else float("nan"),

@@ -3,13 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from facetracks.models.landmarks68 import LEFT_EYE_OUTER, REGIONS, RIGHT_EYE_OUTER
+from facetracks.models.landmarks68 import REGIONS, interocular
 
 FAILURE_NME = 0.10
-
-
-def interocular(gt: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(gt[..., LEFT_EYE_OUTER, :] - gt[..., RIGHT_EYE_OUTER, :], axis=-1)
 
 
 def nme(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:

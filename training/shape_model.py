@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-from facetracks.models.landmarks68 import FLIP_PERM, LEFT_EYE_OUTER, NUM_POINTS, RIGHT_EYE_OUTER
+from facetracks.models.landmarks68 import FLIP_PERM, NUM_POINTS, interocular
 from facetracks.models.shape import SHAPE_FILE, align_to, normalise
 
 from .data import list_split
@@ -86,7 +86,7 @@ def template_3d(shapes: np.ndarray) -> np.ndarray:
     mirror = x[FLIP_PERM] * np.array([-1.0, 1.0, 1.0])
     x = (x + mirror) / 2
     x -= x.mean(axis=0)
-    x *= EYE_WIDTH_MM / np.linalg.norm(x[LEFT_EYE_OUTER] - x[RIGHT_EYE_OUTER])
+    x *= EYE_WIDTH_MM / interocular(x)
     return x.astype(np.float32)
 
 
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     np.savez(tmp, **model)
     os.replace(tmp, args.out)
     print(f"{args.out}: {int(model['n_shapes'])} shapes, template eye width "
-          f"{np.linalg.norm(model['template_3d'][36] - model['template_3d'][45]):.1f} mm")
+          f"{interocular(model['template_3d']):.1f} mm")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from facetracks.jobs.steady import MovingClip, score_table  # noqa: E402
+from facetracks.models.landmarks68 import interocular  # noqa: E402
 from facetracks.pipeline import smoothing as sm  # noqa: E402
 from facetracks.training.metrics import clip_jitter  # noqa: E402
 
@@ -88,7 +89,7 @@ def apply(table: pa.Table, name: str, spec) -> pa.Table:
         p = pts[idx].astype(np.float64)
         if len(p) < 3:
             continue
-        scale = float(np.median(sm.interocular(p)))
+        scale = float(np.median(interocular(p)))
         out[idx] = spec(p, scale, fps)
     cols = {c: out[:, k % 68, k // 68] for k, c in enumerate(sm.POINT_COLUMNS)}
     face = tid >= 0
@@ -129,7 +130,7 @@ def expression(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """Eye opening (mean lid gap of both eyes) and mouth opening (inner lips), in face units, per face row."""
     tid, _ = sm.table_ids(table)
     p = sm.table_points(table)[tid >= 0].astype(np.float64)
-    iod = sm.interocular(p)
+    iod = interocular(p)
     gap = lambda a, b: np.linalg.norm(p[:, a] - p[:, b], axis=-1)
     eye = (gap(37, 41) + gap(38, 40) + gap(43, 47) + gap(44, 46)) / 4 / iod
     return eye, gap(62, 66) / iod
@@ -143,7 +144,7 @@ def fidelity(raw: pa.Table, smoothed: pa.Table) -> dict:
     rng = lambda x: np.percentile(x, 98) - np.percentile(x, 2) if len(x) else np.nan
     tid, _ = sm.table_ids(raw)
     a, b = sm.table_points(raw)[tid >= 0], sm.table_points(smoothed)[tid >= 0]
-    dev = np.linalg.norm(a - b, axis=-1).mean(axis=-1) / sm.interocular(a) if len(a) else np.zeros(1)
+    dev = np.linalg.norm(a - b, axis=-1).mean(axis=-1) / interocular(a) if len(a) else np.zeros(1)
     return {"eye_range_kept": float(rng(e1) / rng(e0)), "mouth_range_kept": float(rng(m1) / rng(m0)),
             "moved_mean": float(dev.mean()), "moved_p99": float(np.percentile(dev, 99))}
 
