@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from facetracks.models.score import is_kept
 from facetracks.pipeline.parquet import TableBuilder
-from facetracks.pipeline.profiles import ProfileParts, build_parts, get_profile
+from facetracks.pipeline.profiles import ProfileParts, load_profile
 from facetracks.pipeline.schema import SCHEMA
 
 FACE_COLUMN = "face"
@@ -55,9 +56,7 @@ class Landmarker:
 
     def __init__(self, profile: str = "accurate", *, weights: str | os.PathLike | None = None,
                  device: str | None = None, image_column: str = "image"):
-        prof = get_profile(profile)
-        self.parts: ProfileParts = build_parts(profile, os.fspath(weights) if weights else prof.model,
-                                               prof.detector, prof.follow, prof.predictor, device)
+        self.parts: ProfileParts = load_profile(profile, device, os.fspath(weights) if weights else None)
         self.image_column = image_column
 
     def __call__(self, batch: Mapping[str, Any] | pd.DataFrame) -> pa.Table:
@@ -94,8 +93,8 @@ class Landmarker:
         if not owner:
             return out
         pts, score = pred.predict_with_score([grays[i] for i in owner], np.concatenate(squares))
-        for i, p, s in zip(owner, pts, score):
-            if not s < follow.min_score:          # a NaN score (one pass, no mirror) never drops a face
+        for i, p, s, keep in zip(owner, pts, score, is_kept(score, follow.min_score)):
+            if keep:
                 out[i].append((p, float(s)))
         return out
 

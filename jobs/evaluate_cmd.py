@@ -9,10 +9,7 @@ import os
 import sys
 import tempfile
 
-from facetracks.models.inference import LandmarkPredictor
-from facetracks.pipeline.detect import HaarDetector
-from facetracks.pipeline.follow import FollowParams
-from facetracks.pipeline.profiles import DEFAULT_PROFILE, PROFILES, ProfileParts, get_profile
+from facetracks.pipeline.profiles import DEFAULT_PROFILE, PROFILES, build_parts, get_profile
 from facetracks.pipeline.smoothing import SmoothParams, parse_smooth
 from facetracks.training.evaluate import evaluate
 
@@ -42,16 +39,15 @@ def run(args: argparse.Namespace) -> int:
     prof = get_profile(args.profile)
     passes = {**prof.predictor, **({"refine": args.refine} if args.refine is not None else {}),
               **({"flip": False, "flip_last": False} if args.no_flip else {})}
-    predictor = LandmarkPredictor.load(args.weights or prof.model, **passes)
-    detector = HaarDetector(**prof.detector)
-    min_score = args.min_score if args.min_score is not None else prof.follow.get("min_score", FollowParams().min_score)
-    res = evaluate(predictor, args.data, args.split, args.boxes, detector.detect, args.out, args.part, min_score)
+    parts = build_parts(args.profile, args.weights or prof.model, prof.detector, prof.follow, passes)
+    min_score = args.min_score if args.min_score is not None else parts.follow.min_score
+    res = evaluate(parts.predictor, args.data, args.split, args.boxes, parts.detector.detect, args.out, args.part,
+                   min_score)
     res["profile"] = args.profile
     res.pop("per_image")
     if args.moving:
         from .clips import pick_faces
         from .steady import moving_stills, steadiness
-        parts = ProfileParts(args.profile, detector, predictor, FollowParams(**prof.follow))
         with tempfile.TemporaryDirectory() as work:
             clip = moving_stills(os.path.join(work, "moving.mp4"), pick_faces(args.data, args.moving, max_h=260, split=args.split, part=args.part))
             res["moving"] = steadiness(parts, clip, args.smooth)

@@ -73,6 +73,7 @@ def build_parts(name: str, weights: bytes | str | None, detector: dict, follow: 
     return ProfileParts(name, det, pred, FollowParams(**follow))
 
 
-def load_profile(name: str, device: str | None = None) -> ProfileParts:
+def load_profile(name: str, device: str | None = None, weights: bytes | str | None = None) -> ProfileParts:
+    """A profile built; `weights` (a path or the bytes of a checkpoint) instead of its model's."""
     prof = get_profile(name)
-    return build_parts(name, prof.model, prof.detector, prof.follow, prof.predictor, device)
+    return build_parts(name, weights or prof.model, prof.detector, prof.follow, prof.predictor, device)
