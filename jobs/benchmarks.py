@@ -161,7 +161,8 @@ def scaling(videos: list[str], profile: str, counts: list[int], segment_s: float
     from .ray_runner import RunOptions, init_ray, run_annotate
     init_ray(address)                   # Ray's own start-up is not the job's time; actor start-up is
     prof = get_profile(profile)
-    weights = resolve_weights(prof.model)
+    with open(resolve_weights(prof.model), "rb") as f:   # bytes, as annotate sends them: no node needs the file
+        weights = f.read()
     items = [VideoItem(os.path.abspath(v), os.path.basename(v)) for v in videos]
     rows = []
     for n in counts:

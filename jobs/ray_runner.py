@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import ray
 from tqdm import tqdm
 
-from facetracks.pipeline.parquet import is_current, read_meta, run_key
+from facetracks.pipeline.parquet import is_current, meta_of, read_meta, run_key
 from facetracks.pipeline.render import read_render_key, render_key
 from facetracks.pipeline.segments import segments_of
 from facetracks.pipeline.smoothing import SmoothParams
@@ -40,7 +40,7 @@ from .worker import AnnotateWorker
 @dataclass
 class RunOptions:
     out_dir: str
-    weights: bytes | str | None      # the checkpoint's bytes (sent to actors through the object store)
+    weights: bytes | None            # the checkpoint's bytes (sent to actors through the object store)
     model_id: str
     detector: dict
     follow: dict
@@ -198,7 +198,7 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
         n, cpa, gpa = _plan_actors(opt, sum(1 if seg == "photos" else _estimated_pieces(it, opt) for it, seg in tasks))
         # no restarts by Ray: the driver replaces a dead actor itself and decides where its tasks go
         actor_cls = ray.remote(AnnotateWorker).options(num_cpus=cpa, num_gpus=gpa, max_restarts=0)
-        weights = ray.put(opt.weights) if isinstance(opt.weights, bytes) else opt.weights
+        weights = ray.put(opt.weights)
 
         def make_actor():
             return actor_cls.remote(weights, opt.detector, opt.follow, opt.predictor, None, max(1, int(cpa)))
@@ -239,7 +239,7 @@ def _submit(actor, it: VideoItem | PhotoBatch, seg, opt: RunOptions, out: Out, p
     render_to = plan[0] if plan else None     # a path inside the output filesystem: joining onto a URI would break its ?options
     if seg == "render":                       # tracks current: send them, render only
         table = pq.read_table(it.output(out.root), filesystem=out.fs)
-        frames = read_meta(it.output(out.root), out.fs)["frame_count"]
+        frames = meta_of(table.schema)["frame_count"]
         return actor.__call__.remote(it, None, render, render_to, (table, frames))
     # a whole video is smoothed by its worker; segments by the driver, once stitched
     return actor.__call__.remote(it, seg, render, render_to, smooth=None if seg else opt.smooth, on_frames=on_frames)

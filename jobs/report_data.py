@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from facetracks.pipeline.parquet import read_meta
+from facetracks.pipeline.parquet import meta_of
 from facetracks.pipeline.schema import BOX_COLUMNS, POINT_COLUMNS
 
 from .inputs import VideoItem
@@ -70,12 +70,13 @@ def load_video(out_dir: str, name: str, entry: dict) -> VideoReport:
         return rep
     path = VideoItem("", name).output(out_dir)
     try:
-        df = pq.read_table(path, columns=_COLUMNS).to_pandas()
+        table = pq.read_table(path, columns=_COLUMNS)
     except (OSError, ValueError) as e:
         rep.note = f"cannot read the track file {path} ({e})"
         return rep
+    df = table.to_pandas()
     rep.tracks_path = path
-    meta = read_meta(path) or {}
+    meta = meta_of(table.schema) or {}
     source = meta.get("source") or {}
     rep.source, rep.timing = source.get("path"), source.get("timing", "pts")
     rep.frames = int(df.frame_index.nunique())

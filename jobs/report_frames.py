@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 
 from facetracks.models.draw import draw_landmarks
+from facetracks.pipeline.photo import read_photo
 from facetracks.pipeline.schema import points_from_columns
-from facetracks.pipeline.video import VideoError, iter_frames
+from facetracks.pipeline.video import iter_frames
 
 from .report_charts import track_color
 
@@ -25,11 +26,8 @@ def grab_frames(path: str, wanted: dict[int, float], timing: str = "pts") -> dic
     got: dict[int, np.ndarray] = {}
     if not wanted:
         return got
-    if timing == "photo":        # one frame; OpenCV applies the EXIF orientation, as annotate did
-        img = cv2.imread(path, cv2.IMREAD_COLOR)
-        if img is None:
-            raise VideoError(f"{path}: cannot read the image again")
-        return {0: img} if 0 in wanted else got
+    if timing == "photo":        # one frame, read as annotate read it (EXIF orientation applied)
+        return {0: read_photo(path).bgr} if 0 in wanted else got
     if timing != "pts":
         last = max(wanted)
         for f in iter_frames(path, color=True):

@@ -6,11 +6,12 @@ import os
 import signal
 import tempfile
 import traceback
+from dataclasses import dataclass
 
 import torch
 
 from facetracks.pipeline.annotate import annotate_video
-from facetracks.pipeline.filters import get_filter
+from facetracks.pipeline.filters import FilterFn, get_filter
 from facetracks.pipeline.photo import annotate_photo, read_photo, render_photo
 from facetracks.pipeline.profiles import build_parts
 from facetracks.pipeline.render import TracksMismatch, faces_by_frame, render_video
@@ -31,6 +32,26 @@ def _test_kill_hook(item: VideoItem) -> None:
     poison = os.environ.get(KILL_HOOK)
     if poison and poison in item.name:      # stands for a decoder segfault or an OOM kill
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class _PhotoDrawer:
+    """What draws a batch's photos, built once per batch: the filter (an overlay decoded once) and
+    the output filesystem (a URI resolved once). When building fails, each photo's render fails
+    with that error and its tracks stand."""
+    filt: FilterFn | None = None
+    fs: object = None
+    error: Exception | None = None
+
+    @classmethod
+    def of(cls, render: dict | None) -> _PhotoDrawer | None:
+        if not render:
+            return None
+        try:
+            return cls(get_filter(render["name"], render.get("overlay_bytes"), render.get("anchor", "eyes")),
+                       resolve(render["out"])[0])
+        except Exception as e:   # noqa: BLE001 - reported on each photo's render
+            return cls(error=e)
 
 
 class AnnotateWorker:
@@ -101,9 +122,10 @@ class AnnotateWorker:
                on_frames=None) -> list[dict]:
         """Many photos in one task, each its own result (a bad one fails alone). `plans`: per
         photo, (where its render goes, its render key), or None."""
-        return [self._photo(it, plan, render, on_frames) for it, plan in zip(items, plans)]
+        drawer = _PhotoDrawer.of(render)      # the filter and the output filesystem, once per batch
+        return [self._photo(it, plan, drawer, on_frames) for it, plan in zip(items, plans)]
 
-    def _photo(self, item: VideoItem, plan: tuple[str, str] | None, render: dict | None, on_frames) -> dict:
+    def _photo(self, item: VideoItem, plan: tuple[str, str] | None, drawer: _PhotoDrawer | None, on_frames) -> dict:
         base = {"item": item, "segment": None}
         _test_kill_hook(item)
         try:
@@ -116,11 +138,12 @@ class AnnotateWorker:
                     "traceback": traceback.format_exc(limit=5)}
         res = {**base, "status": "ok", "table": r.table, "info": r.info, "stats": r.stats.__dict__,
                "seconds": r.seconds}
-        if render and plan:
+        if drawer and plan:
             try:
-                filt = get_filter(render["name"], render.get("overlay_bytes"), render.get("anchor", "eyes"))
-                data = render_photo(photo, faces_by_frame(r.table).get(0, []), filt, os.path.splitext(plan[0])[1])
-                write_bytes(resolve(render["out"])[0], plan[0], data)
+                if drawer.error:
+                    raise drawer.error
+                data = render_photo(photo, faces_by_frame(r.table).get(0, []), drawer.filt, os.path.splitext(plan[0])[1])
+                write_bytes(drawer.fs, plan[0], data)
                 res["render"] = {"status": "ok", "key": plan[1], "frames": 1}
             except Exception as e:   # noqa: BLE001 - a failed render never costs the tracks
                 res["render"] = {"status": "failed", "error": f"{item.path}: render: {type(e).__name__}: {e}"}

@@ -148,10 +148,15 @@ class TrackStream:
 def read_meta(path: str, filesystem: pafs.FileSystem | None = None) -> dict | None:
     """The facetracks metadata of a track file, or None when absent or unreadable."""
     try:
-        md = pq.read_schema(path, filesystem=filesystem).metadata or {}
-        return json.loads(md[META_KEY]) if META_KEY in md else None
+        return meta_of(pq.read_schema(path, filesystem=filesystem))
     except (OSError, ValueError, pa.ArrowException):
         return None
+
+
+def meta_of(schema: pa.Schema) -> dict | None:
+    """The facetracks metadata a track table read already carries (None when it has none)."""
+    md = schema.metadata or {}
+    return json.loads(md[META_KEY]) if META_KEY in md else None
 
 
 def run_key(source_size: int, source_mtime: float, model: str, params: dict) -> dict:
