@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from facetracks.jobs.inputs import IMAGE_EXTENSIONS
+from facetracks.jobs.inputs import is_photo
 from facetracks.pipeline.annotate import annotate_video as _annotate
 from facetracks.pipeline.atomic import temp_path
 from facetracks.pipeline.filters import FILTERS, get_filter
@@ -34,7 +34,7 @@ def annotate_video(path: str | os.PathLike, profile: str | ProfileParts = "accur
     """
     parts = load_profile(profile, device) if isinstance(profile, str) else profile
     path = os.fspath(path)
-    if _is_photo(path):
+    if is_photo(path):
         return annotate_photo(read_photo(path), os.path.basename(path), parts.detector, parts.predictor,
                               parts.follow).table.to_pandas()
     r = _annotate(path, os.path.basename(path), parts.detector, parts.predictor, parts.follow)
@@ -60,13 +60,9 @@ def render_video(video: str | os.PathLike, tracks: pd.DataFrame | pa.Table | str
         df = tracks.to_pandas() if isinstance(tracks, pa.Table) else tracks
         faces, frames = faces_by_frame(df), df["frame_index"].nunique()
     filt, out = get_filter(filter, overlay, anchor), os.fspath(out)
-    if _is_photo(video):
+    if is_photo(video):
         data = render_photo(read_photo(video), faces.get(0, []), filt, os.path.splitext(out)[1])
         with temp_path(out) as tmp, open(tmp, "wb") as f:
             f.write(data)
         return RenderStats(frames=1, frames_with_faces=int(bool(faces.get(0))), audio_packets=0)
     return _render(video, out, faces, filt, frames, crf=crf, preset=preset)
-
-
-def _is_photo(path: str) -> bool:
-    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS

@@ -23,12 +23,16 @@ class VideoItem:
 
     @property
     def photo(self) -> bool:
-        return os.path.splitext(self.path)[1].lower() in IMAGE_EXTENSIONS
+        return is_photo(self.path)
 
     def rendered(self, out_dir: str, filter_name: str) -> str:
         """A video renders to .mp4; a photo to its own format (`a.png` -> `a.png.<filter>.png`)."""
         ext = os.path.splitext(self.path)[1].lower() if self.photo else ".mp4"
         return os.path.join(out_dir, f"{_safe_name(self.name)}.{filter_name}{ext}")
+
+
+def is_photo(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
 
 
 def _safe_name(rel: str) -> str:

@@ -11,7 +11,7 @@ import time
 
 import pyarrow.fs as pafs
 
-from facetracks.pipeline.atomic import TEMP_SUFFIX, write_atomic
+from facetracks.pipeline.atomic import is_temp_name, write_atomic
 
 
 def is_uri(dest: str) -> bool:
@@ -50,7 +50,6 @@ def upload(local_path: str, fs: pafs.FileSystem, path: str) -> None:
         write_atomic(fs, path, lambda f: shutil.copyfileobj(src, f, 1 << 20))
 
 
-_OUR_TEMP = re.compile(r"\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + "$")   # pipeline.atomic.temp_name
 STALE_TEMP_S = 24 * 3600      # a day: a live run's slowest piece is never that old
 
 
@@ -63,7 +62,7 @@ def remove_stale_temps(fs: pafs.FileSystem, root: str, older_than_s: float = STA
         return 0
     now, removed = time.time(), 0
     for info in infos:
-        if info.type == pafs.FileType.File and _OUR_TEMP.search(info.base_name) and info.mtime is not None \
+        if info.type == pafs.FileType.File and is_temp_name(info.base_name) and info.mtime is not None \
                 and now - info.mtime.timestamp() > older_than_s:
             try:
                 fs.delete_file(info.path)

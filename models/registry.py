@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 

@@ -4,6 +4,7 @@ form for writers that need a real, seekable file (an MP4 muxer seeks back to wri
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -13,9 +14,17 @@ import pyarrow.fs as pafs
 TEMP_SUFFIX = ".tmp"
 
 
+_TEMP = re.compile(r"\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + "$")
+
+
 def temp_name(path: str) -> str:
     """The one naming of our temp files: `<path>.<8 hex>.tmp`, so a later run can tell them apart."""
     return f"{path}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}"
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether a file name is one `temp_name` makes."""
+    return _TEMP.search(name) is not None
 
 
 def write_atomic(fs: pafs.FileSystem, path: str, write: Callable[[pafs.NativeFile], None]) -> None:

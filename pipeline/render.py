@@ -29,10 +29,10 @@ from .atomic import temp_path
 from .filters import FilterFn
 from .parquet import read_meta
 from .schema import POINT_COLUMNS, points_from_columns
-from .video import VideoError, display_matrix, frame_rate, open_video, orientation_from_matrix
+from .video import VideoError, display_matrix, first_frame, frame_rate, open_video, orientation_from_matrix
 
-RENDER_TAG = "facetracks-render "
-_RGB_SPACE, _BT709 = 0, 1      # AVColorSpace: AVCOL_SPC_RGB, AVCOL_SPC_BT709      # the container's `comment`: this prefix, then the render key
+RENDER_TAG = "facetracks-render "     # the container's `comment`: this prefix, then the render key
+_RGB_SPACE, _BT709 = 0, 1      # AVColorSpace: AVCOL_SPC_RGB, AVCOL_SPC_BT709
 
 
 class TracksMismatch(ValueError):
@@ -150,12 +150,7 @@ class _Look:
 def _first_look(src: str) -> _Look:
     container, s = open_video(src)
     with container:
-        try:
-            f = next(container.decode(s), None)
-        except av.error.FFmpegError as e:
-            raise VideoError(f"{src}: cannot decode the first frame ({e})") from e
-        if f is None:
-            raise VideoError(f"{src}: the video stream holds no frames")
+        f = first_frame(container, s, src)
         full = f.format.name.startswith("yuvj") or f.color_range == 2
         cc = s.codec_context
         space = f.colorspace or cc.colorspace
@@ -236,8 +231,9 @@ def _render(src: str, f, faces, filt, crf: int, preset: str, fmt: OutputFormat, 
                                 packets += 1
                     continue
                 for frame in packet.decode():
-                    new = _filtered(frame, faces.get(frames, []), filt, o, look, (vout.width, vout.height))
-                    with_faces += bool(faces.get(frames))
+                    here = faces.get(frames, [])
+                    new = _filtered(frame, here, filt, o, look, (vout.width, vout.height))
+                    with_faces += bool(here)
                     # no PTS (raw .h264): the frame rate's time, as the tracks' time_s
                     pts = frame.pts if frame.pts is not None else round(frames * step / tb)
                     if last_pts is not None and pts <= last_pts:

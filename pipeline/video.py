@@ -107,10 +107,6 @@ class VideoInfo:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @property
-    def orientation(self) -> Orientation:
-        return Orientation(self.rotation // 90 % 4, self.flip)
-
 
 @dataclass
 class Frame:
@@ -171,17 +167,21 @@ def header_length(path: str) -> tuple[int, float, float]:
         return int(s.frames or 0), seconds, frame_rate(s)
 
 
+def first_frame(container: av.container.InputContainer, s: av.video.stream.VideoStream, path: str) -> av.VideoFrame:
+    """The stream's first decoded frame; a VideoError naming the file when there is none."""
+    try:
+        first = next(container.decode(s), None)
+    except av.error.FFmpegError as e:
+        raise VideoError(f"{path}: cannot decode the first frame ({e})") from e
+    if first is None:
+        raise VideoError(f"{path}: the video stream holds no frames")
+    return first
+
+
 def probe(path: str) -> VideoInfo:
     container, s = open_video(path)
     with container:
-        first = None
-        try:
-            for first in container.decode(s):
-                break
-        except av.error.FFmpegError as e:
-            raise VideoError(f"{path}: cannot decode the first frame ({e})") from e
-        if first is None:
-            raise VideoError(f"{path}: the video stream holds no frames")
+        first = first_frame(container, s, path)
         o = orientation_from_matrix(display_matrix(first))
         w, h = s.codec_context.width, s.codec_context.height
         if o.k % 2:
