@@ -37,8 +37,9 @@ def annotate_video(path: str | os.PathLike, profile: str | ProfileParts = "accur
     if is_photo(path):
         return annotate_photo(read_photo(path), os.path.basename(path), parts.detector, parts.predictor,
                               parts.follow).table.to_pandas()
-    r = _annotate(path, os.path.basename(path), parts.detector, parts.predictor, parts.follow)
     params = SmoothParams() if smooth is True else NONE if smooth is False else smooth
+    r = _annotate(path, os.path.basename(path), parts.detector, parts.predictor, parts.follow,
+                  pose=params.method == "none")          # else fitted once, to the smoothed points
     return smooth_tracks(r.table, params, (r.info.width, r.info.height)).to_pandas()
 
 

@@ -16,7 +16,7 @@ from facetracks.pipeline.photo import annotate_photo, read_photo, render_photo
 from facetracks.pipeline.profiles import build_parts
 from facetracks.pipeline.render import TracksMismatch, faces_by_frame, render_video
 from facetracks.pipeline.segments import Segment
-from facetracks.pipeline.smoothing import SmoothParams, smooth_tracks
+from facetracks.pipeline.smoothing import NONE, SmoothParams, smooth_tracks
 from facetracks.pipeline.video import VideoError
 
 from .inputs import VideoItem
@@ -102,16 +102,17 @@ class AnnotateWorker:
         if tracks is not None:
             table, frames = tracks
             return {**base, "status": "render_only", "render": self._render(item, table, frames, render, render_to)}
+        smoothing = SmoothParams(**smooth) if smooth else NONE
         try:
             r = annotate_video(item.path, item.name, self.detector, self.predictor, self.follow,
                                segment.decode_from_s if segment else None, segment.end_s if segment else None,
-                               on_frames)
+                               on_frames, pose=smoothing.method == "none")   # else fitted once, when smoothed
         except VideoError as e:
             return {**base, "status": "failed", "error": str(e)}
         except Exception as e:   # anything else is a bug or an odd file: report it with the file's name
             return {**base, "status": "failed", "error": f"{item.path}: {type(e).__name__}: {e}",
                     "traceback": traceback.format_exc(limit=5)}
-        table = smooth_tracks(r.table, SmoothParams(**smooth), (r.info.width, r.info.height)) if smooth else r.table
+        table = smooth_tracks(r.table, smoothing, (r.info.width, r.info.height))
         res = {**base, "status": "ok", "table": table, "info": r.info.to_dict(), "stats": r.stats.__dict__,
                "seconds": r.seconds}
         if render:                   # drawn from the points the track file holds
