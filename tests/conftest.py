@@ -39,6 +39,13 @@ def videos_dir() -> str:
     return need(VIDEOS)
 
 
+@pytest.fixture(scope="session")
+def predictor():
+    """The default model, loaded once: LandmarkPredictor keeps no state between calls."""
+    from facetracks.models.inference import LandmarkPredictor
+    return LandmarkPredictor.load()
+
+
 # The tests' clips: explicit millisecond PTS, no B-frames (presentation order = decode order)
 write_video = functools.partial(clips.write_video, time_base=Fraction(1, 1000), bframes=False)
 

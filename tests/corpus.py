@@ -291,13 +291,6 @@ def long_video(d: str, face: np.ndarray, seconds: int = 4) -> str:
     return path
 
 
-def truncate(src: str, dst: str, share: float = 0.5) -> None:
-    with open(src, "rb") as f:
-        data = f.read()
-    with open(dst, "wb") as f:
-        f.write(data[: int(len(data) * share)])
-
-
 def build(d: str, face: np.ndarray) -> dict[str, Case]:
     """Every kind, by a short name."""
     cases = {"phone": phone(d, face), "mirrored": mirrored(d, face), "odd": odd_size(d, face),

@@ -4,7 +4,6 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from facetracks.models.inference import LandmarkPredictor
 from facetracks.pipeline.annotate import annotate_video
 from facetracks.pipeline.detect import HaarDetector
 from facetracks.pipeline.schema import SCHEMA, points_from_columns
@@ -16,11 +15,6 @@ from .clips import moving_clip, rotated_clip, pick_faces, two_face_clip, vfr_cli
 @pytest.fixture(scope="module")
 def faces(data_dir):
     return pick_faces(data_dir, 4)
-
-
-@pytest.fixture(scope="module")
-def predictor():
-    return LandmarkPredictor.load()
 
 
 def run(clip, predictor):

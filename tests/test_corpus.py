@@ -25,7 +25,7 @@ from facetracks.pipeline.render import faces_by_frame, render_video
 from facetracks.pipeline.video import VideoError, display_matrix, iter_frames, orientation_from_matrix, pick_video_stream
 
 from . import corpus
-from .clips import pick_faces
+from .clips import pick_faces, truncated_copy
 
 VIDEO_KINDS = ["phone", "mirrored", "odd", "anamorphic", "no_pts", "dup_pts", "two_streams", "ten_bit",
                "full_range", "limited_range", "hlg", "wmv", "flv", "avi"]
@@ -39,11 +39,6 @@ def face(data_dir):
 @pytest.fixture(scope="module")
 def cases(face, tmp_path_factory):
     return corpus.build(str(tmp_path_factory.mktemp("corpus")), face)
-
-
-@pytest.fixture(scope="module")
-def predictor():
-    return LandmarkPredictor.load()
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +222,7 @@ def job(cases, face, tmp_path_factory):
     d = os.path.dirname(cases["phone"].path)
     long = corpus.long_video(d, face)
     os.makedirs(os.path.join(d, "cut"))
-    corpus.truncate(long, os.path.join(d, "cut", "long_cut.mp4"))
+    truncated_copy(long, os.path.join(d, "cut", "long_cut.mp4"), share=0.5)
     shutil.copy(cases["cover_art"].path, os.path.join(d, "song.mp4"))     # music with art, named like a video
     out = os.path.join(d, "out")
     os.makedirs(os.path.join(out, "limited_range.mp4.sunglasses.mp4"))    # a render that cannot be moved into place
@@ -290,7 +285,7 @@ def test_segmented_videos_keep_every_frame_and_are_checked_whole(face, tmp_path)
     d = tmp_path / "in"
     d.mkdir()
     long = corpus.long_video(str(d), face, seconds=3)
-    corpus.truncate(long, str(d / "cut.mp4"))
+    truncated_copy(long, str(d / "cut.mp4"), share=0.5)
     out = tmp_path / "out"
     assert main(["annotate", str(d), "--out", str(out), "--segment-seconds", "1"]) == 1
     df = pd.read_parquet(out / "long.mp4.parquet")

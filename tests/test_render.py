@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from facetracks.jobs.cli import main
-from facetracks.models.inference import LandmarkPredictor
 from facetracks.pipeline.annotate import annotate_video
 from facetracks.pipeline.detect import HaarDetector
 from facetracks.pipeline.filters import face_mask, get_filter
@@ -16,11 +15,6 @@ from facetracks.pipeline.render import TracksMismatch, faces_by_frame, load_trac
 
 from .clips import moving_clip, pick_faces, rotated_clip
 from .conftest import write_video
-
-
-@pytest.fixture(scope="module")
-def predictor():
-    return LandmarkPredictor.load()
 
 
 def annotate_to(video, out, predictor):
