@@ -27,10 +27,15 @@ def is_temp_name(name: str) -> bool:
     return _TEMP.search(name) is not None
 
 
-def write_atomic(fs: pafs.FileSystem, path: str, write: Callable[[pafs.NativeFile], None]) -> None:
-    """`write(stream)` fills the temp file; on any error the temp file is removed."""
+def make_parent(fs: pafs.FileSystem, path: str) -> None:
+    """The folder `path` goes in (object stores: a no-op where there is none to make)."""
     if "/" in path.strip("/"):
         fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+
+
+def write_atomic(fs: pafs.FileSystem, path: str, write: Callable[[pafs.NativeFile], None]) -> None:
+    """`write(stream)` fills the temp file; on any error the temp file is removed."""
+    make_parent(fs, path)
     tmp = temp_name(path)
     try:
         with fs.open_output_stream(tmp) as f:

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 
 from facetracks.models.landmarks68 import NUM_POINTS
 
-from .atomic import temp_name, write_atomic
-from .schema import META_KEY, SCHEMA, SCHEMA_VERSION, geometry_columns
+from .atomic import make_parent, temp_name, write_atomic
+from .schema import META_KEY, SCHEMA, SCHEMA_VERSION, face_column, geometry_columns
 
 
 class TableBuilder:
@@ -53,10 +53,7 @@ class TableBuilder:
         }
         face_cols = {"score": np.asarray(self.score, np.float32), **geometry_columns(pts, self.frame_size)}
         for name, values in face_cols.items():
-            values = np.asarray(values, np.float32)
-            # a score that was not measured (one pass, no mirror) or a pose that did not fit is null, never NaN
-            mask = ~face | np.isnan(values)
-            cols[name] = pa.array(values, pa.float32(), mask=mask)
+            cols[name] = face_column(values, face)
         return pa.table(cols, schema=SCHEMA)
 
 
@@ -86,8 +83,7 @@ class TrackStream:
 
     def __init__(self, path: str, filesystem: pafs.FileSystem | None = None):
         self.fs, self.path = _target(path, filesystem)
-        if "/" in self.path.strip("/"):
-            self.fs.create_dir(self.path.rsplit("/", 1)[0], recursive=True)
+        make_parent(self.fs, self.path)
         self.pieces = temp_name(self.path)
         self._sink = self.fs.open_output_stream(self.pieces)
         try:

@@ -56,3 +56,10 @@ def points_from_columns(df) -> np.ndarray:
     """A pandas frame of track rows (faces only) -> (N, 68, 2) float32 points."""
     flat = df[POINT_COLUMNS].to_numpy(np.float32).reshape(-1, 2 * NUM_POINTS)
     return np.stack([flat[:, :NUM_POINTS], flat[:, NUM_POINTS:]], axis=-1)
+
+
+def face_column(values: np.ndarray, face: np.ndarray) -> pa.Array:
+    """A float32 face column: null on a no-face row, and null where the value is NaN (a score that
+    was not measured, a pose that did not fit), never NaN."""
+    values = np.asarray(values, np.float32)
+    return pa.array(values, pa.float32(), mask=~face | np.isnan(values))

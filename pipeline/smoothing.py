@@ -40,7 +40,7 @@ import pyarrow as pa
 
 from facetracks.models.landmarks68 import NUM_POINTS, interocular
 
-from .schema import BOX_COLUMNS, POINT_COLUMNS, POSE_COLUMNS, geometry_columns
+from .schema import BOX_COLUMNS, POINT_COLUMNS, POSE_COLUMNS, face_column, geometry_columns
 
 METHODS = ("none", "local-poly")
 
@@ -275,6 +275,5 @@ def smooth_tracks(table: pa.Table, params: SmoothParams, frame_size: tuple[int, 
     values = geometry_columns(out, frame_size)
     for name in BOX_COLUMNS + POSE_COLUMNS + POINT_COLUMNS:
         i = table.schema.get_field_index(name)
-        v = np.asarray(values[name], np.float32)
-        table = table.set_column(i, table.schema.field(i), pa.array(v, pa.float32(), mask=~face | np.isnan(v)))
+        table = table.set_column(i, table.schema.field(i), face_column(values[name], face))
     return table
