@@ -46,6 +46,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--actors", type=nonneg_int, default=0, help="model actors (default: one per GPU, or per 2 CPUs)")
     p.add_argument("--cpus-per-actor", type=nonneg_float, default=0)
     p.add_argument("--gpus-per-actor", type=nonneg_float, default=None, help="fractions allowed; default 1 if GPUs")
+    p.add_argument("--streams", type=nonneg_int, default=0,
+                   help="videos or segments one actor follows at once, their faces sharing each forward pass and "
+                        "their frames each detector call (default 0: 8 on a GPU actor, 1 on a CPU one)")
     p.add_argument("--batch-size", type=positive_int,
                    help=f"most frames whose faces go through the network in one batch (default {FollowParams().batch_size})")
     p.add_argument("--segment-seconds", type=nonneg_float, default=120.0,
@@ -65,9 +68,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d, f = HaarDetector.__dataclass_fields__, FollowParams()
     g.add_argument("--profile", default=DEFAULT_PROFILE, choices=sorted(PROFILES),
                    help="accurate: the model card's settings; fast: the small model, fewer detections")
-    g.add_argument("--detector", default="opencv", choices=DETECTOR_BACKENDS,
+    g.add_argument("--detector", default="auto", choices=DETECTOR_BACKENDS,
                    help="opencv: cv2.CascadeClassifier; torch: the same cascade, same boxes, evaluated with torch "
-                        "where the model runs (for GPU actors; on a CPU 3.5-5x slower)")
+                        "where the model runs (on a CPU 3.5-5x slower); auto (default): torch on a GPU actor, "
+                        "else opencv")
     g.add_argument("--scale-factor", type=scale_step, help=f"Haar scale step (default {d['scale_factor'].default})")
     g.add_argument("--min-neighbors", type=nonneg_int, help=f"default {d['min_neighbors'].default}")
     g.add_argument("--min-face", type=positive_int, help=f"smallest face side, pixels (default {d['min_face'].default})")
@@ -175,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     detector, follow, predictor = run_params(args, prof)
     opt = RunOptions(out_dir=args.out, weights=weights_bytes, model_id=f"{cfg.name}@{cfg.version}", detector=detector,
                      follow=follow, predictor=predictor, address=args.address, actors=args.actors,
-                     cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
+                     cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor, streams=args.streams,
                      overwrite=args.overwrite, render=render, segment_s=args.segment_seconds,
                      smooth=args.smooth.to_dict(), progress=args.progress,
                      # trackers restart per segment, so the segment length is part of the result

@@ -15,7 +15,7 @@ import json
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -49,7 +49,8 @@ class RunOptions:
     actors: int = 0                  # 0: from the nodes (jobs/sizing.py)
     cpus_per_actor: float = 0        # 0: from the nodes (jobs/sizing.py)
     gpus_per_actor: float | None = None   # None: 1 when the cluster has GPUs
-    inflight: int = 2                # tasks queued per actor
+    inflight: int = 2                # tasks queued per actor (at least streams + 1)
+    streams: int = 0                 # videos/segments an actor follows at once (0: 8 on a GPU actor, else 1)
     overwrite: bool = False
     retries: int = 2                 # a task whose actor died this often is quarantined
     segment_s: float = 0             # split videos at keyframes this far apart (0: never)
@@ -196,16 +197,23 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
     if tasks:
         init_ray(opt.address)
         n, cpa, gpa = _plan_actors(opt, sum(1 if seg == "photos" else _estimated_pieces(it, opt) for it, seg in tasks))
-        # no restarts by Ray: the driver replaces a dead actor itself and decides where its tasks go
-        actor_cls = ray.remote(AnnotateWorker).options(num_cpus=cpa, num_gpus=gpa, max_restarts=0)
+        streams = opt.streams or (GPU_STREAMS if gpa else 1)
+        # no restarts by Ray: the driver replaces a dead actor itself and decides where its tasks go;
+        # each of an actor's concurrent calls is one stream of its shared stages (jobs/worker.py)
+        actor_cls = ray.remote(AnnotateWorker).options(num_cpus=cpa, num_gpus=gpa, max_restarts=0,
+                                                       max_concurrency=streams)
         weights = ray.put(opt.weights)
 
         def make_actor():
             return actor_cls.remote(weights, opt.detector, opt.follow, opt.predictor, None, max(1, int(cpa)))
         actors = [make_actor() for _ in range(n)]
         summary["ray"] = {"gcs_address": ray.get_runtime_context().gcs_address, "nodes": len(ray.nodes())}
-        summary["actors"] = {"count": n, "cpus_per_actor": cpa, "gpus_per_actor": gpa,
-                             "device": _started(actors[0])}
+        ready = [a.device.remote() for a in actors]
+        summary["actors"] = {"count": n, "cpus_per_actor": cpa, "gpus_per_actor": gpa, "streams": streams,
+                             "device": _started(ready[0])}
+        ray.wait(ready, num_returns=len(ready), timeout=ACTOR_START_S)   # one that fails shows in _drive
+        summary["actors"]["ready_s"] = round(time.perf_counter() - t0, 3)
+        opt = replace(opt, inflight=max(opt.inflight, streams + 1))
         _drive(actors, tasks, opt, summary, out, earlier, renders, make_actor)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     _write_json(out, "_summary.json", summary)
@@ -217,12 +225,14 @@ class WorkerStartError(RuntimeError):
 
 
 ACTOR_START_S = 300
+GPU_STREAMS = 8          # streams per GPU actor by default: batches of hundreds of crops
 
 
-def _started(actor) -> str:
-    """Wait until an actor has loaded its model; its device, or WorkerStartError with the cause."""
+def _started(ready) -> str:
+    """Wait until an actor has loaded its model (`ready`: its `device` call); its device, or
+    WorkerStartError with the cause."""
     try:
-        return ray.get(actor.device.remote(), timeout=ACTOR_START_S)
+        return ray.get(ready, timeout=ACTOR_START_S)
     except ray.exceptions.GetTimeoutError:
         raise WorkerStartError(f"a worker did not start within {ACTOR_START_S} s (no node can place it?)") from None
     except ray.exceptions.RayError as e:
@@ -275,6 +285,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
     load = {i: 0 for i in range(len(actors))}
     alone: set[int] = set()                      # slots running a suspect
     deaths: dict[tuple, int] = {}                # task -> times its actor died under it
+    batching: dict = {}                          # actor -> its shared stages' counters (worker.batching)
     bar = FrameBar([p for it, seg in tasks for p in (it.items if seg == "photos" else (it,))],
                    shows(opt.progress), no_frames={it.name for it, seg in tasks if seg == "render"})
     no_worker = "no worker could be started"
@@ -367,6 +378,10 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
             it, seg = run.item, run.segment
             try:
                 res = ray.get(done[0])
+                counters = res.pop("batching", None) if isinstance(res, dict) else None
+                if counters:                   # the actor's totals so far: the summary sums the latest of each
+                    batching[(run.slot, id(run.actor))] = counters
+                    summary["actors"]["batching"] = {k: sum(b[k] for b in batching.values()) for k in counters}
                 bar.task_ended(run.task, frames_done(res))
             except ray.exceptions.RayActorError as e:
                 bar.task_ended(run.task, {})
@@ -374,7 +389,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                     ray.kill(run.actor, no_restart=True)
                     actors[run.slot] = make_actor()
                     try:
-                        _started(actors[run.slot])
+                        _started(actors[run.slot].device.remote())
                     except WorkerStartError as err:  # this slot is gone; the others carry on
                         live.discard(run.slot)
                         no_worker = str(err)

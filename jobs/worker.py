@@ -1,5 +1,9 @@
 """The unit of work Ray schedules: a callable class that holds the model (Ray's stateful-transform
-pattern). It imports no Ray itself; `jobs/ray_runner.py` wraps it in an actor."""
+pattern). It imports no Ray itself; `jobs/ray_runner.py` wraps it in an actor.
+
+An actor may run several calls at once, on threads (Ray's `max_concurrency`): each call is one
+stream of `SharedStages`, so the videos and segments an actor holds share each detector call and
+each forward pass (pipeline/batching.py). A GPU actor is fed that way."""
 from __future__ import annotations
 
 import os
@@ -11,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from facetracks.pipeline.annotate import annotate_video
+from facetracks.pipeline.batching import SharedStages
 from facetracks.pipeline.filters import FilterFn, get_filter
 from facetracks.pipeline.photo import annotate_photo, read_photo, render_photo
 from facetracks.pipeline.profiles import build_parts
@@ -61,6 +66,11 @@ class AnnotateWorker:
             torch.set_num_threads(threads)
         parts = build_parts("worker", weights, detector, follow, predictor, device)
         self.detector, self.predictor, self.follow = parts.detector, parts.predictor, parts.follow
+        self.shared = SharedStages(self.detector, self.predictor)
+
+    def batching(self) -> dict:
+        """The shared stages' counters so far (calls, frames and crops per call, seconds)."""
+        return self.shared.stats.to_dict()
 
     def device(self) -> str:
         name = str(self.predictor.device)
@@ -104,9 +114,10 @@ class AnnotateWorker:
             return {**base, "status": "render_only", "render": self._render(item, table, frames, render, render_to)}
         smoothing = SmoothParams(**smooth) if smooth else NONE
         try:
-            r = annotate_video(item.path, item.name, self.detector, self.predictor, self.follow,
-                               segment.decode_from_s if segment else None, segment.end_s if segment else None,
-                               on_frames, pose=smoothing.method == "none")   # else fitted once, when smoothed
+            with self.shared.stream() as (detector, predictor):
+                r = annotate_video(item.path, item.name, detector, predictor, self.follow,
+                                   segment.decode_from_s if segment else None, segment.end_s if segment else None,
+                                   on_frames, pose=smoothing.method == "none")   # else fitted once, when smoothed
         except VideoError as e:
             return {**base, "status": "failed", "error": str(e)}
         except Exception as e:   # anything else is a bug or an odd file: report it with the file's name
@@ -114,7 +125,7 @@ class AnnotateWorker:
                     "traceback": traceback.format_exc(limit=5)}
         table = smooth_tracks(r.table, smoothing, (r.info.width, r.info.height))
         res = {**base, "status": "ok", "table": table, "info": r.info.to_dict(), "stats": r.stats.__dict__,
-               "seconds": r.seconds}
+               "seconds": r.seconds, "batching": self.batching()}
         if render:                   # drawn from the points the track file holds
             res["render"] = self._render(item, table, r.stats.frames, render, render_to)
         return res
@@ -124,14 +135,16 @@ class AnnotateWorker:
         """Many photos in one task, each its own result (a bad one fails alone). `plans`: per
         photo, (where its render goes, its render key), or None."""
         drawer = _PhotoDrawer.of(render)      # the filter and the output filesystem, once per batch
-        return [self._photo(it, plan, drawer, on_frames) for it, plan in zip(items, plans)]
+        with self.shared.stream() as stages:
+            return [self._photo(it, plan, drawer, on_frames, stages) for it, plan in zip(items, plans)]
 
-    def _photo(self, item: VideoItem, plan: tuple[str, str] | None, drawer: _PhotoDrawer | None, on_frames) -> dict:
+    def _photo(self, item: VideoItem, plan: tuple[str, str] | None, drawer: _PhotoDrawer | None, on_frames,
+               stages: tuple) -> dict:
         base = {"item": item, "segment": None}
         _test_kill_hook(item)
         try:
             photo = read_photo(item.path)
-            r = annotate_photo(photo, item.name, self.detector, self.predictor, self.follow, on_frames)
+            r = annotate_photo(photo, item.name, *stages, self.follow, on_frames)
         except VideoError as e:
             return {**base, "status": "failed", "error": str(e)}
         except Exception as e:   # noqa: BLE001 - a bug or an odd file: reported with the file's name

@@ -59,6 +59,40 @@ def crop_matrix(square: np.ndarray, spec: CropSpec) -> np.ndarray:
     return np.array([[s, 0.0, half - s * cx], [0.0, s, half - s * cy]], np.float64)
 
 
+def crop_matrices(squares: np.ndarray, spec: CropSpec) -> np.ndarray:
+    """`crop_matrix` for (N, 3) squares at once -> (N, 2, 3), the same numbers."""
+    sq = np.asarray(squares, np.float32).reshape(-1, 3).astype(np.float64)
+    s = spec.input_size / (sq[:, 2] * spec.expand)
+    half = spec.input_size / 2
+    m = np.zeros((len(sq), 2, 3), np.float64)
+    m[:, 0, 0] = m[:, 1, 1] = s
+    m[:, 0, 2] = half - s * sq[:, 0]
+    m[:, 1, 2] = half - s * sq[:, 1]
+    return m
+
+
+def invert_affines(m: np.ndarray) -> np.ndarray:
+    """(N, 2, 3) -> inverse maps, in `cv2.invertAffineTransform`'s arithmetic (1/D, then products)."""
+    a, b, c, d, e, f = (m[:, i, j] for i in (0, 1) for j in (0, 1, 2))
+    det = a * e - b * d
+    det = np.divide(1.0, det, out=np.zeros_like(det), where=det != 0)
+    a2, b2, d2, e2 = e * det, -b * det, -d * det, a * det
+    out = np.empty_like(m)
+    out[:, 0, 0], out[:, 0, 1], out[:, 0, 2] = a2, b2, -a2 * c - b2 * f
+    out[:, 1, 0], out[:, 1, 1], out[:, 1, 2] = d2, e2, -d2 * c - e2 * f
+    return out
+
+
+def points_from_crops(coords: np.ndarray, matrices: np.ndarray, spec: CropSpec) -> np.ndarray:
+    """`from_crop_coords` for (N, K, 2) coordinates of N crops at once -> (N, K, 2) image points."""
+    half = spec.input_size / 2
+    p = (coords * half + half).astype(np.float64)
+    inv = invert_affines(np.asarray(matrices, np.float64))
+    x = p[..., 0] * inv[:, None, 0, 0] + p[..., 1] * inv[:, None, 0, 1] + inv[:, None, 0, 2]
+    y = p[..., 0] * inv[:, None, 1, 0] + p[..., 1] * inv[:, None, 1, 1] + inv[:, None, 1, 2]
+    return np.stack([x, y], -1).astype(np.float32)
+
+
 def warp_crop(gray: np.ndarray, matrix: np.ndarray, spec: CropSpec) -> np.ndarray:
     """Grayscale uint8 image -> (S, S) uint8 crop; outside the image is replicated edge."""
     n = spec.input_size
@@ -80,6 +114,9 @@ def from_crop_coords(coords: np.ndarray, matrix: np.ndarray, spec: CropSpec) -> 
     return (p @ inv[:, :2].T + inv[:, 2]).astype(np.float32)
 
 
-def to_input(crops: np.ndarray) -> np.ndarray:
-    """(B, S, S) uint8 crops -> (B, 1, S, S) float32 in [0, 1], the network's input."""
-    return (np.asarray(crops, np.float32) / 255.0)[:, None]
+def to_input(crops):
+    """(B, S, S) uint8 crops, numpy or torch (on any device) -> (B, 1, S, S) float32 in [0, 1], the
+    network's input. Training and inference both call this: one scaling, the same float32 values."""
+    if isinstance(crops, np.ndarray):
+        return (crops.astype(np.float32) / 255.0)[:, None]
+    return (crops.float() / 255.0)[:, None]

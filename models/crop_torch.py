@@ -78,7 +78,3 @@ def warp_crops(frames: torch.Tensor, frame_index: torch.Tensor | np.ndarray | li
         acc += flat[base + yy * w + xx].long() * (wgt[k] << (_COEF_BITS - 2 * _BITS))
     return ((acc + (1 << (_COEF_BITS - 1))) >> _COEF_BITS).clamp_(0, 255).to(torch.uint8)
 
-
-def to_input_torch(crops: torch.Tensor) -> torch.Tensor:
-    """(N, S, S) uint8 crops -> (N, 1, S, S) float32 in [0, 1], as `to_input` on the CPU."""
-    return (crops.float() / 255.0)[:, None]

@@ -5,6 +5,11 @@ box is a rough guess at where the face is, the first pass's points are a much be
 network was trained on both kinds of square. `flip` averages with the mirrored crop (the
 68-point permutation undoes the mirror). Both trade compute for accuracy; the defaults are what
 the evaluation numbers use.
+
+Where crops are cut: on the CPU by `cv2.warpAffine`, one face at a time; with `device_crops` (the
+default on CUDA) the distinct frames of a call are sent to the device once and every pass cuts all
+its crops there in one batched warp (`crop_torch.warp_crops`, the same pixels), so a GPU actor
+moves frames, not crops, and its CPU does no per-face image work.
 """
 from __future__ import annotations
 
@@ -13,11 +18,34 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .crop import crop_matrix, from_crop_coords, square_from_box, square_from_points, to_input, warp_crop
+from .crop import crop_matrices, points_from_crops, square_from_box, square_from_points, to_input, warp_crop
+from .crop_torch import warp_crops
 from .landmark_net import LandmarkNet, fused_for_inference
 from .landmarks68 import FLIP_PERM
 from .registry import ModelCfg, load_model
 from .score import ScoreParts, score_parts
+
+
+@dataclass
+class DeviceFrames:
+    """The distinct images under a call's faces, on the model's device: one (B, H, W) uint8 tensor
+    per image size, and where each face's image sits in them."""
+    tensors: list[torch.Tensor]
+    group: np.ndarray        # (N,) which tensor holds face i's image
+    index: np.ndarray        # (N,) its position in that tensor
+
+    @classmethod
+    def of(cls, grays: list[np.ndarray], device: torch.device) -> "DeviceFrames":
+        slot: dict[int, tuple[int, int]] = {}
+        by_shape: dict[tuple, list[np.ndarray]] = {}
+        for g in grays:
+            if id(g) not in slot:
+                members = by_shape.setdefault(g.shape, [])
+                slot[id(g)] = (list(by_shape).index(g.shape), len(members))
+                members.append(g)
+        where = np.array([slot[id(g)] for g in grays], np.int64).reshape(-1, 2)
+        tensors = [torch.from_numpy(np.stack(m)).to(device, non_blocking=True) for m in by_shape.values()]
+        return cls(tensors, where[:, 0], where[:, 1])
 
 
 @dataclass
@@ -29,19 +57,22 @@ class LandmarkPredictor:
     flip: bool = True
     flip_last: bool = False      # without `flip`: mirror the last pass only (points and score), 1 forward more
     half: bool = False
+    device_crops: bool = False   # cut crops on `device` from the frames (see the module's docstring)
 
     @classmethod
     def load(cls, weights: str | None = None, device: str | None = None, half: bool | None = None,
-             **kw) -> "LandmarkPredictor":
+             device_crops: bool | None = None, **kw) -> "LandmarkPredictor":
         """`half` None: float16 on CUDA (points agree with float32 to a small fraction of a pixel;
-        see the README), float32 on the CPU, where float16 convolutions are slow."""
+        see the README), float32 on the CPU, where float16 convolutions are slow. `device_crops`
+        None: on CUDA."""
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model, cfg = load_model(weights, dev)
         model = fused_for_inference(model)
         half = dev.type == "cuda" and (half is None or half)
         if half:
             model = model.half()
-        return cls(model, cfg, dev, half=half, **kw)
+        crops_here = dev.type == "cuda" if device_crops is None else device_crops
+        return cls(model, cfg, dev, half=half, device_crops=crops_here, **kw)
 
     @property
     def model_id(self) -> str:
@@ -60,42 +91,55 @@ class LandmarkPredictor:
         pts, parts = self.predict_with_parts(grays, squares)
         return pts, parts.score
 
+    @torch.inference_mode()
     def predict_with_parts(self, grays: list[np.ndarray], squares: np.ndarray) -> tuple[np.ndarray, ScoreParts]:
         """Points and the score with what it is made of: how far the last pass is from its mirrored
         twin (with `flip`) and from the pass before it (with `refine`), and the shape distance."""
         squares = np.asarray(squares, np.float32).reshape(-1, 3)
         if len(squares) == 0:
             return np.zeros((0, 68, 2), np.float32), score_parts(np.zeros((0, 68, 2), np.float32), None, None)
+        images = DeviceFrames.of(grays, self.device) if self.device_crops else grays
         last = self.flip_last and not self.flip
-        pts, mirrored = self._pass(grays, squares, flip=True) if last and not self.refine else self._pass(grays, squares)
+        pts, mirrored = self._pass(images, squares, flip=last and not self.refine)
         prev = None
         for k in range(self.refine):
             prev = pts
-            sq = square_from_points(pts)
-            pts, mirrored = self._pass(grays, sq, flip=True) if last and k == self.refine - 1 else self._pass(grays, sq)
+            pts, mirrored = self._pass(images, square_from_points(pts), flip=last and k == self.refine - 1)
         return pts, score_parts(pts, mirrored, prev)
 
-    def _pass(self, grays: list[np.ndarray], squares: np.ndarray, flip: bool | None = None
+    def _pass(self, images: list[np.ndarray] | DeviceFrames, squares: np.ndarray, flip: bool = False
               ) -> tuple[np.ndarray, np.ndarray | None]:
-        """One batched pass; returns the points and, with `flip` (default: self.flip), the mirrored
-        pass's points alone."""
+        """One batched pass; returns the points and, with `flip` or self.flip, the mirrored pass's
+        points alone."""
         spec = self.cfg.crop
-        mats = [crop_matrix(sq, spec) for sq in squares]
-        crops = np.stack([warp_crop(g, m, spec) for g, m in zip(grays, mats)])
-        coords, mirrored = self._forward(crops), None
-        if self.flip if flip is None else flip:
-            mirrored = self._forward(np.ascontiguousarray(crops[:, :, ::-1]))[:, FLIP_PERM]
+        mats = crop_matrices(squares, spec)
+        x = to_input(self._crops(images, mats))
+        coords, mirrored = self._forward(x), None
+        if self.flip or flip:
+            mirrored = self._forward(x.flip(-1))[:, FLIP_PERM]
             mirrored[..., 0] = -mirrored[..., 0] - 2.0 / spec.input_size  # pixel i <-> S-1-i
-            mirrored = np.stack([from_crop_coords(c, m, spec) for c, m in zip(mirrored, mats)])
-        pts = np.stack([from_crop_coords(c, m, spec) for c, m in zip(coords, mats)])
+            mirrored = points_from_crops(mirrored, mats, spec)
+        pts = points_from_crops(coords, mats, spec)
         return ((pts + mirrored) / 2 if mirrored is not None else pts), mirrored
 
-    @torch.inference_mode()
-    def _forward(self, crops: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(to_input(crops))
-        if self.device.type == "cuda":
-            x = x.pin_memory()           # lets the copy below run asynchronously
-        x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    def _crops(self, images: list[np.ndarray] | DeviceFrames, mats: np.ndarray) -> torch.Tensor:
+        """(N, S, S) uint8 crops on the device."""
+        spec = self.cfg.crop
+        if not isinstance(images, DeviceFrames):
+            crops = torch.from_numpy(np.stack([warp_crop(g, m, spec) for g, m in zip(images, mats)]))
+            if self.device.type == "cuda":
+                crops = crops.pin_memory()           # lets the copy run asynchronously
+            return crops.to(self.device, non_blocking=True)
+        if len(images.tensors) == 1:
+            return warp_crops(images.tensors[0], images.index, mats, spec)
+        out = torch.empty((len(mats), spec.input_size, spec.input_size), dtype=torch.uint8, device=self.device)
+        for k, frames in enumerate(images.tensors):
+            faces = np.flatnonzero(images.group == k)
+            out[torch.from_numpy(faces).to(self.device)] = warp_crops(frames, images.index[faces], mats[faces], spec)
+        return out
+
+    def _forward(self, x: torch.Tensor) -> np.ndarray:
+        x = x.contiguous(memory_format=torch.channels_last)
         if self.half:
             x = x.half()
         return self.model(x).float().cpu().numpy()

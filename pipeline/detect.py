@@ -2,7 +2,9 @@
 
 Every detector returns an (N, 5) float32 array of x, y, w, h, score in the pixels of the image it
 was given, so the rest of the pipeline never knows which detector ran. The cascade XML comes from
-the installed OpenCV (`cv2.data`), never a copied file.
+the installed OpenCV (`cv2.data`), never a copied file; with OpenCV 5, which ships none,
+`FACETRACKS_CASCADE_DIR` names a folder holding OpenCV 4's XMLs, which the torch evaluation of the
+cascade (`haar_torch.py`) reads.
 """
 from __future__ import annotations
 
@@ -18,11 +20,21 @@ class FaceDetector(Protocol):
     def detect(self, gray: np.ndarray) -> np.ndarray: ...
 
 
+CASCADE_DIR_ENV = "FACETRACKS_CASCADE_DIR"
+
+
 def _cascade_path(name: str) -> str:
+    folder = os.environ.get(CASCADE_DIR_ENV)
+    if folder:
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            raise RuntimeError(f"{path}: no such cascade (from ${CASCADE_DIR_ENV})")
+        return path
     data = getattr(cv2, "data", None)
-    if data is None or not hasattr(cv2, "CascadeClassifier"):
-        raise RuntimeError(
-            f"OpenCV {cv2.__version__} has no Haar cascades (5.x dropped them); install opencv-python-headless<5")
+    if data is None or not os.path.isfile(os.path.join(getattr(data, "haarcascades", ""), name)):
+        raise RuntimeError(f"OpenCV {cv2.__version__} has no Haar cascades (5.x dropped them); install "
+                           f"opencv-python-headless<5, or set ${CASCADE_DIR_ENV} to a folder of OpenCV 4's XMLs "
+                           f"(the torch detector reads them)")
     return os.path.join(data.haarcascades, name)
 
 
@@ -44,6 +56,9 @@ class HaarDetector:
 
     def __post_init__(self) -> None:
         path = _cascade_path(self.cascade)
+        if not hasattr(cv2, "CascadeClassifier"):
+            raise RuntimeError(f"OpenCV {cv2.__version__} has no CascadeClassifier (5.x dropped it): install "
+                               f"opencv-python-headless<5, or use the torch detector (--detector torch)")
         self._clf = cv2.CascadeClassifier(path)
         if self._clf.empty():
             raise RuntimeError(f"cannot load Haar cascade {path}")

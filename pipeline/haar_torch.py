@@ -46,6 +46,7 @@ from .detect import _cascade_path
 
 GROUP_EPS = 0.2
 _GATHER_LIMIT = 1 << 22          # elements of one gather index tensor (memory per chunk)
+_GATHER_LIMIT_CUDA = 1 << 26     # on a GPU: fewer, larger chunks (each chunk is a dozen kernel launches)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,15 +119,19 @@ def resize_linear_exact(img: torch.Tensor, dw: int, dh: int) -> torch.Tensor:
     b, h, w = img.shape
     if (dw, dh) == (w, h):
         return img
-    (x0, x1), (a0, a1) = _exact_tab(w, dw)
-    (y0, y1), (b0, b1) = _exact_tab(h, dh)
-    dev = img.device
-    t = lambda v: torch.from_numpy(v).to(dev)
+    x0, x1, a0, a1 = _on(_exact_tab, w, dw, img.device)
+    y0, y1, b0, b1 = _on(_exact_tab, h, dh, img.device)
     src = img.to(torch.int32)
-    rows = src.index_select(2, t(x0)) * t(a0) + src.index_select(2, t(x1)) * t(a1)
-    out = (rows.index_select(1, t(y0)) * t(b0)[:, None] + rows.index_select(1, t(y1)) * t(b1)[:, None]
+    rows = src.index_select(2, x0) * a0 + src.index_select(2, x1) * a1
+    out = (rows.index_select(1, y0) * b0[:, None] + rows.index_select(1, y1) * b1[:, None]
            + (1 << 15)) >> 16
     return out.clamp_(0, 255).to(torch.uint8)
+
+
+@lru_cache(maxsize=1024)
+def _on(table, src: int, dst: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """A resize table's arrays as tensors on `device`, made once: a GPU call then copies nothing."""
+    return tuple(torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in table(src, dst))
 
 
 @lru_cache(maxsize=512)
@@ -140,7 +145,7 @@ def _exact_tab(src: int, dst: int):
     o0 = np.where(inside, i, np.where(i < 0, 0, src - 1))
     c1 = np.where(inside, c1, 0)
     c0 = 256 - c1
-    return (o0, np.minimum(o0 + 1, src - 1)), (c0.astype(np.int32), c1.astype(np.int32))
+    return o0, np.minimum(o0 + 1, src - 1), c0.astype(np.int32), c1.astype(np.int32)
 
 
 def resize_area(img: torch.Tensor, dw: int, dh: int) -> torch.Tensor:
@@ -163,8 +168,8 @@ def resize_area(img: torch.Tensor, dw: int, dh: int) -> torch.Tensor:
             return ((blocks + 2) >> 2).to(torch.uint8)
         return torch.round(blocks.float() * (1.0 / area)).clamp_(0, 255).to(torch.uint8)
     dev = img.device
-    xi, xa = (torch.from_numpy(v).to(dev) for v in _area_taps(w, dw))
-    yi, ya = (torch.from_numpy(v).to(dev) for v in _area_taps(h, dh))
+    xi, xa = _on(_area_taps, w, dw, dev)
+    yi, ya = _on(_area_taps, h, dh, dev)
     src = img.float()
     rows = torch.zeros((b, h, dw), dtype=torch.float32, device=dev)
     for k in range(xi.shape[1]):
@@ -307,6 +312,7 @@ class TorchHaarDetector:
             "right": torch.from_numpy(c.right).to(dev),
         }
         self._corner_cache: dict[int, torch.Tensor] = {}
+        self._plan_cache: dict[int, tuple] = {}
 
     def detect(self, gray: np.ndarray) -> np.ndarray:
         return self.detect_batch([gray])[0]
@@ -354,15 +360,20 @@ class TorchHaarDetector:
         if plan is None:
             return [(np.zeros((0, 4), np.int32), np.zeros(0, np.float64)) for _ in range(b)]
         dev = self.device
-        buf, vnf, valid, s0 = self._first_stage(img, plan)
+        buf, vnf, valid = self._integrals(img, plan)
+        offs, row_start = self._plan_tensors(plan)
+        flat, corners = buf.reshape(-1), self._corners(plan.stride)
+        # the first stage on every window of every scale and frame: one gather per chunk of windows
+        every = (torch.arange(b, device=dev)[:, None] * plan.frame_elems + offs[None]).reshape(-1)
+        s0 = self._stage_sum(flat, corners, every, vnf.reshape(-1), 0, c.stage_ends[0]).reshape(b, -1)
+        del every
         # OpenCV's scan skips the window after a first-stage reject; then compact the survivors
         fail = valid & (s0 < float(c.stage_threshold[0]))
-        keep = valid & ~fail & _evaluated(fail, torch.from_numpy(plan.row_start).to(dev))
+        keep = valid & ~fail & _evaluated(fail, row_start)
         idx = keep.reshape(-1).nonzero().squeeze(1)
         offs = torch.from_numpy(plan.win_offset).to(dev)
         base = (idx // plan.n_windows) * plan.frame_elems + offs[idx % plan.n_windows]
         v, s = vnf.reshape(-1)[idx], s0.reshape(-1)[idx]
-        flat, corners = buf.reshape(-1), self._corners(plan.stride)
         for si in range(1, len(c.stage_ends)):
             s = self._stage_sum(flat, corners, base, v, c.stage_ends[si - 1], c.stage_ends[si])
             ok = (s >= float(c.stage_threshold[si])).nonzero().squeeze(1)
@@ -371,23 +382,17 @@ class TorchHaarDetector:
         frame, win = idx // plan.n_windows, idx % plan.n_windows
         return [(plan.rect[win[frame == i]], s[frame == i]) for i in range(b)]
 
-    def _first_stage(self, img: torch.Tensor, plan: _Plan
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _integrals(self, img: torch.Tensor, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per scale: resize, integral images, and for every window (dense, strided slices of the
-        integral image: no gathers) OpenCV's variance factor, whether setWindow accepts the
-        window, and the first stage's sum. Also returns the packed int32 integral images of all
-        scales, (B, frame_elems), which the later stages gather from."""
+        integral images) OpenCV's variance factor and whether setWindow accepts the window.
+        Returns the packed int32 integral images of all scales, (B, frame_elems), which every
+        stage gathers from, and the windows' factors and validity, (B, n_windows)."""
         b = img.shape[0]
-        c, t = self._c, self._t
-        win_w, win_h = c.window
+        win_w, win_h = self._c.window
         norm = (1, 1, win_w - 2, win_h - 2)
         area = float(norm[2] * norm[3])
-        n0 = c.stage_ends[0]
-        stumps = [([tuple(int(v) for v in r) for r, wt in zip(c.rects[i], c.weights[i]) if wt != 0],
-                   t["weights"][i], t["threshold"][i], t["left"][i].double(), t["right"][i].double())
-                  for i in range(n0)]
         buf = torch.zeros((b, plan.frame_elems), dtype=torch.int32, device=self.device)
-        vnfs, valids, sums = [], [], []
+        vnfs, valids = [], []
         for L in plan.layers:
             lw, lh = L.size
             x = resize_linear_exact(img, lw, lh).to(torch.int64)
@@ -411,17 +416,17 @@ class TorchHaarDetector:
             nf = area * vq - vs * vs
             pos = nf > 0
             vnf = (1.0 / torch.sqrt(torch.where(pos, nf, torch.ones_like(nf)))).float()
-            tmp = torch.zeros_like(nf)
-            for rects, wts, thr, left, right in stumps:
-                # float32 arithmetic in OptFeature::calc's order: w0*s0 + w1*s1 (+ w2*s2)
-                ret = wts[0] * box(s, rects[0]).float() + wts[1] * box(s, rects[1]).float()
-                if len(rects) > 2:
-                    ret = ret + wts[2] * box(s, rects[2]).float()
-                tmp += torch.where(ret * vnf < thr, left, right)
             vnfs.append(vnf.reshape(b, -1))
             valids.append((pos & (area * vnf.double() < 0.1)).reshape(b, -1))
-            sums.append(tmp.reshape(b, -1))
-        return buf, torch.cat(vnfs, 1), torch.cat(valids, 1), torch.cat(sums, 1)
+        return buf, torch.cat(vnfs, 1), torch.cat(valids, 1)
+
+    def _plan_tensors(self, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor]:
+        """The plan's window offsets and row starts on the device, sent once per plan."""
+        key = id(plan)              # plans are cached (`_plan`), so a plan's id names it while it lives
+        if key not in self._plan_cache:
+            self._plan_cache[key] = (plan, torch.from_numpy(plan.win_offset).to(self.device),
+                                     torch.from_numpy(plan.row_start).to(self.device))
+        return self._plan_cache[key][1:]
 
     def _corners(self, stride: int) -> torch.Tensor:
         """(T, 3, 4) flat offsets of each stump's rect corners for a buffer row stride."""
@@ -446,7 +451,7 @@ class TorchHaarDetector:
         thr, left, right = t["threshold"][t0:t1], t["left"][t0:t1], t["right"][t0:t1]
         n, nf = base.shape[0], t1 - t0
         out = torch.empty(n, dtype=torch.float64, device=flat.device)
-        chunk = max(1, _GATHER_LIMIT // (nf * 12))
+        chunk = max(1, (_GATHER_LIMIT_CUDA if flat.is_cuda else _GATHER_LIMIT) // (nf * 12))
         for a in range(0, n, chunk):
             bb = base[a:a + chunk]
             v = flat.index_select(0, (bb[:, None] + corners.reshape(1, -1)).reshape(-1)).view(len(bb), nf, 3, 4)

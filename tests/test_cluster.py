@@ -162,6 +162,18 @@ def test_ray_job_submit_runs_the_job_on_the_cluster(inputs, reference, tmp_path)
     assert_same(reference, tmp_path)
 
 
+def test_an_actor_following_several_streams_writes_the_same_outputs(sandbox, inputs, reference, tmp_path):
+    """--streams 3: one actor follows three of the six segments and videos at once, their faces in
+    shared forward passes (pipeline/batching.py); every output is the one-stream reference's."""
+    code, text = annotate(sandbox, inputs, tmp_path, "--actors", "1", "--streams", "3")
+    assert code == 0, text
+    actors = json.loads((tmp_path / "_summary.json").read_text())["actors"]
+    assert actors["streams"] == 3 and actors["ready_s"] > 0
+    b = actors["batching"]
+    assert b["landmark_crops"] > 0 and b["detect_frames"] >= b["detect_calls"] > 0
+    assert_same(reference, tmp_path)
+
+
 def _busy_actor(driver_pid, token):
     """An AnnotateWorker of this driver's Ray inside a call (Ray titles it `ray::Class.method`
     while the method runs, `ray::Class` while idle)."""

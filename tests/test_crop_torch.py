@@ -1,14 +1,14 @@
 """Batched torch crops against the CPU crop contract (cv2.warpAffine) and the landmarks they give."""
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from facetracks.models.crop import CropSpec, crop_matrix, from_crop_coords, square_from_points, warp_crop
-from facetracks.models.crop_torch import to_input_torch, warp_crops
+from facetracks.models.crop import CropSpec, crop_matrix, square_from_points, warp_crop
+from facetracks.models.crop_torch import warp_crops
 from facetracks.models.inference import LandmarkPredictor
-from facetracks.models.landmarks68 import FLIP_PERM
 from facetracks.pipeline.detect import HaarDetector
 
 from .clips import gray_frames
@@ -47,30 +47,6 @@ def test_empty_batch():
     assert out.shape == (0, 112, 112)
 
 
-class _TorchCropPredictor(LandmarkPredictor):
-    """LandmarkPredictor whose crops come from `warp_crops` on a frame tensor (the GPU path)."""
-    frames: torch.Tensor
-    frame_of: np.ndarray
-
-    def _pass(self, grays, squares):
-        spec = self.cfg.crop
-        mats = np.stack([crop_matrix(sq, spec) for sq in squares])
-        crops = warp_crops(self.frames, self.frame_of, mats, spec)
-        coords = self._forward_t(crops)
-        mirrored = None
-        if self.flip:
-            mirrored = self._forward_t(crops.flip(2))[:, FLIP_PERM]
-            mirrored[..., 0] = -mirrored[..., 0] - 2.0 / spec.input_size
-            mirrored = np.stack([from_crop_coords(c, m, spec) for c, m in zip(mirrored, mats)])
-        pts = np.stack([from_crop_coords(c, m, spec) for c, m in zip(coords, mats)])
-        return ((pts + mirrored) / 2 if mirrored is not None else pts), mirrored
-
-    @torch.inference_mode()
-    def _forward_t(self, crops: torch.Tensor) -> np.ndarray:
-        x = to_input_torch(crops).to(self.device).contiguous(memory_format=torch.channels_last)
-        return self.model(x).float().cpu().numpy()
-
-
 @pytest.mark.parametrize("model", ["ft68-resnet-s", "ft68-resnet-xs"])
 def test_landmarks_from_torch_crops_equal_cpu_path(videos_dir, model):
     det = HaarDetector()
@@ -86,13 +62,8 @@ def test_landmarks_from_torch_crops_equal_cpu_path(videos_dir, model):
     assert len(squares) >= 6
     squares = np.stack(squares)
     ref, ref_score = cpu.predict_with_score(grays, squares)
-    tp = _TorchCropPredictor(cpu.model, cpu.cfg, cpu.device, refine=cpu.refine, flip=cpu.flip)
-    got, score = np.zeros_like(ref), np.zeros_like(ref_score)
-    for shape in {g.shape for g in grays}:      # clips differ in size: one frame tensor per size
-        faces = [i for i, g in enumerate(grays) if g.shape == shape]
-        tp.frames = torch.from_numpy(np.stack([grays[i] for i in faces]))
-        tp.frame_of = np.arange(len(faces))
-        got[faces], score[faces] = tp.predict_with_score([grays[i] for i in faces], squares[faces])
+    # the device path: frames of several sizes sent once, every crop cut by warp_crops
+    got, score = replace(cpu, device_crops=True).predict_with_score(grays, squares)
     err = np.abs(got - ref).max()
     assert err <= 0.05, err
     assert np.allclose(score, ref_score, atol=1e-3)

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import torch
 
-from facetracks.models.crop import CropSpec, crop_matrix, to_crop_coords, warp_crop
+from facetracks.models.crop import CropSpec, crop_matrix, to_crop_coords, to_input, warp_crop
 from facetracks.models.landmarks68 import FLIP_PERM
 
 Sample = dict
@@ -164,7 +164,7 @@ class Normalize:
 
     def __call__(self, s: Sample) -> Sample:
         out = dict(s)
-        out["image"] = s["gray"].astype(np.float32) / 255.0
+        out["image"] = to_input(s["gray"][None])[0, 0]
         identity = np.array([[1, 0, 0], [0, 1, 0]], np.float64)
         out["target"] = to_crop_coords(s["points"], identity, self.spec)
         return out

@@ -1,0 +1,165 @@
+"""Several streams, one detector call and one forward pass: batching across the videos an actor follows.
+
+A GPU is fed well only by batches of hundreds of crops, and one video gives a few faces per frame.
+So an actor follows several videos (or segments) at once, each on its own thread with its own
+tracker and schedule (`follow.follow_faces`, unchanged), and `SharedStages` stands in for the
+detector and the landmark model of each: a stream's call waits until every stream is waiting (or
+`wait_s` has passed since the first did), then one of them runs every waiting call as one batch
+(all detection frames of a size through one `detect_batch`, all faces through one
+`predict_with_score`) and hands each stream its share. The answers a stream gets are the ones
+it would get alone, so its rows and track ids do not depend on its neighbours; only float noise
+of a different batch composition can move a point in its last bits.
+
+Threads suffice: decoding (PyAV), the detector and the network release the GIL, and what holds it
+(following, Parquet rows) is small next to them.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from .detect import FaceDetector
+from .follow import Landmarker
+
+
+@dataclass
+class BatchStats:
+    """What the shared stages did, summed over the actor's life (counters only grow)."""
+    detect_calls: int = 0
+    detect_frames: int = 0
+    detect_s: float = 0.0
+    landmark_calls: int = 0
+    landmark_crops: int = 0
+    landmark_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Call:
+    kind: str                     # "detect": args = (gray,); "landmarks": args = (grays, squares)
+    args: tuple
+    result: object = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+@dataclass
+class SharedStages:
+    detector: FaceDetector
+    predictor: Landmarker
+    wait_s: float = 0.004           # longest a waiting call waits for the streams still busy
+    stats: BatchStats = field(default_factory=BatchStats)
+    _cv: threading.Condition = field(default_factory=threading.Condition, repr=False)
+    _streams: int = 0
+    _pending: list[_Call] = field(default_factory=list, repr=False)
+    _since: float = 0.0
+    _running: bool = False
+
+    @contextmanager
+    def stream(self) -> Iterator[tuple["StreamDetector", "StreamLandmarker"]]:
+        """A detector and a landmarker for one stream, for as long as the stream runs."""
+        with self._cv:
+            self._streams += 1
+        try:
+            yield StreamDetector(self), StreamLandmarker(self)
+        finally:
+            with self._cv:
+                self._streams -= 1
+                self._cv.notify_all()      # the others may now be all there is to wait for
+
+    def call(self, kind: str, *args) -> object:
+        c = _Call(kind, args)
+        with self._cv:
+            if not self._pending:
+                self._since = time.perf_counter()
+            self._pending.append(c)
+            self._cv.notify_all()
+            while not c.done:
+                left = self._since + self.wait_s - time.perf_counter()
+                if not self._running and self._pending and (len(self._pending) >= self._streams or left <= 0):
+                    batch, self._pending, self._running = self._pending, [], True
+                    self._cv.release()
+                    try:
+                        self._run(batch)
+                    finally:
+                        self._cv.acquire()
+                        self._running = False
+                        if self._pending:
+                            self._since = time.perf_counter()
+                        self._cv.notify_all()
+                else:
+                    self._cv.wait(None if self._running or not self._pending else max(left, 1e-4))
+        if c.error is not None:
+            raise c.error
+        return c.result
+
+    def _run(self, batch: list[_Call]) -> None:
+        """Every waiting call, as one batch per kind; an error is every caller's of that batch."""
+        for kind, run in (("detect", self._detect), ("landmarks", self._landmarks)):
+            calls = [c for c in batch if c.kind == kind]
+            if not calls:
+                continue
+            try:
+                run(calls)
+            except BaseException as e:       # noqa: BLE001 - handed to each caller, raised on its thread
+                for c in calls:
+                    c.error = e
+            for c in calls:
+                c.done = True
+
+    def _detect(self, calls: list[_Call]) -> None:
+        t = time.perf_counter()
+        by_shape: dict[tuple, list[_Call]] = {}
+        for c in calls:
+            by_shape.setdefault(c.args[0].shape, []).append(c)
+        batched = getattr(self.detector, "detect_batch", None)
+        for group in by_shape.values():
+            grays = [c.args[0] for c in group]
+            found = batched(grays) if batched else [self.detector.detect(g) for g in grays]
+            for c, boxes in zip(group, found):
+                c.result = boxes
+        self.stats.detect_calls += 1
+        self.stats.detect_frames += len(calls)
+        self.stats.detect_s += time.perf_counter() - t
+
+    def _landmarks(self, calls: list[_Call]) -> None:
+        t = time.perf_counter()
+        grays = [g for c in calls for g in c.args[0]]
+        squares = np.concatenate([np.asarray(c.args[1], np.float32).reshape(-1, 3) for c in calls])
+        pts, score = self.predictor.predict_with_score(grays, squares)
+        at = 0
+        for c in calls:
+            n = len(c.args[0])
+            c.result = (pts[at:at + n], score[at:at + n])
+            at += n
+        self.stats.landmark_calls += 1
+        self.stats.landmark_crops += len(grays)
+        self.stats.landmark_s += time.perf_counter() - t
+
+
+@dataclass
+class StreamDetector:
+    """A `FaceDetector` for one stream of `SharedStages`."""
+    shared: SharedStages
+
+    def detect(self, gray: np.ndarray) -> np.ndarray:
+        return self.shared.call("detect", gray)
+
+
+@dataclass
+class StreamLandmarker:
+    """A `follow.Landmarker` for one stream of `SharedStages`."""
+    shared: SharedStages
+
+    def squares_from_boxes(self, boxes: np.ndarray) -> np.ndarray:
+        return self.shared.predictor.squares_from_boxes(boxes)
+
+    def predict_with_score(self, grays: list[np.ndarray], squares: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.shared.call("landmarks", grays, squares)

@@ -1,0 +1,104 @@
+"""Several streams through one detector call and one forward pass (pipeline/batching.py): each
+video's rows and ids are what it gets alone, and the batches really are shared."""
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from facetracks.pipeline.annotate import annotate_video
+from facetracks.pipeline.batching import SharedStages
+from facetracks.pipeline.profiles import load_profile
+
+from .compare import assert_tracks_match
+
+CLIPS = [("pyfeat_single_face.mp4", None), ("liveportrait_driving_d0.mp4", None),
+         ("sadtalker_WDA_AlexandriaOcasioCortez_000.mp4", 2.5), ("pyfeat_no_face.mp4", 1.5)]
+
+
+@pytest.fixture(scope="module")
+def fast():
+    return load_profile("fast", device="cpu")
+
+
+def alone(videos_dir, parts, predictor=None):
+    return [annotate_video(os.path.join(videos_dir, n), n, parts.detector, predictor or parts.predictor,
+                           parts.follow, end_s=end).table.to_pandas() for n, end in CLIPS]
+
+
+def together(videos_dir, parts, predictor=None) -> tuple[list, SharedStages]:
+    shared = SharedStages(parts.detector, predictor or parts.predictor)
+
+    def one(clip):
+        name, end = clip
+        with shared.stream() as (det, pred):
+            return annotate_video(os.path.join(videos_dir, name), name, det, pred, parts.follow, end_s=end)
+    with ThreadPoolExecutor(len(CLIPS)) as pool:
+        results = list(pool.map(one, CLIPS))
+    return [r.table.to_pandas() for r in results], shared
+
+
+def test_streams_together_give_each_video_its_own_rows(videos_dir, fast):
+    ref = alone(videos_dir, fast)
+    got, shared = together(videos_dir, fast)
+    for a, b in zip(ref, got):
+        assert_tracks_match(a, b)
+    assert sum(df.track_id.notna().sum() for df in ref) > 100       # faces were followed, not only empty frames
+    st = shared.stats
+    # one stream alone sends at most one chunk's faces (batch_size frames) per call
+    assert st.landmark_calls > 0 and st.detect_calls > 0
+    assert st.landmark_crops / st.landmark_calls > max(fast.follow.batch_size, 1) * 1.2, st
+    assert st.detect_frames > st.detect_calls                         # several streams' frames per detector call
+
+
+def test_device_crops_through_shared_stages_keep_rows(videos_dir, fast):
+    """The GPU actor's path (crops cut by warp_crops from frames sent once), run on the CPU."""
+    ref = alone(videos_dir, fast)
+    got, _ = together(videos_dir, fast, replace(fast.predictor, device_crops=True))
+    for a, b in zip(ref, got):
+        assert_tracks_match(a, b, points_px=0.05, score=1e-3)
+
+
+class _FailsOnSmallFrames:
+    """A detector that fails on one stream's frames (640x360): that stream sees the error, the
+    others finish."""
+    def __init__(self, inner):
+        self.inner = inner
+
+    def detect(self, gray):
+        if gray.shape == (360, 640):
+            raise RuntimeError("detector broke")
+        return self.inner.detect(gray)
+
+
+def test_an_error_reaches_its_stream_and_the_others_finish(videos_dir, fast):
+    shared = SharedStages(_FailsOnSmallFrames(fast.detector), fast.predictor)
+    errors, done = [], []
+    lock = threading.Lock()
+
+    def one(clip):
+        name, end = clip
+        try:
+            with shared.stream() as (det, pred):
+                r = annotate_video(os.path.join(videos_dir, name), name, det, pred, fast.follow, end_s=end)
+            with lock:
+                done.append((name, r.stats.frames))
+        except RuntimeError as e:
+            with lock:
+                errors.append((name, str(e)))
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(one, CLIPS[:2]))
+    assert errors == [("pyfeat_single_face.mp4", "detector broke")]
+    assert [n for n, _ in done] == ["liveportrait_driving_d0.mp4"] and done[0][1] == 78
+
+
+def test_a_lone_stream_is_not_held_up(videos_dir, fast):
+    """One stream never waits for company: every call runs at once (no wait_s per call)."""
+    shared = SharedStages(fast.detector, fast.predictor, wait_s=10.0)
+    name, end = CLIPS[0]
+    with shared.stream() as (det, pred):
+        r = annotate_video(os.path.join(videos_dir, name), name, det, pred, fast.follow, end_s=end)
+    assert r.stats.frames == 72 and r.seconds < 10.0
+    assert np.isfinite(shared.stats.landmark_s)
