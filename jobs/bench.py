@@ -15,6 +15,12 @@ neighbours, over the inter-ocular distance) of every video's tracks, raw and smo
 raw vs smoothed beside the truth's own jitter: a smoother that lags shows as a higher NME.
 Memory: peak RSS of the default profile on a clip and on the same clip ten times longer, each in
 a fresh process.
+
+With --actors: instead of the above, the whole Ray annotate job per actor count (`N` or `N:G`, G
+the GPU share of each of the N actors), on the synthetic minute or on a corpus (--corpus K
+--corpus-seconds S: K 640x480 clips of S s from different real clips); per run fps, fps per GPU,
+steady fps (actor start-up left out), GPU utilisation and memory (nvidia-smi, sampled), the
+actors' batching counters; and beside it each profile's NME on the labelled truth clip.
 """
 from __future__ import annotations
 
@@ -28,11 +34,11 @@ import av
 import cv2
 import torch
 
-from facetracks.pipeline.profiles import PROFILES, get_profile, load_profile
+from facetracks.pipeline.profiles import DETECTOR_BACKENDS, PROFILES, build_parts, get_profile, load_profile
 from facetracks.pipeline.smoothing import SmoothParams, parse_smooth
 
-from .benchmarks import (DATA, SAMPLE, accuracy, decode_only, full_path, naive_path, peak_rss_mb, scaling,
-                         synthetic_clip, truth_clip)
+from .benchmarks import (CLIPS, DATA, SAMPLE, accuracy, decode_only, detector_of, full_path, make_corpus, naive_path,
+                         peak_rss_mb, scaling, synthetic_clip, truth_clip)
 from .clips import pick_faces
 from .steady import moving_stills, steadiness
 
@@ -45,12 +51,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--naive-frames", type=int, default=120, help="frames the (slow) naive path runs on")
     p.add_argument("--profiles", nargs="+", default=list(PROFILES), choices=list(PROFILES),
                    help="annotate profiles to measure (default: all)")
-    p.add_argument("--actors", default=None, metavar="N,M,...",
-                   help="instead of the table: scaling of the Ray annotate job over these actor counts")
+    p.add_argument("--actors", default=None, metavar="N[:G],M[:G],...",
+                   help="instead of the table: scaling of the Ray annotate job over these actor counts "
+                        "(N:G: N actors with a GPU share of G each, e.g. 1:1,4:0.25)")
     p.add_argument("--address", default=None, help="Ray cluster for --actors (default: start Ray here)")
     p.add_argument("--segment-seconds", type=float, default=4.0, help="segment length for --actors runs")
     p.add_argument("--gpus-per-actor", type=float, default=None,
                    help="for --actors runs: GPU share of each actor (0.25: four per GPU; default 1 with GPUs)")
+    p.add_argument("--streams", type=int, default=0,
+                   help="for --actors runs: streams each actor follows at once (0: the runner's choice)")
+    p.add_argument("--corpus", type=int, default=0, metavar="K",
+                   help="for --actors runs: K 640x480 clips made from different real clips (0: the synthetic minute)")
+    p.add_argument("--corpus-seconds", type=float, default=0, metavar="S",
+                   help="length of each --corpus clip (default 60)")
+    p.add_argument("--clips-from", default=CLIPS, metavar="DIR",
+                   help="real clips for --corpus besides the bundled sample (those with no face are skipped)")
+    p.add_argument("--data", default=DATA, metavar="DIR", help="the labelled YTF-68 data for the NME checks")
+    p.add_argument("--detector", default=None, choices=DETECTOR_BACKENDS,
+                   help="detector backend for --actors runs and their NME check (default: auto, torch on CUDA "
+                        "actors; torch wherever OpenCV has no Haar)")
     p.add_argument("--smooth", type=parse_smooth, default=SmoothParams(),
                    help="smoother whose jitter is reported beside the raw points' (default: annotate's)")
     p.add_argument("--moving-stills", type=int, default=8, metavar="N",
@@ -60,20 +79,92 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def parse_counts(text: str) -> list[tuple[int, float | None]]:
+    """"1,4" or "1:1,4:0.25" -> [(actors, GPU share of each or None)]."""
+    out = []
+    for part in (x.strip() for x in text.split(",")):
+        if part:
+            n, _, g = part.partition(":")
+            out.append((int(n), float(g) if g else None))
+    if not out or any(n < 1 for n, _ in out):
+        raise ValueError(f"--actors {text!r}: expected N or N:G, N >= 1, comma-separated")
+    return out
+
+
+def _f(x, fmt: str, width: int) -> str:
+    return f"{'-':>{width}}" if x is None else f"{x:{width}{fmt}}"
+
+
 def run_scaling(args: argparse.Namespace) -> int:
-    counts = [int(x) for x in args.actors.split(",") if x.strip()]
-    res = {"machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()}, "scaling": {}}
+    counts = parse_counts(args.actors)
+    # OpenCV 5 has no Haar: then the torch evaluation of the same cascade, unless told otherwise
+    backend = args.detector or (None if hasattr(cv2, "CascadeClassifier") else "torch")
+    cuda = torch.cuda.is_available()        # (no CUDA context here before the runs: the GPU is the actors')
+    res = {"machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+                       "opencv": cv2.__version__, "av": av.__version__, "gpu": None},
+           "options": {"actors": args.actors, "streams": args.streams, "segment_seconds": args.segment_seconds,
+                       "gpus_per_actor": args.gpus_per_actor, "detector_backend": backend or "auto"},
+           "scaling": {}}
+
+    def dump() -> None:                      # after each step, so that a run stopped half-way leaves what it measured
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=2)
     with tempfile.TemporaryDirectory() as work:
-        # default: a minute of 640x480 video, so that actor start-up is a small part of the time
-        videos = args.videos or [synthetic_clip(os.path.join(work, "minute_640x480.mp4"), (640, 480), args.frames, repeat=6)]
-        print(f"{'profile':9} {'actors':>6} {'frames':>7} {'seconds':>8} {'fps':>8} {'efficiency':>10}  device")
+        if args.corpus:
+            if args.videos:
+                raise SystemExit("bench: give videos or --corpus, not both")
+            seconds = args.corpus_seconds or 60.0
+            # which clips have a face: a cheap look (the fast profile's settings), on the CPU
+            look = detector_of({**get_profile("fast").detector, "backend": backend or "auto"}, "cpu")
+            corpus = make_corpus(work, args.corpus, seconds, args.clips_from, look)
+            videos = [f.pop("path") for f in corpus["files"]]
+            res["corpus"] = corpus
+            print(f"corpus: {len(videos)} clips x {seconds:g} s, {corpus['frames']} frames, written in "
+                  f"{corpus['write_seconds']:.1f} s, from " + ", ".join(f["source"] for f in corpus["files"])
+                  + (f"; no face: {', '.join(corpus['sources_without_face'])}" if corpus["sources_without_face"] else ""))
+        else:
+            # default: a minute of 640x480 video, so that actor start-up is a small part of the time
+            videos = args.videos or [synthetic_clip(os.path.join(work, "minute_640x480.mp4"), (640, 480), args.frames, repeat=6)]
+        head = (f"{'profile':9} {'actors':>6} {'gpu/a':>5} {'strm':>4} {'frames':>7} {'seconds':>8} {'fps':>8} {'steady':>8} "
+                f"{'fps/gpu':>8} {'eff':>5} {'util%':>5} {'p90%':>5} {'memMB':>6} {'det':>5} {'lmk':>5} {'crops':>6}  device")
+        print(head)
         for name in args.profiles:
-            sc = res["scaling"][name] = scaling(videos, name, counts, args.segment_seconds, args.address,
-                                                args.gpus_per_actor)
-            for r in sc["runs"]:
-                print(f"{name:9} {r['actors']:6d} {r['frames']:7d} {r['seconds']:8.1f} {r['fps']:8.1f} {r['efficiency']:10.2f}  {r['device']}")
-    with open(args.json, "w") as f:
-        json.dump(res, f, indent=2)
+            prof = get_profile(name)
+            det = {**prof.detector, "backend": backend} if backend else None
+            sc = res["scaling"][name] = {"profile": name, "runs": []}
+
+            def row(r: dict, name: str = name) -> None:
+                res["scaling"][name]["runs"].append(r)
+                share = r["stage_share"] or {}
+                print(f"{name:9} {r['actors']:6d} {_f(r['gpus_per_actor'], '.2f', 5)} {_f(r['streams'], 'd', 4)} {r['frames']:7d} {r['seconds']:8.1f} "
+                      f"{r['fps']:8.1f} {_f(r['steady_fps'], '.1f', 8)} {r['fps_per_gpu']:8.1f} {r['efficiency']:5.2f} "
+                      f"{_f(r['gpu_util_mean'], '.0f', 5)} {_f(r['gpu_util_p90'], '.0f', 5)} {_f(r['gpu_mem_peak_mb'], '.0f', 6)} "
+                      f"{_f(share.get('detect'), '.2f', 5)} {_f(share.get('landmarks'), '.2f', 5)} "
+                      f"{_f(share.get('crops_per_landmark_pass'), '.1f', 6)}  {r['device']}")
+                dump()
+            sc.update(scaling(videos, name, counts, args.segment_seconds, args.address, args.gpus_per_actor,
+                              args.streams, det, on_run=row))
+            if sc["options_not_passed"]:
+                print(f"(this runner takes no {', '.join(sc['options_not_passed'])}: not passed)")
+            dump()
+        if not args.no_accuracy and os.path.isdir(args.data):
+            # in-process, on the device the profile picks (CUDA when there is one), after the timed runs;
+            # the faces picked by the default detector settings on the same backend, as the table's bench
+            dev = "cuda" if cuda else "cpu"
+            clip = truth_clip(work, args.data, detector_of({"backend": backend or "auto"}, dev))
+            res["accuracy"] = {}
+            for name in args.profiles:
+                prof = get_profile(name)
+                parts = build_parts(name, prof.model, {**prof.detector, **({"backend": backend} if backend else {})},
+                                    prof.follow, prof.predictor)
+                acc = res["accuracy"][name] = {**accuracy(parts, clip), "device": str(parts.predictor.device),
+                                               "detector": type(parts.detector).__name__}
+                print(f"accuracy, {name} ({acc['device']}, {acc['detector']}), on a clip of labelled identity-test faces: "
+                      + ", ".join(f"{k} NME {100 * a['nme_mean']:.2f}% ({a['frames_with_face']}/{a['frames']} frames)"
+                                  for k, a in acc.items() if isinstance(a, dict)))
+                dump()
+    res["machine"]["gpu"] = torch.cuda.get_device_name() if cuda else None
+    dump()
     print(f"wrote {args.json}")
     return 0
 
@@ -110,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
                       + f"  jitter {100 * full['jitter']['raw']:.3f}% raw, {100 * full['jitter']['smoothed']:.3f}% smoothed")
             print(f"{'':34} {'naive':9} {naive['fps']:8.1f} {naive['fps'] / dec['fps']:9.3f} {1:8.1f}")
             res["videos"].append(row)
-        clip = None if args.no_accuracy else truth_clip(work)
+        clip = None if args.no_accuracy else truth_clip(work, args.data)
         if clip:
             res["accuracy"] = {}
             for p in profiles:
@@ -118,8 +209,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"accuracy, {p.name}, on a clip of labelled identity-test faces: "
                       + ", ".join(f"{k} NME {100 * a['nme_mean']:.2f}% ({a['frames_with_face']}/{a['frames']} frames)"
                                   for k, a in acc.items()))
-        if args.moving_stills and not args.no_accuracy and os.path.isdir(DATA):
-            clip = moving_stills(os.path.join(work, "moving.mp4"), pick_faces(DATA, args.moving_stills, max_h=260))
+        if args.moving_stills and not args.no_accuracy and os.path.isdir(args.data):
+            clip = moving_stills(os.path.join(work, "moving.mp4"), pick_faces(args.data, args.moving_stills, max_h=260))
             res["steadiness"] = {}
             for p in profiles:
                 s = steadiness(p, clip, args.smooth)

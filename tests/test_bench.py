@@ -1,10 +1,18 @@
 """`facetracks bench` end to end on a tiny real clip: the table's JSON is complete and coherent
 (no timing is asserted: only that every path ran over every frame and every stage was timed)."""
 import json
+import os
+import shutil
+import time
 
+import numpy as np
 import pytest
 
+from facetracks.jobs.bench import parse_counts
+from facetracks.jobs.benchmarks import GpuSampler
+from facetracks.jobs.clips import loop_video, write_video
 from facetracks.jobs.cli import main
+from facetracks.pipeline.video import iter_frames
 
 from .clips import moving_clip, pick_faces
 
@@ -36,3 +44,53 @@ def test_scaling_runs_the_ray_job(clip, tmp_path):
     assert main(["bench", clip.path, "--actors", "1", "--profiles", "fast", "--json", str(out)]) == 0
     (run,) = json.loads(out.read_text())["scaling"]["fast"]["runs"]
     assert run["actors"] == run["requested"] == 1 and run["frames"] == 12 and run["fps"] > 0
+
+
+def test_scaling_on_a_corpus_of_real_clips(videos_dir, data_dir, tmp_path):
+    """--corpus: K clips from different real clips, each S s at its source's rate; the run covers
+    them all; the NME check runs beside; no nvidia-smi here, so the GPU figures are null."""
+    out = tmp_path / "c.json"
+    assert main(["bench", "--actors", "1", "--profiles", "fast", "--corpus", "2", "--corpus-seconds", "1",
+                 "--clips-from", videos_dir, "--data", data_dir, "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    files = res["corpus"]["files"]
+    assert len(files) == 2 and len({f["source"] for f in files}) == 2, files
+    assert all(f["frames"] == round(f["fps"]) for f in files), files      # 1 s at the source's rate
+    assert "pyfeat_no_face.mp4" in res["corpus"]["sources_without_face"]
+    (run,) = res["scaling"]["fast"]["runs"]
+    assert run["frames"] == res["corpus"]["frames"] == sum(f["frames"] for f in files)
+    assert run["fps"] > 0 and run["fps_per_gpu"] == run["fps"] and run["gpus_used"] == 1
+    if shutil.which("nvidia-smi") is None:
+        assert run["gpu_samples"] == 0
+        assert run["gpu_util_mean"] is None and run["gpu_util_p90"] is None and run["gpu_mem_peak_mb"] is None
+    acc = res["accuracy"]["fast"]
+    assert acc["followed"]["frames"] == 120 and acc["followed"]["nme_mean"] < 0.1, acc
+
+
+def test_gpu_sampler_reads_nvidia_smi(tmp_path, monkeypatch):
+    """Utilisation and memory as nvidia-smi prints them (a stand-in here), averaged and peaked."""
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho '40, 1000'\necho '60, 3000'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    with GpuSampler(every=0.05) as g:
+        time.sleep(0.3)
+    s = g.summary()
+    assert s["gpu_samples"] >= 2 and s["gpu_util_mean"] == s["gpu_util_p90"] == 50.0 and s["gpu_mem_peak_mb"] == 4000.0
+
+
+def test_counts_with_gpu_shares():
+    assert parse_counts("1,4") == [(1, None), (4, None)]
+    assert parse_counts("1:1, 4:0.25") == [(1, 1.0), (4, 0.25)]
+    with pytest.raises(ValueError):
+        parse_counts("0")
+
+
+def test_loop_video_copies_packets_to_length(tmp_path):
+    src, dst = str(tmp_path / "once.mp4"), str(tmp_path / "looped.mp4")
+    frames = [np.full((48, 64, 3), 20 * i, np.uint8) for i in range(10)]
+    write_video(src, frames, fps=30, bframes=False, preset="ultrafast", gop=4)
+    assert loop_video(src, dst, 25) == 25
+    got = list(iter_frames(dst))
+    assert len(got) == 25 and all(b.time_s > a.time_s for a, b in zip(got, got[1:]))
+    assert [int(f.gray.mean() + 10) // 20 for f in got] == [i % 10 for i in range(25)]   # the source, again and again

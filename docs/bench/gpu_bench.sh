@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The GPU bench of the whole Ray annotate job: run once on the GPU machine, from the repository root:
+#
+#     bash docs/bench/gpu_bench.sh            # results in $OUT (the device tool sets it)
+#
+# That machine has python3.12 with torch (CUDA), numpy, pandas, pyarrow, OpenCV 5 (no Haar cascade),
+# but no Ray, no PyAV and no network. What it lacks travels in .dev/ (git-ignored): ray.tar.xz and
+# av.tar.xz (the unpacked cp312 wheels), whl/ (jsonschema and its needs, for Ray), and what
+# `docs/bench/gpu_check.py --make .dev` writes: haarcascades/ (OpenCV 4's XML, for the torch
+# detector), clips/ (real clips the corpus is made from), ytf68/ (the labelled faces the NME check
+# uses), opencv_boxes.json (OpenCV 4's boxes, to compare the torch detector with).
+#
+# Steps: unpack, make facetracks importable (links in the package's layout, nothing installed),
+# nvidia-smi, gpu_check.py (torch Haar and crops on CUDA against OpenCV), then
+# `facetracks bench --actors 1:1,4:0.25 --corpus ...`: one actor with the whole GPU, then four
+# sharing it; the JSON is rewritten after each profile, so a run stopped early keeps what it measured.
+# Everything printed goes to $OUT/log.txt too. Each setting below can be given in the environment.
+set -u -o pipefail
+
+CORPUS=${CORPUS:-8}                    # clips in the corpus
+CORPUS_SECONDS=${CORPUS_SECONDS:-80}   # seconds each (8 x 80 s: over 10 minutes of video, ~18k frames)
+ACTORS=${ACTORS:-1:1,4:0.25}           # N:G: N actors with a GPU share of G each
+STREAMS=${STREAMS:-8}                  # streams each actor follows at once
+PROFILES=${PROFILES:-accurate fast}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-330}    # seconds for the bench (the whole script stays under 7.5 minutes)
+CHECK_TIMEOUT=${CHECK_TIMEOUT:-90}
+PY=${PY:-python3}
+REPO=$PWD
+DEV=${DEV:-$REPO/.dev}
+SITE=${SITE:-/tmp/site}
+USE_CARRIED=${USE_CARRIED:-1}          # 0: unpack the tarballs aside and check their layout only (a test elsewhere)
+OUT=${OUT:-$REPO/out/gpu_bench}
+mkdir -p "$OUT" "$SITE"
+DEV=$(cd "$DEV" && pwd) OUT=$(cd "$OUT" && pwd)
+
+main() {
+    local t0=$SECONDS rc=0
+    step() { echo "== $* ($((SECONDS - t0)) s)"; }
+
+    step "unpack Ray and PyAV into $SITE"
+    local into=$SITE
+    [ "$USE_CARRIED" = 1 ] || into=$(mktemp -d)
+    for t in ray av; do
+        tar -xJf "$DEV/$t.tar.xz" -C "$into" || { echo "cannot unpack $DEV/$t.tar.xz"; return 1; }
+        [ -f "$into/$t/__init__.py" ] && ls -d "$into/$t"-*.dist-info >/dev/null || { echo "$t.tar.xz: no $t/ and $t-*.dist-info at its top"; return 1; }
+    done
+    [ "$USE_CARRIED" = 1 ] || { echo "layout ok: $(ls "$into" | tr '\n' ' ')"; rm -rf "$into"; }
+
+    step "facetracks as a package of links (setup.cfg's package_dir), nothing installed"
+    # Python runs from $SITE: from the repository's root, its facetracks/ folder (only the package's
+    # __init__) would come first on sys.path, the driver's and (Ray adds the driver's folder) the workers'
+    mkdir -p "$SITE/facetracks"
+    for f in facetracks/*.py; do ln -sfn "$REPO/$f" "$SITE/facetracks/"; done
+    for d in models pipeline training jobs samples; do ln -sfn "$REPO/$d" "$SITE/facetracks/$d"; done
+    export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+    cd "$SITE" || return 1
+    export FACETRACKS_CASCADE_DIR="$DEV/haarcascades" PYTHONUNBUFFERED=1 SITE
+    if ! "$PY" -c "import jsonschema" 2>/dev/null; then
+        "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$DEV"/whl/*.whl || return 1
+    fi
+    "$PY" - <<'EOF' || return 1
+import os, sys
+import av, cv2, ray, torch
+import facetracks.jobs.cli
+from facetracks.jobs import benchmarks
+print(f"python {sys.version.split()[0]}, torch {torch.__version__} (cuda {torch.cuda.is_available()}), "
+      f"OpenCV {cv2.__version__} (CascadeClassifier: {hasattr(cv2, 'CascadeClassifier')}), ray {ray.__version__}, "
+      f"av {av.__version__}, facetracks from {os.path.dirname(facetracks.__file__)}")
+assert os.path.isfile(benchmarks.SAMPLE), benchmarks.SAMPLE
+assert facetracks.__file__.startswith(os.environ["SITE"]), facetracks.__file__
+EOF
+    nvidia-smi || echo "(no nvidia-smi)"
+    nproc
+
+    step "gpu_check: torch Haar and crops against OpenCV"
+    timeout "$CHECK_TIMEOUT" "$PY" "$REPO/docs/bench/gpu_check.py" --check "$DEV" "$OUT/gpu_check.json" || echo "gpu_check: rc $?"
+
+    step "bench: corpus $CORPUS x $CORPUS_SECONDS s, actors $ACTORS, streams $STREAMS, profiles $PROFILES"
+    # shellcheck disable=SC2086  # PROFILES: words
+    timeout "$BENCH_TIMEOUT" "$PY" -m facetracks.jobs.cli bench --actors "$ACTORS" --streams "$STREAMS" \
+        --corpus "$CORPUS" --corpus-seconds "$CORPUS_SECONDS" --profiles $PROFILES --detector torch \
+        --data "$DEV/ytf68" --clips-from "$DEV/clips" --json "$OUT/bench_gpu.json" || rc=$?
+    step "done, bench rc $rc"
+    return $rc
+}
+
+main 2>&1 | tee "$OUT/log.txt"
