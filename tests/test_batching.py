@@ -29,7 +29,8 @@ def alone(videos_dir, parts, predictor=None):
 
 
 def together(videos_dir, parts, predictor=None) -> tuple[list, SharedStages]:
-    shared = SharedStages(parts.detector, predictor or parts.predictor)
+    # a long wait_s: every call waits for the other streams (a slow CI machine cannot split batches)
+    shared = SharedStages(parts.detector, predictor or parts.predictor, wait_s=2.0)
 
     def one(clip):
         name, end = clip

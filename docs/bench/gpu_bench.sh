@@ -21,6 +21,7 @@ CORPUS=${CORPUS:-8}                    # clips in the corpus
 CORPUS_SECONDS=${CORPUS_SECONDS:-80}   # seconds each (8 x 80 s: over 10 minutes of video, ~18k frames)
 ACTORS=${ACTORS:-1:1,4:0.25}           # N:G: N actors with a GPU share of G each
 STREAMS=${STREAMS:-8}                  # streams each actor follows at once
+SEGMENT=${SEGMENT:-20}                 # seconds per segment: 4 per clip, each with a 1 s warm-up overlap
 PROFILES=${PROFILES:-accurate fast}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-330}    # seconds for the bench (the whole script stays under 7.5 minutes)
 CHECK_TIMEOUT=${CHECK_TIMEOUT:-90}
@@ -78,7 +79,7 @@ EOF
     step "bench: corpus $CORPUS x $CORPUS_SECONDS s, actors $ACTORS, streams $STREAMS, profiles $PROFILES"
     # shellcheck disable=SC2086  # PROFILES: words
     timeout "$BENCH_TIMEOUT" "$PY" -m facetracks.jobs.cli bench --actors "$ACTORS" --streams "$STREAMS" \
-        --corpus "$CORPUS" --corpus-seconds "$CORPUS_SECONDS" --profiles $PROFILES --detector torch \
+        --corpus "$CORPUS" --corpus-seconds "$CORPUS_SECONDS" --profiles $PROFILES --detector torch --segment-seconds "$SEGMENT" \
         --data "$DEV/ytf68" --clips-from "$DEV/clips" --json "$OUT/bench_gpu.json" || rc=$?
     step "done, bench rc $rc"
     return $rc
