@@ -48,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpus-per-actor", type=nonneg_float, default=None, help="fractions allowed; default 1 if GPUs")
     p.add_argument("--streams", type=nonneg_int, default=0,
                    help="videos or segments one actor follows at once, their faces sharing each forward pass and "
-                        "their frames each detector call (default 0: 8 on a GPU actor, 1 on a CPU one)")
+                        "their frames each detector call (default 0: 16 on a GPU actor, 1 on a CPU one)")
     p.add_argument("--batch-size", type=positive_int,
                    help=f"most frames whose faces go through the network in one batch (default {FollowParams().batch_size})")
     p.add_argument("--segment-seconds", type=nonneg_float, default=120.0,

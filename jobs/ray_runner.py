@@ -50,7 +50,7 @@ class RunOptions:
     cpus_per_actor: float = 0        # 0: from the nodes (jobs/sizing.py)
     gpus_per_actor: float | None = None   # None: 1 when the cluster has GPUs
     inflight: int = 2                # tasks queued per actor (at least streams + 1)
-    streams: int = 0                 # videos/segments an actor follows at once (0: 8 on a GPU actor, else 1)
+    streams: int = 0                 # videos/segments an actor follows at once (0: 16 on a GPU actor, else 1)
     overwrite: bool = False
     retries: int = 2                 # a task whose actor died this often is quarantined
     segment_s: float = 0             # split videos at keyframes this far apart (0: never)
@@ -225,7 +225,7 @@ class WorkerStartError(RuntimeError):
 
 
 ACTOR_START_S = 300
-GPU_STREAMS = 8          # streams per GPU actor by default: batches of hundreds of crops
+GPU_STREAMS = 16         # streams per GPU actor by default: batches of hundreds of crops
 
 
 def _started(ready) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import tempfile
 import traceback
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from .outputs import is_uri, resolve, upload, write_bytes
 # Tests set this to part of a video's name: the worker holding that video dies as a segfault would
 # kill it (SIGKILL, no cleanup). Never set in normal use.
 KILL_HOOK = "FACETRACKS_TEST_KILL_WORKER_ON"
+GPU_SWITCH_INTERVAL_S = 0.0005
 
 
 def _test_kill_hook(item: VideoItem) -> None:
@@ -67,6 +69,10 @@ class AnnotateWorker:
         parts = build_parts("worker", weights, detector, follow, predictor, device)
         self.detector, self.predictor, self.follow = parts.detector, parts.predictor, parts.follow
         self.shared = SharedStages(self.detector, self.predictor)
+        if self.predictor.device.type == "cuda":
+            # the thread running a batch launches kernels, each releasing the GIL; other streams'
+            # threads would hold it for up to the default 5 ms before each launch could go on
+            sys.setswitchinterval(GPU_SWITCH_INTERVAL_S)
 
     def batching(self) -> dict:
         """The shared stages' counters so far (calls, frames and crops per call, seconds)."""

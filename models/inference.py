@@ -20,6 +20,7 @@ import torch
 
 from .crop import crop_matrices, points_from_crops, square_from_box, square_from_points, to_input, warp_crop
 from .crop_torch import warp_crops
+from .graphed import GraphedNet, wanted as graphs_wanted
 from .landmark_net import LandmarkNet, fused_for_inference
 from .landmarks68 import FLIP_PERM
 from .registry import ModelCfg, load_model
@@ -58,6 +59,7 @@ class LandmarkPredictor:
     flip_last: bool = False      # without `flip`: mirror the last pass only (points and score), 1 forward more
     half: bool = False
     device_crops: bool = False   # cut crops on `device` from the frames (see the module's docstring)
+    graphed: GraphedNet | None = None   # the model as CUDA graphs (models/graphed.py), on CUDA
 
     @classmethod
     def load(cls, weights: str | None = None, device: str | None = None, half: bool | None = None,
@@ -72,7 +74,10 @@ class LandmarkPredictor:
         if half:
             model = model.half()
         crops_here = dev.type == "cuda" if device_crops is None else device_crops
-        return cls(model, cfg, dev, half=half, device_crops=crops_here, **kw)
+        size = cfg.crop.input_size
+        graphed = GraphedNet(model, (1, size, size), torch.float16 if half else torch.float32, dev) \
+            if graphs_wanted(dev) else None
+        return cls(model, cfg, dev, half=half, device_crops=crops_here, graphed=graphed, **kw)
 
     @property
     def model_id(self) -> str:
@@ -142,4 +147,4 @@ class LandmarkPredictor:
         x = x.contiguous(memory_format=torch.channels_last)
         if self.half:
             x = x.half()
-        return self.model(x).float().cpu().numpy()
+        return (self.graphed or self.model)(x).float().cpu().numpy()

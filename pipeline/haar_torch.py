@@ -47,6 +47,7 @@ from .detect import _cascade_path
 GROUP_EPS = 0.2
 _GATHER_LIMIT = 1 << 22          # elements of one gather index tensor (memory per chunk)
 _GATHER_LIMIT_CUDA = 1 << 26     # on a GPU: fewer, larger chunks (each chunk is a dozen kernel launches)
+MAX_BATCH = 16                   # frames scanned together (~250 MB of device memory each at 640x480, scale step 1.1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,13 +226,19 @@ class _Layer:
 
 @dataclass(frozen=True)
 class _Plan:
+    """Every scale's integral image sits in one buffer per frame, the scales' blocks one under the
+    other (each `lh + 1` rows of `stride` = the largest width + 1), so that a window's corners are
+    at the same offsets at every scale and every stage gathers from one flat tensor, and so that
+    all scales are resized, summed and normalised by a few tensor operations, not a few per scale."""
     layers: tuple[_Layer, ...]
     stride: int                    # row stride of the packed buffer
+    rows: int                      # rows of the packed buffer (every block's, its zero row included)
     frame_elems: int               # elements of one frame's packed buffer
     n_windows: int
     win_offset: np.ndarray         # (Nw,) flat offset of each window's top-left in the frame buffer
     row_start: np.ndarray          # (Nw,) index of the first window of the same row
     rect: np.ndarray               # (Nw, 4) int32 x, y, w, h the window reports (OpenCV's rounding)
+    resize: tuple[np.ndarray, ...] # INTER_LINEAR_EXACT tables into the packed layout (see `_resize_tables`)
 
 
 def opencv_scales(size: tuple[int, int], window: tuple[int, int], scale_factor: float,
@@ -256,18 +263,15 @@ def _plan(size: tuple[int, int], window: tuple[int, int], scale_factor: float, m
     if not scales:
         return None
     sizes = [(int(np.rint(np.float32(w) / s)), int(np.rint(np.float32(h) / s))) for s in scales]
-    stride = sizes[0][0] + 1
-    layers, ofs_x, ofs_y, shelf_h, first = [], 0, 0, 0, 0
+    stride = max(lw for lw, _ in sizes) + 1
+    layers, top, first = [], 0, 0
     offs, starts, rects = [], [], []
     for s, (lw, lh) in zip(scales, sizes):
         iw, ih = lw + 1, lh + 1                     # integral image size
-        if ofs_x + iw > stride:                    # shelf packing, like OpenCV's updateScaleData
-            ofs_x, ofs_y, shelf_h = 0, ofs_y + shelf_h, 0
-        shelf_h = max(shelf_h, ih)
         step = 1 if s >= 2 else 2
         xs = np.arange(0, max(iw - window[0], 0), step)
         ys = np.arange(0, max(ih - window[1], 0), step)
-        origin = ofs_y * stride + ofs_x
+        origin = top * stride
         layers.append(_Layer(s, (lw, lh), step, origin, (len(xs), len(ys)), first))
         gy, gx = np.meshgrid(ys, xs, indexing="ij")
         offs.append((origin + gy * stride + gx).ravel())
@@ -277,10 +281,33 @@ def _plan(size: tuple[int, int], window: tuple[int, int], scale_factor: float, m
         ry = np.rint(gy.astype(np.float32) * s).astype(np.int32).ravel()
         rects.append(np.stack([rx, ry, np.full_like(rx, win[0]), np.full_like(rx, win[1])], 1))
         first += len(xs) * len(ys)
-        ofs_x += iw
-    rows = ofs_y + shelf_h
-    return _Plan(tuple(layers), stride, rows * stride, first, np.concatenate(offs).astype(np.int64),
-                 np.concatenate(starts).astype(np.int64), np.concatenate(rects))
+        top += ih
+    return _Plan(tuple(layers), stride, top, top * stride, first, np.concatenate(offs).astype(np.int64),
+                 np.concatenate(starts).astype(np.int64), np.concatenate(rects),
+                 _resize_tables(size, tuple(layers), stride, top))
+
+
+def _resize_tables(size: tuple[int, int], layers: tuple[_Layer, ...], stride: int, rows: int
+                   ) -> tuple[np.ndarray, ...]:
+    """`resize_linear_exact` to every layer at once, into the packed layout with a zero first row
+    and column per block: columns (L, stride) source index and weight pairs per layer, rows (R,)
+    source index and weight pairs and each packed row's layer and first row. Pads get weight 0
+    (the result there is (0 + 2^15) >> 16 = 0)."""
+    w, h = size
+    n = len(layers)
+    x0, x1 = np.zeros((n, stride), np.int64), np.zeros((n, stride), np.int64)
+    a0, a1 = np.zeros((n, stride), np.int32), np.zeros((n, stride), np.int32)
+    y0, y1 = np.zeros(rows, np.int64), np.zeros(rows, np.int64)
+    b0, b1 = np.zeros(rows, np.int32), np.zeros(rows, np.int32)
+    layer_of, block_of = np.zeros(rows, np.int64), np.zeros(rows, np.int64)
+    for k, L in enumerate(layers):
+        lw, lh = L.size
+        top = L.origin // stride
+        x0[k, 1:lw + 1], x1[k, 1:lw + 1], a0[k, 1:lw + 1], a1[k, 1:lw + 1] = _exact_tab(w, lw)
+        r = slice(top + 1, top + 1 + lh)
+        y0[r], y1[r], b0[r], b1[r] = _exact_tab(h, lh)
+        layer_of[top:top + lh + 1], block_of[top:top + lh + 1] = k, top
+    return x0, x1, a0, a1, y0, y1, b0, b1, layer_of, block_of
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,7 +356,7 @@ class TorchHaarDetector:
         size = (w, h) if f == 1.0 else (round(w * f), round(h * f))
         img = frames if f == 1.0 else resize_area(frames, *size)
         min_side = max(8, round(self.min_face * f))
-        raw = self.candidates(img, min_side)
+        raw = [r for k in range(0, b, MAX_BATCH) for r in self.candidates(img[k:k + MAX_BATCH], min_side)]
         out = []
         for rects, weights in raw:
             boxes, scores = group_rectangles(rects, weights, self.min_neighbors, GROUP_EPS, size)
@@ -361,7 +388,7 @@ class TorchHaarDetector:
             return [(np.zeros((0, 4), np.int32), np.zeros(0, np.float64)) for _ in range(b)]
         dev = self.device
         buf, vnf, valid = self._integrals(img, plan)
-        offs, row_start = self._plan_tensors(plan)
+        offs, row_start, _ = self._plan_tensors(plan)
         flat, corners = buf.reshape(-1), self._corners(plan.stride)
         # the first stage on every window of every scale and frame: one gather per chunk of windows
         every = (torch.arange(b, device=dev)[:, None] * plan.frame_elems + offs[None]).reshape(-1)
@@ -371,7 +398,6 @@ class TorchHaarDetector:
         fail = valid & (s0 < float(c.stage_threshold[0]))
         keep = valid & ~fail & _evaluated(fail, row_start)
         idx = keep.reshape(-1).nonzero().squeeze(1)
-        offs = torch.from_numpy(plan.win_offset).to(dev)
         base = (idx // plan.n_windows) * plan.frame_elems + offs[idx % plan.n_windows]
         v, s = vnf.reshape(-1)[idx], s0.reshape(-1)[idx]
         for si in range(1, len(c.stage_ends)):
@@ -383,49 +409,52 @@ class TorchHaarDetector:
         return [(plan.rect[win[frame == i]], s[frame == i]) for i in range(b)]
 
     def _integrals(self, img: torch.Tensor, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per scale: resize, integral images, and for every window (dense, strided slices of the
-        integral images) OpenCV's variance factor and whether setWindow accepts the window.
-        Returns the packed int32 integral images of all scales, (B, frame_elems), which every
-        stage gathers from, and the windows' factors and validity, (B, n_windows)."""
+        """Every scale at once: resize (`resize_linear_exact`'s arithmetic through the plan's
+        tables), integral images of the pixels and their squares (cumulative sums down the packed
+        buffer, less the sum above each block), and for every window OpenCV's variance factor and
+        whether setWindow accepts the window. Returns the packed int32 integral images,
+        (B, frame_elems), which every stage gathers from, and the windows' factors and validity,
+        (B, n_windows)."""
         b = img.shape[0]
+        x0, x1, a0, a1, y0, y1, b0, b1, layer_of, block_of = self._plan_tensors(plan)[2]
+        n = len(plan.layers)
+        src = img.to(torch.int32)
+        cols = (src.index_select(2, x0.reshape(-1)) * a0.reshape(-1)
+                + src.index_select(2, x1.reshape(-1)) * a1.reshape(-1)).view(b, img.shape[1], n, plan.stride)
+        x = ((cols[:, y0, layer_of] * b0[:, None] + cols[:, y1, layer_of] * b1[:, None] + (1 << 15)) >> 16)
+        x = x.clamp_(0, 255).to(torch.int64)                                        # (B, rows, stride)
+
+        def integral(v: torch.Tensor) -> torch.Tensor:
+            v = v.cumsum(2).cumsum(1)
+            return v - v[:, block_of]                   # each block's sums start at its zero row
+
+        s, q = integral(x), integral(x * x)
         win_w, win_h = self._c.window
-        norm = (1, 1, win_w - 2, win_h - 2)
-        area = float(norm[2] * norm[3])
-        buf = torch.zeros((b, plan.frame_elems), dtype=torch.int32, device=self.device)
-        vnfs, valids = [], []
-        for L in plan.layers:
-            lw, lh = L.size
-            x = resize_linear_exact(img, lw, lh).to(torch.int64)
-            s = torch.nn.functional.pad(x.cumsum(1).cumsum(2), (1, 0, 1, 0))             # (B, lh+1, lw+1)
-            q = torch.nn.functional.pad((x * x).cumsum(1).cumsum(2), (1, 0, 1, 0))
-            rows = torch.arange(lh + 1, device=self.device)[:, None] * plan.stride
-            cols = torch.arange(lw + 1, device=self.device)[None]
-            buf[:, (L.origin + rows + cols).reshape(-1)] = s.reshape(b, -1).to(torch.int32)
-            nx, ny = L.grid
-            st = L.step
+        nx0, ny0, nw, nh = 1, 1, win_w - 2, win_h - 2        # the normalisation rect, inset by 1 px
+        at = plan.stride
+        corner = (ny0 * at + nx0, ny0 * at + nx0 + nw, (ny0 + nh) * at + nx0, (ny0 + nh) * at + nx0 + nw)
+        offs = self._plan_tensors(plan)[0]
 
-            def box(a: torch.Tensor, r: tuple[int, int, int, int]) -> torch.Tensor:
-                """Sum over rect r (window coordinates) for every window of the layer's grid."""
-                rx, ry, rw, rh = r
-                x0, y0 = slice(rx, rx + st * (nx - 1) + 1, st), slice(ry, ry + st * (ny - 1) + 1, st)
-                x1 = slice(rx + rw, rx + rw + st * (nx - 1) + 1, st)
-                y1 = slice(ry + rh, ry + rh + st * (ny - 1) + 1, st)
-                return a[:, y1, x1] - a[:, y1, x0] - a[:, y0, x1] + a[:, y0, x0]
+        def box(v: torch.Tensor) -> torch.Tensor:
+            flat = v.reshape(b, -1)
+            tl, tr, bl, br = (flat[:, offs + k] for k in corner)
+            return (br - bl - tr + tl).double()
 
-            vs, vq = box(s, norm).double(), box(q, norm).double()
-            nf = area * vq - vs * vs
-            pos = nf > 0
-            vnf = (1.0 / torch.sqrt(torch.where(pos, nf, torch.ones_like(nf)))).float()
-            vnfs.append(vnf.reshape(b, -1))
-            valids.append((pos & (area * vnf.double() < 0.1)).reshape(b, -1))
-        return buf, torch.cat(vnfs, 1), torch.cat(valids, 1)
+        area = float(nw * nh)
+        vs, vq = box(s), box(q)
+        nf = area * vq - vs * vs
+        pos = nf > 0
+        vnf = (1.0 / torch.sqrt(torch.where(pos, nf, torch.ones_like(nf)))).float()
+        valid = pos & (area * vnf.double() < 0.1)
+        return s.to(torch.int32).reshape(b, -1), vnf, valid
 
-    def _plan_tensors(self, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor]:
-        """The plan's window offsets and row starts on the device, sent once per plan."""
+    def _plan_tensors(self, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The plan's window offsets, row starts and resize tables on the device, sent once per plan."""
         key = id(plan)              # plans are cached (`_plan`), so a plan's id names it while it lives
         if key not in self._plan_cache:
-            self._plan_cache[key] = (plan, torch.from_numpy(plan.win_offset).to(self.device),
-                                     torch.from_numpy(plan.row_start).to(self.device))
+            on = lambda a: torch.from_numpy(a).to(self.device)
+            self._plan_cache[key] = (plan, on(plan.win_offset), on(plan.row_start),
+                                     tuple(on(a) for a in plan.resize))
         return self._plan_cache[key][1:]
 
     def _corners(self, stride: int) -> torch.Tensor:
