@@ -42,7 +42,9 @@ def main() -> int:
             res[f"max_px_{n}"] = float(np.abs(a - b).max())
             res[f"max_score_{n}"] = float(np.nanmax(np.abs(sa - sb))) if np.isfinite(sa).any() else 0.0
         res["graphs_broken"] = pred.graphed.broken if pred.graphed else "not on CUDA"
-        ok = ok and res["graphs_broken"] is None and max(res[f"max_px_{n}"] for n in (3, 40, 256)) < 0.05
+        # a padded batch runs other cuDNN kernels than its own size would: float16 rounding then
+        # moves points by ~0.1 px (the README's float16 figures); a wrong graph would move them by pixels
+        ok = ok and res["graphs_broken"] is None and max(res[f"max_px_{n}"] for n in (3, 40, 256)) < 0.5
         for n in (32, 256):
             for which, pr in (("eager", eager), ("graphs", pred)):
                 s = timed(lambda: pr.predict_with_score(frames[:n], sq[:n]), 5)
