@@ -37,6 +37,9 @@ class FollowParams:
     min_score: float = 0.45        # below this a face is lost: re-detect, or drop it
     max_faces: int = 16            # per frame, largest first
     cut_threshold: float = 30.0    # mean grey-level change of a frame that makes it a scene cut (0: off)
+    hold_lost: bool = False        # keep a face dropped after its retry hidden until the next detection
+                                   # round (tried every frame, back under its id) instead of detecting
+                                   # on every frame until it is found again
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -150,7 +153,7 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
             tracker.end_all()
             plan.new_shot()
             st.cuts += 1
-        detected = plan.detect_now(bool(tracker.tracks), any(t.lost for t in tracker.tracks))
+        detected = plan.detect_now(bool(tracker.tracks), any(t.lost and not t.held for t in tracker.tracks))
         if detected:
             _detect(ahead.frames[0], detector, predictor, tracker, p.max_faces, st)
             plan.detected()
@@ -171,14 +174,15 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
         score = score.reshape(n, len(tracks))
         kept = is_kept(score, p.min_score)
         fresh = np.array([detected and t.id in tracker.seeded for t in tracks], bool)
-        v = plan.verdict(kept, [f.index for f in chunk], fresh)
+        held = np.array([t.held for t in tracks], bool)     # hidden faces decide no retry and no chunk size
+        v = plan.verdict(kept | held, [f.index for f in chunk], fresh)
         if v.retry:                     # emit the frames before it; re-detect on it and try it again
-            if v.frame > 0:
-                tracker.update(square_from_points(pts[v.frame - 1]), np.ones(len(tracks), bool))
+            if v.frame > 0:            # every face the verdict counts was kept there; a hidden one maybe not
+                tracker.update(square_from_points(pts[v.frame - 1]), kept[v.frame - 1] | ~held)
             tracker.mark_lost({t.id for t, ok in zip(tracks, kept[v.frame]) if not ok})
-        else:                           # on a retried frame, drop the faces still lost
+        else:                           # on a retried frame, drop (or hide) the faces still lost
             tracker.update(square_from_points(pts[v.frame]), kept[v.frame])
-            tracker.drop_lost()
+            tracker.hold_lost() if p.hold_lost else tracker.drop_lost()
         for j in range(v.done):
             faces = [Face(t.id, pts[j, i], float(score[j, i])) for i, t in enumerate(tracks) if kept[j, i]]
             st.frames += 1

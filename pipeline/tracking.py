@@ -49,6 +49,7 @@ class Track:
     id: int
     square: np.ndarray       # where to look next (cx, cy, side)
     lost: bool = False       # last landmarks were not trusted: needs a detection to go on
+    held: bool = False       # lost, but kept hidden at its last trusted square until a detection round
     unconfirmed: int = 0     # detection rounds in a row that did not see this face
 
 
@@ -78,7 +79,7 @@ class FaceTracker:
         for i, t in enumerate(self.tracks):
             if i in match:
                 if t.lost:
-                    t.square, t.lost = squares[match[i]], False
+                    t.square, t.lost, t.held = squares[match[i]], False, False
                     self.seeded.add(t.id)
                 t.unconfirmed = 0
             elif t.lost:
@@ -100,7 +101,7 @@ class FaceTracker:
         """New landmark squares for every track (same order); ok=False marks a track lost."""
         for t, sq, good in zip(self.tracks, squares, ok):
             if good:
-                t.square, t.lost = np.asarray(sq, np.float32), False
+                t.square, t.lost, t.held = np.asarray(sq, np.float32), False, False
             else:
                 t.lost = True
         self._drop_duplicates()
@@ -116,6 +117,13 @@ class FaceTracker:
 
     def drop_lost(self) -> None:
         self.tracks = [t for t in self.tracks if not t.lost]
+
+    def hold_lost(self) -> None:
+        """Keep lost faces hidden at their last trusted square instead of dropping them: they are
+        tried there on every frame and come back, under their id, when trusted again; the next
+        detection round re-seeds them where the detector sees them, or ends them."""
+        for t in self.tracks:
+            t.held = t.held or t.lost
 
     def _drop_duplicates(self) -> None:
         """Two tracks that converged on one face: the older id survives."""

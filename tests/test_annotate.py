@@ -98,3 +98,22 @@ def test_frames_without_faces_get_a_null_row(tmp_path, predictor):
     assert df.track_id.isna().all() and df.x_0.isna().all() and df.score.isna().all()
     assert r.table.column("x_0").null_count == 5
     assert r.table.column("track_id").type == pa.int32() and r.table.column("track_id").null_count == 5   # typed even when all null
+
+
+def test_hold_lost_keeps_the_sample_face_one_track_through_the_hand():
+    """The bundled sample: a hand covers the face at times and the score rejects those frames.
+    Dropped, the face comes back under a new id each time; held (--hold-lost), under its first,
+    with far fewer detections, and the frames where it shows are nearly all still found."""
+    import os
+    from dataclasses import replace
+    from facetracks.pipeline.profiles import load_profile
+    sample = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples",
+                          "pyfeat_WolfgangLanger_Pexels.mp4")
+    p = load_profile("fast", device="cpu")
+    dropped = annotate_video(sample, "s", p.detector, p.predictor, p.follow)
+    held = annotate_video(sample, "s", p.detector, p.predictor, replace(p.follow, hold_lost=True))
+    a, b = dropped.table.to_pandas(), held.table.to_pandas()
+    assert a.track_id.nunique() > 1 and b.track_id.nunique() == 1
+    assert held.stats.detections < dropped.stats.detections
+    assert b.track_id.notna().sum() >= 0.97 * a.track_id.notna().sum()
+    assert len(a) == len(b) and a.frame_index.tolist() == b.frame_index.tolist()

@@ -43,8 +43,9 @@ class Detector:
 @dataclass
 class Predictor:
     """Points = the template on the square; the score is 0.9, 0.1 for the first `low[i]` tries on
-    frame i, or NaN everywhere with `unmeasured`."""
+    frame i and for every try on an `occluded` frame, or NaN everywhere with `unmeasured`."""
     low: dict = field(default_factory=dict)
+    occluded: set = field(default_factory=set)
     unmeasured: bool = False
     batches: list = field(default_factory=list)
 
@@ -58,7 +59,7 @@ class Predictor:
         pts = TEMPLATE[None] * squares[:, None, 2:] + squares[:, None, :2]
         score = np.full(len(idx), np.nan if self.unmeasured else 0.9, np.float32)
         for k, i in enumerate(idx):
-            if self.low.get(i, 0) > 0:
+            if self.low.get(i, 0) > 0 or i in self.occluded:
                 score[k] = 0.1
         for i in set(idx):
             if self.low.get(i, 0) > 0:
@@ -140,6 +141,27 @@ def test_a_face_still_lost_on_the_retry_is_dropped_and_a_new_track_starts():
     assert det.calls == [0, 5, 6, 14]
     assert [ids[i] for i in (4, 5, 6, 15)] == [[0], [], [1], [1]]
     assert st.faces == 15
+
+
+def test_with_hold_lost_a_hidden_face_comes_back_under_its_id_without_a_detection_a_frame():
+    """A hand over the face for frames 5-9: dropped, it would be re-detected on every frame and
+    come back as track 1 (above); held, it is tried at its last square, the detector keeps its
+    cadence, and the face returns as track 0."""
+    hand = set(range(5, 10))
+    det, pred = Detector(), Predictor(occluded=hand)
+    ids, st = run(clip(16), det, pred, detect_every=8, batch_size=8, hold_lost=True)
+    assert det.calls == [0, 5, 13]
+    assert [ids[i] for i in range(16)] == [[0]] * 5 + [[]] * 5 + [[0]] * 6
+    det, pred = Detector(), Predictor(occluded=hand)
+    ids, _ = run(clip(16), det, pred, detect_every=8, batch_size=8)
+    assert det.calls[:7] == [0, 5, 6, 7, 8, 9, 10] and ids[10] not in ([0], [])   # the default: drop, re-detect
+
+
+def test_a_held_face_the_next_detection_round_misses_ends():
+    det, pred = Detector(no_face=set(range(6, 20))), Predictor(occluded=set(range(5, 20)))
+    ids, _ = run(clip(20), det, pred, detect_every=4, batch_size=4, hold_lost=True)
+    assert det.calls == [0, 4, 5, 9] + list(range(10, 20))     # held until the round at 9; then idle: every frame
+    assert all(ids[i] == [] for i in range(5, 20))
 
 
 def test_an_unmeasured_score_never_drops_a_face():
