@@ -7,6 +7,9 @@ Paths measured per video:
   (decode -> detect/follow -> keypoints -> Parquet), in-process, one actor's worth of work.
 - naive: the seed's way — BGR conversion, Haar on every full-size frame, one face per model call
   (the accurate model), no refinement.
+- dlib: the usual CPU peer — dlib's HOG detector (upsample 1, face_recognition's default) and its
+  68-point ERT shape predictor on every frame. Needs the `peers` extra (pip install -e '.[peers]');
+  without it the row is skipped (null in the JSON, with the reason).
 Accuracy: on a clip made from labelled YTF-68 identity-test images (when ../shared is there),
 NME of each profile as it runs (following faces) and with the detector on every frame.
 Steadiness: jitter (median over a clip of each point's distance from the midpoint of its two
@@ -37,8 +40,8 @@ import torch
 from facetracks.pipeline.profiles import DETECTOR_BACKENDS, PROFILES, build_parts, get_profile, load_profile
 from facetracks.pipeline.smoothing import SmoothParams, parse_smooth
 
-from .benchmarks import (CLIPS, DATA, SAMPLE, accuracy, decode_only, detector_of, full_path, make_corpus, naive_path,
-                         peak_rss_mb, scaling, synthetic_clip, truth_clip)
+from .benchmarks import (CLIPS, DATA, SAMPLE, accuracy, decode_only, detector_of, dlib_missing, dlib_path, full_path,
+                         make_corpus, naive_path, peak_rss_mb, scaling, synthetic_clip, truth_clip)
 from .clips import pick_faces
 from .steady import moving_stills, steadiness
 
@@ -49,6 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default="bench.json", help="where to write the results")
     p.add_argument("--frames", type=int, default=240, help="frames of each synthetic clip")
     p.add_argument("--naive-frames", type=int, default=120, help="frames the (slow) naive path runs on")
+    p.add_argument("--dlib-frames", type=int, default=240,
+                   help="frames the dlib path runs on (when dlib is installed: the `peers` extra)")
     p.add_argument("--profiles", nargs="+", default=list(PROFILES), choices=list(PROFILES),
                    help="annotate profiles to measure (default: all)")
     p.add_argument("--actors", default=None, metavar="N[:G],M[:G],...",
@@ -89,6 +94,11 @@ def parse_counts(text: str) -> list[tuple[int, float | None]]:
     if not out or any(n < 1 for n, _ in out):
         raise ValueError(f"--actors {text!r}: expected N or N:G, N >= 1, comma-separated")
     return out
+
+
+def _dlib_version() -> str:
+    import dlib
+    return getattr(dlib, "__version__", "?")
 
 
 def _f(x, fmt: str, width: int) -> str:
@@ -174,11 +184,12 @@ def run(args: argparse.Namespace) -> int:
         return run_scaling(args)
     profiles = [load_profile(n) for n in args.profiles]
     naive_pred = load_profile("accurate").predictor
+    dlib_skip = dlib_missing()                    # the dlib row: a reason when it cannot run here
     res = {"machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                        "device": str(naive_pred.device),
                        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
                        "platform": platform.platform(), "torch": torch.__version__, "av": av.__version__,
-                       "opencv": cv2.__version__},
+                       "opencv": cv2.__version__, "dlib": None if dlib_skip else _dlib_version()},
            "profiles": {p.name: {"model": p.predictor.model_id, "detector": get_profile(p.name).detector,
                                  "follow": p.follow.to_dict(), "refine": p.predictor.refine, "flip": p.predictor.flip}
                         for p in profiles},
@@ -186,20 +197,36 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as work:
         videos = args.videos or [SAMPLE, synthetic_clip(os.path.join(work, "synthetic_640x480.mp4"), (640, 480), args.frames),
                                  synthetic_clip(os.path.join(work, "synthetic_1280x720.mp4"), (1280, 720), args.frames)]
-        print(f"{'video':34} {'path':9} {'fps':>8} {'x decode':>9} {'x naive':>8}  time share detect/landmarks/parquet/decode+other")
+        print(f"{'video':34} {'path':9} {'fps':>8} {'x decode':>9} {'x naive':>8} {'x dlib':>7}  "
+              "time share detect/landmarks/parquet/decode+other")
         for v in videos:
             dec, naive = decode_only(v), naive_path(v, naive_pred, args.naive_frames)
-            row = {"video": os.path.basename(v), "decode": dec, "naive": naive, "profiles": {}}
-            print(f"{row['video'][:34]:34} {'decode':9} {dec['fps']:8.1f} {1:9.3f} {dec['fps'] / naive['fps']:8.1f}")
+            dl = dlib_path(v, args.dlib_frames) if dlib_skip is None else None
+
+            def x_dlib(fps: float, dl: dict | None = dl) -> str:
+                return _f(fps / dl["fps"] if dl else None, ".1f", 7)
+            row = {"video": os.path.basename(v), "decode": dec, "naive": naive,
+                   "dlib": dl if dl else {"skipped": dlib_skip}, "profiles": {}}
+            print(f"{row['video'][:34]:34} {'decode':9} {dec['fps']:8.1f} {1:9.3f} {dec['fps'] / naive['fps']:8.1f} "
+                  f"{x_dlib(dec['fps'])}")
             for p in profiles:
                 full = full_path(v, p, args.smooth)
                 full["over_decode"], full["over_naive"] = full["fps"] / dec["fps"], full["fps"] / naive["fps"]
+                if dl:
+                    full["over_dlib"] = full["fps"] / dl["fps"]
                 full["stage_share"] = {k: round(x / full["seconds"], 3) for k, x in full["stage_s"].items()}
                 row["profiles"][p.name] = full
-                print(f"{'':34} {p.name:9} {full['fps']:8.1f} {full['over_decode']:9.3f} {full['over_naive']:8.1f}  "
+                print(f"{'':34} {p.name:9} {full['fps']:8.1f} {full['over_decode']:9.3f} {full['over_naive']:8.1f} "
+                      f"{x_dlib(full['fps'])}  "
                       + "/".join(f"{full['stage_share'][k]:.2f}" for k in ("detect", "landmarks", "parquet", "decode+other"))
                       + f"  jitter {100 * full['jitter']['raw']:.3f}% raw, {100 * full['jitter']['smoothed']:.3f}% smoothed")
-            print(f"{'':34} {'naive':9} {naive['fps']:8.1f} {naive['fps'] / dec['fps']:9.3f} {1:8.1f}")
+            print(f"{'':34} {'naive':9} {naive['fps']:8.1f} {naive['fps'] / dec['fps']:9.3f} {1:8.1f} {x_dlib(naive['fps'])}")
+            if dl:
+                print(f"{'':34} {'dlib':9} {dl['fps']:8.1f} {dl['fps'] / dec['fps']:9.3f} {dl['fps'] / naive['fps']:8.1f} "
+                      f"{1:7.1f}  HOG (upsample {dl['upsample']}) + 68-point ERT, every frame: "
+                      f"{dl['frames']} frames, {dl['faces']} faces")
+            else:
+                print(f"{'':34} {'dlib':9} skipped: {dlib_skip}")
             res["videos"].append(row)
         clip = None if args.no_accuracy else truth_clip(work, args.data)
         if clip:

@@ -186,6 +186,66 @@ def naive_path(path: str, predictor: LandmarkPredictor, max_frames: int) -> dict
     return {"frames": n, "seconds": dt, "fps": n / dt}
 
 
+# The dlib row (issue 15): the usual CPU way to 68 points on video. Optional: from the `peers`
+# extra (pip install -e '.[peers]': dlib-bin, face-recognition-models); skipped when absent.
+DLIB_INSTALL = "pip install -e '.[peers]' (dlib-bin, face-recognition-models)"
+
+
+def dlib_predictor_file() -> str:
+    """face_recognition_models' shape_predictor_68_face_landmarks.dat. Its
+    `pose_predictor_model_location()` imports pkg_resources, which setuptools >= 81 no longer
+    ships: then the file is found beside the package without importing it."""
+    import importlib.util
+    try:
+        import face_recognition_models
+        path = face_recognition_models.pose_predictor_model_location()
+    except ModuleNotFoundError as e:
+        if e.name != "pkg_resources":
+            raise
+        spec = importlib.util.find_spec("face_recognition_models")
+        path = os.path.join(spec.submodule_search_locations[0], "models", "shape_predictor_68_face_landmarks.dat")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no 68-point shape predictor at {path}")
+    return path
+
+
+def dlib_missing() -> str | None:
+    """Why the dlib row cannot run here (None when it can)."""
+    try:
+        import dlib  # noqa: F401
+    except ImportError as e:
+        return f"dlib not importable ({e}); {DLIB_INSTALL}"
+    try:
+        dlib_predictor_file()
+    except (ImportError, OSError) as e:
+        return f"no dlib 68-point model ({e}); {DLIB_INSTALL}"
+    return None
+
+
+def dlib_path(path: str, max_frames: int, upsample: int = 1) -> dict:
+    """dlib as face_recognition runs it, on every frame: the HOG frontal face detector with
+    `upsample` 1 (face_recognition's default number_of_times_to_upsample, model 'hog'), then the
+    68-point ERT shape predictor (face_recognition_models' shape_predictor_68_face_landmarks.dat)
+    on every face found, its points read out. Frames decoded as the other paths do (PyAV, upright
+    gray). Models are loaded before the clock starts; up to `max_frames` frames."""
+    import dlib
+    detector = dlib.get_frontal_face_detector()
+    predictor = dlib.shape_predictor(dlib_predictor_file())
+    n = faces = 0
+    t = time.perf_counter()
+    for f in iter_frames(path):
+        gray = np.ascontiguousarray(f.gray)            # the Y plane may be a padded view
+        for rect in detector(gray, upsample):
+            shape = predictor(gray, rect)
+            np.array([(p.x, p.y) for p in shape.parts()], np.float32)
+            faces += 1
+        n += 1
+        if n == max_frames:
+            break
+    dt = time.perf_counter() - t
+    return {"frames": n, "seconds": dt, "fps": n / dt, "faces": faces, "upsample": upsample}
+
+
 def truth_clip(workdir: str, data_dir: str = DATA, detector=None) -> tuple[str, list] | None:
     """A clip made of labelled identity-test faces (none seen in training), each drifting for 10
     frames on a 640x480 canvas, and its true points per frame. `detector` picks the faces

@@ -3,13 +3,14 @@
 import json
 import os
 import shutil
+import sys
 import time
 
 import numpy as np
 import pytest
 
 from facetracks.jobs.bench import parse_counts
-from facetracks.jobs.benchmarks import GpuSampler
+from facetracks.jobs.benchmarks import GpuSampler, dlib_missing
 from facetracks.jobs.clips import loop_video, write_video
 from facetracks.jobs.cli import main
 from facetracks.pipeline.video import iter_frames
@@ -23,10 +24,32 @@ def clip(data_dir, tmp_path_factory):
     return moving_clip(str(path), pick_faces(data_dir, 2), frames_each=6)
 
 
-def test_table_covers_every_path_and_profile(clip, tmp_path):
+def check_dlib_row(res: dict, frames: int) -> None:
+    """The dlib row: measured over `frames` frames, and each profile's fps over it, when dlib is
+    installed (the `peers` extra); otherwise skipped with the reason, and no profile has `over_dlib`."""
+    reason = dlib_missing()
+    assert (res["machine"]["dlib"] is None) == (reason is not None)
+    for row in res["videos"]:
+        dl = row["dlib"]
+        if reason is None:
+            assert dl["frames"] == frames and dl["fps"] > 0 and dl["seconds"] > 0 and dl["upsample"] == 1, dl
+            assert dl["faces"] > 0, dl                      # HOG finds the labelled faces on some frames
+            for name, full in row["profiles"].items():
+                assert full["over_dlib"] == pytest.approx(full["fps"] / dl["fps"]), name
+        else:
+            assert dl == {"skipped": reason} and "peers" in reason
+            assert all("over_dlib" not in full for full in row["profiles"].values())
+
+
+def test_table_covers_every_path_and_profile(clip, tmp_path, capsys):
+    """Runs with the dlib row where dlib is installed, without it (skipped) where it is not (CI)."""
     out = tmp_path / "b.json"
-    assert main(["bench", clip.path, "--json", str(out), "--naive-frames", "6", "--no-memory", "--no-accuracy"]) == 0
+    assert main(["bench", clip.path, "--json", str(out), "--naive-frames", "6", "--dlib-frames", "8",
+                 "--no-memory", "--no-accuracy"]) == 0
     res = json.loads(out.read_text())
+    check_dlib_row(res, 8)
+    (dlib_line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.split()[:1] == ["dlib"]]
+    assert ("skipped:" in dlib_line) == (dlib_missing() is not None), dlib_line
     assert set(res["profiles"]) == {"accurate", "fast"}
     assert res["profiles"]["fast"]["model"].startswith("ft68-resnet-xs@")
     (row,) = res["videos"]
@@ -37,6 +60,22 @@ def test_table_covers_every_path_and_profile(clip, tmp_path):
         assert all(stages[k] > 0 for k in ("detect", "landmarks", "smooth", "parquet")), stages   # each one timed
         assert stages["decode+other"] >= 0, stages          # the remainder: no stage counted twice
         assert full["jitter"]["raw"] > 0 and full["jitter"]["smoothed"] > 0, full["jitter"]   # measured, not NaN
+
+
+def test_dlib_row_skipped_when_dlib_is_absent(clip, tmp_path, monkeypatch, capsys):
+    """`import dlib` failing (as without the `peers` extra, whether or not it is installed here):
+    the row is null with the reason, printed as skipped, and the rest of the table is unchanged."""
+    monkeypatch.setitem(sys.modules, "dlib", None)          # import dlib -> ImportError
+    assert "dlib not importable" in dlib_missing()
+    out = tmp_path / "b.json"
+    assert main(["bench", clip.path, "--profiles", "fast", "--json", str(out), "--naive-frames", "2",
+                 "--no-memory", "--no-accuracy"]) == 0
+    res = json.loads(out.read_text())
+    check_dlib_row(res, 0)
+    (row,) = res["videos"]
+    assert row["naive"]["frames"] == 2 and row["profiles"]["fast"]["frames"] == 12
+    assert set(row["profiles"]["fast"]) >= {"over_decode", "over_naive", "stage_share"}
+    assert "dlib      skipped: dlib not importable" in capsys.readouterr().out
 
 
 def test_scaling_runs_the_ray_job(clip, tmp_path):
