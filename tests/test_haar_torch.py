@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from facetracks.pipeline.detect import HaarDetector, _cascade_path
-from facetracks.pipeline.haar_torch import (TorchHaarDetector, group_rectangles, load_cascade, resize_area,
-                                 resize_linear_exact)
+from facetracks.pipeline.haar_cascade import load_cascade
+from facetracks.pipeline.haar_group import group_rectangles
+from facetracks.pipeline.haar_resize import resize_area, resize_linear_exact
+from facetracks.pipeline.haar_torch import TorchHaarDetector
 from facetracks.pipeline.tracking import box_iou
 from facetracks.training.data import load_split
 

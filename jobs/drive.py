@@ -1,0 +1,229 @@
+"""The driver's task loop (`_drive`): hands tasks to the actors, keeps at most `inflight` tasks
+queued per actor (backpressure: the driver never holds more than actors x inflight results in
+flight), lists long videos' keyframes beside the actors and queues their segments, stitches each
+video's segments, writes its table itself (temp name, then rename; `results.py`) and rewrites
+`_summary.json` after every video. It replaces an actor whose process dies and retries the tasks
+it held, a suspect alone on its actor; a video that kills its worker `retries` times is
+quarantined and reported, and the job goes on.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pyarrow.parquet as pq
+import ray
+from tqdm import tqdm
+
+from facetracks.pipeline.parquet import meta_of
+from facetracks.pipeline.segments import segments_of
+
+from .inputs import VideoItem
+from .photos import PhotoBatch, failed_each
+from .progress import POLL_EVERY_S, FrameBar, shows
+from .results import SegmentedVideo, finish_whole, frames_done
+from .run_state import Out, _write_json
+
+if TYPE_CHECKING:
+    from .ray_runner import RunOptions
+
+ACTOR_START_S = 300
+
+
+class WorkerStartError(RuntimeError):
+    """No worker could be started (the model does not load there, the node is gone)."""
+
+
+def _started(ready) -> str:
+    """Wait until an actor has loaded its model (`ready`: its `device` call); its device, or
+    WorkerStartError with the cause."""
+    try:
+        return ray.get(ready, timeout=ACTOR_START_S)
+    except ray.exceptions.GetTimeoutError:
+        raise WorkerStartError(f"a worker did not start within {ACTOR_START_S} s (no node can place it?)") from None
+    except ray.exceptions.RayError as e:
+        raise WorkerStartError(f"a worker failed to start: {type(e).__name__}: {str(e)[:500]}") from None
+
+
+# Keyframes are listed by Ray tasks, a few at a time beside the actors (I/O bound, no CPU
+# reserved: the actors may hold every CPU), never serially on the driver. The function lives in
+# pipeline/segments.py, so a task's worker imports no torch.
+_segments_remote = ray.remote(num_cpus=0)(segments_of)
+
+
+def _submit(actor, it: VideoItem | PhotoBatch, seg, opt: RunOptions, out: Out, plan, on_frames):
+    """Send one task; `plan` is the video's (render path, render key), None when not rendering
+    (for a batch of photos, a list of them)."""
+    if seg == "photos":
+        return actor.photos.remote(list(it.items), plan, {**opt.render, "out": opt.out_dir} if opt.render else None,
+                                   on_frames)
+    render = {**opt.render, "out": opt.out_dir, "key": plan[1]} if plan else None
+    render_to = plan[0] if plan else None     # a path inside the output filesystem: joining onto a URI would break its ?options
+    if seg == "render":                       # tracks current: send them, render only
+        table = pq.read_table(it.output(out.root), filesystem=out.fs)
+        frames = meta_of(table.schema)["frame_count"]
+        return actor.__call__.remote(it, None, render, render_to, (table, frames))
+    # a whole video is smoothed by its worker; segments by the driver, once stitched
+    return actor.__call__.remote(it, seg, render, render_to, smooth=None if seg else opt.smooth, on_frames=on_frames)
+
+
+@dataclass
+class _Running:
+    actor: object          # the handle it was sent to (a slot's handle changes when replaced)
+    slot: int
+    item: VideoItem
+    segment: object        # Segment, None (whole video), "render" or "photos"
+    suspect: bool          # its actor died under it before: it runs alone
+    task: int = 0          # the progress bar's id for it
+
+
+def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out, earlier: dict,
+           renders: dict, make_actor) -> None:
+    """Hand tasks to actors, at most `opt.inflight` queued on each, and collect results as they
+    come. The fault model: an actor whose process dies is replaced by a new one; every task it
+    held goes back to the queue, marked suspect, and a suspect runs alone on its actor, so the
+    next death is its own; a task whose actor died `opt.retries` times is quarantined (its video
+    fails, naming the cause) and everything else finishes. Any error in handling one result is
+    that video's failure, never the job's."""
+    expected: dict[str, int] = {it.name: 1 for it, seg in tasks if seg != "plan"}
+    expected.update({p.name: 1 for it, seg in tasks if seg == "photos" for p in it.items})
+    queue = deque((it, seg, False) for it, seg in tasks if seg != "plan")
+    to_plan = deque(it for it, seg in tasks if seg == "plan")
+    planning: dict = {}
+    live = set(range(len(actors)))              # slots with a working actor
+    received: dict[str, int] = {}               # results in, per video
+    segmented: dict[str, SegmentedVideo] = {}
+    inflight: dict = {}
+    load = {i: 0 for i in range(len(actors))}
+    alone: set[int] = set()                      # slots running a suspect
+    deaths: dict[tuple, int] = {}                # task -> times its actor died under it
+    batching: dict = {}                          # actor -> its shared stages' counters (worker.batching)
+    bar = FrameBar([p for it, seg in tasks for p in (it.items if seg == "photos" else (it,))],
+                   shows(opt.progress), no_frames={it.name for it, seg in tasks if seg == "render"})
+    no_worker = "no worker could be started"
+
+    def collect(it: VideoItem | PhotoBatch, res: dict | list, record: bool = True) -> None:
+        if isinstance(it, PhotoBatch):      # each photo is its own file; the summary written once a batch
+            for sub in res if isinstance(res, list) else failed_each(it, res["error"]):
+                collect(sub["item"], sub, record=False)
+            record_summary()
+            return
+        received[it.name] = received.get(it.name, 0) + 1
+        if expected[it.name] > 1:
+            seg = segmented.setdefault(it.name, SegmentedVideo(it, opt, out))
+            try:
+                seg.add(res)
+            except Exception as e:     # noqa: BLE001 - one video's failure, never the job's
+                seg.fail(f"{it.path}: stitching failed: {type(e).__name__}: {e}")
+        if received[it.name] < expected[it.name]:
+            return
+        del received[it.name]
+        try:
+            entry = segmented.pop(it.name).finish() if expected[it.name] > 1 else finish_whole(res, opt, out)
+        except Exception as e:     # noqa: BLE001 - one video's failure, never the job's
+            entry = {"status": "failed", "error": f"{it.path}: writing the result failed: {type(e).__name__}: {e}"}
+        wrote = entry["status"] == "ok"          # a failure or a render-only rerun wrote no tracks
+        entry["written_by"] = summary["run"] if wrote else earlier.get(it.name, {}).get("written_by")
+        if it.photo:
+            entry["kind"] = "photo"
+        summary["videos"][it.name] = entry
+        bar.file_done(it.name, entry.get("frames", 0))
+        if record:
+            record_summary()
+
+    def record_summary() -> None:
+        try:                 # progress only: the final write after the loop must succeed
+            _write_json(out, "_summary.json", summary)
+        except Exception as e:   # noqa: BLE001
+            tqdm.write(f"annotate: could not update the summary ({e}); going on")
+
+    try:
+        while queue or inflight or planning or to_plan:
+            while to_plan and len(planning) < 2 * max(1, len(live)):
+                it = to_plan.popleft()
+                planning[_segments_remote.remote(it.path, opt.segment_s, opt.overlap_s)] = it
+            if not live:                         # every worker failed to start: the rest cannot run
+                for it, seg, _ in queue:
+                    collect(it, {"item": it, "segment": seg, "status": "failed", "error": f"{it.path}: {no_worker}"})
+                queue.clear()
+            for i in sorted(live, key=load.get):
+                while queue and load[i] < opt.inflight and i not in alone:
+                    # a suspect runs alone, on an idle actor; other work may pass it meanwhile
+                    k = next((k for k, q in enumerate(queue) if not q[2] or not load[i]), None)
+                    if k is None:
+                        break
+                    it, seg, suspect = queue[k]
+                    del queue[k]
+                    photos = it.items if seg == "photos" else None
+                    task, on_frames = bar.reporter([p.name for p in photos] if photos else [it.name])
+                    try:
+                        plan = [renders[p.name] for p in photos] if photos else renders[it.name]
+                        ref = _submit(actors[i], it, seg, opt, out, plan, on_frames)
+                    except Exception as e:   # noqa: BLE001 - e.g. current tracks unreadable for a render
+                        bar.task_ended(task, {})
+                        collect(it, {"item": it, "segment": seg, "status": "failed",
+                                     "error": f"{it.path}: {type(e).__name__}: {e}"})
+                        continue
+                    inflight[ref] = _Running(actors[i], i, it, seg, suspect, task)
+                    load[i] += 1
+                    if suspect:
+                        alone.add(i)
+            if not inflight and not planning:
+                continue
+            done, _ = ray.wait(list(inflight) + list(planning), num_returns=1,
+                               timeout=POLL_EVERY_S if bar.show else None)
+            bar.poll()
+            if not done:
+                continue
+            if done[0] in planning:         # a video's keyframes are listed: its segments join the queue
+                it = planning.pop(done[0])
+                try:
+                    segments = ray.get(done[0])
+                except ray.exceptions.RayError:
+                    segments = [None]
+                expected[it.name] = len(segments)
+                queue.extend((it, seg, False) for seg in segments)
+                continue
+            run = inflight.pop(done[0])
+            load[run.slot] -= 1
+            alone.discard(run.slot)
+            it, seg = run.item, run.segment
+            try:
+                res = ray.get(done[0])
+                counters = res.pop("batching", None) if isinstance(res, dict) else None
+                if counters:                   # the actor's totals so far: the summary sums the latest of each
+                    batching[(run.slot, id(run.actor))] = counters
+                    summary["actors"]["batching"] = {k: sum(b[k] for b in batching.values()) for k in counters}
+                bar.task_ended(run.task, frames_done(res))
+            except ray.exceptions.RayActorError as e:
+                bar.task_ended(run.task, {})
+                if actors[run.slot] is run.actor and run.slot in live:   # replace it once, whichever task reports first
+                    ray.kill(run.actor, no_restart=True)
+                    actors[run.slot] = make_actor()
+                    try:
+                        _started(actors[run.slot].device.remote())
+                    except WorkerStartError as err:  # this slot is gone; the others carry on
+                        live.discard(run.slot)
+                        no_worker = str(err)
+                        tqdm.write(f"annotate: {err}")
+                key = (it.name, getattr(seg, "index", seg))
+                deaths[key] = deaths.get(key, 0) + 1
+                if deaths[key] < opt.retries:
+                    if seg == "photos" and len(it.items) > 1:    # which photo kills it: each alone
+                        queue.extendleft((PhotoBatch((p,)), seg, True) for p in reversed(it.items))
+                    else:
+                        queue.appendleft((it, seg, True))
+                    continue
+                res = {"item": it, "segment": seg, "status": "failed",
+                       "error": f"{it.path}: quarantined: the worker process died {deaths[key]} times while "
+                                f"it held this video (a decoder crash or out of memory?): {type(e).__name__}"}
+            except ray.exceptions.RayError as e:
+                bar.task_ended(run.task, {})
+                res = {"item": it, "segment": seg, "status": "failed",
+                       "error": f"{it.path}: worker error ({type(e).__name__}: {str(e)[:300]})"}
+            collect(it, res)
+    finally:
+        for seg_state in segmented.values():   # interrupted: leave no pieces behind
+            seg_state.fail("the run was interrupted")
+        bar.close()

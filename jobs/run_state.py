@@ -1,0 +1,74 @@
+"""What a run finds and leaves in its output folder (`Out`): the `_summary.json` an earlier run
+wrote (read back so a skipped video keeps its record) and rewritten by the driver after every
+video, so a killed driver leaves a truthful record and a rerun picks up where it stopped; each
+video's run key, which tells whether its track file is current; and its render's path and key.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pyarrow.fs as pafs
+
+from facetracks.pipeline.parquet import run_key
+from facetracks.pipeline.render import render_key
+
+from .inputs import VideoItem
+from .outputs import write_bytes
+
+if TYPE_CHECKING:
+    from .ray_runner import RunOptions
+
+
+@dataclass
+class Out:
+    """The output folder as a pyarrow filesystem and the folder's path inside it."""
+    fs: pafs.FileSystem
+    root: str
+
+
+def _read_summary(out: Out) -> dict:
+    """The videos of the summary an earlier run left here ({} when none or unreadable)."""
+    try:
+        with out.fs.open_input_stream(f"{out.root}/_summary.json") as f:
+            return json.loads(f.read()).get("videos", {})
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_json(out: Out, name: str, data: dict) -> None:
+    write_bytes(out.fs, f"{out.root}/{name}", json.dumps(data, indent=2).encode())
+
+
+def _key(it: VideoItem, opt: RunOptions) -> dict | None:
+    try:
+        st = os.stat(it.path)
+    except OSError:
+        return None
+    return run_key(st.st_size, st.st_mtime, opt.model_id, opt.params_for_key)
+
+
+def _render_plan(it: VideoItem, opt: RunOptions, out: Out, key: dict | None) -> tuple[str, str] | None:
+    """(where the render goes, its render key) when this run renders, else None."""
+    if not opt.render or key is None:
+        return None
+    r = opt.render
+    return it.rendered(out.root, r["name"]), render_key(key, r["name"], r.get("overlay_bytes"), r["anchor"],
+                                                        r["crf"], r["preset"])
+
+
+_KEPT = ("frames", "faces", "timing", "detections", "segments", "written_by")
+
+
+def _skipped(before: dict, it: VideoItem, opt: RunOptions) -> dict:
+    """A skipped video's entry: what the run that wrote its output said of it (never an old
+    error, and its render only when this run asks for that render, which is then current)."""
+    entry = {"status": "skipped", "reason": "output is current", "output": it.output(opt.out_dir),
+             **{k: before[k] for k in _KEPT if k in before}}
+    if opt.render and before.get("render", {}).get("status") == "ok":
+        entry["render"] = before["render"]
+    if it.photo:
+        entry["kind"] = "photo"
+    return entry
