@@ -7,7 +7,7 @@ Paths measured per video:
   (decode -> detect/follow -> keypoints -> Parquet), in-process, one actor's worth of work.
 - naive: the seed's way — BGR conversion, Haar on every full-size frame, one face per model call
   (the accurate model), no refinement.
-- dlib: the usual CPU peer — dlib's HOG detector (upsample 1, face_recognition's default) and its
+- dlib: the usual CPU peer — dlib's HOG detector (upsample 0 by default: its fastest; --dlib-upsample) and its
   68-point ERT shape predictor on every frame. Needs the `peers` extra (pip install -e '.[peers]');
   without it the row is skipped (null in the JSON, with the reason).
 Accuracy: on a clip made from labelled YTF-68 identity-test images (when ../shared is there),
@@ -52,6 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default="bench.json", help="where to write the results")
     p.add_argument("--frames", type=int, default=240, help="frames of each synthetic clip")
     p.add_argument("--naive-frames", type=int, default=120, help="frames the (slow) naive path runs on")
+    p.add_argument("--dlib-upsample", type=int, default=0,
+                   help="dlib HOG upsampling: 0 (default, its fastest), 1 (face_recognition's default, finds smaller faces)")
     p.add_argument("--dlib-frames", type=int, default=240,
                    help="frames the dlib path runs on (when dlib is installed: the `peers` extra)")
     p.add_argument("--profiles", nargs="+", default=list(PROFILES), choices=list(PROFILES),
@@ -201,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
               "time share detect/landmarks/parquet/decode+other")
         for v in videos:
             dec, naive = decode_only(v), naive_path(v, naive_pred, args.naive_frames)
-            dl = dlib_path(v, args.dlib_frames) if dlib_skip is None else None
+            dl = dlib_path(v, args.dlib_frames, args.dlib_upsample) if dlib_skip is None else None
 
             def x_dlib(fps: float, dl: dict | None = dl) -> str:
                 return _f(fps / dl["fps"] if dl else None, ".1f", 7)

@@ -32,7 +32,7 @@ def check_dlib_row(res: dict, frames: int) -> None:
     for row in res["videos"]:
         dl = row["dlib"]
         if reason is None:
-            assert dl["frames"] == frames and dl["fps"] > 0 and dl["seconds"] > 0 and dl["upsample"] == 1, dl
+            assert dl["frames"] == frames and dl["fps"] > 0 and dl["seconds"] > 0 and dl["upsample"] == 0, dl
             assert dl["faces"] > 0, dl                      # HOG finds the labelled faces on some frames
             for name, full in row["profiles"].items():
                 assert full["over_dlib"] == pytest.approx(full["fps"] / dl["fps"]), name
