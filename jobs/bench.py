@@ -40,8 +40,9 @@ import torch
 from facetracks.pipeline.profiles import DETECTOR_BACKENDS, PROFILES, build_parts, get_profile, load_profile
 from facetracks.pipeline.smoothing import SmoothParams, parse_smooth
 
-from .benchmarks import (CLIPS, DATA, SAMPLE, accuracy, decode_only, detector_of, dlib_missing, dlib_path, full_path,
-                         make_corpus, naive_path, peak_rss_mb, scaling, synthetic_clip, truth_clip)
+from .bench_job import CLIPS, detector_of, make_corpus, scaling
+from .bench_paths import SAMPLE, decode_only, dlib_missing, dlib_path, full_path, naive_path, synthetic_clip
+from .benchmarks import DATA, accuracy, peak_rss_mb, truth_clip
 from .clips import pick_faces
 from .steady import moving_stills, steadiness
 

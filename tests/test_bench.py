@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from facetracks.jobs.bench import parse_counts
-from facetracks.jobs.benchmarks import GpuSampler, dlib_missing
+from facetracks.jobs.bench_job import GpuSampler
+from facetracks.jobs.bench_paths import dlib_missing
 from facetracks.jobs.clips import loop_video, write_video
 from facetracks.jobs.cli import main
 from facetracks.pipeline.video import iter_frames

@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from facetracks.jobs.benchmarks import SAMPLE
+from facetracks.jobs.bench_paths import SAMPLE
 from facetracks.pipeline.profiles import load_profile
 from facetracks.pipeline.video import iter_frames
 
