@@ -64,11 +64,11 @@ main() {
 import os, sys
 import av, cv2, ray, torch
 import facetracks.jobs.cli
-from facetracks.jobs import benchmarks
+from facetracks.jobs import bench_paths
 print(f"python {sys.version.split()[0]}, torch {torch.__version__} (cuda {torch.cuda.is_available()}), "
       f"OpenCV {cv2.__version__} (CascadeClassifier: {hasattr(cv2, 'CascadeClassifier')}), ray {ray.__version__}, "
       f"av {av.__version__}, facetracks from {os.path.dirname(facetracks.__file__)}")
-assert os.path.isfile(benchmarks.SAMPLE), benchmarks.SAMPLE
+assert os.path.isfile(bench_paths.SAMPLE), bench_paths.SAMPLE
 assert facetracks.__file__.startswith(os.environ["SITE"]), facetracks.__file__
 EOF
     nvidia-smi || echo "(no nvidia-smi)"
