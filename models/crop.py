@@ -53,15 +53,12 @@ def square_from_box(boxes: np.ndarray, cal: BoxCalibration) -> np.ndarray:
 
 def crop_matrix(square: np.ndarray, spec: CropSpec) -> np.ndarray:
     """2x3 affine matrix taking image pixels to crop pixels for one square."""
-    cx, cy, side = (float(v) for v in square)
-    s = spec.input_size / (side * spec.expand)
-    half = spec.input_size / 2
-    return np.array([[s, 0.0, half - s * cx], [0.0, s, half - s * cy]], np.float64)
+    return crop_matrices(square, spec)[0]
 
 
 def crop_matrices(squares: np.ndarray, spec: CropSpec) -> np.ndarray:
-    """`crop_matrix` for (N, 3) squares at once -> (N, 2, 3), the same numbers."""
-    sq = np.asarray(squares, np.float32).reshape(-1, 3).astype(np.float64)
+    """2x3 affine matrices taking image pixels to crop pixels for (N, 3) squares -> (N, 2, 3)."""
+    sq = np.asarray(squares, np.float64).reshape(-1, 3)
     s = spec.input_size / (sq[:, 2] * spec.expand)
     half = spec.input_size / 2
     m = np.zeros((len(sq), 2, 3), np.float64)
@@ -84,7 +81,8 @@ def invert_affines(m: np.ndarray) -> np.ndarray:
 
 
 def points_from_crops(coords: np.ndarray, matrices: np.ndarray, spec: CropSpec) -> np.ndarray:
-    """`from_crop_coords` for (N, K, 2) coordinates of N crops at once -> (N, K, 2) image points."""
+    """Crop-normalised coordinates (N, K, 2) of N crops -> (N, K, 2) image points, inverting each
+    crop's matrix (`invert_affines`)."""
     half = spec.input_size / 2
     p = (coords * half + half).astype(np.float64)
     inv = invert_affines(np.asarray(matrices, np.float64))
@@ -108,10 +106,8 @@ def to_crop_coords(points: np.ndarray, matrix: np.ndarray, spec: CropSpec) -> np
 
 def from_crop_coords(coords: np.ndarray, matrix: np.ndarray, spec: CropSpec) -> np.ndarray:
     """Crop-normalised coordinates (..., 2) -> image points, inverting `crop_matrix`."""
-    half = spec.input_size / 2
-    p = coords * half + half
-    inv = cv2.invertAffineTransform(matrix)
-    return (p @ inv[:, :2].T + inv[:, 2]).astype(np.float32)
+    coords = np.asarray(coords)
+    return points_from_crops(coords.reshape(1, -1, 2), matrix[None], spec).reshape(coords.shape)
 
 
 def to_input(crops):
