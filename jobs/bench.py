@@ -37,10 +37,10 @@ import av
 import cv2
 import torch
 
-from facetracks.pipeline.profiles import DETECTOR_BACKENDS, PROFILES, build_parts, get_profile, load_profile
+from facetracks.pipeline.profiles import DETECTOR_BACKENDS, PROFILES, build_parts, get_profile, load_profile, make_detector
 from facetracks.pipeline.smoothing import SmoothParams, parse_smooth
 
-from .bench_job import CLIPS, detector_of, make_corpus, scaling
+from .bench_job import CLIPS, make_corpus, scaling
 from .bench_paths import SAMPLE, decode_only, dlib_missing, dlib_path, full_path, naive_path, synthetic_clip
 from .benchmarks import DATA, accuracy, peak_rss_mb, truth_clip
 from .clips import pick_faces
@@ -128,7 +128,7 @@ def run_scaling(args: argparse.Namespace) -> int:
                 raise SystemExit("bench: give videos or --corpus, not both")
             seconds = args.corpus_seconds or 60.0
             # which clips have a face: a cheap look (the fast profile's settings), on the CPU
-            look = detector_of({**get_profile("fast").detector, "backend": backend or "auto"}, "cpu")
+            look = make_detector({**get_profile("fast").detector, "backend": backend or "auto"}, "cpu")
             corpus = make_corpus(work, args.corpus, seconds, args.clips_from, look)
             videos = [f.pop("path") for f in corpus["files"]]
             res["corpus"] = corpus
@@ -157,14 +157,12 @@ def run_scaling(args: argparse.Namespace) -> int:
                 dump()
             sc.update(scaling(videos, name, counts, args.segment_seconds, args.address, args.gpus_per_actor,
                               args.streams, det, on_run=row))
-            if sc["options_not_passed"]:
-                print(f"(this runner takes no {', '.join(sc['options_not_passed'])}: not passed)")
             dump()
         if not args.no_accuracy and os.path.isdir(args.data):
             # in-process, on the device the profile picks (CUDA when there is one), after the timed runs;
             # the faces picked by the default detector settings on the same backend, as the table's bench
             dev = "cuda" if cuda else "cpu"
-            clip = truth_clip(work, args.data, detector_of({"backend": backend or "auto"}, dev))
+            clip = truth_clip(work, args.data, make_detector({"backend": backend or "auto"}, dev))
             res["accuracy"] = {}
             for name in args.profiles:
                 prof = get_profile(name)

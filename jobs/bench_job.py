@@ -5,7 +5,6 @@ paths (bench_paths.py) because it starts Ray and runs the job as users do, not o
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import shutil
@@ -19,7 +18,6 @@ import av
 import numpy as np
 
 from facetracks.models.registry import resolve_weights
-from facetracks.pipeline.detect import HaarDetector
 from facetracks.pipeline.profiles import get_profile
 from facetracks.pipeline.video import iter_frames
 
@@ -59,19 +57,6 @@ def corpus_clip(path: str, source: str, seconds: float, size: tuple[int, int] = 
         os.remove(once)
     return {"file": os.path.basename(path), "source": os.path.basename(source), "fps": fps, "frames": total,
             "seconds": total / fps, "source_frames": n[0], "loops": math.ceil(total / n[0])}
-
-
-def detector_of(settings: dict, device: str = "cpu"):
-    """A detector from profile-style settings, as `profiles.build_parts` makes it: "backend" opencv,
-    torch (the same cascade evaluated in torch on `device`) or auto (default: torch on CUDA)."""
-    from facetracks.pipeline.haar_torch import TorchHaarDetector
-    d = dict(settings)
-    backend = d.pop("backend", "auto")
-    if backend not in ("auto", "opencv", "torch"):
-        raise ValueError(f"unknown detector backend {backend!r}")
-    if backend == "auto":
-        backend = "torch" if str(device).startswith("cuda") else "opencv"
-    return TorchHaarDetector(**d, device=device) if backend == "torch" else HaarDetector(**d)
 
 
 def has_face(path: str, detector, frames: int = 300, every: int = 15) -> bool:
@@ -161,14 +146,6 @@ class GpuSampler:
                 "gpu_mem_peak_mb": float(max(self.mem)) if self.mem else None}
 
 
-def run_options(**kw):
-    """RunOptions from the fields given, leaving out those this version of it lacks (`streams`
-    came later): the bench runs against either."""
-    from .ray_runner import RunOptions
-    have = {f.name for f in dataclasses.fields(RunOptions)}
-    return RunOptions(**{k: v for k, v in kw.items() if k in have}), sorted(set(kw) - have)
-
-
 def run_figures(summary: dict, frames: int, seconds: float) -> dict:
     """Per run: fps per GPU used, steady fps (actor start-up left out, when the summary says how
     long it took: `actors.ready_s`), the actors' batching counters and the stage shares they give."""
@@ -182,8 +159,8 @@ def run_figures(summary: dict, frames: int, seconds: float) -> dict:
     if b:
         actor_s = a["count"] * (busy or seconds)       # the actors' seconds once started
         out["stage_share"] = {
-            "detect": b["detect_s"] / actor_s if "detect_s" in b else None,
-            "landmarks": b["landmark_s"] / actor_s if "landmark_s" in b else None,
+            "detect": b["detect_s"] / actor_s,
+            "landmarks": b["landmark_s"] / actor_s,
             "frames_per_detect_call": b["detect_frames"] / b["detect_calls"] if b.get("detect_calls") else None,
             "crops_per_landmark_pass": b["landmark_crops"] / b["landmark_calls"] if b.get("landmark_calls") else None}
     return out
@@ -198,18 +175,18 @@ def scaling(videos: list[str], profile: str, counts: list, segment_s: float, add
     `detector`: the detector settings (the profile's, with a backend) when not the profile's own.
     The GPU is sampled while each run goes (`GpuSampler`); `on_run(row)` is called after each run."""
     from .inputs import VideoItem
-    from .ray_runner import init_ray, run_annotate
+    from .ray_runner import RunOptions, init_ray, run_annotate
     init_ray(address)                   # Ray's own start-up is not the job's time; actor start-up is
     prof = get_profile(profile)
     with open(resolve_weights(prof.model), "rb") as f:   # bytes, as annotate sends them: no node needs the file
         weights = f.read()
     items = [VideoItem(os.path.abspath(v), os.path.basename(v)) for v in videos]
-    rows, not_passed = [], []
+    rows = []
     for c in counts:
         n, gpa = c if isinstance(c, tuple) else (c, None)
         gpa = gpus_per_actor if gpa is None else gpa
         with tempfile.TemporaryDirectory() as out:
-            opt, not_passed = run_options(
+            opt = RunOptions(
                 out_dir=out, weights=weights, model_id=prof.model, detector=dict(detector or prof.detector),
                 follow=dict(prof.follow), predictor=dict(prof.predictor), address=address, actors=n,
                 segment_s=segment_s, gpus_per_actor=gpa, streams=streams)
@@ -231,4 +208,4 @@ def scaling(videos: list[str], profile: str, counts: list, segment_s: float, add
         if on_run:
             on_run(rows[-1])
     return {"profile": profile, "segment_seconds": segment_s, "detector": dict(detector or prof.detector),
-            "options_not_passed": not_passed, "runs": rows}
+            "runs": rows}

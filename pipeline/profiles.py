@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
+
 from facetracks.models.inference import LandmarkPredictor
 
 from .detect import FaceDetector, HaarDetector
@@ -66,15 +68,20 @@ def build_parts(name: str, weights: bytes | str | None, detector: dict, follow: 
     `detector["backend"]`: "opencv" (cv2's cascade on the CPU), "torch" (`haar_torch.py`, the same
     boxes, on the predictor's device) or "auto" (default): torch where the model runs on CUDA,
     opencv on a CPU, where OpenCV is 3.5-5x faster."""
-    detector = dict(detector)
-    backend = detector.pop("backend", "auto")
+    pred = LandmarkPredictor.load(weights, device=device, **predictor)
+    return ProfileParts(name, make_detector(detector, pred.device), pred, FollowParams(**follow))
+
+
+def make_detector(settings: dict, device: str | torch.device = "cpu") -> FaceDetector:
+    """A detector from profile-style settings (`HaarDetector` fields and a "backend", see
+    `build_parts`), the torch one on `device`."""
+    settings = dict(settings)
+    backend = settings.pop("backend", "auto")
     if backend not in DETECTOR_BACKENDS:
         raise ValueError(f"unknown detector backend {backend!r}; known: {', '.join(DETECTOR_BACKENDS)}")
-    pred = LandmarkPredictor.load(weights, device=device, **predictor)
     if backend == "auto":
-        backend = "torch" if pred.device.type == "cuda" else "opencv"
-    det = TorchHaarDetector(**detector, device=pred.device) if backend == "torch" else HaarDetector(**detector)
-    return ProfileParts(name, det, pred, FollowParams(**follow))
+        backend = "torch" if torch.device(device).type == "cuda" else "opencv"
+    return TorchHaarDetector(**settings, device=device) if backend == "torch" else HaarDetector(**settings)
 
 
 def load_profile(name: str, device: str | None = None, weights: bytes | str | None = None) -> ProfileParts:
