@@ -79,7 +79,7 @@ class _Running:
 
 
 def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out, earlier: dict,
-           renders: dict, make_actor) -> None:
+           renders: dict, make_actor, started: float) -> None:
     """Hand tasks to actors, at most `opt.inflight` queued on each, and collect results as they
     come. The fault model: an actor whose process dies is replaced by a new one; every task it
     held goes back to the queue, marked suspect, and a suspect runs alone on its actor, so the
@@ -195,6 +195,9 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                 if counters:                   # the actor's totals so far: the summary sums the latest of each
                     batching[(run.slot, id(run.actor))] = counters
                     summary["actors"]["batching"] = {k: sum(b[k] for b in batching.values()) for k in counters}
+                    # from the run's start until the last actor heard from had loaded its model
+                    ready = round(res.pop("ready_at") - started, 3)
+                    summary["actors"]["ready_s"] = max(summary["actors"].get("ready_s", 0.0), ready)
                 bar.task_ended(run.task, frames_done(res))
             except ray.exceptions.RayActorError as e:
                 bar.task_ended(run.task, {})

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 import traceback
 from dataclasses import dataclass
 
@@ -73,6 +74,7 @@ class AnnotateWorker:
             # the thread running a batch launches kernels, each releasing the GIL; other streams'
             # threads would hold it for up to the default 5 ms before each launch could go on
             sys.setswitchinterval(GPU_SWITCH_INTERVAL_S)
+        self.ready_at = time.time()          # model loaded: the driver's actors.ready_s
 
     def batching(self) -> dict:
         """The shared stages' counters so far (calls, frames and crops per call, seconds)."""
@@ -131,7 +133,7 @@ class AnnotateWorker:
                     "traceback": traceback.format_exc(limit=5)}
         table = smooth_tracks(r.table, smoothing, (r.info.width, r.info.height))
         res = {**base, "status": "ok", "table": table, "info": r.info.to_dict(), "stats": r.stats.__dict__,
-               "seconds": r.seconds, "batching": self.batching()}
+               "seconds": r.seconds, "batching": self.batching(), "ready_at": self.ready_at}
         if render:                   # drawn from the points the track file holds
             res["render"] = self._render(item, table, r.stats.frames, render, render_to)
         return res
