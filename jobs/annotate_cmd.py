@@ -91,7 +91,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "frame until it is found again (faster, stable ids; a few occluded frames fewer)")
     g.add_argument("--refine", type=nonneg_int, help="re-crop passes around predicted points")
     g.add_argument("--no-flip", action="store_true", help="skip mirrored test-time averaging (faster)")
-    g.add_argument("--fp32", action="store_true", help="float32 on GPUs too (default there: float16)")
+    g.add_argument("--fp32", action="store_true",
+                   help="float32 everywhere (default: float16 on GPUs, bfloat16 convolutions on CPUs that run them natively)")
     p.set_defaults(func=run)
 
 
@@ -116,7 +117,7 @@ def run_params(args: argparse.Namespace, prof) -> tuple[dict, dict, dict]:
         follow["hold_lost"] = True
     no_flip = False if args.no_flip else None      # --no-flip: no mirrored pass at all (nor the last pass's)
     predictor = _given({"refine": args.refine, "flip": no_flip, "flip_last": no_flip}, prof.predictor, _PREDICTOR)
-    predictor["half"] = False if args.fp32 else None         # None: float16 where the actor has a GPU
+    predictor["half"] = False if args.fp32 else None         # None: the device's fast precision (LandmarkPredictor.load)
     return detector, follow, predictor
 
 

@@ -82,8 +82,8 @@ class AnnotateWorker:
 
     def device(self) -> str:
         name = str(self.predictor.device)
-        precision = "float16" if self.predictor.half else "float32"
-        return f"{name} ({torch.cuda.get_device_name()}, {precision})" if name.startswith("cuda") else name
+        precision = "float16" if self.predictor.half else "bfloat16 convolutions" if self.predictor.bf16 else "float32"
+        return f"{name} ({torch.cuda.get_device_name()}, {precision})" if name.startswith("cuda") else f"{name} ({precision})"
 
     @staticmethod
     def _render(item: VideoItem, table, frames: int, render: dict, render_to: str) -> dict:

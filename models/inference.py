@@ -23,6 +23,7 @@ from .crop_torch import warp_crops
 from .graphed import GraphedNet, wanted as graphs_wanted
 from .landmark_net import LandmarkNet, fused_for_inference
 from .landmarks68 import FLIP_PERM
+from .precision import forward_mixed, native_bf16
 from .registry import ModelCfg, load_model
 from .score import ScoreParts, score_parts
 
@@ -57,27 +58,32 @@ class LandmarkPredictor:
     refine: int = 1
     flip: bool = True
     flip_last: bool = False      # without `flip`: mirror the last pass only (points and score), 1 forward more
-    half: bool = False
+    half: bool = False           # float16 (CUDA)
+    bf16: bool = False           # bfloat16 convolutions, float32 head (CPU; models/precision.py)
     device_crops: bool = False   # cut crops on `device` from the frames (see the module's docstring)
     graphed: GraphedNet | None = None   # the model as CUDA graphs (models/graphed.py), on CUDA
 
     @classmethod
     def load(cls, weights: str | None = None, device: str | None = None, half: bool | None = None,
              device_crops: bool | None = None, **kw) -> "LandmarkPredictor":
-        """`half` None: float16 on CUDA (points agree with float32 to a small fraction of a pixel;
-        see the README), float32 on the CPU, where float16 convolutions are slow. `device_crops`
-        None: on CUDA."""
+        """`half` None: the device's fast precision: float16 on CUDA (points agree with float32 to a
+        small fraction of a pixel; see the README), and on a CPU that runs bfloat16 natively the
+        mixed precision the weights were trained in (bfloat16 convolutions, float32 head), float32
+        on other CPUs (float16 and emulated bfloat16 are slow there). `half` False: float32 on any
+        device. `device_crops` None: on CUDA."""
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model, cfg = load_model(weights, dev)
         model = fused_for_inference(model)
-        half = dev.type == "cuda" and (half is None or half)
+        fast = half is None or half
+        half = dev.type == "cuda" and fast
+        bf16 = dev.type == "cpu" and fast and native_bf16()
         if half:
             model = model.half()
         crops_here = dev.type == "cuda" if device_crops is None else device_crops
         size = cfg.crop.input_size
         graphed = GraphedNet(model, (1, size, size), torch.float16 if half else torch.float32, dev) \
             if graphs_wanted(dev) else None
-        return cls(model, cfg, dev, half=half, device_crops=crops_here, graphed=graphed, **kw)
+        return cls(model, cfg, dev, half=half, bf16=bf16, device_crops=crops_here, graphed=graphed, **kw)
 
     @property
     def model_id(self) -> str:
@@ -147,4 +153,6 @@ class LandmarkPredictor:
         x = x.contiguous(memory_format=torch.channels_last)
         if self.half:
             x = x.half()
+        if self.bf16:
+            return forward_mixed(self.model, x, True).numpy()
         return (self.graphed or self.model)(x).float().cpu().numpy()

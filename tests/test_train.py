@@ -49,7 +49,7 @@ def test_resume_continues_from_last_epoch(data_dir, tmp_path):
 
 def test_bf16_forward_keeps_the_head_in_float32_and_close_to_float32():
     from facetracks.models.registry import ModelCfg, create_model
-    from facetracks.training.train import forward_mixed
+    from facetracks.models.precision import forward_mixed
     torch.manual_seed(0)
     model = create_model(ModelCfg.named("ft68-resnet-s")).eval()
     x = torch.rand(4, 1, 112, 112)

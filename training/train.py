@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from facetracks.models.crop import BoxCalibration, square_from_box, square_from_points
 from facetracks.models.inference import LandmarkPredictor
+from facetracks.models.precision import forward_mixed, resolve_precision
 from facetracks.models.registry import HAAR_PRIOR, ModelCfg, create_model, export_compact, save_checkpoint
 
 from .data import Sample
@@ -90,30 +91,6 @@ def validate(predictor: LandmarkPredictor, samples: list[Sample], boxes: list[np
                    else square_from_points(s.points) for s, b in zip(samples, boxes)])
     pred = predictor.predict(grays, sq)
     return float(nme(pred, np.stack([s.points for s in samples])).mean())
-
-
-def resolve_precision(precision: str) -> str:
-    """`auto` picks bfloat16 only where the CPU runs it natively (AVX512-BF16 / AMX): there the
-    convolutions run ~3x faster than float32 (0.16 vs 0.50 s a batch of 64 for ft68-resnet-s on 2
-    cores here), elsewhere bfloat16 would be emulated and slower."""
-    if precision == "auto":
-        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-        return "bf16" if native else "fp32"
-    if precision not in ("bf16", "fp32"):
-        raise ValueError(f"unknown precision {precision!r} (bf16, fp32 or auto)")
-    return precision
-
-
-def forward_mixed(model: torch.nn.Module, x: torch.Tensor, bf16: bool) -> torch.Tensor:
-    """Convolutions under bfloat16 autocast, the regression head in float32.
-
-    The head stays float32 because bfloat16 keeps 8 bits of mantissa: a coordinate near the crop
-    edge would be rounded by ~0.2 px of a 112 px crop, a tenth of the error we are trying to remove.
-    Weights, gradients and the optimizer stay float32 (autocast only casts the matmuls' inputs).
-    """
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        feats = model.forward_features(x)
-    return model.forward_head(feats.float())
 
 
 def _seed_all(seed: int) -> None:
