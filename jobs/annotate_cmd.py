@@ -89,6 +89,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="keep a face the score rejects (a hand over it) hidden at its last square until the next "
                         "detection round, and bring it back under its id, instead of running the detector on every "
                         "frame until it is found again (faster, stable ids; a few occluded frames fewer)")
+    g.add_argument("--look-near", action=argparse.BooleanOptionalAction, default=None,
+                   help="look for a face whose score dropped in a window around where it was, not on the whole "
+                        "frame (default: the profile's; accurate does)")
     g.add_argument("--refine", type=nonneg_int, help="re-crop passes around predicted points")
     g.add_argument("--no-flip", action="store_true", help="skip mirrored test-time averaging (faster)")
     g.add_argument("--fp32", action="store_true",
@@ -112,7 +115,8 @@ def run_params(args: argparse.Namespace, prof) -> tuple[dict, dict, dict]:
     detector["backend"] = args.detector
     follow = _given({"detect_every": args.detect_every, "idle_detect_every": args.idle_detect_every,
                      "min_score": args.min_score, "max_faces": args.max_faces, "cut_threshold": args.cut_threshold,
-                     "batch_size": args.batch_size}, prof.follow, FollowParams())
+                     "batch_size": args.batch_size, "look_near": args.look_near},
+                    prof.follow, FollowParams())
     if args.hold_lost:           # only when asked: the run key of every other run stays what it was
         follow["hold_lost"] = True
     no_flip = False if args.no_flip else None      # --no-flip: no mirrored pass at all (nor the last pass's)

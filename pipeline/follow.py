@@ -23,10 +23,13 @@ import numpy as np
 from facetracks.models.crop import square_from_points
 from facetracks.models.score import is_kept
 
-from .detect import FaceDetector
+from .detect import FaceDetector, detect_near
 from .shots import Lookahead
 from .tracking import FaceTracker
 from .video import Frame
+
+
+HELD_CHUNK = 1      # most frames between looks for a held face (Schedule.chunk_size): every frame
 
 
 @dataclass
@@ -40,6 +43,8 @@ class FollowParams:
     hold_lost: bool = False        # keep a face dropped after its retry hidden until the next detection
                                    # round (tried every frame, back under its id) instead of detecting
                                    # on every frame until it is found again
+    look_near: bool = False        # look for a lost or held face in a window around it (detect.detect_near)
+                                   # instead of detecting on the whole frame
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -62,6 +67,7 @@ class Face:
 class FollowStats:
     frames: int = 0
     detections: int = 0
+    near_detections: int = 0     # windows around lost faces (detect.detect_near), counted apart
     cuts: int = 0                # scene cuts seen (each forces a detection)
     faces: int = 0
     crops: int = 0
@@ -99,13 +105,15 @@ class Schedule:
     def detected(self) -> None:
         self.since_detect = 0
 
-    def chunk_size(self, cuts: list[bool]) -> int:
+    def chunk_size(self, cuts: list[bool], held: bool = False) -> int:
         """Frames (of those read ahead, `cuts` flagging new shots) to landmark in one batch: up to
         the next scheduled detection, at most `batch_size`, never across a cut. After a face was
         dropped (a hand over it, a false detection) the next chunks grow from one frame: a face the
         detector keeps finding and the network keeps rejecting then costs one frame's crops a frame,
-        not a whole batch's."""
-        n = min(len(cuts), self.limit, max(1, self.params.detect_every - self.since_detect))
+        not a whole batch's. While a face is `held` and looked for near where it was at the start of
+        each chunk, chunks are at most HELD_CHUNK frames, so it is looked for that often."""
+        n = min(len(cuts), self.limit, max(1, self.params.detect_every - self.since_detect),
+                HELD_CHUNK if held else len(cuts))
         return next((k for k in range(1, n) if cuts[k]), n)
 
     def verdict(self, kept: np.ndarray, frame_indices: list[int], fresh: np.ndarray | None = None) -> Verdict:
@@ -139,6 +147,16 @@ def _detect(frame: Frame, detector: FaceDetector, predictor: Landmarker, tracker
     tracker.detections(predictor.squares_from_boxes(dets[:, :4]) if len(dets) else np.zeros((0, 3)))
 
 
+def _detect_near(frame: Frame, detector: FaceDetector, predictor: Landmarker, tracker: FaceTracker,
+                 st: FollowStats) -> None:
+    t = time.perf_counter()
+    found = [detect_near(detector, frame.gray, tr.square) for tr in tracker.tracks if tr.lost]
+    dets = np.concatenate(found)[:, :4] if found else np.zeros((0, 4), np.float32)
+    st.detect_s += time.perf_counter() - t
+    st.near_detections += len(found)
+    tracker.redetections(predictor.squares_from_boxes(dets) if len(dets) else np.zeros((0, 3)))
+
+
 def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Landmarker,
                  params: FollowParams | None = None, stats: FollowStats | None = None
                  ) -> Iterator[tuple[Frame, list[Face]]]:
@@ -153,17 +171,22 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
             tracker.end_all()
             plan.new_shot()
             st.cuts += 1
-        detected = plan.detect_now(bool(tracker.tracks), any(t.lost and not t.held for t in tracker.tracks))
+        lost = any(t.lost and not t.held for t in tracker.tracks)
+        held = any(t.held for t in tracker.tracks)
+        detected = plan.detect_now(bool(tracker.tracks), lost and not p.look_near)
         if detected:
             _detect(ahead.frames[0], detector, predictor, tracker, p.max_faces, st)
             plan.detected()
+        elif p.look_near and (lost or held):     # looked for where it was; the cadence goes on
+            _detect_near(ahead.frames[0], detector, predictor, tracker, st)
+            detected = True
         if not tracker.tracks:
             st.frames += 1
             yield ahead.frames[0], []
             ahead.drop(1)
             plan.advance(1)
             continue
-        n = plan.chunk_size(ahead.cuts)
+        n = plan.chunk_size(ahead.cuts, held and p.look_near)
         chunk, tracks = ahead.frames[:n], list(tracker.tracks)
         grays = [f.gray for f in chunk for _ in tracks]
         t = time.perf_counter()

@@ -56,6 +56,7 @@ class Track:
 @dataclass
 class FaceTracker:
     iou_match: float = 0.3
+    near_iou_match: float = 0.1   # for `redetections`
     max_unconfirmed: int = 3      # detection rounds a followed face may go unseen by the detector
     duplicate_iou: float = 0.5
     tracks: list[Track] = field(default_factory=list)
@@ -95,6 +96,29 @@ class FaceTracker:
                 self.seeded.add(self.next_id)
                 self.next_id += 1
         self.tracks = kept
+        self._drop_duplicates()
+
+    def redetections(self, squares: np.ndarray) -> None:
+        """Detector squares found in windows around lost or held faces (`detect.detect_near`): each
+        re-seeds the lost face it overlaps best, with a looser match than a full round's
+        (`near_iou_match`: the face may have moved on while it was not trusted); a square that
+        overlaps no lost face is a face that took its place and starts a track, as in a full
+        round. Faces that are not lost are left alone, and lost ones no square matched stay lost
+        for their second try; new faces elsewhere are the next full round's business."""
+        squares = np.asarray(squares, np.float32).reshape(-1, 3)
+        lost = [t for t in self.tracks if t.lost]
+        self.seeded = set()
+        pairs = greedy_match(square_iou(np.stack([t.square for t in lost]), squares), self.near_iou_match) \
+            if lost and len(squares) else []
+        for i, j in pairs:
+            lost[i].square, lost[i].lost, lost[i].held = squares[j], False, False
+            self.seeded.add(lost[i].id)
+        matched = {j for _, j in pairs}
+        for j in range(len(squares)):
+            if j not in matched:
+                self.tracks.append(Track(self.next_id, squares[j]))
+                self.seeded.add(self.next_id)
+                self.next_id += 1
         self._drop_duplicates()
 
     def update(self, squares: np.ndarray, ok: np.ndarray) -> None:

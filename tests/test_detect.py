@@ -33,3 +33,29 @@ def test_downscaled_detection_maps_boxes_back(data_dir):
     cx, cy = s.points.mean(axis=0) * 4
     x, y, w, h, _ = d[0]
     assert x <= cx <= x + w and y <= cy <= y + h
+
+
+def test_near_detection_finds_the_face_around_its_square_in_frame_pixels(data_dir):
+    """`detect_near` cuts a 96 px window around a face square (the face may have moved: here by a
+    quarter of its size) and maps the boxes back: the whole-frame detection's box, and nothing in a
+    window over an empty part of the frame."""
+    from facetracks.models.crop import square_from_points
+    from facetracks.pipeline.detect import detect_near
+    from facetracks.training.boxes import match_detection
+    s = next(x for x in load_split(data_dir, "identity", "test", limit=20) if max(x.gray.shape) <= 240)
+    frame = np.full((480, 640), 90, np.uint8)
+    frame[100:100 + s.gray.shape[0], 300:300 + s.gray.shape[1]] = s.gray
+    pts = s.points + [300, 100]
+    det = HaarDetector()
+    full = det.detect(frame)
+    box = match_detection(full, pts)
+    assert box is not None
+    sq = square_from_points(pts)
+    moved = np.array(sq, np.float32) + [sq[2] / 4, -sq[2] / 4, 0]
+    near = detect_near(det, frame, moved)
+    assert len(near) == 1
+    x0, y0, w0, h0 = box
+    x1, y1, w1, h1 = near[0, :4]
+    inter = max(0, min(x0 + w0, x1 + w1) - max(x0, x1)) * max(0, min(y0 + h0, y1 + h1) - max(y0, y1))
+    assert inter / (w0 * h0 + w1 * h1 - inter) > 0.7
+    assert len(detect_near(det, frame, np.array([80, 380, sq[2]], np.float32))) == 0

@@ -32,11 +32,16 @@ class Detector:
     no_face: set = field(default_factory=set)
     calls: list = field(default_factory=list)
 
+    near_calls: list = field(default_factory=list)
+
     def detect(self, gray):
-        i = int(gray[0, 0])
-        self.calls.append(i)
+        i = int(gray[0, 0])         # a window around a face (detect_near) repeats the frame's border: same index
+        window = gray.shape != (32, 32)
+        (self.near_calls if window else self.calls).append(i)
         if i in self.no_face:
             return np.zeros((0, 5), np.float32)
+        if window:                  # the face at the window's centre, at the size it was
+            return np.array([(26, 26, 44, 44, 1.0)], np.float32)
         return np.array([(*b, 1.0) for b in self.boxes], np.float32)
 
 
@@ -68,6 +73,7 @@ class Predictor:
 
 
 def run(frames, det, pred, **params):
+    params.setdefault("look_near", False)   # the whole-frame retry; looking near is tested on its own below
     stats = FollowStats()
     out = list(follow_faces(frames, det, pred, FollowParams(**params), stats))
     assert [f.index for f, _ in out] == [f.index for f in frames]        # every frame once, in order
@@ -213,3 +219,27 @@ def test_faces_are_marked_lost_by_id_after_an_update_merged_two_tracks():
     tr.update(np.array([[10, 10, 8], [10, 10, 8], [60, 10, 8]], np.float32), np.ones(3, bool))  # 0 and 1 merge
     tr.mark_lost({t.id for t, ok in zip(tracks, [True, True, False]) if not ok})
     assert [(t.id, t.lost) for t in tr.tracks] == [(0, False), (2, True)]
+
+
+def test_a_lost_face_is_looked_for_near_where_it_was_and_the_cadence_goes_on():
+    det, pred = Detector(), Predictor(low={4: 1})
+    ids, st = run(clip(12), det, pred, detect_every=8, batch_size=8, look_near=True)
+    assert det.calls == [0, 8] and det.near_calls == [4]        # no whole-frame detection for the drop
+    assert st.detections == 2 and st.near_detections == 1
+    assert all(v == [0] for v in ids.values())
+
+
+def test_a_face_the_window_misses_is_dropped_and_the_whole_frame_is_searched_again():
+    det, pred = Detector(no_face={4}), Predictor(low={4: 99})
+    ids, st = run(clip(8), det, pred, detect_every=8, batch_size=8, look_near=True)
+    assert det.near_calls == [4] and det.calls == [0, 5]        # dropped on 4; with no face, every frame
+    assert ids[4] == [] and ids[5] == [1]
+
+
+def test_a_held_face_is_looked_for_near_every_frame_and_comes_back_under_its_id():
+    hand = set(range(3, 7))
+    det, pred = Detector(no_face=hand), Predictor(occluded=hand)
+    ids, st = run(clip(12), det, pred, detect_every=8, batch_size=8, hold_lost=True, look_near=True)
+    assert det.calls == [0, 8]                                  # the cadence only
+    assert det.near_calls == [3, 4, 5, 6, 7]                    # the drop on 3, then every held frame
+    assert [ids[i] for i in range(12)] == [[0]] * 3 + [[]] * 4 + [[0]] * 5
