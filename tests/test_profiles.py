@@ -57,7 +57,8 @@ def test_profile_values_are_defaults_and_options_override_them(data_dir, tmp_pat
     assert params["follow"]["detect_every"] == 5                          # the option
     assert params["follow"]["batch_size"] == PROFILES["fast"].follow["batch_size"]   # the profile
     assert params["detector"]["detect_side"] == 320 and params["predictor"] == {"refine": 1, "flip": False, "flip_last": True, "half": None}
-    assert params["detector"]["min_neighbors"] == 5                       # the dataclass default
+    assert params["detector"]["min_face"] == 24                           # the dataclass default
+    assert params["detector"]["min_neighbors"] == 3                       # the profile
     assert params["follow"]["look_near"] is False                         # spelled out: it changes results
 
 
