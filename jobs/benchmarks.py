@@ -60,13 +60,20 @@ def accuracy(parts: ProfileParts, clip: tuple[str, list]) -> dict:
     return out
 
 
+# The child's own peak: VmHWM of its address space where Linux has it. getrusage's ru_maxrss
+# survives exec on Linux, so a child started from the bench (which has run every video by then)
+# reported the bench's own peak, about 1.4-1.7 GB, instead of its ~0.5 GB.
 _RSS = """
 import resource, sys
 from facetracks.models.inference import LandmarkPredictor
 from facetracks.pipeline.annotate import annotate_video
 from facetracks.pipeline.detect import HaarDetector
 annotate_video(sys.argv[1], "x", HaarDetector(), LandmarkPredictor.load())
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+try:
+    with open("/proc/self/status") as f:
+        print(next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")))
+except OSError:
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
