@@ -30,15 +30,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     p.add_argument("--precision", default=TrainConfig.precision, choices=["auto", "bf16", "fp32"],
                    help="convolutions in bfloat16 (auto: where the CPU runs it natively, ~3x faster)")
+    p.add_argument("--device", default=TrainConfig.device, choices=["auto", "cpu", "cuda"],
+                   help="where the network trains (auto: a GPU where there is one)")
+    p.add_argument("--workers", type=int, default=TrainConfig.workers,
+                   help="processes preparing batches (0: the training process; on a GPU, the CPU's augmentation "
+                        "is the bottleneck: use most cores)")
+    p.add_argument("--ema", type=float, default=TrainConfig.ema,
+                   help="decay per step of a moving average of the weights, validated and shipped instead of the "
+                        "last weights (0: off; e.g. 0.999)")
+    p.add_argument("--val-every", type=int, default=TrainConfig.val_every,
+                   help="epochs between validations (the last one is always validated)")
     p.add_argument("--include-val", action="store_true",
                    help="identity split: train on the train and val identities together, with no held-out "
                         "monitoring (the schedule is fixed and the last epoch is kept); test stays unseen")
     p.set_defaults(func=run)
 
 
-def _boxes(out: str, name: str, samples, detector) -> list:
+def _boxes(out: str, name: str, samples, make_detector) -> list:
     """Haar boxes are cached in the run folder: they cost a minute and never change for a split.
-    No samples (the val part under --include-val): nothing to detect, and a cache is left alone."""
+    No samples (the val part under --include-val): nothing to detect, and a cache is left alone.
+    `make_detector` is called only when there is no cache (so a machine whose OpenCV has no
+    cascade, 5.x, trains from a run folder made elsewhere)."""
     if not samples:
         return []
     path = os.path.join(out, f"haar_boxes_{name}.json")
@@ -47,7 +59,7 @@ def _boxes(out: str, name: str, samples, detector) -> list:
             cached = json.load(f)
         if len(cached) == len(samples):
             return [None if b is None else np.asarray(b, np.float32) for b in cached]
-    boxes = detect_boxes(samples, detector.detect, desc=f"haar {name}")
+    boxes = detect_boxes(samples, make_detector().detect, desc=f"haar {name}")
     with open(path, "w") as f:
         json.dump([None if b is None else b.tolist() for b in boxes], f)
     return boxes
@@ -62,10 +74,11 @@ def run(args: argparse.Namespace) -> int:
         if args.split != "identity":
             raise SystemExit("--include-val needs --split identity (the official split has no val part)")
         train_set, val_set = train_set + val_set, []
-    det = HaarDetector()
+    det = HaarDetector          # made only if a split's boxes are not cached in the run folder
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       threads=args.threads, version=args.version, precision=args.precision,
-                      model_name=args.model)
+                      model_name=args.model, device=args.device, workers=args.workers, ema=args.ema,
+                      val_every=args.val_every)
     suffix = f"{args.split}_{args.limit or 'all'}"
     train_name = f"train{'+val' if args.include_val else ''}_{suffix}"
     result = train(cfg, train_set, _boxes(args.out, train_name, train_set, det),

@@ -10,7 +10,8 @@ from facetracks.training.transforms import eval_transforms
 
 
 def _loss(model, samples, cfg):
-    ds = LandmarkDataset(samples, [None] * len(samples), eval_transforms(cfg.crop))
+    ds = LandmarkDataset(samples, [None] * len(samples), cfg.crop, seed=0)
+    ds.transform = eval_transforms(cfg.crop)
     batch = [ds[i] for i in range(len(ds))]
     x = torch.stack([b["image"] for b in batch])
     y = torch.stack([b["target"] for b in batch])
@@ -77,5 +78,36 @@ def test_an_empty_part_leaves_the_box_cache_alone(tmp_path):
     from facetracks.jobs.train_cmd import _boxes
     cache = tmp_path / "haar_boxes_val_identity_all.json"
     cache.write_text("[[1, 2, 3, 4]]")
-    assert _boxes(str(tmp_path), "val_identity_all", [], detector=None) == []
+    assert _boxes(str(tmp_path), "val_identity_all", [], make_detector=None) == []
     assert cache.read_text() == "[[1, 2, 3, 4]]"
+
+
+def test_ema_weights_are_validated_and_shipped_and_resume(data_dir, tmp_path):
+    """--ema: the average of the weights is what is validated, kept as best and exported; the
+    training weights go on in last.pt beside it, and a resumed run carries the average on."""
+    samples = load_split(data_dir, "identity", "train", limit=16)
+    cfg = TrainConfig(epochs=1, batch_size=8, seed=0, version="test", ema=0.9)
+    train(cfg, samples, [None] * 16, samples[:4], [None] * 4, str(tmp_path), log=lambda *_: None)
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert last["ema_updates"] == 2                                  # 16 images, batches of 8
+    key = "fc.1.weight"
+    assert torch.equal(best["state_dict"][key], last["ema_state_dict"][key])
+    assert not torch.equal(best["state_dict"][key], last["state_dict"][key])
+    cfg.epochs = 2
+    train(cfg, samples, [None] * 16, samples[:4], [None] * 4, str(tmp_path), resume=True, log=lambda *_: None)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["ema_updates"] == 4
+    load_model(str(tmp_path / "model.pt"))
+
+
+def test_augmentation_is_the_same_for_any_number_of_loader_processes(data_dir):
+    """--workers: each crop is drawn from (epoch seed, index), so two loader processes never repeat
+    each other's draws, and 0 or 2 processes give the same batches."""
+    from torch.utils.data import DataLoader
+    from facetracks.models.registry import ModelCfg
+    s = load_split(data_dir, "identity", "train", limit=1)
+    ds = LandmarkDataset(s * 4, [None] * 4, ModelCfg.named("ft68-resnet-xs").crop, seed=3)
+    alone = [b["image"] for b in DataLoader(ds, batch_size=1)]
+    shared = [b["image"] for b in DataLoader(ds, batch_size=1, num_workers=2)]
+    assert not torch.equal(alone[0], alone[1])                      # one image, four different crops
+    assert all(torch.equal(a, b) for a, b in zip(alone, shared))

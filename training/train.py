@@ -16,17 +16,18 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from facetracks.models.crop import BoxCalibration, square_from_box, square_from_points
+from facetracks.models.crop import BoxCalibration, CropSpec, square_from_box, square_from_points
 from facetracks.models.inference import LandmarkPredictor
 from facetracks.models.precision import forward_mixed, resolve_precision
 from facetracks.models.registry import HAAR_PRIOR, ModelCfg, create_model, export_compact, save_checkpoint
 
 from .data import Sample
 from .metrics import nme
-from .transforms import Compose, train_transforms
+from .transforms import train_transforms
 
 
 @dataclass
@@ -41,16 +42,25 @@ class TrainConfig:
     wing_w: float = 10.0
     wing_eps: float = 2.0
     version: str = "dev"
-    precision: str = "auto"          # bf16 | fp32 | auto (bf16 where the CPU has native bfloat16)
+    precision: str = "auto"          # bf16 | fp32 | auto (bf16 where the device runs it natively)
+    device: str = "auto"             # cpu | cuda | auto (cuda where there is one)
+    workers: int = 0                 # DataLoader processes preparing batches (0: in the training process)
+    val_every: int = 1               # epochs between validations (the last epoch is always validated)
+    ema: float = 0.0                 # decay per step of an exponential moving average of the weights
+                                     # (0: off); when on, the average is what is validated and shipped
     model_name: str = "ft68-resnet-s"           # a name in models.registry.ARCHS
     model: dict = field(default_factory=dict)   # overrides of its arch
 
 
 class LandmarkDataset(Dataset):
-    """Samples with their landmark square and, where the detector found the face, its calibrated square."""
+    """Samples with their landmark square and, where the detector found the face, its calibrated
+    square, augmented by `train_transforms` drawn from (seed, index): the same crops whichever
+    loader process makes them and however many there are (a generator shared by forked processes
+    would draw the same numbers in each). `transform`, when set, replaces the augmentation."""
 
-    def __init__(self, samples: list[Sample], det_squares: list[np.ndarray | None], transform: Compose):
-        self.samples, self.det_squares, self.transform = samples, det_squares, transform
+    def __init__(self, samples: list[Sample], det_squares: list[np.ndarray | None], spec: CropSpec, seed: int):
+        self.samples, self.det_squares, self.spec, self.seed = samples, det_squares, spec, seed
+        self.transform = None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -59,8 +69,14 @@ class LandmarkDataset(Dataset):
         s = self.samples[i]
         d = {"gray": s.gray, "points": s.points, "square": square_from_points(s.points),
              "det_square": self.det_squares[i]}
-        out = self.transform(d)
+        out = (self.transform or train_transforms(self.spec, [self.seed, i]))(d)
         return {"image": out["image"], "target": out["target"]}
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
 
 
 def wing_loss(pred: torch.Tensor, target: torch.Tensor, w: float, eps: float, scale: float) -> torch.Tensor:
@@ -105,13 +121,16 @@ def train(cfg: TrainConfig, train_set: list[Sample], train_boxes: list[np.ndarra
     """Train, writing `last.pt` every epoch, `best.pt` on the best validation NME (with no held-out
     set: every epoch, so the last one is kept), and `log.jsonl`."""
     os.makedirs(out_dir, exist_ok=True)
-    cfg = replace(cfg, precision=resolve_precision(cfg.precision))
+    dev = resolve_device(cfg.device)
+    cfg = replace(cfg, precision=resolve_precision(cfg.precision, dev), device=dev.type)
     _seed_all(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     mcfg = ModelCfg.named(cfg.model_name, version=cfg.version, haar=fit_calibration(train_set, train_boxes))
     mcfg.arch.update({k: tuple(v) if isinstance(v, list) else v for k, v in cfg.model.items()})
-    model = create_model(mcfg).to(memory_format=torch.channels_last)
+    model = create_model(mcfg).to(dev, memory_format=torch.channels_last)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
+    shipped = ema.module if ema else model       # what is validated, checkpointed as best and exported
     bf16 = cfg.precision == "bf16"
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
@@ -121,8 +140,11 @@ def train(cfg: TrainConfig, train_set: list[Sample], train_boxes: list[np.ndarra
     start, best, history = 0, float("inf"), []
     last = os.path.join(out_dir, "last.pt")
     if resume and os.path.exists(last):
-        ck = torch.load(last, map_location="cpu", weights_only=True)
+        ck = torch.load(last, map_location=dev, weights_only=True)
         model.load_state_dict(ck["state_dict"])
+        if ema:
+            ema.module.load_state_dict(ck["ema_state_dict"])
+            ema.n_averaged.fill_(ck["ema_updates"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         start, best, history = ck["epoch"] + 1, ck["best"], json.loads(ck["history"])
@@ -130,38 +152,46 @@ def train(cfg: TrainConfig, train_set: list[Sample], train_boxes: list[np.ndarra
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump({"train": asdict(cfg), "model": mcfg.to_dict()}, f, indent=2)
     det_squares = [None if b is None else square_from_box(b[None, :4], mcfg.haar)[0] for b in train_boxes]
-    data = LandmarkDataset(train_set, det_squares, train_transforms(mcfg.crop, cfg.seed))
+    data = LandmarkDataset(train_set, det_squares, mcfg.crop, cfg.seed)
     scale = mcfg.crop.input_size / 2
     t0 = time.time() - (history[-1]["elapsed_s"] if history else 0)
     for epoch in range(start, cfg.epochs):
         # a generator per epoch keeps shuffling reproducible across --resume
-        data.transform = train_transforms(mcfg.crop, cfg.seed * 1000 + epoch)
+        data.seed = cfg.seed * 1000 + epoch
         loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                            generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
+                            generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch),
+                            num_workers=cfg.workers, pin_memory=dev.type == "cuda")
         model.train()
         losses = []
         for batch in tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=5):
-            x = batch["image"].contiguous(memory_format=torch.channels_last)
-            loss = wing_loss(forward_mixed(model, x, bf16), batch["target"], cfg.wing_w, cfg.wing_eps, scale)
+            x = batch["image"].to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            target = batch["target"].to(dev, non_blocking=True)
+            loss = wing_loss(forward_mixed(model, x, bf16), target, cfg.wing_w, cfg.wing_eps, scale)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            losses.append(loss.item())
+            if ema:
+                ema.update_parameters(model)
+            losses.append(loss.detach())
         model.eval()
+        shipped.eval()
         # with no held-out set (train + val together) the schedule is fixed and the last epoch is kept
-        val = validate(LandmarkPredictor(model, mcfg, refine=0, flip=False), val_set, val_boxes) \
-            if val_set else None
-        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_nme": val,
+        due = (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs
+        val = validate(LandmarkPredictor(shipped, mcfg, dev, refine=0, flip=False), val_set, val_boxes) \
+            if val_set and due else None
+        row = {"epoch": epoch + 1, "loss": float(torch.stack(losses).float().mean()), "val_nme": val,
                "lr": sched.get_last_lr()[0], "elapsed_s": round(time.time() - t0, 1)}
         history.append(row)
         log(json.dumps(row))
         with open(os.path.join(out_dir, "log.jsonl"), "a") as f:
             f.write(json.dumps(row) + "\n")
-        if val is None or val < best:
+        if (val is None and not val_set) or (val is not None and val < best):
             best = val if val is not None else best
-            save_checkpoint(os.path.join(out_dir, "best.pt"), model, mcfg, epoch=epoch + 1, val_nme=val)
+            save_checkpoint(os.path.join(out_dir, "best.pt"), shipped, mcfg, epoch=epoch + 1, val_nme=val)
+        extra = {"ema_state_dict": {k: v.detach().cpu() for k, v in ema.module.state_dict().items()},
+                 "ema_updates": int(ema.n_averaged)} if ema else {}
         save_checkpoint(last, model, mcfg, epoch=epoch, best=best, history=json.dumps(history),
-                        optimizer=opt.state_dict(), scheduler=sched.state_dict())
+                        optimizer=opt.state_dict(), scheduler=sched.state_dict(), **extra)
     export_compact(os.path.join(out_dir, "best.pt"), os.path.join(out_dir, "model.pt"))
     return {"best_val_nme": best, "epochs": cfg.epochs, "elapsed_s": round(time.time() - t0, 1), "history": history}

@@ -180,7 +180,7 @@ class ToTensor:
         return out
 
 
-def train_transforms(spec: CropSpec, seed: int) -> Compose:
+def train_transforms(spec: CropSpec, seed: int | list[int]) -> Compose:
     rng = np.random.default_rng(seed)
     return Compose([RandomFlip(rng=rng), RandomRotate(rng=rng), DetectorBoxJitter(rng=rng),
                     CropToInput(spec), Photometric(rng=rng), Normalize(spec), ToTensor()])
