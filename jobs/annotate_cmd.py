@@ -85,10 +85,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-faces", type=positive_int, help=f"default {f.max_faces}")
     g.add_argument("--cut-threshold", type=nonneg_float,
                    help=f"mean grey-level change that makes a frame a scene cut, 0: off (default {f.cut_threshold})")
-    g.add_argument("--hold-lost", action="store_true", default=None,
-                   help="keep a face the score rejects (a hand over it) hidden at its last square until the next "
-                        "detection round, and bring it back under its id, instead of running the detector on every "
-                        "frame until it is found again (faster, stable ids; a few occluded frames fewer)")
+    g.add_argument("--hold-lost", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep a face the score rejects (a hand over it) hidden until the next detection round, "
+                        "looked for where it was (with --look-near) and brought back under its id, instead of "
+                        "dropping it and running the detector on every frame until it is found again (faster, "
+                        "stable ids; default: the profile's, accurate does)")
     g.add_argument("--look-near", action=argparse.BooleanOptionalAction, default=None,
                    help="look for a face whose score dropped in a window around where it was, not on the whole "
                         "frame (default: the profile's; accurate does)")
@@ -115,10 +116,8 @@ def run_params(args: argparse.Namespace, prof) -> tuple[dict, dict, dict]:
     detector["backend"] = args.detector
     follow = _given({"detect_every": args.detect_every, "idle_detect_every": args.idle_detect_every,
                      "min_score": args.min_score, "max_faces": args.max_faces, "cut_threshold": args.cut_threshold,
-                     "batch_size": args.batch_size, "look_near": args.look_near},
+                     "batch_size": args.batch_size, "look_near": args.look_near, "hold_lost": args.hold_lost},
                     prof.follow, FollowParams())
-    if args.hold_lost:           # only when asked: the run key of every other run stays what it was
-        follow["hold_lost"] = True
     no_flip = False if args.no_flip else None      # --no-flip: no mirrored pass at all (nor the last pass's)
     predictor = _given({"refine": args.refine, "flip": no_flip, "flip_last": no_flip}, prof.predictor, _PREDICTOR)
     predictor["half"] = False if args.fp32 else None         # None: the device's fast precision (LandmarkPredictor.load)

@@ -81,7 +81,17 @@ NEAR_SIDE = 96       # pixels of the window `detect_near` hands the detector
 NEAR_REACH = 2.5     # window side, in face-square sides: how far a face may have moved since
 
 
-def detect_near(detector: FaceDetector, gray: np.ndarray, square: np.ndarray, side: int = NEAR_SIDE,
+NEAR_GROWTH = 0.25   # ... wider by this many sides for each frame the face has not been trusted
+NEAR_MAX_REACH = 6.0
+
+
+def near_reach(untrusted: int) -> float:
+    """How wide to look for a face not trusted for `untrusted` frames: it may have moved on since
+    (a face crossing the frame at a tenth of its size a frame leaves a 2.5-side window in 6 frames)."""
+    return min(NEAR_MAX_REACH, NEAR_REACH + NEAR_GROWTH * max(0, untrusted - 1))
+
+
+def detect_near(detector: FaceDetector, gray: np.ndarray, square: np.ndarray, side: int | None = None,
                 reach: float = NEAR_REACH) -> np.ndarray:
     """The detector on a window around one face square (cx, cy, side), resampled to `side` pixels:
     boxes (N, 5) in the frame's pixels.
@@ -91,6 +101,7 @@ def detect_near(detector: FaceDetector, gray: np.ndarray, square: np.ndarray, si
     44 px whatever its size in the frame, so the cascade scans a 96 px image instead of every scale
     of the whole frame. Faces from 0.55x the expected size up to the whole window are found.
     """
+    side = side or round(NEAR_SIDE * reach / NEAR_REACH)    # the expected face at the same ~44 px
     cx, cy, s = (float(v) for v in square)
     f = side / (reach * s)                         # frame px -> window px
     m = np.float32([[f, 0, side / 2 - f * cx], [0, f, side / 2 - f * cy]])

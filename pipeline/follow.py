@@ -23,7 +23,7 @@ import numpy as np
 from facetracks.models.crop import square_from_points
 from facetracks.models.score import is_kept
 
-from .detect import FaceDetector, detect_near
+from .detect import FaceDetector, detect_near, near_reach
 from .shots import Lookahead
 from .tracking import FaceTracker
 from .video import Frame
@@ -150,7 +150,8 @@ def _detect(frame: Frame, detector: FaceDetector, predictor: Landmarker, tracker
 def _detect_near(frame: Frame, detector: FaceDetector, predictor: Landmarker, tracker: FaceTracker,
                  st: FollowStats) -> None:
     t = time.perf_counter()
-    found = [detect_near(detector, frame.gray, tr.square) for tr in tracker.tracks if tr.lost]
+    found = [detect_near(detector, frame.gray, tr.square, reach=near_reach(tr.untrusted))
+             for tr in tracker.tracks if tr.lost]
     dets = np.concatenate(found)[:, :4] if found else np.zeros((0, 4), np.float32)
     st.detect_s += time.perf_counter() - t
     st.near_detections += len(found)

@@ -17,9 +17,12 @@ of docs/eval/occlusion.py's clip on 89 % of clear frames instead of 74 %. What i
 windows the score has to reject (false detections on the no-face clip: 8 crops, no face kept).
 
 `accurate` looks for a face whose score dropped in a window around where it was
-(`FollowParams.look_near`, `detect.detect_near`) instead of on the whole frame: on labelled faces
-with a hand sliding over them it ran 24 % fewer whole-frame detections and kept every clear frame
-(docs/eval/occlusion.py). `fast` does not: on the bundled sample it cost 2 % of the faces there.
+(`FollowParams.look_near`, `detect.detect_near`) instead of on the whole frame, and holds it
+hidden there (`hold_lost`) until it is trusted again or the next detection round ends it: on
+labelled faces with a hand sliding over them (docs/eval/occlusion.py) it kept every clear frame,
+as dropping did, with 48 whole-frame detections instead of 172 and 20 ids for 16 faces instead
+of 32. `fast` does neither: on the bundled sample looking near cost it 2 % of the faces and
+split the face into more ids, and holding, with its 24-frame rounds, lost clear frames.
 
 `min_score` of each was chosen on sets built from train identities and the shared clips
 (docs/score/build_eval.py): above every crop whose points were wrong (NME > 20 %), while keeping
@@ -48,7 +51,7 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "accurate": Profile("ft68-resnet-s", detector={"scale_factor": 1.15, "min_neighbors": 3},
-                        follow={"min_score": 0.45, "look_near": True},
+                        follow={"min_score": 0.45, "look_near": True, "hold_lost": True},
                         predictor={"refine": 1, "flip": True}),
     "fast": Profile("ft68-resnet-xs", detector={"detect_side": 320, "scale_factor": 1.2, "min_neighbors": 3},
                     follow={"detect_every": 24, "batch_size": 24, "min_score": 0.3},

@@ -51,6 +51,7 @@ class Track:
     lost: bool = False       # last landmarks were not trusted: needs a detection to go on
     held: bool = False       # lost, but kept hidden at its last trusted square until a detection round
     unconfirmed: int = 0     # detection rounds in a row that did not see this face
+    untrusted: int = 0       # updates in a row whose landmarks were not trusted (about frames, while held)
 
 
 @dataclass
@@ -125,9 +126,9 @@ class FaceTracker:
         """New landmark squares for every track (same order); ok=False marks a track lost."""
         for t, sq, good in zip(self.tracks, squares, ok):
             if good:
-                t.square, t.lost, t.held = np.asarray(sq, np.float32), False, False
+                t.square, t.lost, t.held, t.untrusted = np.asarray(sq, np.float32), False, False, 0
             else:
-                t.lost = True
+                t.lost, t.untrusted = True, t.untrusted + 1
         self._drop_duplicates()
 
     def mark_lost(self, ids: set[int]) -> None:

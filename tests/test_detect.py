@@ -59,3 +59,20 @@ def test_near_detection_finds_the_face_around_its_square_in_frame_pixels(data_di
     inter = max(0, min(x0 + w0, x1 + w1) - max(x0, x1)) * max(0, min(y0 + h0, y1 + h1) - max(y0, y1))
     assert inter / (w0 * h0 + w1 * h1 - inter) > 0.7
     assert len(detect_near(det, frame, np.array([80, 380, sq[2]], np.float32))) == 0
+
+
+def test_the_window_grows_with_the_frames_a_face_went_untrusted(data_dir):
+    """A face held for a while may have moved on: `near_reach` widens the window with the frames
+    it has not been trusted (capped), and a face 1.5 sides from its old square is found only then."""
+    from facetracks.models.crop import square_from_points
+    from facetracks.pipeline.detect import NEAR_MAX_REACH, NEAR_REACH, detect_near, near_reach
+    assert near_reach(0) == near_reach(1) == NEAR_REACH
+    assert NEAR_REACH < near_reach(5) < near_reach(9) and near_reach(1000) == NEAR_MAX_REACH
+    s = next(x for x in load_split(data_dir, "identity", "test", limit=20) if max(x.gray.shape) <= 240)
+    frame = np.full((480, 640), 90, np.uint8)
+    frame[100:100 + s.gray.shape[0], 300:300 + s.gray.shape[1]] = s.gray
+    sq = square_from_points(s.points + [300, 100])
+    old = np.array(sq, np.float32) - [1.5 * sq[2], 0, 0]
+    det = HaarDetector()
+    assert len(detect_near(det, frame, old)) == 0
+    assert len(detect_near(det, frame, old, reach=near_reach(9))) == 1

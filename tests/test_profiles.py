@@ -59,7 +59,7 @@ def test_profile_values_are_defaults_and_options_override_them(data_dir, tmp_pat
     assert params["detector"]["detect_side"] == 320 and params["predictor"] == {"refine": 1, "flip": False, "flip_last": True, "half": None}
     assert params["detector"]["min_face"] == 24                           # the dataclass default
     assert params["detector"]["min_neighbors"] == 3                       # the profile
-    assert params["follow"]["look_near"] is False                         # spelled out: it changes results
+    assert params["follow"]["look_near"] is False and params["follow"]["hold_lost"] is False   # spelled out
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
