@@ -9,6 +9,11 @@ end at the next scheduled detection; all faces of all frames of a chunk go throu
 together (each pass one batch), and the refine pass re-crops every face around its first-pass
 points, so the square carried over from the chunk's first frame only has to be roughly right.
 
+A face whose confidence dropped is, with `look_near`, looked for by the detector in a window
+around where it was (`detect.detect_near`, a few ms) instead of on the whole frame; with
+`hold_lost`, a face still rejected after its retry is kept hidden, looked for there on every frame,
+and comes back under its id, until the next detection round re-seeds or ends it.
+
 `Schedule` holds every one of those decisions and nothing else (no frames, no model, no clock),
 so it can be read, and tested, on its own; `follow_faces` carries them out.
 """
