@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     dlib_skip = dlib_missing()                    # the dlib row: a reason when it cannot run here
     res = {"machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                        "device": str(naive_pred.device),
-                       "precision": "float16" if naive_pred.half else "bfloat16 convolutions" if naive_pred.bf16 else "float32",
+                       "precision": naive_pred.precision,
                        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
                        "platform": platform.platform(), "torch": torch.__version__, "av": av.__version__,
                        "opencv": cv2.__version__, "dlib": None if dlib_skip else _dlib_version()},

@@ -82,7 +82,7 @@ class AnnotateWorker:
 
     def device(self) -> str:
         name = str(self.predictor.device)
-        precision = "float16" if self.predictor.half else "bfloat16 convolutions" if self.predictor.bf16 else "float32"
+        precision = self.predictor.precision
         return f"{name} ({torch.cuda.get_device_name()}, {precision})" if name.startswith("cuda") else f"{name} ({precision})"
 
     @staticmethod

@@ -86,6 +86,11 @@ class LandmarkPredictor:
         return cls(model, cfg, dev, half=half, bf16=bf16, device_crops=crops_here, graphed=graphed, **kw)
 
     @property
+    def precision(self) -> str:
+        """How the network runs, for summaries and bench results."""
+        return "float16" if self.half else "bfloat16 convolutions" if self.bf16 else "float32"
+
+    @property
     def model_id(self) -> str:
         return f"{self.cfg.name}@{self.cfg.version}"
 
