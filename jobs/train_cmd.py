@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--version", default="dev", help="version string stored in the weights")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     p.add_argument("--precision", default=TrainConfig.precision, choices=["auto", "bf16", "fp32"],
-                   help="convolutions in bfloat16 (auto: where the CPU runs it natively, ~3x faster)")
+                   help="convolutions in bfloat16 (auto: where the device runs it natively; ~3x faster on such a CPU)")
     p.add_argument("--device", default=TrainConfig.device, choices=["auto", "cpu", "cuda"],
                    help="where the network trains (auto: a GPU where there is one)")
     p.add_argument("--workers", type=int, default=TrainConfig.workers,
@@ -74,15 +74,16 @@ def run(args: argparse.Namespace) -> int:
         if args.split != "identity":
             raise SystemExit("--include-val needs --split identity (the official split has no val part)")
         train_set, val_set = train_set + val_set, []
-    det = HaarDetector          # made only if a split's boxes are not cached in the run folder
+    make_detector = HaarDetector     # called only if a split's boxes are not cached in the run folder
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       threads=args.threads, version=args.version, precision=args.precision,
                       model_name=args.model, device=args.device, workers=args.workers, ema=args.ema,
                       val_every=args.val_every)
     suffix = f"{args.split}_{args.limit or 'all'}"
     train_name = f"train{'+val' if args.include_val else ''}_{suffix}"
-    result = train(cfg, train_set, _boxes(args.out, train_name, train_set, det),
-                   val_set, _boxes(args.out, f"{val_part}_{suffix}", val_set, det), args.out, resume=args.resume)
+    result = train(cfg, train_set, _boxes(args.out, train_name, train_set, make_detector),
+                   val_set, _boxes(args.out, f"{val_part}_{suffix}", val_set, make_detector), args.out,
+                   resume=args.resume)
     best = "no held-out set" if not val_set else f"best validation NME {result['best_val_nme']:.4f}"
     print(f"{best} after {result['epochs']} epochs, "
           f"{result['elapsed_s'] / 60:.1f} min; shippable weights in {args.out}/model.pt")

@@ -79,8 +79,6 @@ class HaarDetector:
 
 NEAR_SIDE = 96       # pixels of the window `detect_near` hands the detector
 NEAR_REACH = 2.5     # window side, in face-square sides: how far a face may have moved since
-
-
 NEAR_GROWTH = 0.25   # ... wider by this many sides for each frame the face has not been trusted
 NEAR_MAX_REACH = 6.0
 

@@ -81,8 +81,7 @@ class FaceTracker:
         for i, t in enumerate(self.tracks):
             if i in match:
                 if t.lost:
-                    t.square, t.lost, t.held = squares[match[i]], False, False
-                    self.seeded.add(t.id)
+                    self._reseed(t, squares[match[i]])
                 t.unconfirmed = 0
             elif t.lost:
                 continue
@@ -90,14 +89,8 @@ class FaceTracker:
                 t.unconfirmed += 1
             if t.unconfirmed <= self.max_unconfirmed:
                 kept.append(t)
-        matched = set(match.values())
-        for j in range(len(squares)):
-            if j not in matched:
-                kept.append(Track(self.next_id, squares[j]))
-                self.seeded.add(self.next_id)
-                self.next_id += 1
         self.tracks = kept
-        self._drop_duplicates()
+        self._start_tracks(squares, set(match.values()))
 
     def redetections(self, squares: np.ndarray) -> None:
         """Detector squares found in windows around lost or held faces (`detect.detect_near`): each
@@ -112,15 +105,8 @@ class FaceTracker:
         pairs = greedy_match(square_iou(np.stack([t.square for t in lost]), squares), self.near_iou_match) \
             if lost and len(squares) else []
         for i, j in pairs:
-            lost[i].square, lost[i].lost, lost[i].held = squares[j], False, False
-            self.seeded.add(lost[i].id)
-        matched = {j for _, j in pairs}
-        for j in range(len(squares)):
-            if j not in matched:
-                self.tracks.append(Track(self.next_id, squares[j]))
-                self.seeded.add(self.next_id)
-                self.next_id += 1
-        self._drop_duplicates()
+            self._reseed(lost[i], squares[j])
+        self._start_tracks(squares, {j for _, j in pairs})
 
     def update(self, squares: np.ndarray, ok: np.ndarray) -> None:
         """New landmark squares for every track (same order); ok=False marks a track lost."""
@@ -149,6 +135,20 @@ class FaceTracker:
         detection round re-seeds them where the detector sees them, or ends them."""
         for t in self.tracks:
             t.held = t.held or t.lost
+
+    def _reseed(self, t: Track, square: np.ndarray) -> None:
+        """A lost face the detector saw again: it goes on from the detector's square."""
+        t.square, t.lost, t.held = square, False, False
+        self.seeded.add(t.id)
+
+    def _start_tracks(self, squares: np.ndarray, matched: set[int]) -> None:
+        """Every square no track took starts one (after the tracks kept), then duplicates go."""
+        for j in range(len(squares)):
+            if j not in matched:
+                self.tracks.append(Track(self.next_id, squares[j]))
+                self.seeded.add(self.next_id)
+                self.next_id += 1
+        self._drop_duplicates()
 
     def _drop_duplicates(self) -> None:
         """Two tracks that converged on one face: the older id survives."""
