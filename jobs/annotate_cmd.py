@@ -79,6 +79,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"longest side the detector sees, frames are downscaled to it (default {d['detect_side'].default})")
     g.add_argument("--detect-every", type=positive_int,
                    help=f"frames between detections while faces are followed, 1: every frame (default {f.detect_every})")
+    g.add_argument("--max-detect-every", type=nonneg_int,
+                   help="let the detection cadence double after each round that changed nothing (every face seen "
+                        "again, no new one), up to this many frames; 0: keep --detect-every (default: the profile's)")
     g.add_argument("--idle-detect-every", type=positive_int,
                    help=f"frames between detections while no face is followed (default {f.idle_detect_every})")
     g.add_argument("--min-score", type=unit_float, help=f"confidence below which a face is lost (default {f.min_score})")
@@ -95,6 +98,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "frame (default: the profile's; accurate does)")
     g.add_argument("--refine", type=nonneg_int, help="re-crop passes around predicted points")
     g.add_argument("--no-flip", action="store_true", help="skip mirrored test-time averaging (faster)")
+    g.add_argument("--settled-move", type=nonneg_float,
+                   help="a followed face whose first-pass square moved at most this share of its side, and whose "
+                        "first-pass score reaches --settled-score, skips the refine pass; 0: refine every face "
+                        "(default: the profile's; accurate 0.03)")
+    g.add_argument("--settled-score", type=nonneg_float, help="see --settled-move (default: the profile's; accurate 0.7)")
     g.add_argument("--fp32", action="store_true",
                    help="float32 everywhere (default: float16 on GPUs, bfloat16 convolutions on CPUs that run them natively)")
     p.set_defaults(func=run)
@@ -116,10 +124,14 @@ def run_params(args: argparse.Namespace, prof) -> tuple[dict, dict, dict]:
     detector["backend"] = args.detector
     follow = _given({"detect_every": args.detect_every, "idle_detect_every": args.idle_detect_every,
                      "min_score": args.min_score, "max_faces": args.max_faces, "cut_threshold": args.cut_threshold,
-                     "batch_size": args.batch_size, "look_near": args.look_near, "hold_lost": args.hold_lost},
+                     "batch_size": args.batch_size, "look_near": args.look_near, "hold_lost": args.hold_lost,
+                     "max_detect_every": args.max_detect_every},
                     prof.follow, FollowParams())
+    if args.detect_every is not None and args.max_detect_every is None:
+        follow["max_detect_every"] = 0      # a cadence given is kept as given ("1: every frame"), not stretched
     no_flip = False if args.no_flip else None      # --no-flip: no mirrored pass at all (nor the last pass's)
-    predictor = _given({"refine": args.refine, "flip": no_flip, "flip_last": no_flip}, prof.predictor, _PREDICTOR)
+    predictor = _given({"refine": args.refine, "flip": no_flip, "flip_last": no_flip, "settled_move": args.settled_move,
+                        "settled_score": args.settled_score}, prof.predictor, _PREDICTOR)
     predictor["half"] = False if args.fp32 else None         # None: the device's fast precision (LandmarkPredictor.load)
     return detector, follow, predictor
 

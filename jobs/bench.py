@@ -1,5 +1,8 @@
 """`facetracks bench`: throughput of the annotate path against its floor (decode only) and the
-seed-style naive path, measured side by side in one run on the same files.
+seed-style naive path, measured side by side in one run on the same files: by default the
+bundled sample, synthetic 640x480 and 1280x720 clips made from it (a hand over the face again and
+again), and a 640x480 clip made from a real talking head without one (REAL_SOURCE, from the
+shared clips when they are there).
 
 Paths measured per video:
 - decode: PyAV decode to upright gray (Y plane), nothing else — the floor of this pipeline.
@@ -47,6 +50,9 @@ from .clips import pick_faces
 from .steady import moving_stills, steadiness
 
 
+REAL_SOURCE = "liveportrait_driving_d6.mp4"   # one face, strong expressions and head turns, no hand
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure throughput: decode-only vs full vs naive", description=__doc__)
     p.add_argument("videos", nargs="*", help="videos (default: the bundled sample + synthetic 640x480, 1280x720)")
@@ -73,7 +79,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--corpus-seconds", type=float, default=0, metavar="S",
                    help="length of each --corpus clip (default 60)")
     p.add_argument("--clips-from", default=CLIPS, metavar="DIR",
-                   help="real clips for --corpus besides the bundled sample (those with no face are skipped)")
+                   help="real clips for --corpus besides the bundled sample (those with no face are skipped), and the "
+                        f"source of the default run's real 640x480 clip ({REAL_SOURCE})")
     p.add_argument("--data", default=DATA, metavar="DIR", help="the labelled YTF-68 data for the NME checks")
     p.add_argument("--detector", default=None, choices=DETECTOR_BACKENDS,
                    help="detector backend for --actors runs and their NME check (default: auto, torch on CUDA "
@@ -199,6 +206,9 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as work:
         videos = args.videos or [SAMPLE, synthetic_clip(os.path.join(work, "synthetic_640x480.mp4"), (640, 480), args.frames),
                                  synthetic_clip(os.path.join(work, "synthetic_1280x720.mp4"), (1280, 720), args.frames)]
+        real = os.path.join(args.clips_from, REAL_SOURCE)
+        if not args.videos and os.path.isfile(real):
+            videos.append(synthetic_clip(os.path.join(work, "real_640x480.mp4"), (640, 480), args.frames, source=real))
         print(f"{'video':34} {'path':9} {'fps':>8} {'x decode':>9} {'x naive':>8} {'x dlib':>7}  "
               "time share detect/landmarks/parquet/decode+other")
         for v in videos:

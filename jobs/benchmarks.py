@@ -47,7 +47,8 @@ def accuracy(parts: ProfileParts, clip: tuple[str, list]) -> dict:
     from facetracks.training.metrics import nme
     path, truth = clip
     out = {}
-    for name, params in (("followed", parts.follow), ("per-frame", replace(parts.follow, detect_every=1, batch_size=1))):
+    every_frame = replace(parts.follow, detect_every=1, batch_size=1, max_detect_every=0)
+    for name, params in (("followed", parts.follow), ("per-frame", every_frame)):
         df = annotate_video(path, "truth.mp4", parts.detector, parts.predictor, params).table.to_pandas()
         df = df[df.track_id.notna()]
         pts = points_from_columns(df)

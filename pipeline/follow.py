@@ -40,6 +40,7 @@ HELD_CHUNK = 1      # most frames between looks for a held face (Schedule.chunk_
 @dataclass
 class FollowParams:
     detect_every: int = 8          # frames between detections while faces are followed (1: every frame)
+    max_detect_every: int = 0      # ... doubling after each round that changed nothing, up to this (0: no doubling)
     batch_size: int = 8          # most frames whose faces share one forward pass
     idle_detect_every: int = 1     # frames between detections while no face is followed
     min_score: float = 0.45        # below this a face is lost: re-detect, or drop it
@@ -96,19 +97,28 @@ class Schedule:
     since_detect: int | None = None    # frames since the last detection (None: never, or a new shot)
     retry_index: int = -1              # frame index already re-detected after a confidence drop
     limit: int = field(init=False)     # most frames in the next chunk: 1 after a face was dropped, doubling back
+    every: int = field(init=False)     # frames between detections while faces are followed, now
 
     def __post_init__(self) -> None:
         self.limit = self.params.batch_size
+        self.every = self.params.detect_every
 
     def new_shot(self) -> None:
         self.since_detect = None
+        self.every = self.params.detect_every
 
     def detect_now(self, following: bool, lost: bool) -> bool:
-        every = self.params.detect_every if following else self.params.idle_detect_every
+        every = self.every if following else self.params.idle_detect_every
         return self.since_detect is None or self.since_detect >= every or lost
 
-    def detected(self) -> None:
+    def detected(self, quiet: bool = False) -> None:
+        """A detection round ran. `quiet`: it changed nothing (every followed face seen again, no
+        new one): the next round may wait twice as long, up to `max_detect_every`. Why: on a steady
+        shot the rounds only look for faces that have not come in, and at 640x480 each costs as
+        much as landmarking 5-8 faces; any change brings the cadence back to `detect_every`."""
         self.since_detect = 0
+        top = max(self.params.detect_every, self.params.max_detect_every)
+        self.every = min(top, 2 * self.every) if quiet else self.params.detect_every
 
     def chunk_size(self, cuts: list[bool], held: bool = False) -> int:
         """Frames (of those read ahead, `cuts` flagging new shots) to landmark in one batch: up to
@@ -117,7 +127,7 @@ class Schedule:
         detector keeps finding and the network keeps rejecting then costs one frame's crops a frame,
         not a whole batch's. While a face is `held` and looked for near where it was at the start of
         each chunk, chunks are at most HELD_CHUNK frames, so it is looked for that often."""
-        n = min(len(cuts), self.limit, max(1, self.params.detect_every - self.since_detect),
+        n = min(len(cuts), self.limit, max(1, self.every - self.since_detect),
                 HELD_CHUNK if held else len(cuts))
         return next((k for k in range(1, n) if cuts[k]), n)
 
@@ -142,14 +152,15 @@ class Schedule:
 
 
 def _detect(frame: Frame, detector: FaceDetector, predictor: Landmarker, tracker: FaceTracker,
-            max_faces: int, st: FollowStats) -> None:
+            max_faces: int, st: FollowStats) -> bool:
+    """A detection round on `frame`; whether it changed nothing (FaceTracker.detections)."""
     t = time.perf_counter()
     dets = detector.detect(frame.gray)
     st.detect_s += time.perf_counter() - t
     st.detections += 1
     if len(dets):
         dets = dets[np.argsort(-dets[:, 2])][:max_faces]
-    tracker.detections(predictor.squares_from_boxes(dets[:, :4]) if len(dets) else np.zeros((0, 3)))
+    return tracker.detections(predictor.squares_from_boxes(dets[:, :4]) if len(dets) else np.zeros((0, 3)))
 
 
 def _detect_near(frame: Frame, detector: FaceDetector, predictor: Landmarker, tracker: FaceTracker,
@@ -181,8 +192,7 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
         held = any(t.held for t in tracker.tracks)
         detected = plan.detect_now(bool(tracker.tracks), lost and not p.look_near)
         if detected:
-            _detect(ahead.frames[0], detector, predictor, tracker, p.max_faces, st)
-            plan.detected()
+            plan.detected(_detect(ahead.frames[0], detector, predictor, tracker, p.max_faces, st))
         elif p.look_near and (lost or held):     # looked for where it was; the cadence goes on
             _detect_near(ahead.frames[0], detector, predictor, tracker, st)
             detected = True

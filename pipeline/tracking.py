@@ -67,11 +67,13 @@ class FaceTracker:
     def squares(self) -> np.ndarray:
         return np.stack([t.square for t in self.tracks]) if self.tracks else np.zeros((0, 3), np.float32)
 
-    def detections(self, squares: np.ndarray) -> None:
+    def detections(self, squares: np.ndarray) -> bool:
         """Match detector squares to tracks.
 
         A matched track keeps its own (landmark) square, unless it was lost, when the detection
-        re-seeds it. Unmatched detections start tracks; lost or long-unseen tracks end.
+        re-seeds it. Unmatched detections start tracks; lost or long-unseen tracks end. Returns
+        whether the round changed nothing: faces followed before it, every one of them seen, none
+        re-seeded, none started.
         """
         squares = np.asarray(squares, np.float32).reshape(-1, 3)
         prev = self.squares()
@@ -89,8 +91,11 @@ class FaceTracker:
                 t.unconfirmed += 1
             if t.unconfirmed <= self.max_unconfirmed:
                 kept.append(t)
+        before = len(self.tracks)
         self.tracks = kept
         self._start_tracks(squares, set(match.values()))
+        return before > 0 and len(self.tracks) == before and not self.seeded \
+            and all(t.unconfirmed == 0 for t in self.tracks)
 
     def redetections(self, squares: np.ndarray) -> None:
         """Detector squares found in windows around lost or held faces (`detect.detect_near`): each
@@ -98,15 +103,23 @@ class FaceTracker:
         (`near_iou_match`: the face may have moved on while it was not trusted); a square that
         overlaps no lost face is a face that took its place and starts a track, as in a full
         round. Faces that are not lost are left alone, and lost ones no square matched stay lost
-        for their second try; new faces elsewhere are the next full round's business."""
+        for their second try; new faces elsewhere are the next full round's business. A square on
+        a face followed already (a window reaches over the face that took the lost one's place, or
+        the lost face came back as a track of its own) is that face, not a new one: without this it
+        started a duplicate on every frame until the next full round."""
         squares = np.asarray(squares, np.float32).reshape(-1, 3)
         lost = [t for t in self.tracks if t.lost]
+        followed = [t for t in self.tracks if not t.lost]
         self.seeded = set()
         pairs = greedy_match(square_iou(np.stack([t.square for t in lost]), squares), self.near_iou_match) \
             if lost and len(squares) else []
         for i, j in pairs:
             self._reseed(lost[i], squares[j])
-        self._start_tracks(squares, {j for _, j in pairs})
+        taken = {j for _, j in pairs}
+        if followed and len(squares):
+            on_followed = square_iou(np.stack([t.square for t in followed]), squares).max(axis=0) >= self.iou_match
+            taken |= set(np.flatnonzero(on_followed).tolist())
+        self._start_tracks(squares, taken)
 
     def update(self, squares: np.ndarray, ok: np.ndarray) -> None:
         """New landmark squares for every track (same order); ok=False marks a track lost."""

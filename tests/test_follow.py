@@ -244,3 +244,55 @@ def test_a_held_face_is_looked_for_near_every_frame_and_comes_back_under_its_id(
     assert det.calls == [0, 8]                                  # the cadence only
     assert det.near_calls == [3, 4, 5, 6, 7]                    # the drop on 3, then every held frame
     assert [ids[i] for i in range(12)] == [[0]] * 3 + [[]] * 4 + [[0]] * 5
+
+
+def test_quiet_rounds_stretch_the_cadence_and_any_change_resets_it():
+    s = Schedule(FollowParams(detect_every=4, max_detect_every=12, batch_size=32))
+    s.detected()
+    assert s.chunk_size([False] * 32) == 4
+    for want in (8, 12, 12):                                          # 4 -> 8 -> 12, at most 12
+        s.detected(quiet=True)
+        assert s.chunk_size([False] * 32) == want
+    s.detected(quiet=False)                                           # a face came, went or was re-seeded
+    assert s.chunk_size([False] * 32) == 4
+    s.detected(quiet=True)
+    s.new_shot()
+    s.detected()
+    assert s.chunk_size([False] * 32) == 4                            # a new shot starts over
+    fixed = Schedule(FollowParams(detect_every=4, batch_size=32))     # max_detect_every 0: no stretching
+    fixed.detected(quiet=True)
+    assert fixed.chunk_size([False] * 32) == 4
+
+
+def test_a_round_is_quiet_only_when_every_followed_face_is_seen_again_and_none_comes():
+    from facetracks.pipeline.tracking import FaceTracker
+    tr = FaceTracker()
+    a, b = [10, 10, 8], [40, 10, 8]
+    assert not tr.detections(np.array([a], np.float32))              # a face came
+    assert tr.detections(np.array([a], np.float32))                  # seen again, nothing else
+    assert not tr.detections(np.array([a, b], np.float32))           # another came
+    assert not tr.detections(np.array([a], np.float32))              # one was not seen
+    tr.update(np.array([a, b], np.float32), np.array([True, False]))
+    assert not tr.detections(np.array([a, b], np.float32))           # a lost face re-seeded
+
+
+def test_a_steady_face_is_detected_less_often_and_followed_the_same():
+    det, pred = Detector(), Predictor()
+    ids, st = run(clip(64), det, pred, detect_every=4, max_detect_every=16, batch_size=8)
+    assert det.calls == [0, 4, 12, 28, 44, 60]                       # gaps 4, 8, 16, 16, 16
+    fixed_det = Detector()
+    fixed, _ = run(clip(64), fixed_det, Predictor(), detect_every=4, batch_size=8)
+    assert ids == fixed and len(fixed_det.calls) == 16
+
+
+def test_a_window_over_a_face_followed_already_starts_no_track():
+    """A lost face's window that finds only the face that came back under a track of its own (or
+    took its place) must not start a duplicate of it, frame after frame."""
+    from facetracks.pipeline.tracking import FaceTracker
+    tr = FaceTracker()
+    tr.detections(np.array([[10, 10, 8], [60, 10, 8]], np.float32))
+    tr.update(np.array([[10, 10, 8], [60, 10, 8]], np.float32), np.array([False, True]))   # face 0 lost
+    tr.redetections(np.array([[63, 10, 8]], np.float32))          # found only face 1 (IoU 0.45), followed
+    assert [(t.id, t.lost) for t in tr.tracks] == [(0, True), (1, False)]
+    tr.redetections(np.array([[40, 10, 8]], np.float32))          # a face on no track: a new one
+    assert [t.id for t in tr.tracks] == [0, 1, 2]

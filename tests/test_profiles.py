@@ -27,7 +27,7 @@ def test_followed_landmarks_match_per_frame_detection(videos_dir, name, mean_tol
     path = os.path.join(videos_dir, CLIP)
     followed = annotate_video(path, CLIP, p.detector, p.predictor, p.follow, end_s=4.0)
     per_frame = annotate_video(path, CLIP, p.detector, p.predictor,
-                               replace(p.follow, detect_every=1, batch_size=1), end_s=4.0)
+                               replace(p.follow, detect_every=1, batch_size=1, max_detect_every=0), end_s=4.0)
     assert followed.stats.detections < per_frame.stats.detections / 4
     fa, a = _points(followed.table.to_pandas())
     fb, b = _points(per_frame.table.to_pandas())
@@ -56,7 +56,7 @@ def test_profile_values_are_defaults_and_options_override_them(data_dir, tmp_pat
     params = meta["params"]
     assert params["follow"]["detect_every"] == 5                          # the option
     assert params["follow"]["batch_size"] == PROFILES["fast"].follow["batch_size"]   # the profile
-    assert params["detector"]["detect_side"] == 320 and params["predictor"] == {"refine": 1, "flip": False, "flip_last": True, "half": None}
+    assert params["detector"]["detect_side"] == 320 and params["predictor"] == {"refine": 1, "flip": False, "flip_last": True, "settled_move": 0.0, "settled_score": 1.0, "half": None}
     assert params["detector"]["min_face"] == 24                           # the dataclass default
     assert params["detector"]["min_neighbors"] == 3                       # the profile
     assert params["follow"]["look_near"] is False and params["follow"]["hold_lost"] is False   # spelled out
@@ -76,3 +76,16 @@ def test_the_cli_runs_every_setting_a_profile_makes(name):
     no_flip = run_params(build_parser().parse_args(["annotate", "x", "--out", "o", "--profile", name, "--no-flip"]),
                          prof)[2]
     assert no_flip["flip"] is False and no_flip["flip_last"] is False
+
+
+def test_a_cadence_given_on_the_command_line_is_not_stretched():
+    """`--detect-every 1` means every frame: the profile's stretching (max_detect_every) does not
+    apply to a cadence given alone, only to one given with --max-detect-every."""
+    from facetracks.jobs.annotate_cmd import run_params
+    from facetracks.jobs.cli import build_parser
+
+    def follow(*opts):
+        return run_params(build_parser().parse_args(["annotate", "x", "--out", "o", *opts]), PROFILES["accurate"])[1]
+    assert follow()["max_detect_every"] == PROFILES["accurate"].follow["max_detect_every"] > 8
+    assert follow("--detect-every", "1")["max_detect_every"] == 0
+    assert follow("--detect-every", "4", "--max-detect-every", "12")["max_detect_every"] == 12
