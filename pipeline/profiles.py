@@ -33,7 +33,7 @@ windows the score has to reject (false detections on the no-face clip: 8 crops, 
 (`FollowParams.look_near`, `detect.detect_near`) instead of on the whole frame, and holds it
 hidden there (`hold_lost`) until it is trusted again or the next detection round ends it: on
 labelled faces with a hand sliding over them (docs/eval/occlusion.py) it kept every clear frame,
-as dropping did, with 48 whole-frame detections instead of 166 and 20 ids for 16 faces instead
+as dropping did, with 42 whole-frame detections instead of 166 and 20 ids for 16 faces instead
 of 32. `fast` does neither: on the bundled sample looking near cost it 2 % of the faces and
 split the face into more ids, and holding, with its 24-frame rounds, lost clear frames.
 

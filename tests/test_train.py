@@ -100,6 +100,17 @@ def test_ema_weights_are_validated_and_shipped_and_resume(data_dir, tmp_path):
     load_model(str(tmp_path / "model.pt"))
 
 
+def test_resume_with_ema_of_a_run_begun_without_it_starts_the_average(data_dir, tmp_path):
+    samples = load_split(data_dir, "identity", "train", limit=16)
+    cfg = TrainConfig(epochs=1, batch_size=8, seed=0, version="test")
+    train(cfg, samples, [None] * 16, samples[:4], [None] * 4, str(tmp_path), log=lambda *_: None)
+    msgs = []
+    cfg = TrainConfig(epochs=2, batch_size=8, seed=0, version="test", ema=0.9)
+    train(cfg, samples, [None] * 16, samples[:4], [None] * 4, str(tmp_path), resume=True, log=msgs.append)
+    assert any("starts at epoch 2" in m for m in msgs)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["ema_updates"] == 2    # epoch 2's two batches
+
+
 def test_augmentation_is_the_same_for_any_number_of_loader_processes(data_dir):
     """--workers: each crop is drawn from (epoch seed, index), so two loader processes never repeat
     each other's draws, and 0 or 2 processes give the same batches."""

@@ -142,9 +142,14 @@ def train(cfg: TrainConfig, train_set: list[Sample], train_boxes: list[np.ndarra
     if resume and os.path.exists(last):
         ck = torch.load(last, map_location=dev, weights_only=True)
         model.load_state_dict(ck["state_dict"])
-        if ema:
+        if ema and "ema_state_dict" in ck:
             ema.module.load_state_dict(ck["ema_state_dict"])
             ema.n_averaged.fill_(ck["ema_updates"])
+        elif ema:                                # begun without --ema: the average starts from here
+            ema.n_averaged.fill_(0)              # (its first update copies the weights)
+            log(f"{last} has no weight average (begun without --ema): it starts at epoch {ck['epoch'] + 2}")
+        elif "ema_state_dict" in ck:
+            log(f"{last} has a weight average (begun with --ema): without --ema it is left, the weights go on")
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         start, best, history = ck["epoch"] + 1, ck["best"], json.loads(ck["history"])
