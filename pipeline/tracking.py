@@ -150,8 +150,9 @@ class FaceTracker:
             t.held = t.held or t.lost
 
     def _reseed(self, t: Track, square: np.ndarray) -> None:
-        """A lost face the detector saw again: it goes on from the detector's square."""
-        t.square, t.lost, t.held = square, False, False
+        """A lost face the detector saw again: it goes on from the detector's square, and a window
+        around it, should it be lost again, starts at its narrowest (detect.near_reach)."""
+        t.square, t.lost, t.held, t.untrusted = square, False, False, 0
         self.seeded.add(t.id)
 
     def _start_tracks(self, squares: np.ndarray, matched: set[int]) -> None:

@@ -296,3 +296,14 @@ def test_a_window_over_a_face_followed_already_starts_no_track():
     assert [(t.id, t.lost) for t in tr.tracks] == [(0, True), (1, False)]
     tr.redetections(np.array([[40, 10, 8]], np.float32))          # a face on no track: a new one
     assert [t.id for t in tr.tracks] == [0, 1, 2]
+
+
+def test_a_re_seeded_face_looks_near_from_the_narrowest_window_again():
+    from facetracks.pipeline.tracking import FaceTracker
+    tr = FaceTracker()
+    tr.detections(np.array([[10, 10, 8]], np.float32))
+    for _ in range(3):
+        tr.update(np.array([[10, 10, 8]], np.float32), np.array([False]))
+    assert tr.tracks[0].untrusted == 3
+    tr.redetections(np.array([[11, 10, 8]], np.float32))
+    assert not tr.tracks[0].lost and tr.tracks[0].untrusted == 0
