@@ -81,7 +81,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"frames between detections while faces are followed, 1: every frame (default {f.detect_every})")
     g.add_argument("--max-detect-every", type=nonneg_int,
                    help="let the detection cadence double after each round that changed nothing (every face seen "
-                        "again, no new one), up to this many frames; 0: keep --detect-every (default: the profile's)")
+                        "again, no new one), up to this many frames; 0: keep --detect-every (default: the profile's, "
+                        "or 0 when --detect-every is given alone)")
     g.add_argument("--idle-detect-every", type=positive_int,
                    help=f"frames between detections while no face is followed (default {f.idle_detect_every})")
     g.add_argument("--min-score", type=unit_float, help=f"confidence below which a face is lost (default {f.min_score})")
@@ -99,10 +100,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--refine", type=nonneg_int, help="re-crop passes around predicted points")
     g.add_argument("--no-flip", action="store_true", help="skip mirrored test-time averaging (faster)")
     g.add_argument("--settled-move", type=nonneg_float,
-                   help="a followed face whose first-pass square moved at most this share of its side, and whose "
-                        "first-pass score reaches --settled-score, skips the refine pass; 0: refine every face "
-                        "(default: the profile's; accurate 0.03)")
-    g.add_argument("--settled-score", type=nonneg_float, help="see --settled-move (default: the profile's; accurate 0.7)")
+                   help="a face whose first-pass square moved at most this share of its side from the one it was "
+                        "cut from (in video, a followed face), and whose first-pass score reaches --settled-score, "
+                        "skips the refine pass; needs the mirror on every pass (not fast's, nor --no-flip); 0: refine "
+                        "every face (default: the profile's; accurate 0.03)")
+    g.add_argument("--settled-score", type=unit_float, help="see --settled-move (default: the profile's; accurate 0.7)")
     g.add_argument("--fp32", action="store_true",
                    help="float32 everywhere (default: float16 on GPUs, bfloat16 convolutions on CPUs that run them natively)")
     p.set_defaults(func=run)

@@ -55,7 +55,8 @@ REAL_SOURCE = "liveportrait_driving_d6.mp4"   # one face, strong expressions and
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure throughput: decode-only vs full vs naive", description=__doc__)
-    p.add_argument("videos", nargs="*", help="videos (default: the bundled sample + synthetic 640x480, 1280x720)")
+    p.add_argument("videos", nargs="*", help="videos (default: the bundled sample + synthetic 640x480, 1280x720, and "
+                                             "a real 640x480 clip from --clips-from when it is there)")
     p.add_argument("--json", default="bench.json", help="where to write the results")
     p.add_argument("--frames", type=int, default=240, help="frames of each synthetic clip")
     p.add_argument("--naive-frames", type=int, default=120, help="frames the (slow) naive path runs on")
@@ -200,7 +201,8 @@ def run(args: argparse.Namespace) -> int:
                        "platform": platform.platform(), "torch": torch.__version__, "av": av.__version__,
                        "opencv": cv2.__version__, "dlib": None if dlib_skip else _dlib_version()},
            "profiles": {p.name: {"model": p.predictor.model_id, "detector": get_profile(p.name).detector,
-                                 "follow": p.follow.to_dict(), "refine": p.predictor.refine, "flip": p.predictor.flip}
+                                 "follow": p.follow.to_dict(), "refine": p.predictor.refine, "flip": p.predictor.flip,
+                                 "settled_move": p.predictor.settled_move, "settled_score": p.predictor.settled_score}
                         for p in profiles},
            "videos": []}
     with tempfile.TemporaryDirectory() as work:

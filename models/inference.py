@@ -147,10 +147,11 @@ class LandmarkPredictor:
         `flip`): then a face whose first-pass points put its square within `settled_move` of the one
         it was cut from (centre and side, as shares of the side), and whose first-pass score reaches
         `settled_score`, keeps its first answer. Why: in video the square a followed face is cut
-        from is the square around its points a frame ago, so for a face that moved little the
-        refine pass cuts nearly the same crop and reads nearly the same points (a tenth of a percent
-        of the inter-ocular distance), at twice the cost. A face that moved, or that the mirrored
-        read doubts, is refined and scored with both disagreements, as always."""
+        from is the square around its points at the start of its chunk, so for a face that moved
+        little the refine pass cuts nearly the same crop and reads nearly the same points (a tenth
+        of a percent of the inter-ocular distance), at twice the cost. A face that moved, or that
+        the mirrored read doubts, is refined and scored with both disagreements, as always. Only
+        the squares are compared: a detector's box that lands that close settles too."""
         if not (self.settled_move > 0 and self.flip):
             return np.ones(len(pts), bool)
         new = square_from_points(pts)

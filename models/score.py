@@ -35,7 +35,7 @@ SHAPE_SCALE = 1.0            # ... and each unit past it a factor 1/e
 @dataclass
 class ScoreParts:
     mirror: np.ndarray           # (N,) disagreement with the mirrored twin, inter-ocular units; NaN without `flip`
-    passes: np.ndarray           # (N,) disagreement with the pass before; NaN without `refine`
+    passes: np.ndarray           # (N,) disagreement with the pass before; NaN without `refine`, and for a settled face
     shape_distance: np.ndarray   # (N,)
     score: np.ndarray            # (N,) float32 in [0, 1]; NaN when neither disagreement was measured
 

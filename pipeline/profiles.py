@@ -3,8 +3,9 @@ are followed. A profile is a starting point; any option given on its own overrid
 
 - `accurate` (default): the 265 M multiply-add model with a refine pass and mirrored averaging,
   the detector every 8 frames on frames downscaled to 640 px, every 16 while its rounds change
-  nothing. The numbers in the model card. A followed face that barely moved and that the
-  mirrored read trusts skips the refine pass (`settled_move` 0.03, `settled_score` 0.7).
+  nothing. The numbers in the model card. A face whose first-pass square barely moved from the
+  square it was cut from (in video, a followed face) and that the mirrored read trusts skips the
+  refine pass (`settled_move` 0.03, `settled_score` 0.7).
 - `fast`: for volume on CPUs. The 12 M multiply-add model, a refine pass mirrored on its last
   pass only (one forward more than none: the mirror is what lets the score see a crop the network
   cannot read), the detector every 24 frames at 320 px with a coarser scale step, every 48 while
@@ -12,11 +13,11 @@ are followed. A profile is a starting point; any option given on its own overrid
   face that is lost (score drop) triggers a detection at once, as in every profile.
 
 Both stretch the cadence (`max_detect_every`): after a round that saw every followed face again
-and no new one, the next waits twice as long, up to the maximum; any change (a face came, went,
-or was re-seeded, a cut) brings it back. Measured on a clip of *val* faces walking into steady
+and no new one, the next waits twice as long, up to the maximum; a round that finds a face, misses
+one or re-seeds one, or a cut, brings it back. Measured on a clip of *val* faces walking into steady
 shots, a face that comes in is found 3.5 frames late on average (at most 7) with accurate's fixed
-8, 5.5 (at most 14) with 8-16; on the shared clips accurate ran 1.2-1.5x faster with the same
-faces, fast (24-48) 1.06-1.46x.
+8, 5.5 (at most 14) with 8-16; on the shared clips accurate ran 1.26-1.41x faster with the same
+faces, fast (24-48) 1.13-1.35x (docs/eval/steady_work.json).
 
 `settled_move` was chosen on the val identities' moving and occluded clips (followed NME 3.476 ->
 3.478 %, the same faces) and `settled_score` on the train identities' score sets: at 0.6 one

@@ -12,10 +12,11 @@ from facetracks.training.evaluate import evaluate
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "..", "shared", "data", "ytf68")
 torch.set_num_threads(2)
 p = load_profile("accurate", device="cpu")
-variants = {"refine1+flip (default, 4 fwd)": dict(refine=1, flip=True, flip_last=False),
-            "refine1+flip_last (3 fwd)": dict(refine=1, flip=False, flip_last=True),
-            "refine1 no mirror (2 fwd)": dict(refine=1, flip=False, flip_last=False),
-            "refine0+flip (2 fwd)": dict(refine=0, flip=True, flip_last=False)}
+# settled_move 0: every face refined, as when this was measured (before settled faces)
+variants = {"refine1+flip (default, 4 fwd)": dict(refine=1, flip=True, flip_last=False, settled_move=0.0),
+            "refine1+flip_last (3 fwd)": dict(refine=1, flip=False, flip_last=True, settled_move=0.0),
+            "refine1 no mirror (2 fwd)": dict(refine=1, flip=False, flip_last=False, settled_move=0.0),
+            "refine0+flip (2 fwd)": dict(refine=0, flip=True, flip_last=False, settled_move=0.0)}
 out = {}
 for name, kw in variants.items():
     pred = replace(p.predictor, **kw)
