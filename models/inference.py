@@ -23,7 +23,7 @@ from .crop_torch import warp_crops
 from .graphed import GraphedNet, wanted as graphs_wanted
 from .landmark_net import LandmarkNet, fused_for_inference
 from .landmarks68 import FLIP_PERM
-from .precision import forward_mixed, native_bf16
+from .precision import forward_mixed, native_bf16, resolve_device
 from .registry import ModelCfg, load_model
 from .score import ScoreParts, score_parts
 
@@ -80,7 +80,7 @@ class LandmarkPredictor:
         mixed precision the weights were trained in (bfloat16 convolutions, float32 head), float32
         on other CPUs (float16 and emulated bfloat16 are slow there). `half` False: float32 on any
         device. `device_crops` None: on CUDA."""
-        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dev = resolve_device(device)
         model, cfg = load_model(weights, dev)
         model = fused_for_inference(model)
         fast = half is None or half

@@ -11,6 +11,14 @@ import torch
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
+def resolve_device(device: str | None = None) -> torch.device:
+    """`None` or "auto": the GPU where there is one, else the CPU; anything else as torch reads it.
+    One rule for training and inference."""
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
 def native_bf16() -> bool:
     """Whether this CPU runs bfloat16 matmuls natively (AVX512-BF16 or AMX); elsewhere bfloat16 is
     emulated and slower than float32."""

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from facetracks.models.crop import BoxCalibration, CropSpec, square_from_box, square_from_points
 from facetracks.models.inference import LandmarkPredictor
-from facetracks.models.precision import forward_mixed, resolve_precision
+from facetracks.models.precision import forward_mixed, resolve_device, resolve_precision
 from facetracks.models.registry import HAAR_PRIOR, ModelCfg, create_model, export_compact, save_checkpoint
 
 from .data import Sample
@@ -71,12 +71,6 @@ class LandmarkDataset(Dataset):
              "det_square": self.det_squares[i]}
         out = (self.transform or train_transforms(self.spec, [self.seed, i]))(d)
         return {"image": out["image"], "target": out["target"]}
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def wing_loss(pred: torch.Tensor, target: torch.Tensor, w: float, eps: float, scale: float) -> torch.Tensor:
