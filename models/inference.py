@@ -133,12 +133,11 @@ class LandmarkPredictor:
             prev[~todo] = np.nan                 # a settled face: its pass disagreement is not measured
             if not todo.any():
                 break
-            sub = np.flatnonzero(todo)
+            sub = np.flatnonzero(todo)      # pts and mirrored are this call's own arrays: filled in place
             p, m = self._pass(_take(images, sub), square_from_points(pts[sub]), flip=last and k == self.refine - 1)
-            pts = pts.copy()
             pts[sub] = p
             if m is not None:
-                mirrored = np.zeros_like(pts) if mirrored is None else mirrored.copy()
+                mirrored = np.zeros_like(pts) if mirrored is None else mirrored
                 mirrored[sub] = m
         return pts, score_parts(pts, mirrored, prev)
 

@@ -50,7 +50,7 @@ def evaluate(predictor: LandmarkPredictor, data_dir: str, split: str, boxes: str
     res.update({
         "model": predictor.model_id, "split": split, "part": part, "boxes": boxes,
         "refine": predictor.refine, "flip": predictor.flip, "images": len(samples),
-        "settled": [getattr(predictor, "settled_move", 0.0), getattr(predictor, "settled_score", 1.0)],
+        "settled": [predictor.settled_move, predictor.settled_score],
         "faces_found": float(found.mean()),
         "with_misses": {"nme_mean_found": res["nme_mean"],
                         "failure_rate": float((per > FAILURE_NME).mean())},

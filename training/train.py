@@ -139,8 +139,8 @@ def train(cfg: TrainConfig, train_set: list[Sample], train_boxes: list[np.ndarra
         if ema and "ema_state_dict" in ck:
             ema.module.load_state_dict(ck["ema_state_dict"])
             ema.n_averaged.fill_(ck["ema_updates"])
-        elif ema:                                # begun without --ema: the average starts from here
-            ema.n_averaged.fill_(0)              # (its first update copies the weights)
+        elif ema:            # begun without --ema: the new average, never updated, starts here (its first
+                             # update copies the weights)
             log(f"{last} has no weight average (begun without --ema): it starts at epoch {ck['epoch'] + 2}")
         elif "ema_state_dict" in ck:
             log(f"{last} has a weight average (begun with --ema): without --ema it is left, the weights go on")
