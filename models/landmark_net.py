@@ -33,13 +33,43 @@ class BasicBlock(nn.Module):
         return self.act(y + (x if self.short is None else self.short(x)))
 
 
+class HeatmapHead(nn.Module):
+    """Each point as a soft choice of a cell of the last feature map plus an offset within it
+    (pixel-in-pixel, Jin et al. 2021, with a softmax in place of the argmax so the whole head trains
+    on the coordinates' own loss): one 1x1 conv gives, per point and cell, a logit and an (x, y)
+    offset in cell sides; the point is the probability-weighted mean of cell centre + offset.
+
+    Why: a fully connected head must learn every point's position at every place on the map from
+    few faces; here a cell that sees an eye corner says so wherever it is, and the offset keeps the
+    7x7 map's cells from limiting precision.
+    """
+
+    def __init__(self, cin: int, side: int, num_points: int):
+        super().__init__()
+        self.num_points, self.side = num_points, side
+        self.out = nn.Conv2d(cin, num_points * 3, 1)
+        c = (torch.arange(side, dtype=torch.float32) * 2 + 1) / side - 1       # cell centres in [-1, 1]
+        cy, cx = torch.meshgrid(c, c, indexing="ij")
+        self.register_buffer("centres", torch.stack([cx.flatten(), cy.flatten()]), persistent=False)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        o = self.out(feats).flatten(2).float()           # (B, 3P, cells); float32 even in a float16 model
+        p = self.num_points
+        prob = o[:, :p].softmax(-1)                                      # (B, P, cells)
+        pos = self.centres.float() + o[:, p:].unflatten(1, (p, 2)) * (2.0 / self.side)   # (B, P, 2, cells)
+        return (prob.unsqueeze(2) * pos).sum(-1).to(feats.dtype)
+
+
 class LandmarkNet(nn.Module):
-    """Input (B, 1, S, S) in [0, 1]; output (B, 68, 2) in crop-normalised coordinates (about [-1, 1])."""
+    """Input (B, 1, S, S) in [0, 1]; output (B, 68, 2) in crop-normalised coordinates (about [-1, 1]).
+    `head`: "fc" (the layout flattened into a fully connected regressor) or "heatmap" (`HeatmapHead`)."""
 
     def __init__(self, input_size: int, widths: tuple[int, ...], depths: tuple[int, ...], head_channels: int,
-                 hidden: int, num_points: int = NUM_POINTS):
+                 hidden: int, num_points: int = NUM_POINTS, head: str = "fc"):
         super().__init__()
-        self.num_points = num_points
+        if head not in ("fc", "heatmap"):
+            raise ValueError(f"unknown head {head!r} (fc or heatmap)")
+        self.num_points, self.head = num_points, head
         self.stem = nn.Sequential(_conv_bn(1, widths[0], stride=2), nn.ReLU(inplace=True))
         stages, cin = [], widths[0]
         for cout, depth in zip(widths[1:], depths):
@@ -49,13 +79,18 @@ class LandmarkNet(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.reduce = nn.Sequential(_conv_bn(cin, head_channels, k=1), nn.ReLU(inplace=True))
         side = input_size // 2 ** len(widths)
-        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(head_channels * side * side, hidden),
-                                nn.ReLU(inplace=True), nn.Linear(hidden, num_points * 2))
+        if head == "heatmap":
+            self.heatmap = HeatmapHead(head_channels, side, num_points)
+        else:
+            self.fc = nn.Sequential(nn.Flatten(), nn.Linear(head_channels * side * side, hidden),
+                                    nn.ReLU(inplace=True), nn.Linear(hidden, num_points * 2))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.reduce(self.stages(self.stem(x)))
 
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        if self.head == "heatmap":
+            return self.heatmap(feats)
         return self.fc(feats).view(-1, self.num_points, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,7 @@ class Arch:
     depths: tuple[int, ...]
     head_channels: int
     hidden: int
+    head: str = "fc"
 
     @property
     def crop(self) -> CropSpec:
@@ -40,7 +41,7 @@ class Arch:
     def net(self) -> dict:
         """LandmarkNet's arguments but the input size, as checkpoints store them ("arch")."""
         return {"widths": self.widths, "depths": self.depths, "head_channels": self.head_channels,
-                "hidden": self.hidden}
+                "hidden": self.hidden, "head": self.head}
 
 
 # Named architectures (timm-style): one name, one crop contract, one shipped weights file.
@@ -80,7 +81,7 @@ class ModelCfg:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelCfg":
-        arch = {k: tuple(v) if isinstance(v, list) else v for k, v in d["arch"].items()}
+        arch = {"head": "fc", **{k: tuple(v) if isinstance(v, list) else v for k, v in d["arch"].items()}}
         return cls(name=d["name"], version=d["version"], arch=arch, crop=CropSpec(**d["crop"]),
                    haar=BoxCalibration(**d["haar"]))
 

@@ -154,3 +154,35 @@ def test_settled_faces_skip_the_refine_pass(data_dir):
     assert (parts.score[settled] >= pred.settled_score).all()
     np.testing.assert_allclose(pts[~settled], ref[~settled], atol=0.05)    # the same passes, in a smaller batch
     assert nme(pts[settled], ref[settled]).mean() < 0.005
+
+
+def test_heatmap_head_puts_a_point_at_its_cell_plus_offset():
+    """A near one-hot cell and a known offset: the point is that cell's centre moved by the offset
+    (in cell sides), in crop-normalised coordinates (-1 and +1 the crop's edges)."""
+    from facetracks.models.landmark_net import HeatmapHead
+    head = HeatmapHead(cin=6, side=7, num_points=2)
+    head.out = torch.nn.Identity()                      # feed it the conv's output directly
+    o = torch.zeros(3, 6, 7, 7)
+    o[:, 0, 0, 0] = o[:, 1, 3, 6] = 50.0                # point 0 in the top-left cell, point 1 in row 3, column 6
+    o[:, 2:4] = 0.25                                    # point 0's offset (x, y): a quarter cell everywhere
+    y = head(o)
+    cell = 2 / 7
+    torch.testing.assert_close(y[:, 0], torch.full((3, 2), -1 + 0.75 * cell), atol=1e-4, rtol=0)
+    torch.testing.assert_close(y[:, 1], torch.tensor([-1 + 6.5 * cell, -1 + 3.5 * cell]).expand(3, 2),
+                               atol=1e-4, rtol=0)
+
+
+def test_a_heatmap_head_network_fuses_saves_and_loads(tmp_path):
+    cfg = ModelCfg.named("ft68-resnet-xs")
+    cfg.arch.update(head="heatmap", head_channels=32, hidden=0)
+    m = create_model(cfg).eval()
+    x = torch.rand(3, 1, 64, 64)
+    with torch.inference_mode():
+        torch.testing.assert_close(fused_for_inference(m)(x.contiguous(memory_format=torch.channels_last)), m(x),
+                                   atol=1e-4, rtol=1e-4)
+    p = str(tmp_path / "hm.pt")
+    save_checkpoint(p, m, cfg, compact=True)
+    m2, cfg2 = load_model(p)
+    assert cfg2.arch["head"] == "heatmap" and not hasattr(m2, "fc")
+    with torch.inference_mode():
+        assert torch.allclose(m(x), m2(x), atol=2e-2)
