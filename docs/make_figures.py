@@ -2,6 +2,8 @@
 
 - docs/sample_frame.png: a frame of the bundled sample with landmarks and three filters.
 - docs/training_curve.png: validation NME per epoch from RUN_DIR/log.jsonl (if given).
+- docs/eval/heads.png: validation NME per epoch of the two 60-epoch runs in docs/eval/heads/ (fc and
+  heatmap head, same body and recipe).
 The CED plot and prediction grid come from `facetracks evaluate --out docs/eval`.
 """
 import json
@@ -55,7 +57,18 @@ def training_curve(run_dir: str) -> None:
               os.path.join(ROOT, "docs", "training_curve.png"), xlabel="epoch", ymax=12)
 
 
+def head_curves() -> None:
+    runs = {"fc head (ft68-resnet-s)": "fc_60.jsonl", "heatmap head (ft68-resnet-s-hm)": "heatmap_60.jsonl"}
+    series = {}
+    for label, name in runs.items():
+        rows = [json.loads(line) for line in open(os.path.join(ROOT, "docs", "eval", "heads", name))]
+        series[label] = [(r["epoch"], 100 * r["val_nme"]) for r in rows if r["val_nme"] is not None and r["epoch"] >= 10]
+    line_plot(series, os.path.join(ROOT, "docs", "eval", "heads.png"), xlabel="epoch (val identities, one pass)",
+              ymax=10)
+
+
 if __name__ == "__main__":
+    head_curves()
     sample_frame()
     if len(sys.argv) > 1:
         training_curve(sys.argv[1])

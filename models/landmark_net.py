@@ -1,8 +1,10 @@
 """LandmarkNet: a small residual CNN that regresses 68 (x, y) points from a grayscale face crop.
 
 Why this shape: faces in video are small (YTF median inter-ocular distance 43 px), so a 112 px
-input loses nothing; three stride-2 residual stages keep a 7x7 map whose layout the head flattens
-(global pooling would throw away where things are, which is the whole task). Trains in well under
+input loses nothing; three stride-2 residual stages keep a 7x7 map whose layout the head keeps
+(global pooling would throw away where things are, which is the whole task): flattened into a
+fully connected regressor ("fc"), or read cell by cell ("heatmap", the default model's since
+2026.11.27: 3.96 -> 3.87 % identity-test NME at the same cost). Trains in well under
 an hour on a 2-core CPU and costs about 1 ms per face there.
 """
 from __future__ import annotations

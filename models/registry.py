@@ -19,7 +19,7 @@ from .landmark_net import LandmarkNet
 
 FORMAT = "facetracks-landmarks/1"
 WEIGHTS_DIR = os.path.join(os.path.dirname(__file__), "weights")
-DEFAULT_MODEL = "ft68-resnet-s"
+DEFAULT_MODEL = "ft68-resnet-s-hm"
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,13 @@ class Arch:
 
 # Named architectures (timm-style): one name, one crop contract, one shipped weights file.
 ARCHS: dict[str, Arch] = {
-    # the accurate default: ~265 M multiply-adds a crop
+    # the accurate default until 2026.11.27: ~265 M multiply-adds a crop
     "ft68-resnet-s": Arch(112, 1.35, widths=(32, 64, 128, 192), depths=(1, 2, 2), head_channels=64, hidden=256),
     # the fast preset's model: 64 px input, ~12 M multiply-adds, ~9x cheaper per crop on a CPU
     "ft68-resnet-xs": Arch(64, 1.35, widths=(16, 32, 64, 128), depths=(1, 1, 1), head_channels=32, hidden=256),
+    # the accurate default: ft68-resnet-s's body with the heatmap head (landmark_net.HeatmapHead)
+    "ft68-resnet-s-hm": Arch(112, 1.35, widths=(32, 64, 128, 192), depths=(1, 2, 2), head_channels=128, hidden=0,
+                             head="heatmap"),
 }
 
 # Haar box -> face square before any training data has been seen (fitted on the shipped models' data);

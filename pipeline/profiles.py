@@ -64,7 +64,7 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "accurate": Profile("ft68-resnet-s", detector={"scale_factor": 1.15, "min_neighbors": 3},
+    "accurate": Profile("ft68-resnet-s-hm", detector={"scale_factor": 1.15, "min_neighbors": 3},
                         follow={"min_score": 0.45, "look_near": True, "hold_lost": True, "max_detect_every": 16},
                         predictor={"refine": 1, "flip": True, "settled_move": 0.03, "settled_score": 0.7}),
     "fast": Profile("ft68-resnet-xs", detector={"detect_side": 320, "scale_factor": 1.2, "min_neighbors": 3},
