@@ -4,6 +4,7 @@ shipped architectures, so the head is an override of the arch here). Reads ../sh
 writes /tmp/exp/xs-HEAD-60 (box caches copied from an earlier run there when present)."""
 import json
 import os
+import shutil
 import sys
 
 head = sys.argv[1]
@@ -17,7 +18,7 @@ os.makedirs(out, exist_ok=True)
 for f in ("haar_boxes_train_identity_all.json", "haar_boxes_val_identity_all.json"):
     src = f"/tmp/exp/ft68-resnet-s-60/{f}"
     if os.path.exists(src) and not os.path.exists(os.path.join(out, f)):
-        os.system(f"cp {src} {out}/")
+        shutil.copy(src, out)
 tr, va = load_split(D, "identity", "train"), load_split(D, "identity", "val")
 tb, vb = _boxes(out, "train_identity_all", tr, HaarDetector), _boxes(out, "val_identity_all", va, HaarDetector)
 model = {"head": "heatmap", "head_channels": 64, "hidden": 0} if head == "heatmap" else {}
