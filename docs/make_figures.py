@@ -2,8 +2,8 @@
 
 - docs/sample_frame.png: a frame of the bundled sample with landmarks and three filters.
 - docs/training_curve.png: validation NME per epoch from RUN_DIR/log.jsonl (if given).
-- docs/eval/heads.png: validation NME per epoch of the two 60-epoch runs in docs/eval/heads/ (fc and
-  heatmap head, same body and recipe).
+- docs/eval/heads.png: validation NME per epoch of the 60-epoch runs in docs/eval/heads/ (fc and
+  heatmap head, same body and recipe; the two-level head, on the same body and on a slimmer one).
 The CED plot and prediction grid come from `facetracks evaluate --out docs/eval`.
 """
 import json
@@ -58,7 +58,8 @@ def training_curve(run_dir: str) -> None:
 
 
 def head_curves() -> None:
-    runs = {"fc head (ft68-resnet-s)": "fc_60.jsonl", "heatmap head (ft68-resnet-s-hm)": "heatmap_60.jsonl"}
+    runs = {"fc head (ft68-resnet-s)": "fc_60.jsonl", "heatmap head (ft68-resnet-s-hm)": "heatmap_60.jsonl",
+            "heatmap head, 2 levels": "hl2_60.jsonl", "slim body, 2 levels (ft68-resnet-slim-hm)": "slim2_60.jsonl"}
     series = {}
     for label, name in runs.items():
         rows = [json.loads(line) for line in open(os.path.join(ROOT, "docs", "eval", "heads", name))]

@@ -30,3 +30,19 @@ positive_float = bounded(float, lambda v: v > 0, "> 0")
 unit_float = bounded(float, lambda v: 0 <= v <= 1, "in [0, 1]")
 scale_step = bounded(float, lambda v: v > 1, "> 1 (the Haar scale step)")
 crf = bounded(int, lambda v: 0 <= v <= 51, "in 0..51")
+
+
+ARCH_FIELDS = {"widths": tuple, "depths": tuple, "head_channels": int, "hidden": int, "head": str, "head_levels": int}
+
+
+def arch_override(text: str) -> tuple[str, object]:
+    """`KEY=VALUE` changing one field of a named architecture (`widths=24,48,96,144`,
+    `head_levels=2`), for experiments; the checkpoint records the architecture it was trained as."""
+    key, sep, value = text.partition("=")
+    if not sep or key not in ARCH_FIELDS:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE with KEY one of {', '.join(ARCH_FIELDS)}")
+    kind = ARCH_FIELDS[key]
+    try:
+        return key, tuple(int(v) for v in value.split(",")) if kind is tuple else kind(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: {key} takes {'integers, comma-separated' if kind is tuple else kind.__name__}")

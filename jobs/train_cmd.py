@@ -8,6 +8,8 @@ import os
 import numpy as np
 
 from facetracks.models.registry import ARCHS
+
+from .argtypes import arch_override
 from facetracks.pipeline.detect import HaarDetector
 from facetracks.training.boxes import detect_boxes
 from facetracks.training.data import load_split
@@ -20,6 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="identity", choices=["identity", "official"])
     p.add_argument("--out", required=True, help="run folder: checkpoints, log.jsonl, config.json")
     p.add_argument("--model", default=TrainConfig.model_name, choices=sorted(ARCHS), help="architecture")
+    p.add_argument("--arch", type=arch_override, action="append", default=[], metavar="KEY=VALUE",
+                   help="change one field of the model's architecture, e.g. head_levels=2 (repeatable)")
     p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     p.add_argument("--lr", type=float, default=TrainConfig.lr)
@@ -78,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       threads=args.threads, version=args.version, precision=args.precision,
                       model_name=args.model, device=args.device, workers=args.workers, ema=args.ema,
-                      val_every=args.val_every)
+                      val_every=args.val_every, model=dict(args.arch))
     suffix = f"{args.split}_{args.limit or 'all'}"
     train_name = f"train{'+val' if args.include_val else ''}_{suffix}"
     result = train(cfg, train_set, _boxes(args.out, train_name, train_set, make_detector),

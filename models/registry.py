@@ -19,7 +19,7 @@ from .landmark_net import LandmarkNet
 
 FORMAT = "facetracks-landmarks/1"
 WEIGHTS_DIR = os.path.join(os.path.dirname(__file__), "weights")
-DEFAULT_MODEL = "ft68-resnet-s-hm"
+DEFAULT_MODEL = "ft68-resnet-slim-hm"
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class Arch:
     head_channels: int
     hidden: int
     head: str = "fc"
+    head_levels: int = 1
 
     @property
     def crop(self) -> CropSpec:
@@ -41,18 +42,27 @@ class Arch:
     def net(self) -> dict:
         """LandmarkNet's arguments but the input size, as checkpoints store them ("arch")."""
         return {"widths": self.widths, "depths": self.depths, "head_channels": self.head_channels,
-                "hidden": self.hidden, "head": self.head}
+                "hidden": self.hidden, "head": self.head, "head_levels": self.head_levels}
 
 
 # Named architectures (timm-style): one name, one crop contract, one shipped weights file.
 ARCHS: dict[str, Arch] = {
-    # the accurate default until 2026.11.27: ~265 M multiply-adds a crop
+    # the accurate default until 2026.11.27: ~211 M multiply-adds a crop
     "ft68-resnet-s": Arch(112, 1.35, widths=(32, 64, 128, 192), depths=(1, 2, 2), head_channels=64, hidden=256),
     # the fast preset's model: 64 px input, ~12 M multiply-adds, ~9x cheaper per crop on a CPU
     "ft68-resnet-xs": Arch(64, 1.35, widths=(16, 32, 64, 128), depths=(1, 1, 1), head_channels=32, hidden=256),
-    # the accurate default: ft68-resnet-s's body with the heatmap head (landmark_net.HeatmapHead)
+    # the accurate default from 2026.11.27 to 2026.11.27b: ft68-resnet-s's body with the heatmap head
+    # (landmark_net.HeatmapHead), ~212 M multiply-adds
     "ft68-resnet-s-hm": Arch(112, 1.35, widths=(32, 64, 128, 192), depths=(1, 2, 2), head_channels=128, hidden=0,
                              head="heatmap"),
+    # the accurate default since 2026.11.27b: a slimmer body (~148 M multiply-adds, 0.7x) whose heatmap
+    # head also reads the stage before the last (head_levels=2, a 14x14 map); 3.84 % identity test
+    "ft68-resnet-slim-hm": Arch(112, 1.35, widths=(24, 48, 96, 160), depths=(1, 2, 2), head_channels=96, hidden=0,
+                                head="heatmap", head_levels=2),
+    # ft68-resnet-xs's body with a two-level heatmap head (an 8x8 map; the last stage's 4x4 alone is
+    # too coarse to choose cells from): 4.10 % as fast runs it, not fast's yet (its score, README)
+    "ft68-resnet-xs-hm": Arch(64, 1.35, widths=(16, 32, 64, 128), depths=(1, 1, 1), head_channels=64, hidden=0,
+                              head="heatmap", head_levels=2),
 }
 
 # Haar box -> face square before any training data has been seen (fitted on the shipped models' data);
@@ -84,7 +94,9 @@ class ModelCfg:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelCfg":
-        arch = {"head": "fc", **{k: tuple(v) if isinstance(v, list) else v for k, v in d["arch"].items()}}
+        # fields added since a checkpoint was written take the value every network had before them
+        arch = {"head": "fc", "head_levels": 1,
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in d["arch"].items()}}
         return cls(name=d["name"], version=d["version"], arch=arch, crop=CropSpec(**d["crop"]),
                    haar=BoxCalibration(**d["haar"]))
 

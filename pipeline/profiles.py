@@ -1,7 +1,7 @@
 """Named parameter sets for the whole annotate path: which model, how the detector runs, how faces
 are followed. A profile is a starting point; any option given on its own overrides it.
 
-- `accurate` (default): the 265 M multiply-add model with a refine pass and mirrored averaging,
+- `accurate` (default): the 148 M multiply-add model with a refine pass and mirrored averaging,
   the detector every 8 frames on frames downscaled to 640 px, every 16 while its rounds change
   nothing. The numbers in the model card. A face whose first-pass square barely moved from the
   square it was cut from (in video, a followed face) and that the mirrored read trusts skips the
@@ -64,7 +64,7 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "accurate": Profile("ft68-resnet-s-hm", detector={"scale_factor": 1.15, "min_neighbors": 3},
+    "accurate": Profile("ft68-resnet-slim-hm", detector={"scale_factor": 1.15, "min_neighbors": 3},
                         follow={"min_score": 0.45, "look_near": True, "hold_lost": True, "max_detect_every": 16},
                         predictor={"refine": 1, "flip": True, "settled_move": 0.03, "settled_score": 0.7}),
     "fast": Profile("ft68-resnet-xs", detector={"detect_side": 320, "scale_factor": 1.2, "min_neighbors": 3},

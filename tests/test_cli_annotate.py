@@ -62,7 +62,7 @@ def test_output_mirrors_tree_with_schema_and_metadata(job):
     assert t.schema.remove_metadata().equals(SCHEMA)
     assert all(c in t.column_names for c in POINT_COLUMNS)
     meta = read_meta(str(path))
-    assert meta["schema_version"] == SCHEMA_VERSION == 2 and meta["model"].startswith("ft68-resnet-s-hm@")
+    assert meta["schema_version"] == SCHEMA_VERSION == 2 and meta["model"].startswith("ft68-resnet-slim-hm@")
     src_meta = meta["source"]
     assert src_meta["width"] == 320 and src_meta["height"] == 240 and src_meta["rotation"] == 0
     assert src_meta["codec"] == "h264" and meta["frame_count"] == 8 == t.num_rows

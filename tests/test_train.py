@@ -73,6 +73,17 @@ def test_training_without_a_held_out_set_keeps_the_last_epoch(data_dir, tmp_path
     load_model(str(tmp_path / "model.pt"))
 
 
+def test_train_command_arch_overrides_reach_the_checkpoint(data_dir, tmp_path):
+    from facetracks.jobs.cli import main
+    out = tmp_path / "run"
+    assert main(["train", "--data", data_dir, "--out", str(out), "--model", "ft68-resnet-xs", "--epochs", "1",
+                 "--limit", "8", "--batch-size", "4", "--arch", "head=heatmap", "--arch", "hidden=0",
+                 "--arch", "widths=8,16,32,48", "--arch", "head_levels=3"]) == 0
+    model, mcfg = load_model(str(out / "model.pt"))
+    assert mcfg.arch["widths"] == (8, 16, 32, 48) and mcfg.arch["head_levels"] == 3
+    assert model.heatmap.side == 16
+
+
 def test_an_empty_part_leaves_the_box_cache_alone(tmp_path):
     """--include-val hands the val part over as empty: it must not overwrite a real val cache with []."""
     from facetracks.jobs.train_cmd import _boxes

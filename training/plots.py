@@ -6,6 +6,8 @@ import numpy as np
 
 from facetracks.models.draw import draw_landmarks
 
+COLORS = [(200, 80, 0), (0, 140, 255), (0, 160, 0), (180, 0, 180)]   # BGR, one per series
+
 
 def ced_plot(curves: dict[str, np.ndarray], path: str, max_nme: float = 0.10, size=(640, 440)) -> None:
     """Cumulative error distribution: share of images (y) with NME below x, one curve per entry."""
@@ -27,15 +29,14 @@ def ced_plot(curves: dict[str, np.ndarray], path: str, max_nme: float = 0.10, si
     cv2.rectangle(img, xy(0, 1), xy(max_nme, 0), (0, 0, 0), 1)
     cv2.putText(img, "NME (% of outer-eye-corner distance)", (left + pw // 2 - 130, h - 12),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    colors = [(200, 80, 0), (0, 140, 255), (0, 160, 0), (180, 0, 180)]
     for k, (label, values) in enumerate(curves.items()):
         v = np.sort(np.asarray(values, np.float64))
         xs = np.linspace(0, max_nme, 200)
         ys = np.searchsorted(v, xs, side="right") / max(1, len(v))
         pts = np.array([xy(x, y) for x, y in zip(xs, ys)], np.int32)
-        cv2.polylines(img, [pts], False, colors[k % len(colors)], 2, cv2.LINE_AA)
+        cv2.polylines(img, [pts], False, COLORS[k % len(COLORS)], 2, cv2.LINE_AA)
         cv2.putText(img, label, (left + 10, top + 20 + 18 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                    colors[k % len(colors)], 1, cv2.LINE_AA)
+                    COLORS[k % len(COLORS)], 1, cv2.LINE_AA)
     cv2.imwrite(path, img)
 
 
@@ -81,10 +82,9 @@ def line_plot(series: dict[str, list[tuple[float, float]]], path: str, xlabel: s
                     (0, 0, 0), 1, cv2.LINE_AA)
     cv2.rectangle(img, xy(x0, y1), xy(x1, 0), (0, 0, 0), 1)
     cv2.putText(img, xlabel, (left + pw // 2 - 20, h - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    colors = [(200, 80, 0), (0, 140, 255), (0, 160, 0)]
     for k, (label, pts) in enumerate(series.items()):
         p = np.array([xy(x, y) for x, y in pts], np.int32)
-        cv2.polylines(img, [p], False, colors[k % 3], 2, cv2.LINE_AA)
-        cv2.putText(img, label, (left + 10, top + 20 + 18 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colors[k % 3], 1,
+        cv2.polylines(img, [p], False, COLORS[k % len(COLORS)], 2, cv2.LINE_AA)
+        cv2.putText(img, label, (left + 10, top + 20 + 18 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.45, COLORS[k % len(COLORS)], 1,
                     cv2.LINE_AA)
     cv2.imwrite(path, img)

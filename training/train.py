@@ -48,7 +48,7 @@ class TrainConfig:
     val_every: int = 1               # epochs between validations (the last epoch is always validated)
     ema: float = 0.0                 # decay per step of an exponential moving average of the weights
                                      # (0: off); when on, the average is what is validated and shipped
-    model_name: str = "ft68-resnet-s-hm"        # a name in models.registry.ARCHS
+    model_name: str = "ft68-resnet-slim-hm"     # a name in models.registry.ARCHS
     model: dict = field(default_factory=dict)   # overrides of its arch
 
 

@@ -14,7 +14,7 @@
 # The machine has torch (CUDA), numpy, pandas, OpenCV 5 (no cascade: the Haar boxes come in the pack).
 set -u -o pipefail
 
-MODEL=${MODEL:-ft68-resnet-s-hm}
+MODEL=${MODEL:-ft68-resnet-slim-hm}
 EPOCHS=${EPOCHS:-300}
 EMA=${EMA:-0.999}
 WORKERS=${WORKERS:-12}                 # processes augmenting batches (the CPU is the bottleneck there)
