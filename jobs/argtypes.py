@@ -6,6 +6,8 @@ import argparse
 import math
 from typing import Callable
 
+from facetracks.models.registry import ARCHS, DEFAULT_MODEL
+
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
                 "placebo")
 
@@ -32,7 +34,7 @@ scale_step = bounded(float, lambda v: v > 1, "> 1 (the Haar scale step)")
 crf = bounded(int, lambda v: 0 <= v <= 51, "in 0..51")
 
 
-ARCH_FIELDS = {"widths": tuple, "depths": tuple, "head_channels": int, "hidden": int, "head": str, "head_levels": int}
+ARCH_FIELDS = {k: type(v) for k, v in ARCHS[DEFAULT_MODEL].net().items()}   # widths: tuple, head: str, ...
 
 
 def arch_override(text: str) -> tuple[str, object]:

@@ -7,13 +7,13 @@ import os
 
 import numpy as np
 
-from facetracks.models.registry import ARCHS
-
-from .argtypes import arch_override
+from facetracks.models.registry import ARCHS, ModelCfg, create_model
 from facetracks.pipeline.detect import HaarDetector
 from facetracks.training.boxes import detect_boxes
 from facetracks.training.data import load_split
 from facetracks.training.train import TrainConfig, train
+
+from .argtypes import arch_override
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -70,6 +70,12 @@ def _boxes(out: str, name: str, samples, make_detector) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
+    cfg = ModelCfg.named(args.model)
+    cfg.arch.update(dict(args.arch))
+    try:                             # before a minute of loading and detecting, not after
+        create_model(cfg)
+    except ValueError as e:
+        raise SystemExit(f"facetracks train: --model {args.model} with --arch {dict(args.arch)}: {e}")
     os.makedirs(args.out, exist_ok=True)
     train_set = load_split(args.data, args.split, "train", args.limit)
     val_part = "val" if args.split == "identity" else "test"

@@ -45,7 +45,7 @@ class HeatmapHead(nn.Module):
 
     Why: a fully connected head must learn every point's position at every place on the map from
     few faces; here a cell that sees an eye corner says so wherever it is, and the offset keeps the
-    7x7 map's cells from limiting precision.
+    map's cells (7x7 or 14x14 at 112 px) from limiting precision.
     """
 
     def __init__(self, cin: int, side: int, num_points: int):
@@ -69,13 +69,17 @@ class LandmarkNet(nn.Module):
     `head`: "fc" (the layout flattened into a fully connected regressor) or "heatmap" (`HeatmapHead`).
     `head_levels`: how many of the last stages feed the heatmap head; 2 adds the stage before the last
     (top-down, as in a feature pyramid), so the head reads a map of twice the side: finer cells
-    for the points to choose from, at about 10 % more multiply-adds."""
+    for the points to choose from, at 17 % more multiply-adds on ft68-resnet-s's body."""
 
     def __init__(self, input_size: int, widths: tuple[int, ...], depths: tuple[int, ...], head_channels: int,
                  hidden: int, num_points: int = NUM_POINTS, head: str = "fc", head_levels: int = 1):
         super().__init__()
         if head not in ("fc", "heatmap"):
             raise ValueError(f"unknown head {head!r} (fc or heatmap)")
+        if len(widths) != len(depths) + 1:
+            raise ValueError(f"widths {widths}: one for the stem and one per stage, {len(depths) + 1} for depths {depths}")
+        if input_size % 2 ** len(widths):
+            raise ValueError(f"input size {input_size}: must divide by {2 ** len(widths)} (one halving per width)")
         if not 1 <= head_levels <= len(depths) or (head_levels > 1 and head != "heatmap"):
             raise ValueError(f"head_levels {head_levels}: 1, or up to {len(depths)} with the heatmap head")
         self.num_points, self.head = num_points, head

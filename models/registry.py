@@ -49,7 +49,7 @@ class Arch:
 ARCHS: dict[str, Arch] = {
     # the accurate default until 2026.11.27: ~211 M multiply-adds a crop
     "ft68-resnet-s": Arch(112, 1.35, widths=(32, 64, 128, 192), depths=(1, 2, 2), head_channels=64, hidden=256),
-    # the fast preset's model: 64 px input, ~12 M multiply-adds, ~9x cheaper per crop on a CPU
+    # the fast preset's model: 64 px input, ~11 M multiply-adds, ~9x cheaper per crop on a CPU
     "ft68-resnet-xs": Arch(64, 1.35, widths=(16, 32, 64, 128), depths=(1, 1, 1), head_channels=32, hidden=256),
     # the accurate default from 2026.11.27 to 2026.11.27b: ft68-resnet-s's body with the heatmap head
     # (landmark_net.HeatmapHead), ~212 M multiply-adds

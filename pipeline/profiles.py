@@ -6,7 +6,7 @@ are followed. A profile is a starting point; any option given on its own overrid
   nothing. The numbers in the model card. A face whose first-pass square barely moved from the
   square it was cut from (in video, a followed face) and that the mirrored read trusts skips the
   refine pass (`settled_move` 0.03, `settled_score` 0.7).
-- `fast`: for volume on CPUs. The 12 M multiply-add model, a refine pass mirrored on its last
+- `fast`: for volume on CPUs. The 11 M multiply-add model, a refine pass mirrored on its last
   pass only (one forward more than none: the mirror is what lets the score see a crop the network
   cannot read), the detector every 24 frames at 320 px with a coarser scale step, every 48 while
   its rounds change nothing. New faces in a steady shot are picked up within 2 s at 25 fps; a
@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 import torch
 
 from facetracks.models.inference import LandmarkPredictor
+from facetracks.models.registry import DEFAULT_MODEL
 
 from .detect import FaceDetector, HaarDetector
 from .haar_torch import TorchHaarDetector
@@ -64,7 +65,7 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "accurate": Profile("ft68-resnet-slim-hm", detector={"scale_factor": 1.15, "min_neighbors": 3},
+    "accurate": Profile(DEFAULT_MODEL, detector={"scale_factor": 1.15, "min_neighbors": 3},
                         follow={"min_score": 0.45, "look_near": True, "hold_lost": True, "max_detect_every": 16},
                         predictor={"refine": 1, "flip": True, "settled_move": 0.03, "settled_score": 0.7}),
     "fast": Profile("ft68-resnet-xs", detector={"detect_side": 320, "scale_factor": 1.2, "min_neighbors": 3},

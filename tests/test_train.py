@@ -1,6 +1,8 @@
 import json
+from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
 
 from facetracks.models.registry import load_model
@@ -46,6 +48,9 @@ def test_resume_continues_from_last_epoch(data_dir, tmp_path):
     res = train(cfg, samples, [None] * 16, samples[:4], [None] * 4, str(tmp_path), resume=True, log=msgs.append)
     assert any("resumed" in m for m in msgs)
     assert [h["epoch"] for h in res["history"]] == [1, 2]
+    with pytest.raises(ValueError, match="begun as"):     # another architecture cannot take these weights
+        train(replace(cfg, epochs=3, model={"head_levels": 1}), samples, [None] * 16, samples[:4], [None] * 4,
+              str(tmp_path), resume=True, log=msgs.append)
 
 
 def test_bf16_forward_keeps_the_head_in_float32_and_close_to_float32():
@@ -82,6 +87,9 @@ def test_train_command_arch_overrides_reach_the_checkpoint(data_dir, tmp_path):
     model, mcfg = load_model(str(out / "model.pt"))
     assert mcfg.arch["widths"] == (8, 16, 32, 48) and mcfg.arch["head_levels"] == 3
     assert model.heatmap.side == 16
+    with pytest.raises(SystemExit, match="one per stage"):       # refused before any data is read
+        main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "bad"), "--arch", "depths=1,1"])
+    assert not (tmp_path / "bad").exists()
 
 
 def test_an_empty_part_leaves_the_box_cache_alone(tmp_path):

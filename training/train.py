@@ -23,7 +23,7 @@ from tqdm import tqdm
 from facetracks.models.crop import BoxCalibration, CropSpec, square_from_box, square_from_points
 from facetracks.models.inference import LandmarkPredictor
 from facetracks.models.precision import forward_mixed, resolve_device, resolve_precision
-from facetracks.models.registry import HAAR_PRIOR, ModelCfg, create_model, export_compact, save_checkpoint
+from facetracks.models.registry import DEFAULT_MODEL, HAAR_PRIOR, ModelCfg, create_model, export_compact, save_checkpoint
 
 from .data import Sample
 from .metrics import nme
@@ -48,7 +48,7 @@ class TrainConfig:
     val_every: int = 1               # epochs between validations (the last epoch is always validated)
     ema: float = 0.0                 # decay per step of an exponential moving average of the weights
                                      # (0: off); when on, the average is what is validated and shipped
-    model_name: str = "ft68-resnet-slim-hm"     # a name in models.registry.ARCHS
+    model_name: str = DEFAULT_MODEL             # a name in models.registry.ARCHS
     model: dict = field(default_factory=dict)   # overrides of its arch
 
 
@@ -135,6 +135,10 @@ def train(cfg: TrainConfig, train_set: list[Sample], train_boxes: list[np.ndarra
     last = os.path.join(out_dir, "last.pt")
     if resume and os.path.exists(last):
         ck = torch.load(last, map_location=dev, weights_only=True)
+        begun = ModelCfg.from_dict(ck["config"])
+        if (begun.name, begun.arch) != (mcfg.name, mcfg.arch):
+            raise ValueError(f"{last}: begun as {begun.name} {begun.arch}, resumed as {mcfg.name} {mcfg.arch}: "
+                             f"resume with the --model and --arch it was begun with")
         model.load_state_dict(ck["state_dict"])
         if ema and "ema_state_dict" in ck:
             ema.module.load_state_dict(ck["ema_state_dict"])
