@@ -70,10 +70,8 @@ def _boxes(out: str, name: str, samples, make_detector) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = ModelCfg.named(args.model)
-    cfg.arch.update(dict(args.arch))
     try:                             # before a minute of loading and detecting, not after
-        create_model(cfg)
+        create_model(ModelCfg.named(args.model, arch=dict(args.arch)))
     except ValueError as e:
         raise SystemExit(f"facetracks train: --model {args.model} with --arch {dict(args.arch)}: {e}")
     os.makedirs(args.out, exist_ok=True)

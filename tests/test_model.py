@@ -56,16 +56,21 @@ def test_crop_and_network_need_an_explicit_spec():
             make()
 
 
-def test_fused_model_gives_the_same_points():
-    m = create_model(ModelCfg.named("ft68-resnet-xs"))
-    for mod in m.modules():             # BatchNorm statistics that are not the identity
+def _with_batchnorm_statistics(m: torch.nn.Module) -> torch.nn.Module:
+    """BatchNorm statistics that are not the identity (an untrained net's are), so folding them is
+    really tested; in eval mode."""
+    for mod in m.modules():
         if isinstance(mod, torch.nn.BatchNorm2d):
             mod.running_mean.uniform_(-0.5, 0.5)
             mod.running_var.uniform_(0.5, 2.0)
             mod.weight.data.uniform_(0.5, 1.5)
-    m.eval()
+    return m.eval()
+
+
+def test_fused_model_gives_the_same_points():
+    m = _with_batchnorm_statistics(create_model(ModelCfg.named("ft68-resnet-xs")))
     f = fused_for_inference(m)
-    assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in f.modules())
+    assert not any(isinstance(mod, torch.nn.BatchNorm2d) for mod in f.modules())
     x = torch.rand(5, 1, 64, 64)
     with torch.inference_mode():
         torch.testing.assert_close(f(x.contiguous(memory_format=torch.channels_last)), m(x), atol=1e-4, rtol=1e-4)
@@ -192,19 +197,12 @@ def test_a_heatmap_head_network_fuses_saves_and_loads(tmp_path):
 
 
 def test_a_two_level_heatmap_head_reads_a_map_of_twice_the_side_and_survives_fusing_and_saving(tmp_path):
-    cfg = ModelCfg.named("ft68-resnet-xs")
-    cfg.arch.update(head="heatmap", head_channels=32, hidden=0, head_levels=2)
-    m = create_model(cfg)
-    for mod in m.modules():             # BatchNorm statistics that are not the identity: the folding is tested
-        if isinstance(mod, torch.nn.BatchNorm2d):
-            mod.running_mean.uniform_(-0.5, 0.5)
-            mod.running_var.uniform_(0.5, 2.0)
-            mod.weight.data.uniform_(0.5, 1.5)
-    m.eval()
+    cfg = ModelCfg.named("ft68-resnet-xs", arch={"head": "heatmap", "head_channels": 32, "hidden": 0, "head_levels": 2})
+    m = _with_batchnorm_statistics(create_model(cfg))
     assert m.heatmap.side == 2 * 64 // 16 and m.heatmap.centres.shape == (2, 64)
     x = torch.rand(3, 1, 64, 64)
     f = fused_for_inference(m)
-    assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in f.modules())
+    assert not any(isinstance(mod, torch.nn.BatchNorm2d) for mod in f.modules())
     with torch.inference_mode():
         assert m.forward_features(x).shape == (3, 32, 8, 8)
         torch.testing.assert_close(f(x.contiguous(memory_format=torch.channels_last)), m(x), atol=1e-4, rtol=1e-4)
@@ -215,6 +213,6 @@ def test_a_two_level_heatmap_head_reads_a_map_of_twice_the_side_and_survives_fus
     with torch.inference_mode():
         assert torch.allclose(m(x), m2(x), atol=2e-2)
     with pytest.raises(ValueError, match="head_levels"):
-        create_model(ModelCfg("x", "v", {**ARCHS["ft68-resnet-xs"].net(), "head_levels": 2}, cfg.crop, cfg.haar))
+        create_model(ModelCfg.named("ft68-resnet-xs", arch={"head_levels": 2}))
     with pytest.raises(ValueError, match="one per stage"):
-        create_model(ModelCfg("x", "v", {**ARCHS["ft68-resnet-xs"].net(), "depths": (1, 1)}, cfg.crop, cfg.haar))
+        create_model(ModelCfg.named("ft68-resnet-xs", arch={"depths": [1, 1]}))

@@ -120,8 +120,8 @@ def train(cfg: TrainConfig, train_set: list[Sample], train_boxes: list[np.ndarra
     _seed_all(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    mcfg = ModelCfg.named(cfg.model_name, version=cfg.version, haar=fit_calibration(train_set, train_boxes))
-    mcfg.arch.update({k: tuple(v) if isinstance(v, list) else v for k, v in cfg.model.items()})
+    mcfg = ModelCfg.named(cfg.model_name, version=cfg.version, haar=fit_calibration(train_set, train_boxes),
+                          arch=cfg.model)
     model = create_model(mcfg).to(dev, memory_format=torch.channels_last)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
     shipped = ema.module if ema else model       # what is validated, checkpointed as best and exported
