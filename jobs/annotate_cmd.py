@@ -97,6 +97,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--look-near", action=argparse.BooleanOptionalAction, default=None,
                    help="look for a face whose score dropped in a window around where it was, not on the whole "
                         "frame (default: the profile's; accurate does)")
+    g.add_argument("--rescan-changed", type=nonneg_float,
+                   help="a whole-frame detection rescans only the 16 px cells whose grey levels moved by this much "
+                        "on average since they were last scanned, and not the faces followed (a still camera's "
+                        "background is not read again); 0: scan the whole frame each time (default: the profile's, 8)")
+    g.add_argument("--full-scan-every", type=positive_int,
+                   help=f"with --rescan-changed, frames between whole-frame scans at most (default {f.full_scan_every})")
     g.add_argument("--refine", type=nonneg_int, help="re-crop passes around predicted points")
     g.add_argument("--no-flip", action="store_true", help="skip mirrored test-time averaging (faster)")
     g.add_argument("--settled-move", type=nonneg_float,
@@ -127,7 +133,8 @@ def run_params(args: argparse.Namespace, prof) -> tuple[dict, dict, dict]:
     follow = _given({"detect_every": args.detect_every, "idle_detect_every": args.idle_detect_every,
                      "min_score": args.min_score, "max_faces": args.max_faces, "cut_threshold": args.cut_threshold,
                      "batch_size": args.batch_size, "look_near": args.look_near, "hold_lost": args.hold_lost,
-                     "max_detect_every": args.max_detect_every},
+                     "max_detect_every": args.max_detect_every, "rescan_changed": args.rescan_changed,
+                     "full_scan_every": args.full_scan_every},
                     prof.follow, FollowParams())
     if args.detect_every is not None and args.max_detect_every is None:
         follow["max_detect_every"] = 0      # a cadence given is kept as given ("1: every frame"), not stretched

@@ -68,7 +68,8 @@ class SharedStages:
         with self._cv:
             self._streams += 1
         try:
-            yield StreamDetector(self), StreamLandmarker(self)
+            det = RegionStreamDetector(self) if hasattr(self.detector, "detect_in") else StreamDetector(self)
+            yield det, StreamLandmarker(self)
         finally:
             with self._cv:
                 self._streams -= 1
@@ -118,7 +119,10 @@ class SharedStages:
         t = time.perf_counter()
         by_shape: dict[tuple, list[_Call]] = {}
         for c in calls:
-            by_shape.setdefault(c.args[0].shape, []).append(c)
+            if len(c.args) > 1:            # a rectangle of a frame (change_scan.py): scanned on its own
+                c.result = self.detector.detect_in(*c.args)
+            else:
+                by_shape.setdefault(c.args[0].shape, []).append(c)
         batched = getattr(self.detector, "detect_batch", None)
         for group in by_shape.values():
             grays = [c.args[0] for c in group]
@@ -151,6 +155,15 @@ class StreamDetector:
 
     def detect(self, gray: np.ndarray) -> np.ndarray:
         return self.shared.call("detect", gray)
+
+
+@dataclass
+class RegionStreamDetector(StreamDetector):
+    """One stream's detector when the shared one can scan a rectangle of a frame (`detect_in`, the
+    CPU cascade): a stream's `change_scan.ChangeScan` then rescans only what changed."""
+
+    def detect_in(self, gray: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray:
+        return self.shared.call("detect", gray, region)
 
 
 @dataclass

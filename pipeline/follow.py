@@ -28,6 +28,7 @@ import numpy as np
 from facetracks.models.crop import square_from_points
 from facetracks.models.score import is_kept
 
+from .change_scan import ChangeScan
 from .detect import FaceDetector, detect_near, near_reach
 from .shots import Lookahead
 from .tracking import FaceTracker
@@ -51,6 +52,9 @@ class FollowParams:
                                    # on every frame until it is found again
     look_near: bool = False        # look for a lost or held face in a window around it (detect.detect_near)
                                    # instead of detecting on the whole frame
+    rescan_changed: float = 0.0    # a whole-frame detection rescans only the cells whose grey levels moved
+                                   # by this much on average since they were scanned (change_scan.py); 0: all
+    full_scan_every: int = 96      # ... and the whole frame at least this often (frames)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -74,6 +78,8 @@ class FollowStats:
     frames: int = 0
     detections: int = 0
     near_detections: int = 0     # windows around lost faces (detect.detect_near), counted apart
+    partial_scans: int = 0       # detections that rescanned only what changed (change_scan.py) ...
+    skipped_scans: int = 0       # ... or nothing, as nothing had changed
     cuts: int = 0                # scene cuts seen (each forces a detection)
     faces: int = 0
     crops: int = 0
@@ -152,15 +158,23 @@ class Schedule:
 
 
 def _detect(frame: Frame, detector: FaceDetector, predictor: Landmarker, tracker: FaceTracker,
-            max_faces: int, st: FollowStats) -> bool:
+            max_faces: int, st: FollowStats, scan: ChangeScan | None) -> bool:
     """A detection round on `frame`; whether it changed nothing (FaceTracker.detections)."""
     t = time.perf_counter()
-    dets = detector.detect(frame.gray)
+    examined = None
+    if scan:
+        trusted = np.array([not t.lost for t in tracker.tracks], bool)
+        dets, seen = scan.detect(detector, frame.gray, frame.index, tracker.squares()[trusted])
+        examined = ~trusted
+        examined[trusted] = seen
+        st.partial_scans, st.skipped_scans = scan.stats.partial, scan.stats.skipped
+    else:
+        dets = detector.detect(frame.gray)
     st.detect_s += time.perf_counter() - t
     st.detections += 1
     if len(dets):
         dets = dets[np.argsort(-dets[:, 2])][:max_faces]
-    return tracker.detections(predictor.squares_from_boxes(dets[:, :4]) if len(dets) else np.zeros((0, 3)))
+    return tracker.detections(predictor.squares_from_boxes(dets[:, :4]) if len(dets) else np.zeros((0, 3)), examined)
 
 
 def _detect_near(frame: Frame, detector: FaceDetector, predictor: Landmarker, tracker: FaceTracker,
@@ -183,6 +197,7 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
     tracker = FaceTracker()
     ahead = Lookahead(frames, max(p.detect_every, p.batch_size), p.cut_threshold)
     plan = Schedule(p)
+    scan = ChangeScan(p.rescan_changed, p.full_scan_every) if p.rescan_changed > 0 else None
     while ahead.fill():
         if ahead.take_cut():             # a new shot: its faces are new tracks, found by the detector
             tracker.end_all()
@@ -192,7 +207,7 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
         held = any(t.held for t in tracker.tracks)
         detected = plan.detect_now(bool(tracker.tracks), lost and not p.look_near)
         if detected:
-            plan.detected(_detect(ahead.frames[0], detector, predictor, tracker, p.max_faces, st))
+            plan.detected(_detect(ahead.frames[0], detector, predictor, tracker, p.max_faces, st, scan))
         elif p.look_near and (lost or held):     # looked for where it was; the cadence goes on
             _detect_near(ahead.frames[0], detector, predictor, tracker, st)
             detected = True

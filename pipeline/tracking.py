@@ -67,13 +67,15 @@ class FaceTracker:
     def squares(self) -> np.ndarray:
         return np.stack([t.square for t in self.tracks]) if self.tracks else np.zeros((0, 3), np.float32)
 
-    def detections(self, squares: np.ndarray) -> bool:
+    def detections(self, squares: np.ndarray, examined: np.ndarray | None = None) -> bool:
         """Match detector squares to tracks.
 
         A matched track keeps its own (landmark) square, unless it was lost, when the detection
         re-seeds it. Unmatched detections start tracks; lost or long-unseen tracks end. Returns
         whether the round changed nothing: faces followed before it, every one of them seen, none
-        re-seeded, none started.
+        re-seeded, none started. `examined` (one per track, default all): a track the round did not
+        look at (`change_scan.py` leaves followed faces to the landmark score) is neither seen nor
+        unseen by it.
         """
         squares = np.asarray(squares, np.float32).reshape(-1, 3)
         prev = self.squares()
@@ -87,7 +89,7 @@ class FaceTracker:
                 t.unconfirmed = 0
             elif t.lost:
                 continue
-            else:
+            elif examined is None or examined[i]:
                 t.unconfirmed += 1
             if t.unconfirmed <= self.max_unconfirmed:
                 kept.append(t)

@@ -307,3 +307,19 @@ def test_a_re_seeded_face_looks_near_from_the_narrowest_window_again():
     assert tr.tracks[0].untrusted == 3
     tr.redetections(np.array([[11, 10, 8]], np.float32))
     assert not tr.tracks[0].lost and tr.tracks[0].untrusted == 0
+
+
+def test_a_face_the_round_did_not_examine_is_neither_seen_nor_missed():
+    """A round that rescanned only what changed (change_scan.py) did not look at a followed face:
+    it is not counted unseen (no track ends for it), and the round can still be quiet."""
+    from facetracks.pipeline.tracking import FaceTracker
+    tr = FaceTracker(max_unconfirmed=1)
+    a, b = [10, 10, 8], [40, 10, 8]
+    tr.detections(np.array([a, b], np.float32))
+    for _ in range(3):
+        assert tr.detections(np.array([b], np.float32), examined=np.array([False, True]))
+    assert [t.unconfirmed for t in tr.tracks] == [0, 0]
+    assert not tr.detections(np.array([b], np.float32), examined=np.array([True, True]))
+    tr.detections(np.array([b], np.float32))
+    assert [t.id for t in tr.tracks] == [1]                          # unseen twice when looked at: ended
+

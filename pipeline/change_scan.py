@@ -1,0 +1,159 @@
+"""Whole-frame detection that rescans only what changed, and not the faces already followed.
+
+Why: a detection round is there to find faces that came in; on the CPU a whole-frame Haar scan at
+640x480 costs as much as landmarking 25-40 faces, yet most of what it reads it has read before: the
+background of a still camera, and the faces it follows, which the landmark score checks on every
+frame anyway.
+
+`ChangeScan` belongs to one stream (`follow.follow_faces` makes one per video). It keeps the grey
+frame as each part of the picture was last scanned, and the boxes found then. For a new frame it
+averages the absolute grey-level change in cells of `CELL` pixels, leaving out the zones of the
+faces followed and trusted (`skip`): those are the tracker's business, and their own motion is no
+sign of a new face. Each group of changed cells is rescanned in a rectangle around it (grown by a
+margin and over any old box it touches, so a face is always scanned whole, with
+`detector.detect_in`); old boxes wholly outside every rectangle and every zone stand, old boxes on a
+followed face are dropped (they are where it was, not where it is). Unchanged content gives the
+detector no reason to answer otherwise, so the boxes are a whole-frame scan's, up to where the scan
+grid falls (a pixel or two) and faces at the edge of detection. A followed face no rectangle
+covered was not looked at: `examined` says so, and the tracker neither confirms nor doubts it.
+
+The whole frame is scanned again every `full_every` frames, when the rectangles would cover most of
+it (a pan, a cut, a change of light), and when the detector cannot scan a rectangle (the batched
+torch detector), so no error of the change test lives long.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from .detect import FaceDetector
+
+CELL = 16            # pixels of a change cell, frame pixels
+MARGIN_CELLS = 2     # a rescanned rectangle reaches this many cells past its changed ones
+ZONE = 2.0           # a followed face's zone, in sides of its square (its box, hair and chin)
+FULL_SHARE = 0.5     # rectangles over this share of the frame: scan the whole frame instead
+
+Rect = tuple[int, int, int, int]      # x0, y0, x1, y1, frame pixels
+
+
+@dataclass
+class ScanStats:
+    full: int = 0            # whole-frame scans
+    partial: int = 0         # scans of rectangles around what changed ...
+    skipped: int = 0         # ... or of nothing, as nothing changed outside the followed faces
+    scanned_share: float = 0.0   # summed share of the frame the scans read (a whole scan counts 1)
+
+
+@dataclass
+class ChangeScan:
+    threshold: float = 8.0     # mean absolute grey-level change of a cell that makes it changed
+    full_every: int = 96       # frames between whole-frame scans at most
+    stats: ScanStats = field(default_factory=ScanStats)
+    _ref: np.ndarray | None = field(default=None, repr=False)     # grey, as each part was last scanned
+    _boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 5), np.float32), repr=False)
+    _full_at: int | None = field(default=None, repr=False)        # frame index of the last whole scan
+
+    def detect(self, detector: FaceDetector, gray: np.ndarray, index: int,
+               skip: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The detector's (N, 5) boxes on `gray` (frame `index` of this stream), and which of the
+        `skip` squares (M, 3: cx, cy, side, the faces followed and trusted) were examined: all after
+        a whole-frame scan, those wholly inside a rescanned rectangle otherwise."""
+        skip = np.zeros((0, 3), np.float32) if skip is None else np.asarray(skip, np.float32).reshape(-1, 3)
+        zones = _zones(skip, gray.shape)
+        rects = self._rects(gray, index, zones) if hasattr(detector, "detect_in") else None
+        if rects is None:
+            self._boxes = np.asarray(detector.detect(gray), np.float32).reshape(-1, 5)
+            self._ref, self._full_at = gray.copy(), index
+            self.stats.full += 1
+            self.stats.scanned_share += 1.0
+            return self._boxes.copy(), np.ones(len(skip), bool)
+        old = self._boxes
+        keep = ~(_overlaps(old, rects) | _overlaps(old, zones))
+        found = [np.asarray(detector.detect_in(gray, r), np.float32).reshape(-1, 5) for r in rects]
+        boxes = np.concatenate([old[keep], *found])
+        self._boxes = boxes[np.argsort(-boxes[:, 4], kind="stable")]
+        for x0, y0, x1, y1 in rects:
+            self._ref[y0:y1, x0:x1] = gray[y0:y1, x0:x1]
+        if rects:
+            self.stats.partial += 1
+            self.stats.scanned_share += sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in rects) / gray.size
+        else:
+            self.stats.skipped += 1
+        examined = np.array([any(_inside(z, r) for r in rects) for z in zones], bool)
+        return self._boxes.copy(), examined
+
+    def _rects(self, gray: np.ndarray, index: int, zones: list[Rect]) -> list[Rect] | None:
+        """Rectangles to rescan (none: nothing changed); None: scan the whole frame."""
+        if self._ref is None or self._ref.shape != gray.shape or self._full_at is None \
+                or not 0 <= index - self._full_at < self.full_every:
+            return None
+        h, w = gray.shape
+        ch, cw = -(-h // CELL), -(-w // CELL)
+        diff = cv2.absdiff(gray, self._ref)
+        for x0, y0, x1, y1 in zones:                 # a followed face moving is no new face
+            diff[y0:y1, x0:x1] = 0
+        if diff.shape != (ch * CELL, cw * CELL):    # pad to whole cells
+            diff = cv2.copyMakeBorder(diff, 0, ch * CELL - h, 0, cw * CELL - w, cv2.BORDER_REPLICATE)
+        changed = (cv2.resize(diff, (cw, ch), interpolation=cv2.INTER_AREA) > self.threshold).astype(np.uint8)
+        if not changed.any():
+            return []
+        grown = cv2.dilate(changed, np.ones((2 * MARGIN_CELLS + 1,) * 2, np.uint8))
+        n, _, cc, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
+        rects = [(x * CELL, y * CELL, min(w, (x + bw) * CELL), min(h, (y + bh) * CELL)) for x, y, bw, bh, _ in cc[1:]]
+        rects = _merged([self._with_boxes(r, (w, h), zones) for r in rects])
+        if sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in rects) > FULL_SHARE * h * w:
+            return None
+        return rects
+
+    def _with_boxes(self, r: Rect, size: tuple[int, int], zones: list[Rect]) -> Rect:
+        """`r` grown over the old boxes it touches, with the margin: a face is scanned whole
+        (not a followed one: its old box is where it was)."""
+        b = self._boxes[_overlaps(self._boxes, [r]) & ~_overlaps(self._boxes, zones)]
+        if not len(b):
+            return r
+        m = MARGIN_CELLS * CELL
+        x0, y0 = min(r[0], int(b[:, 0].min()) - m), min(r[1], int(b[:, 1].min()) - m)
+        x1, y1 = max(r[2], int(np.ceil((b[:, 0] + b[:, 2]).max())) + m), max(r[3], int(np.ceil((b[:, 1] + b[:, 3]).max())) + m)
+        return max(0, x0), max(0, y0), min(size[0], x1), min(size[1], y1)
+
+
+def _zones(squares: np.ndarray, shape: tuple[int, int]) -> list[Rect]:
+    h, w = shape[:2]
+    out = []
+    for cx, cy, s in squares:
+        r = ZONE * s / 2
+        out.append((max(0, int(cx - r)), max(0, int(cy - r)), min(w, int(np.ceil(cx + r))), min(h, int(np.ceil(cy + r)))))
+    return out
+
+
+def _overlaps(boxes: np.ndarray, rects: list[Rect]) -> np.ndarray:
+    """(N,) which (x, y, w, h, ...) boxes overlap any of `rects`."""
+    out = np.zeros(len(boxes), bool)
+    for x0, y0, x1, y1 in rects:
+        out |= (boxes[:, 0] < x1) & (boxes[:, 1] < y1) & (boxes[:, 0] + boxes[:, 2] > x0) & (boxes[:, 1] + boxes[:, 3] > y0)
+    return out
+
+
+def _inside(a: Rect, b: Rect) -> bool:
+    return a[0] >= b[0] and a[1] >= b[1] and a[2] <= b[2] and a[3] <= b[3]
+
+
+def _merged(rects: list[Rect]) -> list[Rect]:
+    """Overlapping rectangles joined until none overlap: a face is scanned in one of them, once."""
+    rects = list(rects)
+    joined = True
+    while joined:
+        joined = False
+        for i in range(len(rects)):
+            for j in range(i + 1, len(rects)):
+                a, b = rects[i], rects[j]
+                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+                    rects[i] = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+                    del rects[j]
+                    joined = True
+                    break
+            if joined:
+                break
+    return rects
