@@ -109,7 +109,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a face whose first-pass square moved at most this share of its side from the one it was "
                         "cut from (in video, a followed face), and whose first-pass score reaches --settled-score, "
                         "skips the refine pass; needs the mirror on every pass (not fast's, nor --no-flip); 0: refine "
-                        "every face (default: the profile's; accurate 0.03)")
+                        "every face (default: the profile's; accurate 0.05)")
     g.add_argument("--settled-score", type=unit_float, help="see --settled-move (default: the profile's; accurate 0.7)")
     g.add_argument("--fp32", action="store_true",
                    help="float32 everywhere (default: float16 on GPUs, bfloat16 convolutions on CPUs that run them natively)")

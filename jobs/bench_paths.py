@@ -55,7 +55,9 @@ def table_jitter(table) -> float:
 def full_path(path: str, parts: ProfileParts, smooth: SmoothParams | None = None) -> dict:
     smooth = smooth or SmoothParams()
     t = time.perf_counter()
-    r = annotate_video(path, os.path.basename(path), parts.detector, parts.predictor, parts.follow)
+    # as the annotate job runs it: with smoothing, the pose is fitted once, to the smoothed points
+    r = annotate_video(path, os.path.basename(path), parts.detector, parts.predictor, parts.follow,
+                       pose=smooth.method == "none")
     t_sm = time.perf_counter()
     table = smooth_tracks(r.table, smooth, (r.info.width, r.info.height))
     t_pq = time.perf_counter()

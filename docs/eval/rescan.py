@@ -11,16 +11,12 @@ with a trial of cropping each frame of a chunk where the face's last velocity pu
 import json
 import os
 import sys
-import tempfile
 from dataclasses import replace
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import occlusion  # noqa: E402
 import steady_work as sw  # noqa: E402
 
-from facetracks.jobs.clips import pick_faces  # noqa: E402
-from facetracks.jobs.steady import moving_stills  # noqa: E402
 from facetracks.pipeline.profiles import load_profile  # noqa: E402
 
 VARIANTS = {"accurate": {"whole frame": {"rescan_changed": 0.0}, "rescan 8 (default)": {}},
@@ -28,14 +24,7 @@ VARIANTS = {"accurate": {"whole frame": {"rescan_changed": 0.0}, "rescan 8 (defa
 
 
 def main() -> None:
-    d = tempfile.mkdtemp()
-    val = pick_faces(sw.DATA, 16, split="identity", part="val")
-    still = pick_faces(sw.DATA, 12, split="identity", part="val", max_h=260)
-    opath = os.path.join(d, "occluded.mp4")
-    clips = {"moving": moving_stills(os.path.join(d, "moving.mp4"), still),
-             "shake": moving_stills(os.path.join(d, "shake.mp4"), still, shake=True),
-             "occluded": (opath, *occlusion.occluded_clip(opath, val)),
-             "entering": (os.path.join(d, "entering.mp4"), sw.entering_clip(os.path.join(d, "entering.mp4"), val))}
+    clips = sw.val_clips()
     only = sys.argv[1:]
     out = {}
     for prof, vs in VARIANTS.items():

@@ -97,15 +97,20 @@ def speed(parts, follow) -> dict:
     return out
 
 
-def main() -> None:
+def val_clips() -> dict:
+    """The labelled clips `labelled` reads, made of val-identity faces in a temporary folder."""
     d = tempfile.mkdtemp()
     val = pick_faces(DATA, 16, split="identity", part="val")
     still = pick_faces(DATA, 12, split="identity", part="val", max_h=260)
     opath = os.path.join(d, "occluded.mp4")
-    clips = {"moving": moving_stills(os.path.join(d, "moving.mp4"), still),
-             "shake": moving_stills(os.path.join(d, "shake.mp4"), still, shake=True),
-             "occluded": (opath, *occlusion.occluded_clip(opath, val)),
-             "entering": (os.path.join(d, "entering.mp4"), entering_clip(os.path.join(d, "entering.mp4"), val))}
+    return {"moving": moving_stills(os.path.join(d, "moving.mp4"), still),
+            "shake": moving_stills(os.path.join(d, "shake.mp4"), still, shake=True),
+            "occluded": (opath, *occlusion.occluded_clip(opath, val)),
+            "entering": (os.path.join(d, "entering.mp4"), entering_clip(os.path.join(d, "entering.mp4"), val))}
+
+
+def main() -> None:
+    clips = val_clips()
     variants = {"accurate": {"before": ({"settled_move": 0.0}, {"max_detect_every": 0}),
                              "settled": ({}, {"max_detect_every": 0}),
                              "settled + 8-16 (default)": ({}, {}),
