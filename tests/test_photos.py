@@ -144,6 +144,24 @@ def test_a_rerun_skips_current_photos_and_never_shows_no_bar(mixed, capsys):
     assert not pd.read_parquet(out / "face.png.parquet").empty
 
 
+def test_render_draws_a_photo_from_its_track_file(mixed, tmp_path, capsys):
+    """`facetracks render` on a photo: the image annotate --render drew, from the tracks alone;
+    an output that is not an image, and another photo's tracks, are refused by name."""
+    src, out, _ = mixed
+    dst = tmp_path / "face.drawn.png"
+    assert main(["render", str(src / "face.png"), "--tracks", str(out / "face.png.parquet"), "--filter", "landmarks",
+                 "--out", str(dst)]) == 0
+    assert "render: photo, 1 faces" in capsys.readouterr().out
+    assert np.array_equal(cv2.imread(str(dst)), cv2.imread(str(out / "face.png.landmarks.png")))
+    assert main(["render", str(src / "face.png"), "--tracks", str(out / "face.png.parquet"), "--out",
+                 str(tmp_path / "face.mp4")]) == 2
+    assert "a photo renders to an image" in capsys.readouterr().err
+    assert main(["render", str(src / "face.png"), "--tracks", str(out / "face.jpg.parquet"), "--out",
+                 str(tmp_path / "x.png")]) == 1
+    err = capsys.readouterr().err
+    assert "face.jpg.parquet" in err and "face.png" in err and not (tmp_path / "x.png").exists()
+
+
 def test_a_photo_that_kills_its_worker_costs_only_itself(data_dir, tmp_path):
     """Ten photos go two to a task; the worker dies (SIGKILL, as a decoder segfault would) on
     one: its batch is split, each photo retried alone, and only that one is quarantined."""
