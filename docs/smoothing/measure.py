@@ -4,7 +4,7 @@ clip (fast true motion). Writes jitter.json.
 
     python docs/smoothing/measure.py RAW_DIR [--out docs/smoothing/jitter.json]
 
-RAW_DIR holds points as predicted, unsmoothed:
+RAW_DIR holds points as predicted, unsmoothed (`python docs/smoothing/make_raw.py RAW_DIR` builds it):
 - RAW_DIR/<profile>/*.parquet: `facetracks annotate <the 8 single-face clips of ../shared/videos>
   --out RAW_DIR/<profile> --profile <profile> --smooth none`;
 - RAW_DIR/moving/{truth.npz, <profile>.parquet}: `facetracks.jobs.steady.moving_stills` on 10 identity-test
