@@ -172,8 +172,9 @@ def _detect(frame: Frame, detector: FaceDetector, predictor: Landmarker, tracker
         dets = detector.detect(frame.gray)
     st.detect_s += time.perf_counter() - t
     st.detections += 1
-    if len(dets):
-        dets = dets[np.argsort(-dets[:, 2])][:max_faces]
+    if len(dets):     # a scan that left the followed faces out found new ones: room for those alone
+        room = max_faces - (int((~examined).sum()) if examined is not None else 0)
+        dets = dets[np.argsort(-dets[:, 2])][:max(0, room)]
     return tracker.detections(predictor.squares_from_boxes(dets[:, :4]) if len(dets) else np.zeros((0, 3)), examined)
 
 

@@ -44,7 +44,8 @@ Both rescan only what changed (`rescan_changed` 8, `change_scan.py`): a whole-fr
 reads again only the 16 px cells whose grey levels moved by 8 on average since they were last
 scanned, leaving out the faces followed and trusted, and the whole frame at least every 96 frames.
 On the val identities' labelled clips (docs/eval/rescan.py) the same NME, faces and time to find a
-face that comes in; on the shared clips accurate ran 1.01-1.66x faster, fast 1.03-1.37x.
+face that comes in; on the shared clips accurate ran 1.21-1.44x faster, fast 1.03-1.16x, but for
+s18, whose speaker moves all over the frame: no gain there (0.92x and 0.96x in one run each).
 
 `min_score` of each was chosen on sets built from train identities and the shared clips
 (docs/score/build_eval.py): above every crop whose points were wrong (NME > 20 %), while keeping

@@ -90,3 +90,64 @@ def test_a_detector_that_cannot_scan_a_rectangle_scans_the_whole_frame_every_tim
     for i in range(3):
         scan.detect(Whole(), f, i)
     assert Whole.calls == 3 and scan.stats.full == 3
+
+
+def test_a_followed_face_that_is_lost_where_it_stood_is_found_again(faces):
+    """While a face is followed its old box is not handed back (it is where the face was); once it
+    is not followed and has not moved, nothing changed there, and that box is what a scan finds."""
+    det, scan = HaarDetector(scale_factor=1.15, min_neighbors=3), ChangeScan()
+    f = frame_with([(faces[0], (20, 60))])
+    (b,), _ = scan.detect(det, f, 0)
+    square = np.array([[b[0] + b[2] / 2, b[1] + b[3] / 2, b[2]]], np.float32)
+    followed, _ = scan.detect(det, f.copy(), 8, skip=square)
+    assert len(followed) == 0
+    lost, _ = scan.detect(det, f.copy(), 9)                  # its landmark score dropped: not skipped
+    assert scan.stats.full == 1 and same_boxes(lost, det.detect(f))
+
+
+def test_a_face_coming_in_beside_a_followed_face_is_scanned_whole(faces):
+    """Face B comes in against followed face A, partly inside A's zone (where changes are not
+    looked at): the rectangle reaches into the zone, so B is found as a whole-frame scan finds it."""
+    det = HaarDetector(scale_factor=1.15, min_neighbors=3)
+    a = frame_with([(faces[0], (20, 60))])
+    (b,) = det.detect(a)[:1]
+    square = np.array([[b[0] + b[2] / 2, b[1] + b[3] / 2, b[2]]], np.float32)
+    found = 0
+    for x in (120, 130, 140):
+        scan = ChangeScan()
+        scan.detect(det, a, 0)
+        two = frame_with([(faces[0], (20, 60)), (faces[1], (x, 60))])
+        whole = det.detect(two)
+        new = whole[whole[:, 0] > b[0] + b[2] / 2]
+        if not len(new):
+            continue
+        got, _ = scan.detect(det, two, 8, skip=square)
+        assert scan.stats.partial == 1
+        assert len(got) and (box_iou(new[:, :4], got[:, :4]).max(axis=1) >= 0.8).all(), x
+        found += 1
+    assert found == 3
+
+
+def test_rectangles_grow_until_no_old_box_straddles_an_edge(faces):
+    """A change beside one face grows its rectangle over that face's box, which then reaches the
+    next face's box: that one is scanned whole too, not cut and lost."""
+    det, scan = HaarDetector(scale_factor=1.15, min_neighbors=3), ChangeScan()
+    f = frame_with([(faces[0], (20, 60)), (faces[1], (160, 60))])
+    first, _ = scan.detect(det, f, 0)
+    assert len(first) == 2
+    g = f.copy()
+    g[120:136, 32:48] = 255 - g[120:136, 32:48]         # a change left of the first face only
+    again, _ = scan.detect(det, g, 8)
+    assert scan.stats.partial == 1 and same_boxes(again, det.detect(g))
+
+
+def test_frames_of_any_size_scan_like_the_whole_frame(faces):
+    """Not a multiple of the 16 px cells, and larger than the detector's side (scanned at 640)."""
+    import cv2
+    det = HaarDetector(scale_factor=1.15, min_neighbors=3)
+    base = cv2.resize(frame_with([(faces[0], (20, 60))]), (1281, 721))
+    two = cv2.resize(frame_with([(faces[0], (20, 60)), (faces[1], (380, 200))]), (1281, 721))
+    scan = ChangeScan()
+    scan.detect(det, base, 0)
+    got, _ = scan.detect(det, two, 8)
+    assert scan.stats.partial == 1 and same_boxes(got, det.detect(two))
