@@ -30,8 +30,9 @@ from .follow import Landmarker
 @dataclass
 class BatchStats:
     """What the shared stages did, summed over the actor's life (counters only grow)."""
-    detect_calls: int = 0
-    detect_frames: int = 0
+    detect_calls: int = 0         # detector calls that scanned whole frames ...
+    detect_frames: int = 0        # ... and how many
+    detect_rects: int = 0         # rectangles of frames scanned (change_scan.py), counted apart
     detect_s: float = 0.0
     landmark_calls: int = 0
     landmark_crops: int = 0
@@ -43,7 +44,7 @@ class BatchStats:
 
 @dataclass
 class _Call:
-    kind: str                     # "detect": args = (gray,); "landmarks": args = (grays, squares)
+    kind: str                     # "detect": args = (gray,) or (gray, rect); "landmarks": args = (grays, squares)
     args: tuple
     result: object = None
     error: BaseException | None = None
@@ -129,8 +130,10 @@ class SharedStages:
             found = batched(grays) if batched else [self.detector.detect(g) for g in grays]
             for c, boxes in zip(group, found):
                 c.result = boxes
-        self.stats.detect_calls += 1
-        self.stats.detect_frames += len(calls)
+        rects = sum(len(c.args) > 1 for c in calls)
+        self.stats.detect_calls += rects < len(calls)         # calls that scanned whole frames
+        self.stats.detect_frames += len(calls) - rects
+        self.stats.detect_rects += rects
         self.stats.detect_s += time.perf_counter() - t
 
     def _landmarks(self, calls: list[_Call]) -> None:

@@ -52,6 +52,7 @@ def test_streams_together_give_each_video_its_own_rows(videos_dir, fast):
     assert st.landmark_calls > 0 and st.detect_calls > 0
     assert st.landmark_crops / st.landmark_calls > max(fast.follow.batch_size, 1) * 1.2, st
     assert st.detect_frames > st.detect_calls                         # several streams' frames per detector call
+    assert st.detect_rects > 0              # rescans of what changed (change_scan.py) went through them too
 
 
 def test_device_crops_through_shared_stages_keep_rows(videos_dir, fast):
