@@ -67,9 +67,9 @@ def full_path(path: str, parts: ProfileParts, smooth: SmoothParams | None = None
     dt = end - t
     st = r.stats
     return {"frames": st.frames, "seconds": dt, "fps": st.frames / dt, "detections": st.detections,
-            "partial_scans": st.partial_scans, "skipped_scans": st.skipped_scans, "faces": st.crops, "stage_s": {"detect": st.detect_s, "landmarks": st.landmarks_s,
-                                           "smooth": t_pq - t_sm, "parquet": end - t_pq,
-                                           "decode+other": dt - st.detect_s - st.landmarks_s - (end - t_sm)},
+            "partial_scans": st.partial_scans, "skipped_scans": st.skipped_scans, "faces": st.crops,
+            "stage_s": {"detect": st.detect_s, "landmarks": st.landmarks_s, "smooth": t_pq - t_sm,
+                        "parquet": end - t_pq, "decode+other": dt - st.detect_s - st.landmarks_s - (end - t_sm)},
             "jitter": {"raw": table_jitter(r.table), "smoothed": table_jitter(table), "smooth": smooth.to_dict()}}
 
 
