@@ -64,25 +64,27 @@ class HaarDetector:
             raise RuntimeError(f"cannot load Haar cascade {path}")
 
     def detect(self, gray: np.ndarray) -> np.ndarray:
-        h, w = gray.shape[:2]
-        f = min(1.0, self.detect_side / max(h, w))
-        img = gray if f == 1.0 else cv2.resize(gray, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA)
-        return self._scan(img, f)
+        return self._scan(*self._downscaled(gray))
 
     def detect_in(self, gray: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray:
         """The faces wholly inside `region` (x0, y0, x1, y1, pixels of `gray`), found at the scale
         a scan of the whole of `gray` uses, in `gray`'s pixels (`change_scan.py` rescans only what
         changed this way). The frame is downscaled whole, as `detect` does, and the rectangle cut
         from that at even pixels, so its first scale's windows fall where a whole scan's do."""
-        h, w = gray.shape[:2]
-        f = min(1.0, self.detect_side / max(h, w))
-        img = gray if f == 1.0 else cv2.resize(gray, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA)
+        img, f = self._downscaled(gray)
         x0, y0 = (int(v * f) // 2 * 2 for v in region[:2])
         x1, y1 = (min(n, int(np.ceil(v * f))) for v, n in zip(region[2:], (img.shape[1], img.shape[0])))
         out = self._scan(img[y0:y1, x0:x1], f)
         out[:, 0] += x0 / f
         out[:, 1] += y0 / f
         return out
+
+    def _downscaled(self, gray: np.ndarray) -> tuple[np.ndarray, float]:
+        """The frame as the cascade sees it (longest side at most `detect_side`), and the factor."""
+        h, w = gray.shape[:2]
+        f = min(1.0, self.detect_side / max(h, w))
+        img = gray if f == 1.0 else cv2.resize(gray, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA)
+        return img, f
 
     def _scan(self, img: np.ndarray, f: float) -> np.ndarray:
         """The cascade on `img`, a frame (or part of one) scaled by `f`: boxes in unscaled pixels."""
