@@ -141,3 +141,18 @@ def test_augmentation_is_the_same_for_any_number_of_loader_processes(data_dir):
     shared = [b["image"] for b in DataLoader(ds, batch_size=1, num_workers=2)]
     assert not torch.equal(alone[0], alone[1])                      # one image, four different crops
     assert all(torch.equal(a, b) for a, b in zip(alone, shared))
+
+
+def test_epoch_order_is_a_seeded_shuffle_per_epoch_and_carries_the_epoch_seed(data_dir):
+    """The loader's processes live for the whole run, so each key carries its epoch's seed."""
+    from facetracks.models.registry import ModelCfg
+    from facetracks.training.train import EpochOrder
+    order = EpochOrder(10, seed=2)
+    first = list(order)
+    assert first == list(EpochOrder(10, seed=2)) and sorted(i for _, i in first) == list(range(10))
+    order.epoch = 5
+    assert {s for s, _ in order} == {2005} and [i for _, i in order] != [i for _, i in first]
+    s = load_split(data_dir, "identity", "train", limit=1)
+    ds = LandmarkDataset(s * 2, [None] * 2, ModelCfg.named("ft68-resnet-xs").crop, seed=7)
+    assert torch.equal(ds[1]["image"], ds[(7, 1)]["image"])
+    assert not torch.equal(ds[(7, 1)]["image"], ds[(8, 1)]["image"])

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from facetracks.models.crop import BoxCalibration, CropSpec, square_from_box, square_from_points
@@ -65,12 +65,29 @@ class LandmarkDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        seed, i = key if isinstance(key, tuple) else (self.seed, key)
         s = self.samples[i]
         d = {"gray": s.gray, "points": s.points, "square": square_from_points(s.points),
              "det_square": self.det_squares[i]}
-        out = (self.transform or train_transforms(self.spec, [self.seed, i]))(d)
+        out = (self.transform or train_transforms(self.spec, [seed, i]))(d)
         return {"image": out["image"], "target": out["target"]}
+
+
+class EpochOrder(Sampler):
+    """The shuffled order of an epoch, drawn from the epoch's seed, as (epoch seed, index) keys. The seed travels with each key so the
+    loader's processes can live for the whole run: starting them again every epoch cost about as
+    much as a GPU epoch itself."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        s = self.seed * 1000 + self.epoch
+        return iter([(s, i) for i in torch.randperm(self.n, generator=torch.Generator().manual_seed(s)).tolist()])
 
 
 def wing_loss(pred: torch.Tensor, target: torch.Tensor, w: float, eps: float, scale: float) -> torch.Tensor:
@@ -126,7 +143,8 @@ def train(cfg: TrainConfig, train_set: list[Sample], train_boxes: list[np.ndarra
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
     shipped = ema.module if ema else model       # what is validated, checkpointed as best and exported
     bf16 = cfg.precision == "bf16"
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            fused=dev.type == "cuda")   # one kernel for all parameters, not a few per tensor
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     total, warm = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -158,12 +176,13 @@ def train(cfg: TrainConfig, train_set: list[Sample], train_boxes: list[np.ndarra
     data = LandmarkDataset(train_set, det_squares, mcfg.crop, cfg.seed)
     scale = mcfg.crop.input_size / 2
     t0 = time.time() - (history[-1]["elapsed_s"] if history else 0)
+    # an order per epoch, from the epoch's seed, keeps shuffling reproducible across --resume
+    order = EpochOrder(len(data), cfg.seed)
+    loader = DataLoader(data, batch_size=cfg.batch_size, sampler=order, drop_last=True,
+                        num_workers=cfg.workers, persistent_workers=cfg.workers > 0,
+                        pin_memory=dev.type == "cuda")
     for epoch in range(start, cfg.epochs):
-        # a generator per epoch keeps shuffling reproducible across --resume
-        data.seed = cfg.seed * 1000 + epoch
-        loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                            generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch),
-                            num_workers=cfg.workers, pin_memory=dev.type == "cuda")
+        order.epoch = epoch
         model.train()
         losses = []
         for batch in tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=5):

@@ -2,25 +2,29 @@
 # Training on the GPU machine, in one call of the device tool (carry [".dev-train"], made here by
 # `python docs/train/make_pack.py ../shared/data/ytf68 .dev-train`), from the repository root:
 #
-#     bash docs/train/gpu_train.sh            # results in $OUT (the device tool sets it)
+#     SECONDS_BUDGET=420 bash docs/train/gpu_train.sh     # results in $OUT (the device tool sets it)
 #
-# The shipped recipe (Wing loss, AdamW, cosine, the transforms, bfloat16 convolutions), longer, in
-# three runs; every choice is made on the val identities, the test identities are not in the pack:
-#   1. base: train identities, val monitored;   2. ema: the same with a moving average of the weights;
-#   3. ship: train + val identities, with the weight average if run 2 ended lower on val than run 1.
-# Each run's log.jsonl, config.json and model.pt (int8, shippable) land in $OUT/<run>/, the choice in
-# $OUT/choice.json, everything printed in $OUT/log.txt. Then, here: `facetracks evaluate --weights
-# OUT/ship/model.pt ...` on the test identities, the score's check (docs/score/), the README.
+# The shipped recipe (Wing loss, AdamW, cosine, the transforms, bfloat16 convolutions) with a moving
+# average of the weights, as many epochs as fit the budget. Two runs side by side on the one GPU
+# (each is bound by its own Python process and its loader processes, not by the GPU):
+#   val:  train identities, val monitored: what the recipe reaches on faces it never saw;
+#   ship: train + val identities, the same epochs: the candidate weights.
+# The test identities are not in the pack. A 4-epoch probe of both runs side by side measures the
+# seconds per epoch first, so the cosine schedule ends inside the budget instead of being cut.
+# Each run's log.jsonl, config.json and model.pt (int8, shippable) land in $OUT/<run>/, the probe's
+# figures in $OUT/probe.json, everything printed in $OUT/log.txt. Then, here: `facetracks evaluate
+# --weights OUT/ship/model.pt ...` on the test identities, the score's check (docs/score/), the README.
 # The machine has torch (CUDA), numpy, pandas, OpenCV 5 (no cascade: the Haar boxes come in the pack).
 set -u -o pipefail
 
 MODEL=${MODEL:-ft68-resnet-slim-hm}
-EPOCHS=${EPOCHS:-300}
+SECONDS_BUDGET=${SECONDS_BUDGET:-420}  # the whole script, probe included
 EMA=${EMA:-0.999}
-WORKERS=${WORKERS:-12}                 # processes augmenting batches (the CPU is the bottleneck there)
+WORKERS=${WORKERS:-6}                  # loader processes per run (two runs on 16 cores)
 VAL_EVERY=${VAL_EVERY:-10}
+MAX_EPOCHS=${MAX_EPOCHS:-1200}
 DEVICE=${DEVICE:-cuda}
-RUN_TIMEOUT=${RUN_TIMEOUT:-170}        # seconds per run: three runs and the set-up under 10 minutes
+TRAIN_ARGS=${TRAIN_ARGS:-}             # more options for both runs (a check elsewhere: "--limit 64")
 PY=${PY:-python3}
 REPO=$PWD
 PACK=${PACK:-$REPO/.dev-train}
@@ -30,22 +34,24 @@ OUT=${OUT:-$REPO/out/gpu_train}
 mkdir -p "$OUT" "$SITE/facetracks" "$RUNS"
 PACK=$(cd "$PACK" && pwd) OUT=$(cd "$OUT" && pwd)
 
-train() {   # train RUN [options...]: one run, killed at RUN_TIMEOUT; its shippable files into $OUT/RUN
-    local run=$1; shift
-    mkdir -p "$RUNS/$run" "$OUT/$run"
-    cp "$PACK"/boxes/*.json "$RUNS/$run/"
-    echo "== $run: $* ($((SECONDS)) s)"
-    timeout "$RUN_TIMEOUT" "$PY" -c 'import argparse, sys
+train() {   # train DIR EPOCHS [options...]: one run in DIR, its Haar boxes from the pack
+    local dir=$1 epochs=$2; shift 2
+    mkdir -p "$dir"
+    cp "$PACK"/boxes/*.json "$dir/"
+    # shellcheck disable=SC2086  # TRAIN_ARGS: words
+    timeout "${RUN_TIMEOUT:-100000}" "$PY" -c 'import argparse, sys
 from facetracks.jobs import train_cmd
 p = argparse.ArgumentParser(); train_cmd.add_parser(p.add_subparsers())
-a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))' train --data "$PACK/ytf68" --split identity --out "$RUNS/$run" \
-        --model "$MODEL" --epochs "$EPOCHS" --workers "$WORKERS" --val-every "$VAL_EVERY" --device "$DEVICE" "$@" \
-        || echo "$run: rc $? (a run stopped by the timeout keeps its best.pt, exported below)"
-    [ -f "$RUNS/$run/model.pt" ] || "$PY" -c 'import sys
-from facetracks.models.registry import export_compact
-export_compact(sys.argv[1], sys.argv[2])' "$RUNS/$run/best.pt" "$RUNS/$run/model.pt" || true
-    cp "$RUNS/$run"/{log.jsonl,config.json,model.pt} "$OUT/$run/" 2>/dev/null
-    tail -n 2 "$RUNS/$run/log.jsonl" 2>/dev/null
+a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))' train --data "$PACK/ytf68" --split identity --out "$dir" \
+        --model "$MODEL" --epochs "$epochs" --workers "$WORKERS" --val-every "$VAL_EVERY" --device "$DEVICE" \
+        --ema "$EMA" $TRAIN_ARGS "$@" > "$dir/stdout.txt" 2>&1
+}
+
+both() {    # both ROOT EPOCHS: the val and ship runs side by side
+    local root=$1 epochs=$2
+    train "$root/val" "$epochs" --version gpu-val & local a=$!
+    train "$root/ship" "$epochs" --version "gpu-$(date +%Y.%m.%d)" --include-val & local b=$!
+    wait $a; echo "val: rc $?"; wait $b; echo "ship: rc $?"
 }
 
 main() {
@@ -59,25 +65,34 @@ print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.
     nvidia-smi --query-gpu=name,memory.total --format=csv || true
     nproc
 
-    train base --version gpu-base
-    train ema --version gpu-ema --ema "$EMA"
-    local pick
-    pick=$("$PY" - "$OUT" "$EMA" <<'PYEOF'
+    echo "== probe: 4 epochs of both runs side by side ($SECONDS s)"
+    local t0=$SECONDS
+    both "$RUNS/probe" 4
+    local wall=$((SECONDS - t0)) epochs
+    epochs=$("$PY" - "$RUNS/probe" "$wall" "$SECONDS_BUDGET" "$SECONDS" "$MAX_EPOCHS" "$OUT/probe.json" <<'PYEOF'
 import json, os, sys
-out, ema = sys.argv[1], float(sys.argv[2])
-def last_val(run):
-    rows = [json.loads(l) for l in open(os.path.join(out, run, "log.jsonl"))] if os.path.exists(os.path.join(out, run, "log.jsonl")) else []
-    vals = [(r["epoch"], r["val_nme"]) for r in rows if r.get("val_nme") is not None]
-    return vals[-1] if vals else (0, None)
-base, with_ema = last_val("base"), last_val("ema")
-use = with_ema[1] is not None and base[1] is not None and with_ema[0] == base[0] and with_ema[1] < base[1]
-json.dump({"base_last_val": base, "ema_last_val": with_ema, "ema_chosen": use, "ema": ema if use else 0},
-          open(os.path.join(out, "choice.json"), "w"), indent=2)
-print(ema if use else 0)
+root, wall, budget, now, cap, out = sys.argv[1], *map(float, sys.argv[2:6]), sys.argv[6]
+rows = {r: [json.loads(l) for l in open(os.path.join(root, r, "log.jsonl"))] for r in ("val", "ship")}
+# seconds per epoch from epochs 2-4 (the first pays for CUDA's start and the loaders'); the slower run
+per_epoch = max((v[-1]["elapsed_s"] - v[0]["elapsed_s"]) / (len(v) - 1) for v in rows.values())
+start = wall - max(v[-1]["elapsed_s"] for v in rows.values())      # load, boxes, model, export
+left = budget - now - start - 25                                     # 25 s: last validation, export, copies
+epochs = int(max(10, min(cap, left / per_epoch)))
+json.dump({"per_epoch_s": per_epoch, "start_s": start, "probe_wall_s": wall, "left_s": left,
+           "epochs": epochs, "rows": rows}, open(out, "w"), indent=1)
+print(epochs)
 PYEOF
-)
-    echo "== choice (val identities): ema $pick"
-    train ship --version "gpu-$(date +%Y.%m.%d)" --include-val --ema "${pick:-0}"
+) || { echo "probe failed:"; tail -n 20 "$RUNS"/probe/*/stdout.txt; return 1; }
+    echo "== $epochs epochs each, ema $EMA ($SECONDS s)"
+    RUN_TIMEOUT=$((SECONDS_BUDGET - SECONDS - 12)) both "$RUNS/main" "$epochs"   # a run cut here keeps its best.pt
+    for run in val ship; do
+        mkdir -p "$OUT/$run"
+        [ -f "$RUNS/main/$run/model.pt" ] || "$PY" -c 'import sys
+from facetracks.models.registry import export_compact
+export_compact(sys.argv[1], sys.argv[2])' "$RUNS/main/$run/best.pt" "$RUNS/main/$run/model.pt" || true
+        cp "$RUNS/main/$run"/{log.jsonl,config.json,model.pt} "$OUT/$run/" 2>/dev/null
+        echo "-- $run"; tail -n 3 "$RUNS/main/$run/stdout.txt"
+    done
     echo "== done ($SECONDS s)"
 }
 
