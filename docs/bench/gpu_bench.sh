@@ -23,6 +23,7 @@ ACTORS=${ACTORS:-1:1,4:0.25,8:0.125}           # N:G: N actors with a GPU share 
 STREAMS=${STREAMS:-16}                 # streams each actor follows at once
 SEGMENT=${SEGMENT:-10}                 # seconds per segment: 8 per clip, each with a 1 s warm-up overlap
 PROFILES=${PROFILES:-accurate fast}
+DETECTOR=${DETECTOR:-torch}            # the GPU actors' detector: torch (on the GPU) or opencv (on the actor's CPUs: needs OpenCV 4 there)
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-380}    # seconds for the bench (the whole script stays under 7.5 minutes)
 CHECK_TIMEOUT=${CHECK_TIMEOUT:-90}    # 0: skip gpu_check.py
 GRAPHS_TIMEOUT=${GRAPHS_TIMEOUT:-120}  # 0: skip gpu_graphs.py (graphs stay on)
@@ -98,7 +99,7 @@ EOF
     step "bench: corpus $CORPUS x $CORPUS_SECONDS s, actors $ACTORS, streams $STREAMS, profiles $PROFILES"
     # shellcheck disable=SC2086  # PROFILES: words
     timeout "$BENCH_TIMEOUT" "$PY" -m facetracks.jobs.cli bench --actors "$ACTORS" --streams "$STREAMS" \
-        --corpus "$CORPUS" --corpus-seconds "$CORPUS_SECONDS" --profiles $PROFILES --detector torch --segment-seconds "$SEGMENT" \
+        --corpus "$CORPUS" --corpus-seconds "$CORPUS_SECONDS" --profiles $PROFILES --detector "$DETECTOR" --segment-seconds "$SEGMENT" \
         --data "$DEV/ytf68" --clips-from "$DEV/clips" --json "$OUT/bench_gpu.json" || rc=$?
     step "done, bench rc $rc"
     return $rc
