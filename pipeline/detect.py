@@ -38,6 +38,20 @@ def _cascade_path(name: str) -> str:
     return os.path.join(data.haarcascades, name)
 
 
+def scan_scale(shape: tuple[int, ...], detect_side: int) -> tuple[float, tuple[int, int]]:
+    """The factor that brings a frame of `shape` to at most `detect_side` on its longest side, and
+    the (w, h) the cascade then sees. With `min_window`, one rule for OpenCV's cascade and the
+    torch one, so both read the same pixels at the same scales."""
+    h, w = shape[:2]
+    f = min(1.0, detect_side / max(h, w))
+    return f, ((w, h) if f == 1.0 else (round(w * f), round(h * f)))
+
+
+def min_window(min_face: int, f: float) -> int:
+    """The smallest window side scanned: `min_face` frame pixels at factor `f`, at least 8."""
+    return max(8, round(min_face * f))
+
+
 @dataclass
 class HaarDetector:
     """Haar cascade on a downscaled copy of the frame.
@@ -81,14 +95,13 @@ class HaarDetector:
 
     def _downscaled(self, gray: np.ndarray) -> tuple[np.ndarray, float]:
         """The frame as the cascade sees it (longest side at most `detect_side`), and the factor."""
-        h, w = gray.shape[:2]
-        f = min(1.0, self.detect_side / max(h, w))
-        img = gray if f == 1.0 else cv2.resize(gray, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA)
+        f, size = scan_scale(gray.shape, self.detect_side)
+        img = gray if f == 1.0 else cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
         return img, f
 
     def _scan(self, img: np.ndarray, f: float) -> np.ndarray:
         """The cascade on `img`, a frame (or part of one) scaled by `f`: boxes in unscaled pixels."""
-        min_side = max(8, round(self.min_face * f))
+        min_side = min_window(self.min_face, f)
         if min(img.shape[:2]) < max(min_side, 24):       # smaller than the cascade's window
             return np.zeros((0, 5), np.float32)
         boxes, _, weights = self._clf.detectMultiScale3(

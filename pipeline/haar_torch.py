@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .detect import _cascade_path
+from .detect import _cascade_path, min_window, scan_scale
 from .haar_cascade import Cascade, load_cascade
 from .haar_group import group_rectangles
 from .haar_plan import _Plan, _plan
@@ -89,10 +89,9 @@ class TorchHaarDetector:
         b, h, w = frames.shape
         if b == 0:
             return []
-        f = min(1.0, self.detect_side / max(h, w))
-        size = (w, h) if f == 1.0 else (round(w * f), round(h * f))
+        f, size = scan_scale((h, w), self.detect_side)
         img = frames if f == 1.0 else resize_area(frames, *size)
-        min_side = max(8, round(self.min_face * f))
+        min_side = min_window(self.min_face, f)
         raw = [r for k in range(0, b, MAX_BATCH) for r in self.candidates(img[k:k + MAX_BATCH], min_side)]
         out = []
         for rects, weights in raw:
