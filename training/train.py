@@ -75,9 +75,9 @@ class LandmarkDataset(Dataset):
 
 
 class EpochOrder(Sampler):
-    """The shuffled order of an epoch, drawn from the epoch's seed, as (epoch seed, index) keys. The seed travels with each key so the
-    loader's processes can live for the whole run: starting them again every epoch cost about as
-    much as a GPU epoch itself."""
+    """The shuffled order of an epoch, drawn from the epoch's seed, as (epoch seed, index) keys.
+    The seed travels with each key so the loader's processes can live for the whole run: starting
+    them again every epoch cost about as much as a GPU epoch itself."""
 
     def __init__(self, n: int, seed: int):
         self.n, self.seed, self.epoch = n, seed, 0
