@@ -163,7 +163,7 @@ def _detect(frame: Frame, detector: FaceDetector, predictor: Landmarker, tracker
     t = time.perf_counter()
     examined = None
     if scan:
-        trusted = np.array([not t.lost for t in tracker.tracks], bool)
+        trusted = np.array([not tr.lost for tr in tracker.tracks], bool)
         dets, seen = scan.detect(detector, frame.gray, frame.index, tracker.squares()[trusted])
         examined = ~trusted
         examined[trusted] = seen
