@@ -44,6 +44,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "last weights (0: off; e.g. 0.999)")
     p.add_argument("--val-every", type=int, default=TrainConfig.val_every,
                    help="epochs between validations (the last one is always validated)")
+    p.add_argument("--teacher", default="", metavar="WEIGHTS",
+                   help="distil: a trained model (path or shipped name, cropping as wide as --model) whose mirrored "
+                        "reading of each augmented crop is a second target")
+    p.add_argument("--distill", type=float, default=TrainConfig.distill,
+                   help="with --teacher: the teacher's share of the loss (the labels' is 1 - this)")
     p.add_argument("--include-val", action="store_true",
                    help="identity split: train on the train and val identities together, with no held-out "
                         "monitoring (the schedule is fixed and the last epoch is kept); test stays unseen")
@@ -86,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       threads=args.threads, version=args.version, precision=args.precision,
                       model_name=args.model, device=args.device, workers=args.workers, ema=args.ema,
-                      val_every=args.val_every, model=dict(args.arch))
+                      val_every=args.val_every, model=dict(args.arch), teacher=args.teacher, distill=args.distill)
     suffix = f"{args.split}_{args.limit or 'all'}"
     train_name = f"train{'+val' if args.include_val else ''}_{suffix}"
     result = train(cfg, train_set, _boxes(args.out, train_name, train_set, make_detector),

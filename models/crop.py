@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .landmarks68 import FLIP_PERM
+
 
 @dataclass(frozen=True)
 class CropSpec:
@@ -108,6 +110,16 @@ def from_crop_coords(coords: np.ndarray, matrix: np.ndarray, spec: CropSpec) -> 
     """Crop-normalised coordinates (..., 2) -> image points, inverting `crop_matrix`."""
     coords = np.asarray(coords)
     return points_from_crops(coords.reshape(1, -1, 2), matrix[None], spec).reshape(coords.shape)
+
+
+def unmirror_coords(coords, spec: CropSpec):
+    """(N, 68, 2) crop-normalised points read from mirrored crops (`x.flip(-1)`), numpy or torch ->
+    the same points in the unmirrored crops: the 68-point permutation swaps the sides back, and
+    pixel i of a row is pixel S-1-i of its mirror. Inference's mirrored pass and a training
+    teacher's both undo the mirror here."""
+    out = coords[:, FLIP_PERM]
+    out[..., 0] = -out[..., 0] - 2.0 / spec.input_size
+    return out
 
 
 def to_input(crops):

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .crop import crop_matrices, points_from_crops, square_from_box, square_from_points, to_input, warp_crop
+from .crop import (crop_matrices, points_from_crops, square_from_box, square_from_points, to_input,
+                   unmirror_coords, warp_crop)
 from .crop_torch import warp_crops
 from .graphed import GraphedNet, wanted as graphs_wanted
 from .landmark_net import LandmarkNet, fused_for_inference
-from .landmarks68 import FLIP_PERM
 from .precision import forward_mixed, native_bf16, resolve_device
 from .registry import ModelCfg, load_model
 from .score import ScoreParts, score_parts
@@ -170,9 +170,8 @@ class LandmarkPredictor:
         coords, mirrored = None, None
         if self.flip or flip:          # the crops and their mirror images in one forward: half the calls
             both = self._forward(torch.cat([x, x.flip(-1)]))
-            coords, mirrored = both[:len(x)], both[len(x):][:, FLIP_PERM]
-            mirrored[..., 0] = -mirrored[..., 0] - 2.0 / spec.input_size  # pixel i <-> S-1-i
-            mirrored = points_from_crops(mirrored, mats, spec)
+            coords = both[:len(x)]
+            mirrored = points_from_crops(unmirror_coords(both[len(x):], spec), mats, spec)
         else:
             coords = self._forward(x)
         pts = points_from_crops(coords, mats, spec)

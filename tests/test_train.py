@@ -156,3 +156,41 @@ def test_epoch_order_is_a_seeded_shuffle_per_epoch_and_carries_the_epoch_seed(da
     ds = LandmarkDataset(s * 2, [None] * 2, ModelCfg.named("ft68-resnet-xs").crop, seed=7)
     assert torch.equal(ds[1]["image"], ds[(7, 1)]["image"])
     assert not torch.equal(ds[(7, 1)]["image"], ds[(8, 1)]["image"])
+
+
+def test_a_teacher_reads_the_same_square_and_its_answer_is_in_the_students_coordinates(data_dir):
+    """--teacher: each crop also comes at the teacher's size, cut from the same square before the
+    photometric noise; the student's crop is drawn as without a teacher, and the teacher's
+    mirrored reading lands on the labels in the student's normalised coordinates."""
+    from facetracks.models.registry import ModelCfg
+    from facetracks.training.train import load_teacher, teacher_coords
+    s = load_split(data_dir, "identity", "train", limit=16)
+    student = ModelCfg.named("ft68-resnet-xs-hm")
+    teacher, tspec = load_teacher("ft68-resnet-slim-hm", student, torch.device("cpu"))
+    plain = LandmarkDataset(s, [None] * 16, student.crop, seed=1)
+    taught = LandmarkDataset(s, [None] * 16, student.crop, seed=1, teacher=tspec)
+    items = [taught[i] for i in range(16)]
+    assert all(torch.equal(a["image"], plain[i]["image"]) for i, a in enumerate(items))
+    assert items[0]["teacher_image"].shape == (1, tspec.input_size, tspec.input_size)
+    x = torch.stack([a["teacher_image"] for a in items])
+    target = torch.stack([a["target"] for a in items])
+    err = (teacher_coords(teacher, tspec, x, bf16=False) - target).norm(dim=-1).mean()
+    assert float(err) < 0.05        # 1.6 px of a 64 px crop: the shipped teacher saw these faces
+    wrong = (teacher_coords(teacher, tspec, x.flip(-1), bf16=False) - target).norm(dim=-1).mean()
+    assert float(wrong) > 3 * float(err)      # the mirror undone point by point, not ignored
+
+
+def test_distillation_trains_and_refuses_a_teacher_cropping_otherwise(data_dir, tmp_path):
+    from facetracks.models.registry import ModelCfg, create_model, save_checkpoint
+    samples = load_split(data_dir, "identity", "train", limit=16)
+    cfg = TrainConfig(epochs=1, batch_size=8, seed=0, version="test", model_name="ft68-resnet-xs-hm",
+                      teacher="ft68-resnet-slim-hm", distill=0.5)
+    res = train(cfg, samples, [None] * 16, samples[:4], [None] * 4, str(tmp_path / "ok"), log=lambda *_: None)
+    assert res["history"][0]["loss"] > 0
+    assert json.loads((tmp_path / "ok" / "config.json").read_text())["train"]["teacher"] == "ft68-resnet-slim-hm"
+    wide = ModelCfg.named("ft68-resnet-xs-hm")
+    wide = replace(wide, crop=replace(wide.crop, expand=1.6))
+    save_checkpoint(str(tmp_path / "wide.pt"), create_model(wide), wide)
+    with pytest.raises(ValueError, match="crop expand 1.6"):
+        train(replace(cfg, teacher=str(tmp_path / "wide.pt")), samples, [None] * 16, [], [], str(tmp_path / "no"),
+              log=lambda *_: None)

@@ -20,10 +20,12 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from facetracks.models.crop import BoxCalibration, CropSpec, square_from_box, square_from_points
+from facetracks.models.crop import BoxCalibration, CropSpec, square_from_box, square_from_points, unmirror_coords
 from facetracks.models.inference import LandmarkPredictor
+from facetracks.models.landmark_net import fused_for_inference
 from facetracks.models.precision import forward_mixed, resolve_device, resolve_precision
-from facetracks.models.registry import DEFAULT_MODEL, HAAR_PRIOR, ModelCfg, create_model, export_compact, save_checkpoint
+from facetracks.models.registry import (DEFAULT_MODEL, HAAR_PRIOR, ModelCfg, create_model, export_compact, load_model,
+                                       save_checkpoint)
 
 from .data import Sample
 from .metrics import nme
@@ -48,6 +50,9 @@ class TrainConfig:
     val_every: int = 1               # epochs between validations (the last epoch is always validated)
     ema: float = 0.0                 # decay per step of an exponential moving average of the weights
                                      # (0: off); when on, the average is what is validated and shipped
+    teacher: str = ""                # distillation: weights (a path or shipped name) whose mirrored reading of
+                                     # each crop is a second target ("": none)
+    distill: float = 0.5             # with a teacher: its target's weight in the loss, the labels' 1 - distill
     model_name: str = DEFAULT_MODEL             # a name in models.registry.ARCHS
     model: dict = field(default_factory=dict)   # overrides of its arch
 
@@ -58,8 +63,9 @@ class LandmarkDataset(Dataset):
     loader process makes them and however many there are (a generator shared by forked processes
     would draw the same numbers in each). `transform`, when set, replaces the augmentation."""
 
-    def __init__(self, samples: list[Sample], det_squares: list[np.ndarray | None], spec: CropSpec, seed: int):
-        self.samples, self.det_squares, self.spec, self.seed = samples, det_squares, spec, seed
+    def __init__(self, samples: list[Sample], det_squares: list[np.ndarray | None], spec: CropSpec, seed: int,
+                 teacher: CropSpec | None = None):
+        self.samples, self.det_squares, self.spec, self.seed, self.teacher = samples, det_squares, spec, seed, teacher
         self.transform = None
 
     def __len__(self) -> int:
@@ -70,8 +76,8 @@ class LandmarkDataset(Dataset):
         s = self.samples[i]
         d = {"gray": s.gray, "points": s.points, "square": square_from_points(s.points),
              "det_square": self.det_squares[i]}
-        out = (self.transform or train_transforms(self.spec, [seed, i]))(d)
-        return {"image": out["image"], "target": out["target"]}
+        out = (self.transform or train_transforms(self.spec, [seed, i], self.teacher))(d)
+        return {k: out[k] for k in ("image", "target", "teacher_image") if k in out}
 
 
 class EpochOrder(Sampler):
@@ -94,6 +100,23 @@ def wing_loss(pred: torch.Tensor, target: torch.Tensor, w: float, eps: float, sc
     x = (pred - target).abs() * scale
     c = w - w * math.log1p(w / eps)
     return torch.where(x < w, w * torch.log1p(x / eps), x - c).mean()
+
+
+def load_teacher(weights: str, student: ModelCfg, dev: torch.device) -> tuple[torch.nn.Module, CropSpec]:
+    """The teacher network, BatchNorm folded, and its crop spec; it must crop as wide as the student
+    (`expand`), so that the same normalised coordinates name the same points in both crops."""
+    net, tcfg = load_model(weights, dev)
+    if tcfg.crop.expand != student.crop.expand:
+        raise ValueError(f"teacher {weights}: crop expand {tcfg.crop.expand}, the student's is {student.crop.expand}")
+    return fused_for_inference(net), tcfg.crop
+
+
+def teacher_coords(teacher: torch.nn.Module, spec: CropSpec, x: torch.Tensor, bf16: bool) -> torch.Tensor:
+    """The teacher's answer for a batch of its crops: the mean of its reading of each crop and of
+    the crop mirrored, as `accurate` reads a face (crop-normalised coordinates)."""
+    with torch.no_grad():
+        both = forward_mixed(teacher, torch.cat([x, x.flip(-1)]).contiguous(memory_format=torch.channels_last), bf16)
+    return (both[:len(x)] + unmirror_coords(both[len(x):], spec)) / 2
 
 
 def fit_calibration(samples: list[Sample], boxes: list[np.ndarray | None]) -> BoxCalibration:
@@ -173,7 +196,8 @@ def train(cfg: TrainConfig, train_set: list[Sample], train_boxes: list[np.ndarra
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump({"train": asdict(cfg), "model": mcfg.to_dict()}, f, indent=2)
     det_squares = [None if b is None else square_from_box(b[None, :4], mcfg.haar)[0] for b in train_boxes]
-    data = LandmarkDataset(train_set, det_squares, mcfg.crop, cfg.seed)
+    teacher, tspec = load_teacher(cfg.teacher, mcfg, dev) if cfg.teacher else (None, None)
+    data = LandmarkDataset(train_set, det_squares, mcfg.crop, cfg.seed, tspec)
     scale = mcfg.crop.input_size / 2
     t0 = time.time() - (history[-1]["elapsed_s"] if history else 0)
     # an order per epoch, from the epoch's seed, keeps shuffling reproducible across --resume
@@ -188,7 +212,11 @@ def train(cfg: TrainConfig, train_set: list[Sample], train_boxes: list[np.ndarra
         for batch in tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=5):
             x = batch["image"].to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
             target = batch["target"].to(dev, non_blocking=True)
-            loss = wing_loss(forward_mixed(model, x, bf16), target, cfg.wing_w, cfg.wing_eps, scale)
+            pred = forward_mixed(model, x, bf16)
+            loss = wing_loss(pred, target, cfg.wing_w, cfg.wing_eps, scale)
+            if teacher is not None:
+                soft = teacher_coords(teacher, tspec, batch["teacher_image"].to(dev, non_blocking=True), bf16)
+                loss = (1 - cfg.distill) * loss + cfg.distill * wing_loss(pred, soft, cfg.wing_w, cfg.wing_eps, scale)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

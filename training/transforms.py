@@ -138,6 +138,20 @@ class CropToInput:
 
 
 @dataclass
+class TeacherCrop:
+    """The crop a distillation teacher reads (`teacher_image`): the same square at the teacher's
+    own input size, cut before the photometric noise, so the teacher's answer is its best one and
+    the student learns to give it from the noisy crop. With the same `expand` as the student's,
+    both crops span the same pixels and their normalised coordinates are the same points."""
+    spec: CropSpec
+
+    def __call__(self, s: Sample) -> Sample:
+        out = dict(s)
+        out["teacher_image"] = to_input(warp_crop(s["gray"], crop_matrix(s["square"], self.spec), self.spec)[None])[0]
+        return out
+
+
+@dataclass
 class Photometric:
     """Brightness, contrast, gamma, blur and noise: video is darker, softer and noisier than stills."""
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
@@ -177,13 +191,18 @@ class ToTensor:
         out = dict(s)
         out["image"] = torch.from_numpy(np.ascontiguousarray(s["image"])[None])
         out["target"] = torch.from_numpy(s["target"])
+        if "teacher_image" in s:
+            out["teacher_image"] = torch.from_numpy(s["teacher_image"])
         return out
 
 
-def train_transforms(spec: CropSpec, seed: int | list[int]) -> Compose:
+def train_transforms(spec: CropSpec, seed: int | list[int], teacher: CropSpec | None = None) -> Compose:
+    """The augmentation; with `teacher`, each sample also carries the teacher's clean crop of the
+    same square (the random draws, and so the student's crops, are the same either way)."""
     rng = np.random.default_rng(seed)
-    return Compose([RandomFlip(rng=rng), RandomRotate(rng=rng), DetectorBoxJitter(rng=rng),
-                    CropToInput(spec), Photometric(rng=rng), Normalize(spec), ToTensor()])
+    return Compose([RandomFlip(rng=rng), RandomRotate(rng=rng), DetectorBoxJitter(rng=rng)]
+                   + ([TeacherCrop(teacher)] if teacher else [])
+                   + [CropToInput(spec), Photometric(rng=rng), Normalize(spec), ToTensor()])
 
 
 def eval_transforms(spec: CropSpec) -> Compose:
