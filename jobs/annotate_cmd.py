@@ -93,10 +93,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="keep a face the score rejects (a hand over it) hidden until the next detection round, "
                         "looked for where it was (with --look-near) and brought back under its id, instead of "
                         "dropping it and running the detector on every frame until it is found again (faster, "
-                        "stable ids; default: the profile's, accurate does)")
+                        "stable ids; default: the profile's, both do)")
     g.add_argument("--look-near", action=argparse.BooleanOptionalAction, default=None,
                    help="look for a face whose score dropped in a window around where it was, not on the whole "
-                        "frame (default: the profile's; accurate does)")
+                        "frame (default: the profile's; both do)")
     g.add_argument("--rescan-changed", type=nonneg_float,
                    help="a whole-frame detection rescans only the 16 px cells whose grey levels moved by this much "
                         "on average since they were last scanned, and not the faces followed (a still camera's "

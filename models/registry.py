@@ -49,7 +49,7 @@ class Arch:
 ARCHS: dict[str, Arch] = {
     # the accurate default until 2026.11.27: ~211 M multiply-adds a crop
     "ft68-resnet-s": Arch(112, 1.35, widths=(32, 64, 128, 192), depths=(1, 2, 2), head_channels=64, hidden=256),
-    # the fast preset's model: 64 px input, ~11 M multiply-adds, ~9x cheaper per crop on a CPU
+    # the fast preset's model until 2026.11.28: 64 px input, ~11 M multiply-adds, ~9x cheaper per crop on a CPU
     "ft68-resnet-xs": Arch(64, 1.35, widths=(16, 32, 64, 128), depths=(1, 1, 1), head_channels=32, hidden=256),
     # the accurate default from 2026.11.27 to 2026.11.27b: ft68-resnet-s's body with the heatmap head
     # (landmark_net.HeatmapHead), ~212 M multiply-adds
@@ -59,8 +59,9 @@ ARCHS: dict[str, Arch] = {
     # head also reads the stage before the last (head_levels=2, a 14x14 map); 3.84 % identity test
     "ft68-resnet-slim-hm": Arch(112, 1.35, widths=(24, 48, 96, 160), depths=(1, 2, 2), head_channels=96, hidden=0,
                                 head="heatmap", head_levels=2),
-    # ft68-resnet-xs's body with a two-level heatmap head (an 8x8 map; the last stage's 4x4 alone is
-    # too coarse to choose cells from): 4.10 % as fast runs it, not fast's yet (its score, README)
+    # the fast preset's model since 2026.11.28: ft68-resnet-xs's body with a two-level heatmap head (an
+    # 8x8 map; the last stage's 4x4 alone is too coarse to choose cells from), distilled from
+    # ft68-resnet-slim-hm; ~15 M multiply-adds, 4.07 % identity test as fast runs it
     "ft68-resnet-xs-hm": Arch(64, 1.35, widths=(16, 32, 64, 128), depths=(1, 1, 1), head_channels=64, hidden=0,
                               head="heatmap", head_levels=2),
 }

@@ -52,7 +52,7 @@ def test_table_covers_every_path_and_profile(clip, tmp_path, capsys):
     (dlib_line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.split()[:1] == ["dlib"]]
     assert ("skipped:" in dlib_line) == (dlib_missing() is not None), dlib_line
     assert set(res["profiles"]) == {"accurate", "fast"}
-    assert res["profiles"]["fast"]["model"].startswith("ft68-resnet-xs@")
+    assert res["profiles"]["fast"]["model"].startswith("ft68-resnet-xs-hm@")
     (row,) = res["videos"]
     assert row["decode"]["frames"] == 12 and row["naive"]["frames"] == 6
     for path in [row["decode"], row["naive"], *row["profiles"].values()]:     # the fastest of 2 interleaved rounds

@@ -52,14 +52,14 @@ def test_profile_values_are_defaults_and_options_override_them(data_dir, tmp_pat
     assert main(["annotate", str(tmp_path / "one.mp4"), "--out", str(out), "--profile", "fast",
                  "--detect-every", "5"]) == 0
     meta = read_meta(str(out / "one.mp4.parquet"))
-    assert meta["model"].startswith("ft68-resnet-xs@")
+    assert meta["model"].startswith("ft68-resnet-xs-hm@")
     params = meta["params"]
     assert params["follow"]["detect_every"] == 5                          # the option
     assert params["follow"]["batch_size"] == PROFILES["fast"].follow["batch_size"]   # the profile
     assert params["detector"]["detect_side"] == 320 and params["predictor"] == {"refine": 1, "flip": False, "flip_last": True, "settled_move": 0.0, "settled_score": 1.0, "half": None}
     assert params["detector"]["min_face"] == 24                           # the dataclass default
     assert params["detector"]["min_neighbors"] == 3                       # the profile
-    assert params["follow"]["look_near"] is False and params["follow"]["hold_lost"] is False   # spelled out
+    assert params["follow"]["look_near"] is True and params["follow"]["hold_lost"] is True     # spelled out
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
