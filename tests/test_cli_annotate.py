@@ -145,7 +145,7 @@ def test_outputs_can_go_to_a_filesystem_uri(data_dir, tmp_path):
     assert main(args) == 0
     assert sorted(os.listdir(dest)) == ["_summary.json", "one.mp4.landmarks.mp4", "one.mp4.parquet"]
     assert pq.read_table(dest / "one.mp4.parquet").num_rows == 3
-    assert read_meta(str(dest / "one.mp4.parquet"))["model"].startswith("ft68-resnet-xs@")
+    assert read_meta(str(dest / "one.mp4.parquet"))["model"].startswith("ft68-resnet-xs-hm@")
     assert main(args) == 0
     assert json.loads((dest / "_summary.json").read_text())["videos"]["one.mp4"]["status"] == "skipped"
 
