@@ -88,6 +88,8 @@ class LandmarkPredictor:
         bf16 = dev.type == "cpu" and fast and native_bf16()
         if half:
             model = model.half()
+        if bf16:
+            model = model.body_to(torch.bfloat16)
         crops_here = dev.type == "cuda" if device_crops is None else device_crops
         size = cfg.crop.input_size
         graphed = GraphedNet(model, (1, size, size), torch.float16 if half else torch.float32, dev) \
