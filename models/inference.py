@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .crop import (crop_matrices, points_from_crops, square_from_box, square_from_points, to_input,
+from .crop import (CropSpec, crop_matrices, points_from_crops, square_from_box, square_from_points, to_input,
                    unmirror_coords, warp_crop)
 from .crop_torch import warp_crops
 from .graphed import GraphedNet, wanted as graphs_wanted
@@ -55,6 +55,14 @@ def _take(images: list[np.ndarray] | DeviceFrames, faces: np.ndarray) -> list[np
     if isinstance(images, DeviceFrames):
         return DeviceFrames(images.tensors, images.group[faces], images.index[faces])
     return [images[i] for i in faces]
+
+
+def face_contrast(x: torch.Tensor, spec: CropSpec) -> np.ndarray:
+    """(N,) grey-level standard deviation (0-255) of the face square inside each network input
+    (N, 1, S, S): the crop less its `expand` margin. The score's guard against flat crops."""
+    s = spec.input_size
+    m = int(round(s * (1 - 1 / spec.expand) / 2))
+    return (x[:, 0, m:s - m, m:s - m].flatten(1).std(1) * 255).float().cpu().numpy()
 
 
 @dataclass
@@ -127,23 +135,24 @@ class LandmarkPredictor:
             return np.zeros((0, 68, 2), np.float32), score_parts(np.zeros((0, 68, 2), np.float32), None, None)
         images = DeviceFrames.of(grays, self.device) if self.device_crops else grays
         last = self.flip_last and not self.flip
-        pts, mirrored = self._pass(images, squares, flip=last and not self.refine)
+        pts, mirrored, contrast = self._pass(images, squares, flip=last and not self.refine)
         prev = None
-        todo = self._unsettled(pts, mirrored, squares) if self.refine else None
+        todo = self._unsettled(pts, mirrored, contrast, squares) if self.refine else None
         for k in range(self.refine):
             prev = pts.copy()
             prev[~todo] = np.nan                 # a settled face: its pass disagreement is not measured
             if not todo.any():
                 break
             sub = np.flatnonzero(todo)      # pts and mirrored are this call's own arrays: filled in place
-            p, m = self._pass(_take(images, sub), square_from_points(pts[sub]), flip=last and k == self.refine - 1)
-            pts[sub] = p
+            p, m, c = self._pass(_take(images, sub), square_from_points(pts[sub]), flip=last and k == self.refine - 1)
+            pts[sub], contrast[sub] = p, c
             if m is not None:
                 mirrored = np.zeros_like(pts) if mirrored is None else mirrored
                 mirrored[sub] = m
-        return pts, score_parts(pts, mirrored, prev)
+        return pts, score_parts(pts, mirrored, prev, contrast)
 
-    def _unsettled(self, pts: np.ndarray, mirrored: np.ndarray | None, squares: np.ndarray) -> np.ndarray:
+    def _unsettled(self, pts: np.ndarray, mirrored: np.ndarray | None, contrast: np.ndarray,
+                   squares: np.ndarray) -> np.ndarray:
         """(N,) which faces the refine pass re-crops. All of them, unless `settled_move` is set (with
         `flip`): then a face whose first-pass points put its square within `settled_move` of the one
         it was cut from (centre and side, as shares of the side), and whose first-pass score reaches
@@ -159,16 +168,17 @@ class LandmarkPredictor:
         side = np.maximum(squares[:, 2], 1e-6)
         move = np.maximum(np.abs(new[:, :2] - squares[:, :2]).max(axis=1) / side,
                           np.abs(np.log(np.maximum(new[:, 2], 1e-6) / side)))
-        first = score_parts(pts, mirrored, None).score
+        first = score_parts(pts, mirrored, None, contrast).score
         return ~((move <= self.settled_move) & (first >= self.settled_score))
 
     def _pass(self, images: list[np.ndarray] | DeviceFrames, squares: np.ndarray, flip: bool = False
-              ) -> tuple[np.ndarray, np.ndarray | None]:
-        """One batched pass; returns the points and, with `flip` or self.flip, the mirrored pass's
-        points alone."""
+              ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """One batched pass; returns the points, with `flip` or self.flip the mirrored pass's
+        points alone, and each crop's contrast (`face_contrast`)."""
         spec = self.cfg.crop
         mats = crop_matrices(squares, spec)
         x = to_input(self._crops(images, mats))
+        contrast = face_contrast(x, spec)
         coords, mirrored = None, None
         if self.flip or flip:          # the crops and their mirror images in one forward: half the calls
             both = self._forward(torch.cat([x, x.flip(-1)]))
@@ -177,7 +187,7 @@ class LandmarkPredictor:
         else:
             coords = self._forward(x)
         pts = points_from_crops(coords, mats, spec)
-        return ((pts + mirrored) / 2 if mirrored is not None else pts), mirrored
+        return ((pts + mirrored) / 2 if mirrored is not None else pts), mirrored, contrast
 
     def _crops(self, images: list[np.ndarray] | DeviceFrames, mats: np.ndarray) -> torch.Tensor:
         """(N, S, S) uint8 crops on the device."""

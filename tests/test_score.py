@@ -59,3 +59,19 @@ def test_evaluate_counts_kept_and_false_faces():
     f = kept_figures(per, scores, 0.45, images=10)
     assert f["faces_kept"] == 0.3 and f["false_faces"] == 1 and f["false_faces_dropped"] == 1
     assert abs(f["nme_mean_kept"] - (0.03 + 0.25 + 0.05) / 3) < 1e-9 and abs(f["false_face_share"] - 1 / 3) < 1e-9
+
+
+def test_a_flat_square_is_no_face_whatever_the_points(data_dir):
+    """A crop of a flat wall or a black border gives a heatmap head a mean face, symmetric and
+    well shaped; the score reads the face square's contrast and drops it. A real face, even dim,
+    is far above the floor (the cascade needs about 10 grey levels to find one)."""
+    from facetracks.models.score import MIN_CONTRAST
+    pred = LandmarkPredictor.load("ft68-resnet-xs-hm", refine=1, flip=False, flip_last=True)
+    border = np.zeros((200, 200), np.uint8)
+    border[:, 190:] = 90                     # a black square with an edge outside its face square
+    _, parts = pred.predict_with_parts([border], np.array([[100, 100, 80]], np.float32))
+    assert parts.contrast[0] < MIN_CONTRAST and parts.score[0] == 0
+    s = load_split(data_dir, "identity", "test", limit=10)
+    dim = [x.gray // 4 for x in s]           # a quarter of the light
+    _, parts = pred.predict_with_parts(dim, square_from_points(np.stack([x.points for x in s])))
+    assert (parts.contrast >= MIN_CONTRAST).all() and (parts.score > 0).all()

@@ -132,7 +132,8 @@ def followed(parts: ProfileParts):
 
 
 def run(predictor: LandmarkPredictor, items: list, batch: int = 128) -> dict:
-    recs = {k: [] for k in ("set", "score", "mirror", "passes", "shape_distance", "yaw", "pitch", "roll", "nme")}
+    recs = {k: [] for k in ("set", "score", "mirror", "passes", "shape_distance", "contrast", "yaw", "pitch", "roll",
+                            "nme")}
     for i in range(0, len(items), batch):
         chunk = items[i:i + batch]
         pts, parts = predictor.predict_with_parts([c[1] for c in chunk], np.stack([c[2] for c in chunk]))
@@ -143,6 +144,7 @@ def run(predictor: LandmarkPredictor, items: list, batch: int = 128) -> dict:
             recs["mirror"].append(parts.mirror[j])
             recs["passes"].append(parts.passes[j])
             recs["shape_distance"].append(parts.shape_distance[j])
+            recs["contrast"].append(parts.contrast[j])
             recs["yaw"].append(pose[0]), recs["pitch"].append(pose[1]), recs["roll"].append(pose[2])
             recs["nme"].append(float(nme(pts[j:j + 1], c[3][None])[0]) if len(c) > 3 else np.nan)
     return {k: np.asarray(v) for k, v in recs.items()}

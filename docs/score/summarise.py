@@ -30,7 +30,7 @@ def min_score(profile: str) -> float:
 def load(path: str) -> dict:
     with np.load(path, allow_pickle=False) as z:
         r = {k: z[k] for k in z.files}
-    r["score"] = landmark_score(r["mirror"], r["passes"], r["shape_distance"])
+    r["score"] = landmark_score(r["mirror"], r["passes"], r["shape_distance"], r.get("contrast"))
     r["nme"] = np.where(np.isin(r["set"], UNLABELLED), np.nan, r["nme"])
     return r
 
