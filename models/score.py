@@ -9,8 +9,7 @@ Signs of a wrong answer, measured on every face at no extra network cost:
   equal answers both ways; a crop the network cannot read (no face, half a face, a face upside
   down or at the wrong scale) gives answers that move with the crop;
 - shape distance: how far the points, with position, size and in-plane rotation taken out, lie
-  from the identity-train faces' shapes (models/shape.py; about 1 for a typical face).
-
+  from the identity-train faces' shapes (models/shape.py; about 1 for a typical face);
 - contrast: the standard deviation of the grey levels inside the face square of the last pass's
   crop. OpenCV's cascade rejects every window flatter than about 10 grey levels, so no face it can
   find is; a square under half that (MIN_CONTRAST) is a flat wall or a black border, which a

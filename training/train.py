@@ -52,7 +52,8 @@ class TrainConfig:
                                      # (0: off); when on, the average is what is validated and shipped
     teacher: str = ""                # distillation: weights (a path or shipped name) whose mirrored reading of
                                      # each crop is a second target ("": none)
-    distill: float = 0.5             # with a teacher: its target's weight in the loss, the labels' 1 - distill
+    distill: float = 0.8             # with a teacher: its target's weight in the loss, the labels' 1 - distill
+                                     # (0.8: chosen on the val identities, docs/eval/distill.json)
     model_name: str = DEFAULT_MODEL             # a name in models.registry.ARCHS
     model: dict = field(default_factory=dict)   # overrides of its arch
 
