@@ -57,12 +57,13 @@ def _take(images: list[np.ndarray] | DeviceFrames, faces: np.ndarray) -> list[np
     return [images[i] for i in faces]
 
 
-def face_contrast(x: torch.Tensor, spec: CropSpec) -> np.ndarray:
+def face_contrast(x: torch.Tensor, spec: CropSpec) -> torch.Tensor:
     """(N,) grey-level standard deviation (0-255) of the face square inside each network input
-    (N, 1, S, S): the crop less its `expand` margin. The score's guard against flat crops."""
+    (N, 1, S, S): the crop less its `expand` margin. The score's guard against flat crops. Left on
+    `x`'s device: read back after the forward pass, it adds no wait of its own on a GPU."""
     s = spec.input_size
     m = int(round(s * (1 - 1 / spec.expand) / 2))
-    return (x[:, 0, m:s - m, m:s - m].flatten(1).std(1) * 255).float().cpu().numpy()
+    return x[:, 0, m:s - m, m:s - m].flatten(1).std(1) * 255
 
 
 @dataclass
@@ -187,6 +188,7 @@ class LandmarkPredictor:
         else:
             coords = self._forward(x)
         pts = points_from_crops(coords, mats, spec)
+        contrast = contrast.float().cpu().numpy()         # after the forward's own read-back
         return ((pts + mirrored) / 2 if mirrored is not None else pts), mirrored, contrast
 
     def _crops(self, images: list[np.ndarray] | DeviceFrames, mats: np.ndarray) -> torch.Tensor:
