@@ -24,17 +24,33 @@ _AB_BITS = 10              # warpAffine's fixed-point precision of the affine ma
 _COEF_BITS = 15            # INTER_REMAP_COEF_BITS
 
 
-def invert_affine(m: torch.Tensor) -> torch.Tensor:
+def invert_affine(m: np.ndarray) -> np.ndarray:
     """(N, 2, 3) float64 -> inverse maps, computed as cv::warpAffine does (1/D, then products)."""
     a, b, c = m[:, 0, 0], m[:, 0, 1], m[:, 0, 2]
     d, e, f = m[:, 1, 0], m[:, 1, 1], m[:, 1, 2]
     det = a * e - b * d
-    det = torch.where(det != 0, 1.0 / det, torch.zeros_like(det))
+    with np.errstate(divide="ignore"):
+        det = np.where(det != 0, 1.0 / det, 0.0)
     a2, e2 = e * det, a * det
     b2, d2 = -b * det, -d * det
     c2 = -a2 * c - b2 * f
     f2 = -d2 * c - e2 * f
-    return torch.stack([torch.stack([a2, b2, c2], 1), torch.stack([d2, e2, f2], 1)], 1)
+    return np.stack([np.stack([a2, b2, c2], 1), np.stack([d2, e2, f2], 1)], 1)
+
+
+def source_grid(matrices: np.ndarray, size: int) -> np.ndarray:
+    """(N, 2, 2, S) int64: for x and y, the source position of each crop row's first pixel
+    (`[:, :, 0]`, by row) and each column's step from it (`[:, :, 1]`, by column), in warpAffine's
+    1/1024 px, rounded as it rounds them. Small (N x 4 x S): made on the CPU, where the matrices
+    are, and sent in one copy; a pixel's position is one sum of the two on the device."""
+    inv = invert_affine(np.asarray(matrices, np.float64).reshape(-1, 2, 3))
+    x = np.arange(size, dtype=np.float64)
+    scale = float(1 << _AB_BITS)
+    # X = (round((M1*y + M2)*1024) + 16 + round(M0*x*1024)) >> 5, likewise Y: 1/32 px positions
+    start = np.round((inv[:, :, 1, None] * x + inv[:, :, 2, None]) * scale).astype(np.int64) \
+        + (1 << (_AB_BITS - _BITS - 1))
+    step = np.round(inv[:, :, 0, None] * x * scale).astype(np.int64)
+    return np.stack([start, step], 2)
 
 
 def warp_crops(frames: torch.Tensor, frame_index: torch.Tensor | np.ndarray | list[int],
@@ -43,38 +59,26 @@ def warp_crops(frames: torch.Tensor, frame_index: torch.Tensor | np.ndarray | li
 
     frames: (B, H, W) uint8 on any device; matrices: (N, 2, 3) image -> crop (`crop_matrix`).
     Returns (N, S, S) uint8 on the frames' device, equal to `warp_crop` for each face.
+    About 45 tensor calls whatever N (x and y, and the four taps, go together; 146 before): on a GPU actor
+    each call hands the GIL back and forth with the busy stream threads, so their number counts.
     """
     dev = frames.device
     n, size = len(matrices), spec.input_size
     if n == 0:
         return torch.zeros((0, size, size), dtype=torch.uint8, device=dev)
     _, h, w = frames.shape
-    m = torch.as_tensor(np.asarray(matrices) if not isinstance(matrices, torch.Tensor) else matrices,
-                        dtype=torch.float64).to(dev).reshape(n, 2, 3)
-    inv = invert_affine(m)
+    mats = matrices.cpu().numpy() if isinstance(matrices, torch.Tensor) else matrices
+    it = torch.int32 if frames.numel() < 2 ** 31 else torch.int64      # int32 where it holds: half the bytes
+    grid = torch.from_numpy(source_grid(mats, size)).to(dev, it)
     idx = torch.as_tensor(np.asarray(frame_index, np.int64) if not isinstance(frame_index, torch.Tensor)
-                          else frame_index, dtype=torch.int64).to(dev)
-    scale = float(1 << _AB_BITS)
-    x = torch.arange(size, dtype=torch.float64, device=dev)
-    # X = (round((M1*y + M2)*1024) + 16 + round(M0*x*1024)) >> 5, likewise Y: 1/32 px positions
-    rnd = 1 << (_AB_BITS - _BITS - 1)
-    x0 = torch.round((inv[:, 0, 1, None] * x + inv[:, 0, 2, None]) * scale).long() + rnd   # (N, S) by row
-    y0 = torch.round((inv[:, 1, 1, None] * x + inv[:, 1, 2, None]) * scale).long() + rnd
-    dx = torch.round(inv[:, 0, 0, None] * x * scale).long()                              # (N, S) by column
-    dy = torch.round(inv[:, 1, 0, None] * x * scale).long()
-    gx = (x0[:, :, None] + dx[:, None, :]) >> (_AB_BITS - _BITS)                          # (N, S, S)
-    gy = (y0[:, :, None] + dy[:, None, :]) >> (_AB_BITS - _BITS)
-    ix, fx = gx >> _BITS, gx & ((1 << _BITS) - 1)
-    iy, fy = gy >> _BITS, gy & ((1 << _BITS) - 1)
-    one = 1 << _BITS
+                          else frame_index).to(dev, it)
+    g = (grid[:, :, 0, :, None] + grid[:, :, 1, None, :]) >> (_AB_BITS - _BITS)    # (N, xy, S, S) in 1/32 px
+    cell, frac = g >> _BITS, g & ((1 << _BITS) - 1)
+    last = torch.tensor([w - 1, h - 1], dtype=it, device=dev).view(1, 2, 1, 1)
+    taps = torch.stack([cell, cell + 1], 2).clamp_(min=0).minimum(last[:, :, None])     # (N, xy, 2, S, S)
+    weights = torch.stack([(1 << _BITS) - frac, frac], 2)                             # in 1/32
+    at = idx.view(n, 1, 1, 1, 1) * (h * w) + taps[:, 1, :, None] * w + taps[:, 0, None, :]   # (N, 2y, 2x, S, S)
     # 2-D weights in 1/32768: products of the 1-D weights (exact, they always sum to 32768)
-    wgt = ((one - fy) * (one - fx), (one - fy) * fx, fy * (one - fx), fy * fx)
-    xs = (ix.clamp(0, w - 1), (ix + 1).clamp(0, w - 1))
-    ys = (iy.clamp(0, h - 1), (iy + 1).clamp(0, h - 1))
-    flat = frames.reshape(-1)
-    base = idx[:, None, None] * (h * w)
-    acc = torch.zeros_like(gx)
-    for k, (yy, xx) in enumerate(((ys[0], xs[0]), (ys[0], xs[1]), (ys[1], xs[0]), (ys[1], xs[1]))):
-        acc += flat[base + yy * w + xx].long() * (wgt[k] << (_COEF_BITS - 2 * _BITS))
+    wgt = (weights[:, 1, :, None] * weights[:, 0, None, :]) << (_COEF_BITS - 2 * _BITS)
+    acc = (frames.reshape(-1)[at].to(it) * wgt).sum((1, 2), dtype=it)     # at most 255 * 32768
     return ((acc + (1 << (_COEF_BITS - 1))) >> _COEF_BITS).clamp_(0, 255).to(torch.uint8)
-

@@ -12,6 +12,7 @@ from facetracks.models.inference import LandmarkPredictor
 from facetracks.pipeline.detect import HaarDetector
 
 from .clips import gray_frames
+from .torch_calls import TorchCalls
 
 
 def turned(m: np.ndarray, angle_deg: float, mirror: bool, size: int) -> np.ndarray:
@@ -40,6 +41,22 @@ def test_crops_equal_warp_affine(videos_dir, spec):
     d = np.abs(got.numpy().astype(np.int16) - ref)
     assert d.max() <= 1 and (d > 0).mean() < 1e-3, (d.max(), (d > 0).mean())
     assert len(np.unique(ref)) > 100            # real image content, not a blank
+
+
+def test_a_batch_is_a_few_dozen_tensor_calls_whatever_its_size():
+    """On a GPU actor every tensor call hands the GIL back and forth with the stream threads: the
+    warp's count must not grow with the faces (it was 146 before x and y and the taps went together)."""
+    spec = CropSpec(64, 1.35)
+    frames = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (3, 90, 120), dtype=np.uint8))
+    calls = []
+    for n in (2, 40):
+        mats = np.stack([crop_matrix(np.array([60.0 + k, 45.0, 50.0], np.float32), spec) for k in range(n)])
+        with TorchCalls() as c:
+            got = warp_crops(frames, np.arange(n) % 3, mats, spec)
+        calls.append(c.calls)
+        ref = np.stack([warp_crop(frames[k % 3].numpy(), m, spec) for k, m in enumerate(mats)])
+        assert np.abs(got.numpy().astype(int) - ref).max() <= 1
+    assert calls[0] == calls[1] <= 60, calls
 
 
 def test_empty_batch():
