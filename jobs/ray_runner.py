@@ -28,7 +28,7 @@ from .inputs import VideoItem
 from .outputs import remove_stale_temps, resolve
 from .photos import batches, render_current as photo_render_current
 from .run_state import Out, _key, _read_summary, _render_plan, _skipped, _write_json
-from .sizing import plan_actors
+from .sizing import decode_threads, plan_actors
 from .worker import AnnotateWorker
 
 __all__ = ["ACTOR_START_S", "GPU_STREAMS", "ClusterError", "RunOptions", "WorkerStartError", "init_ray",
@@ -147,10 +147,12 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
         weights = ray.put(opt.weights)
 
         def make_actor():
-            return actor_cls.remote(weights, opt.detector, opt.follow, opt.predictor, None, max(1, int(cpa)))
+            return actor_cls.remote(weights, opt.detector, opt.follow, opt.predictor, None, max(1, int(cpa)),
+                                    decode_threads(cpa, streams))
         actors = [make_actor() for _ in range(n)]
         summary["ray"] = {"gcs_address": ray.get_runtime_context().gcs_address, "nodes": len(ray.nodes())}
         summary["actors"] = {"count": n, "cpus_per_actor": cpa, "gpus_per_actor": gpa, "streams": streams,
+                             "decode_threads": decode_threads(cpa, streams),
                              "device": _started(actors[0].device.remote())}
         opt = replace(opt, inflight=max(opt.inflight, streams + 1))
         _drive(actors, tasks, opt, summary, out, earlier, renders, make_actor, started)

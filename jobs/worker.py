@@ -64,7 +64,10 @@ class _PhotoDrawer:
 
 class AnnotateWorker:
     def __init__(self, weights: bytes | str | None, detector: dict, follow: dict, predictor: dict,
-                 device: str | None = None, threads: int = 0):
+                 device: str | None = None, threads: int = 0, decode_threads: int = 0):
+        """`threads`: torch's (0: its default); `decode_threads`: each stream's decoder's (0:
+        FFmpeg's choice, a thread per core: right for one stream, a pile-up for 16 on 4 cores)."""
+        self.decode_threads = decode_threads
         if threads:
             torch.set_num_threads(threads)
         parts = build_parts("worker", weights, detector, follow, predictor, device)
@@ -125,7 +128,8 @@ class AnnotateWorker:
             with self.shared.stream() as (detector, predictor):
                 r = annotate_video(item.path, item.name, detector, predictor, self.follow,
                                    segment.decode_from_s if segment else None, segment.end_s if segment else None,
-                                   on_frames, pose=smoothing.method == "none")   # else fitted once, when smoothed
+                                   on_frames, pose=smoothing.method == "none",   # else fitted once, when smoothed
+                                   decode_threads=self.decode_threads)
         except VideoError as e:
             return {**base, "status": "failed", "error": str(e)}
         except Exception as e:   # anything else is a bug or an odd file: report it with the file's name

@@ -33,17 +33,18 @@ class VideoResult:
 def annotate_video(path: str, name: str, detector: FaceDetector, predictor: LandmarkPredictor,
                    params: FollowParams | None = None, start_s: float | None = None,
                    end_s: float | None = None, on_frames: Callable[[int], None] | None = None,
-                   pose: bool = True) -> VideoResult:
+                   pose: bool = True, decode_threads: int = 0) -> VideoResult:
     """`name` is what the `video` column says (the input's path relative to its root).
     `pose=False` leaves the pose columns null, for a caller whose smoothing rewrites the points and
     fits the pose to those (`smooth_tracks`): it would be fitted twice per face otherwise.
 
     With `start_s` / `end_s` only that time range is decoded (a segment of a long video); its
     frame_index then counts from the range's first frame, and `segments.Stitcher` recounts it.
+    `decode_threads`: the decoder's threads (`video.iter_frames`; 0: FFmpeg's choice).
     """
     t0 = time.perf_counter()
     info = probe(path)
-    frames = prefetch(iter_frames(path, start_s=start_s, end_s=end_s), PREFETCH_FRAMES)
+    frames = prefetch(iter_frames(path, start_s=start_s, end_s=end_s, threads=decode_threads), PREFETCH_FRAMES)
     table, stats = annotate_frames(frames, name, (info.width, info.height) if pose else None, detector, predictor,
                                    params, on_frames)
     return VideoResult(table, info, stats, time.perf_counter() - t0)

@@ -226,8 +226,12 @@ def _gray(frame: av.VideoFrame) -> np.ndarray:
 
 
 def iter_frames(path: str, color: bool = False, start_s: float | None = None,
-                end_s: float | None = None) -> Iterator[Frame]:
-    """Stream upright frames; `color` adds BGR (only rendering needs it).
+                end_s: float | None = None, threads: int = 0) -> Iterator[Frame]:
+    """Stream upright frames; `color` adds BGR (only rendering needs it). `threads`: the decoder's
+    threads (0: FFmpeg's choice, one per core and one more). An actor that decodes many streams
+    at once gives each one or a few: its cores are already shared among the streams, and
+    one-thread decoding spends less CPU a frame (at 640x480 here: 8 streams on 2 cores decode
+    3,300 fps together with one thread each, 2,700 with FFmpeg's choice).
 
     With `start_s`, seek to the keyframe before it and drop frames before it; with `end_s`, stop
     at it. Frame indices then count from the first returned frame. Read whole, a video that
@@ -236,6 +240,8 @@ def iter_frames(path: str, color: bool = False, start_s: float | None = None,
     container, s = open_video(path)
     with container:
         s.thread_type = "AUTO"
+        if threads:
+            s.codec_context.thread_count = threads
         tb, step = s.time_base, 1.0 / frame_rate(s)
         if start_s:
             container.seek(int(start_s / tb), stream=s, backward=True)

@@ -86,6 +86,10 @@ def test_variable_frame_rate_time_is_the_pts(tmp_path, faces, predictor):
     _, df = run(clip, predictor)
     np.testing.assert_allclose(df.time_s.to_numpy(), clip.pts_s, atol=1e-6)
     assert df.track_id.notna().all()
+    # one decoder thread (as each of a GPU actor's streams has): the same frames, rows and points
+    one = annotate_video(clip.path, "clip.mp4", HaarDetector(), predictor, decode_threads=1).table.to_pandas()
+    assert one[["frame_index", "track_id", "time_s"]].equals(df[["frame_index", "track_id", "time_s"]])
+    np.testing.assert_allclose(points_from_columns(one), points_from_columns(df), atol=1e-4)
 
 
 def test_frames_without_faces_get_a_null_row(tmp_path, predictor):

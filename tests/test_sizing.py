@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from facetracks.jobs.sizing import ActorSizeError, alive_nodes, capacity, describe, fits, plan_actors
+from facetracks.jobs.sizing import ActorSizeError, alive_nodes, capacity, decode_threads, describe, fits, plan_actors
 
 
 def node(cpus, gpus=0, alive=True, ip="10.0.0.1"):
@@ -126,3 +126,10 @@ def test_every_plan_fits_or_is_refused(nodes):
         if not actors and not cpus and gpus is None:
             assert plan.count == min(n_tasks, capacity(alive_nodes(nodes), plan.cpus, plan.gpus))   # as many as fit
     assert checked
+
+
+def test_streams_share_the_actors_cores_for_decoding():
+    assert decode_threads(4, 1) == 0           # a lone stream: FFmpeg's own choice
+    assert decode_threads(4, 16) == 1          # 16 streams on 4 cores: one thread each, not 17
+    assert decode_threads(16, 4) == 4
+    assert decode_threads(2.5, 2) == 1
