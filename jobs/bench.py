@@ -161,7 +161,8 @@ def run_scaling(args: argparse.Namespace) -> int:
             # default: a minute of 640x480 video, so that actor start-up is a small part of the time
             videos = args.videos or [synthetic_clip(os.path.join(work, "minute_640x480.mp4"), (640, 480), args.frames, repeat=6)]
         head = (f"{'profile':9} {'actors':>6} {'gpu/a':>5} {'strm':>4} {'frames':>7} {'seconds':>8} {'fps':>8} {'steady':>8} "
-                f"{'fps/gpu':>8} {'eff':>5} {'util%':>5} {'p90%':>5} {'memMB':>6} {'det':>5} {'lmk':>5} {'crops':>6}  device")
+                f"{'fps/gpu':>8} {'eff':>5} {'util%':>5} {'p90%':>5} {'memMB':>6} {'det':>5} {'lmk':>5} {'wait':>5} {'idle':>5} "
+                f"{'crops':>6}  device")
         print(head)
         for name in args.profiles:
             prof = get_profile(name)
@@ -175,6 +176,7 @@ def run_scaling(args: argparse.Namespace) -> int:
                       f"{r['fps']:8.1f} {_f(r['steady_fps'], '.1f', 8)} {r['fps_per_gpu']:8.1f} {r['efficiency']:5.2f} "
                       f"{_f(r['gpu_util_mean'], '.0f', 5)} {_f(r['gpu_util_p90'], '.0f', 5)} {_f(r['gpu_mem_peak_mb'], '.0f', 6)} "
                       f"{_f(share.get('detect'), '.2f', 5)} {_f(share.get('landmarks'), '.2f', 5)} "
+                      f"{_f(share.get('waiting'), '.2f', 5)} {_f(share.get('idle'), '.2f', 5)} "
                       f"{_f(share.get('crops_per_landmark_pass'), '.1f', 6)}  {r['device']}")
                 dump()
             sc.update(scaling(videos, name, counts, args.segment_seconds, args.address, args.gpus_per_actor,

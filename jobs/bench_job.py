@@ -161,6 +161,8 @@ def run_figures(summary: dict, frames: int, seconds: float) -> dict:
         out["stage_share"] = {
             "detect": b["detect_s"] / actor_s,
             "landmarks": b["landmark_s"] / actor_s,
+            "waiting": b.get("waiting_s", 0.0) / actor_s,     # calls waiting for the other streams
+            "idle": b.get("idle_s", 0.0) / actor_s,           # no call: every stream decoding or following
             "frames_per_detect_call": b["detect_frames"] / b["detect_calls"] if b.get("detect_calls") else None,
             "crops_per_landmark_pass": b["landmark_crops"] / b["landmark_calls"] if b.get("landmark_calls") else None}
     return out

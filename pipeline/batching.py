@@ -37,6 +37,9 @@ class BatchStats:
     landmark_calls: int = 0
     landmark_crops: int = 0
     landmark_s: float = 0.0
+    waiting_s: float = 0.0        # no batch running, calls waiting for the other streams (up to wait_s)
+    idle_s: float = 0.0           # no batch running, no call waiting: every stream busy with its own
+                                  # work (decoding, following); on a GPU actor, the GPU idles then
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -62,6 +65,18 @@ class SharedStages:
     _pending: list[_Call] = field(default_factory=list, repr=False)
     _since: float = 0.0
     _running: bool = False
+    _mark: float | None = None      # when the shared stages last went running / waiting / idle
+
+    def _account(self) -> None:
+        """Adds the time since the last mark to what the stages were doing then (under the lock):
+        running (counted by the batches themselves), waiting or idle."""
+        now = time.perf_counter()
+        if self._mark is not None and not self._running:
+            if self._pending:
+                self.stats.waiting_s += now - self._mark
+            else:
+                self.stats.idle_s += now - self._mark
+        self._mark = now
 
     @contextmanager
     def stream(self) -> Iterator[tuple["StreamDetector", "StreamLandmarker"]]:
@@ -81,11 +96,13 @@ class SharedStages:
         with self._cv:
             if not self._pending:
                 self._since = time.perf_counter()
+            self._account()
             self._pending.append(c)
             self._cv.notify_all()
             while not c.done:
                 left = self._since + self.wait_s - time.perf_counter()
                 if not self._running and self._pending and (len(self._pending) >= self._streams or left <= 0):
+                    self._account()
                     batch, self._pending, self._running = self._pending, [], True
                     self._cv.release()
                     try:
@@ -93,6 +110,7 @@ class SharedStages:
                     finally:
                         self._cv.acquire()
                         self._running = False
+                        self._mark = time.perf_counter()
                         if self._pending:
                             self._since = time.perf_counter()
                         self._cv.notify_all()

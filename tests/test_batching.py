@@ -2,6 +2,7 @@
 video's rows and ids are what it gets alone, and the batches really are shared."""
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -36,8 +37,10 @@ def together(videos_dir, parts, predictor=None) -> tuple[list, SharedStages]:
         name, end = clip
         with shared.stream() as (det, pred):
             return annotate_video(os.path.join(videos_dir, name), name, det, pred, parts.follow, end_s=end)
+    t0 = time.perf_counter()
     with ThreadPoolExecutor(len(CLIPS)) as pool:
         results = list(pool.map(one, CLIPS))
+    shared.wall_s = time.perf_counter() - t0
     return [r.table.to_pandas() for r in results], shared
 
 
@@ -53,6 +56,9 @@ def test_streams_together_give_each_video_its_own_rows(videos_dir, fast):
     assert st.landmark_crops / st.landmark_calls > max(fast.follow.batch_size, 1) * 1.2, st
     assert st.detect_frames > st.detect_calls                         # several streams' frames per detector call
     assert st.detect_rects > 0              # rescans of what changed (change_scan.py) went through them too
+    # the stages' time, told apart: running batches, calls waiting for the other streams, idle
+    told = st.detect_s + st.landmark_s + st.waiting_s + st.idle_s
+    assert st.waiting_s > 0 and st.idle_s > 0 and 0.5 * shared.wall_s < told <= shared.wall_s, (told, shared.wall_s, st)
 
 
 def test_device_crops_through_shared_stages_keep_rows(videos_dir, fast):
