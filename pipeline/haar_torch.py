@@ -23,6 +23,9 @@ every scale of every frame of a batch, so that one call keeps a GPU busy:
   ~400k windows a 640x360 frame to ~70k after stage 1 and a few hundred at the end); the later
   stages gather from all scales' integral images packed into one buffer of one row stride, so a
   feature's corner offsets are the same for every window of every scale and frame;
+- on CUDA the whole scan is replayed as one CUDA graph (`haar_graphed.py`): `survivors_static`
+  keeps a fixed number of slots at each compaction (`capacities`, ~3.5x the stumps evaluated,
+  no host sync), and a batch that outgrows them is scanned again op by op;
 - the survivors of a frame are grouped on the CPU exactly like `groupRectangles` with reject
   levels (`haar_group.py`; the score is the best final-stage sum of a group), clipped to the
   image like `clipObjects` and mapped back to the input's pixels.
@@ -35,12 +38,16 @@ minNeighbors=0, and the boxes match `HaarDetector`'s. On a CPU it is ~4x slower 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from facetracks.models.graphed import wanted as graphs_wanted
+
 from .detect import _cascade_path, min_window, scan_scale
+from .haar_graphed import GraphedCascade, read_static
 from .haar_cascade import Cascade, load_cascade
 from .haar_group import group_rectangles
 from .haar_plan import _Plan, _plan
@@ -50,6 +57,7 @@ GROUP_EPS = 0.2
 _GATHER_LIMIT = 1 << 22          # elements of one gather index tensor (memory per chunk)
 _GATHER_LIMIT_CUDA = 1 << 26     # on a GPU: fewer, larger chunks (each chunk is a dozen kernel launches)
 MAX_BATCH = 16                   # frames scanned together (~250 MB of device memory each at 640x480, scale step 1.1)
+CAPACITY_FLOOR = 1024            # fewest slots a frame a compaction of `survivors_static` keeps (~20 faces)
 
 
 @dataclass
@@ -63,6 +71,8 @@ class TorchHaarDetector:
     cascade: str = "haarcascade_frontalface_default.xml"
     device: str | torch.device = "cpu"
     group_stages: bool | None = None   # stages evaluated in groups (`_stage_groups`); None: on CUDA only
+    static: bool | None = None         # fixed-size scans (`survivors_static`), as CUDA graphs on CUDA
+                                       # (`haar_graphed.py`); None: where graphs are wanted (models/graphed.py)
     _c: Cascade = field(init=False, repr=False)
     _t: dict = field(init=False, repr=False)
 
@@ -70,6 +80,10 @@ class TorchHaarDetector:
         self.device = torch.device(self.device)
         if self.group_stages is None:
             self.group_stages = self.device.type == "cuda"
+        if self.static is None:
+            self.static = graphs_wanted(self.device)
+        self._graphed = GraphedCascade(self) if self.static and self.device.type == "cuda" else None
+        self.static_overflows = 0      # scans whose survivors outgrew their slots (done again by `survivors`)
         self._c = load_cascade(_cascade_path(self.cascade))
         c, dev = self._c, self.device
         self._t = {
@@ -79,7 +93,7 @@ class TorchHaarDetector:
             "left": torch.from_numpy(c.left).to(dev),
             "right": torch.from_numpy(c.right).to(dev),
         }
-        self._group_cache: dict[int, list[_StageGroup]] = {}
+        self._group_cache: dict[tuple[int, bool], list[_StageGroup]] = {}
         self._plan_cache: dict[int, tuple] = {}
 
     def detect(self, gray: np.ndarray) -> np.ndarray:
@@ -122,34 +136,73 @@ class TorchHaarDetector:
         """Every window that passes all stages, per frame: (N, 4) int rects and (N,) final-stage
         sums: what `detectMultiScale3(..., minNeighbors=0, outputRejectLevels=True)` returns."""
         b, h, w = img.shape
-        c = self._c
-        plan = _plan((w, h), c.window, float(self.scale_factor), int(min_side))
+        plan = _plan((w, h), self._c.window, float(self.scale_factor), int(min_side))
         if plan is None:
             return [(np.zeros((0, 4), np.int32), np.zeros(0, np.float64)) for _ in range(b)]
-        dev = self.device
+        found = None
+        if self.static:
+            out = self._graphed(img, plan) if self._graphed is not None else self.survivors_static(img, plan)
+            found = read_static(out) if out is not None else None
+            self.static_overflows += out is not None and found is None
+        idx, s = found if found is not None else self.survivors(img, plan)
+        frame, win = idx // plan.n_windows, idx % plan.n_windows
+        return [(plan.rect[win[frame == i]], s[frame == i]) for i in range(b)]
+
+    def _first_stage(self, img: torch.Tensor, plan: _Plan, static: bool = False) -> tuple:
+        """The first stage on every window of every scale and frame, and which windows go on:
+        the packed integral images (flat), the stage groups, and per window (flat, B x Nw) whether
+        it passed and was evaluated at all, its variance factor and its first-stage sum. `static`:
+        the stages one by one (in a graph more groups cost nothing, and each compacts the work)."""
+        b = img.shape[0]
         buf, vnf, valid = self._integrals(img, plan)
         offs, row_start, _ = self._plan_tensors(plan)
-        flat = buf.reshape(-1)
-        groups = self._groups(plan.stride)
-        # the first stage on every window of every scale and frame: one gather per chunk of windows
-        every = (torch.arange(b, device=dev)[:, None] * plan.frame_elems + offs[None]).reshape(-1)
+        flat, groups = buf.reshape(-1), self._groups(plan.stride, self.group_stages and not static)
+        every = (torch.arange(b, device=self.device)[:, None] * plan.frame_elems + offs[None]).reshape(-1).int()
         s0 = self._group_sums(flat, groups[0], every, vnf.reshape(-1))[:, 0].reshape(b, -1)
         del every
-        # OpenCV's scan skips the window after a first-stage reject; then compact the survivors
+        # OpenCV's scan skips the window after a first-stage reject
         fail = valid & (s0 < groups[0].stage_threshold[0])
         keep = valid & ~fail & _evaluated(fail, row_start)
-        idx = keep.reshape(-1).nonzero().squeeze(1)
-        base = (idx // plan.n_windows) * plan.frame_elems + offs[idx % plan.n_windows]
-        v, s = vnf.reshape(-1)[idx], s0.reshape(-1)[idx]
-        alive = torch.stack([idx, base], 1)            # (N, 2): window id, its offset in the buffer
+        return flat, groups, keep.reshape(-1), vnf.reshape(-1), s0.reshape(-1), offs
+
+    def _start(self, pos: torch.Tensor, plan: _Plan, vnf: torch.Tensor, s0: torch.Tensor, offs: torch.Tensor):
+        """The windows at `pos` (flat window ids) as (N, 2) int32 window id and buffer offset (int32
+        gathers: half the index bytes), with their variance factors and first-stage sums."""
+        base = (pos // plan.n_windows) * plan.frame_elems + offs[pos % plan.n_windows]
+        return torch.stack([pos, base], 1).int(), vnf[pos], s0[pos]
+
+    def survivors(self, img: torch.Tensor, plan: _Plan) -> tuple[np.ndarray, np.ndarray]:
+        """Flat window ids (frame * n_windows + window) that pass every stage, and their
+        final-stage sums; the survivors compacted after every group of stages."""
+        flat, groups, keep, vnf, s0, offs = self._first_stage(img, plan)
+        alive, v, s = self._start(keep.nonzero().squeeze(1), plan, vnf, s0, offs)
         for g in groups[1:]:
             sums = self._group_sums(flat, g, alive[:, 1], v)
             ok = (sums >= g.stage_threshold).all(1).nonzero().squeeze(1)
             alive, v, s = alive[ok], v[ok], sums[ok, -1]
-        idx = alive[:, 0]
-        idx, s = idx.cpu().numpy(), s.cpu().numpy()
-        frame, win = idx // plan.n_windows, idx % plan.n_windows
-        return [(plan.rect[win[frame == i]], s[frame == i]) for i in range(b)]
+        return alive[:, 0].cpu().numpy(), s.cpu().numpy()
+
+    def survivors_static(self, img: torch.Tensor, plan: _Plan) -> tuple[torch.Tensor, ...]:
+        """`survivors` with every tensor's size fixed by the batch's shape alone, so that the whole
+        scan can be captured as one CUDA graph (`haar_graphed.py`): each compaction keeps a fixed
+        number of slots (`capacities`, `nonzero_static`), the live ones flagged. Returns (slots,)
+        window ids and sums, which slots are live, and whether any compaction had more survivors
+        than slots (then its answer is incomplete, and `read_static` says so). No host sync."""
+        flat, groups, keep, vnf, s0, offs = self._first_stage(img, plan, static=True)
+        caps = capacities(keep.numel(), len(groups), img.shape[0])
+        count = keep.sum()
+        over = count > caps[0]
+        live = torch.arange(caps[0], device=self.device) < count
+        alive, v, s = self._start(torch.nonzero_static(keep, size=caps[0], fill_value=0).squeeze(1), plan, vnf, s0, offs)
+        for g, cap in zip(groups[1:], caps[1:]):
+            sums = self._group_sums(flat, g, alive[:, 1], v)
+            ok = (sums >= g.stage_threshold).all(1) & live
+            count = ok.sum()
+            over = over | (count > cap)
+            live = torch.arange(cap, device=self.device) < count
+            at = torch.nonzero_static(ok, size=cap, fill_value=0).squeeze(1)
+            alive, v, s = alive[at], v[at], sums[at, -1]
+        return alive[:, 0], s, live, over
 
     def _integrals(self, img: torch.Tensor, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Every scale at once: resize (`resize_linear_exact`'s arithmetic through the plan's
@@ -200,9 +253,10 @@ class TorchHaarDetector:
                                      tuple(on(a) for a in plan.resize))
         return self._plan_cache[key][1:]
 
-    def _groups(self, stride: int) -> list["_StageGroup"]:
-        """The cascade's stages in `_stage_groups`, on the device, for a buffer row stride (cached)."""
-        if stride not in self._group_cache:
+    def _groups(self, stride: int, grouped: bool) -> list["_StageGroup"]:
+        """The cascade's stages, in `_stage_groups` or one by one, on the device, for a buffer row
+        stride (cached)."""
+        if (stride, grouped) not in self._group_cache:
             c, t = self._c, self._t
             x, y, w, h = t["rects"].unbind(-1)
             corners = torch.stack([y * stride + x, y * stride + x + w, (y + h) * stride + x,
@@ -210,19 +264,19 @@ class TorchHaarDetector:
             starts = (0,) + c.stage_ends[:-1]
             out, signs = [], torch.tensor([1, -1, -1, 1], dtype=torch.int32, device=self.device)
             n = len(c.stage_ends)
-            for s0, s1 in _stage_groups(n) if self.group_stages else [(k, k + 1) for k in range(n)]:
+            for s0, s1 in _stage_groups(n) if grouped else [(k, k + 1) for k in range(n)]:
                 t0, t1 = starts[s0], c.stage_ends[s1 - 1]
                 member = torch.zeros((t1 - t0, s1 - s0), dtype=torch.float64)
                 for k in range(s0, s1):
                     member[starts[k] - t0:c.stage_ends[k] - t0, k - s0] = 1.0
                 out.append(_StageGroup(
-                    corners=corners[t0:t1].reshape(-1), weights=t["weights"][t0:t1],
+                    corners=corners[t0:t1].reshape(-1).int(), weights=t["weights"][t0:t1],
                     threshold=t["threshold"][t0:t1], left=t["left"][t0:t1], right=t["right"][t0:t1],
                     member=member.to(self.device),
                     stage_threshold=torch.from_numpy(c.stage_threshold[s0:s1].astype(np.float64)).to(self.device),
                     signs=signs))
-            self._group_cache[stride] = out
-        return self._group_cache[stride]
+            self._group_cache[stride, grouped] = out
+        return self._group_cache[stride, grouped]
 
     def _group_sums(self, flat: torch.Tensor, g: "_StageGroup", base: torch.Tensor, vnf: torch.Tensor) -> torch.Tensor:
         """(N, stages of `g`): each stage's sum of stumps for each window (float64, as
@@ -278,6 +332,16 @@ def _stage_groups(n: int) -> list[tuple[int, int]]:
     if at < n:
         ends.append(n)
     return list(zip([0] + ends[:-1], ends))
+
+
+def capacities(windows: int, stages: int, frames: int) -> list[int]:
+    """Slots kept by each compaction of `survivors_static` (one a stage): half the windows after
+    the first stage, 0.7 as many after each next one, at least CAPACITY_FLOOR a frame. What the
+    shared clips need, at 640 and at 320 px (the fewer windows, the more of them survive): 7-27 %
+    pass the first stage, 2.5-5 % four, 0.1-0.2 % all 25 (a few hundred windows a frame; a
+    face gives about 50). A batch with more falls back to `survivors`; these slots cost about
+    3.5x the stumps the compacted scan evaluates."""
+    return [min(windows, max(CAPACITY_FLOOR * frames, math.ceil(windows * 0.5 * 0.7 ** k))) for k in range(stages)]
 
 
 def _evaluated(fail: torch.Tensor, row_start: torch.Tensor) -> torch.Tensor:

@@ -78,22 +78,25 @@ def test_resizes_are_opencvs_bit_for_bit(videos_dir):
                               cv2.resize(g, size, interpolation=cv2.INTER_AREA))
 
 
-@pytest.mark.parametrize("group_stages", [False, True])
-def test_raw_windows_and_weights_identical_to_opencv(videos_dir, group_stages):
+@pytest.mark.parametrize("mode", [dict(group_stages=False, static=False), dict(group_stages=True, static=False),
+                                  dict(static=True)])
+def test_raw_windows_and_weights_identical_to_opencv(videos_dir, mode):
     """Before grouping: the same windows pass all 25 stages, with the same final-stage sums,
-    stage by stage (the CPU's way) and with stages evaluated in groups (CUDA's)."""
+    stage by stage (the CPU's way), with stages evaluated in groups, and in fixed-size slots (what
+    CUDA replays as a graph, here op by op)."""
     clf = cv2.CascadeClassifier(_cascade_path("haarcascade_frontalface_default.xml"))
     g = gray_frames(os.path.join(videos_dir, "pyfeat_single_face.mp4"), 1, 1)[0]
     for sf in (1.1, 1.2):
         rects, _, weights = clf.detectMultiScale3(g, scaleFactor=sf, minNeighbors=0, minSize=(24, 24),
                                                   outputRejectLevels=True)
         ref = sorted(zip(map(tuple, np.asarray(rects).tolist()), np.ravel(weights).tolist()))
-        det = TorchHaarDetector(scale_factor=sf, group_stages=group_stages)
+        det = TorchHaarDetector(scale_factor=sf, **mode)
         r, wt = det.candidates(torch.from_numpy(g)[None], 24)[0]
         r, wt = group_rectangles(r, wt, 0, 0.2, (g.shape[1], g.shape[0]))       # clipping only
         got = sorted(zip(map(tuple, r.tolist()), wt.tolist()))
         assert len(ref) > 10
         assert got == ref
+        assert det.static_overflows == 0
 
 
 @pytest.mark.parametrize("profile,per_clip", [(dict(scale_factor=1.1, detect_side=640), 1),
@@ -142,6 +145,30 @@ def test_grouped_call_makes_few_tensor_calls_whatever_the_frames(videos_dir, mon
             counts[grouped, n] = c.calls
     assert counts[True, 4] <= 500 and counts[True, 4] <= 1.5 * counts[True, 1], counts
     assert counts[True, 4] < 0.6 * counts[False, 4], counts
+
+
+def test_fixed_slots_that_overflow_fall_back_to_the_compacted_scan(videos_dir, monkeypatch):
+    """A batch whose survivors outgrow `survivors_static`'s slots is scanned again op by op: the
+    same boxes, and the overflow counted."""
+    frames = gray_frames(os.path.join(videos_dir, "liveportrait_driving_d6.mp4"), 2, 3)
+    ref = TorchHaarDetector(detect_side=320, static=False).detect_batch(frames)
+    det = TorchHaarDetector(detect_side=320, static=True)
+    assert all(np.array_equal(a, b) for a, b in zip(ref, det.detect_batch(frames))) and det.static_overflows == 0
+    monkeypatch.setattr(haar_torch, "capacities", lambda windows, stages, frames: [64] * stages)
+    got = det.detect_batch(frames)
+    assert det.static_overflows == 1 and all(len(r) for r in ref)
+    assert all(np.array_equal(a, b) for a, b in zip(ref, got))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_cuda_graphs_give_the_op_by_op_boxes(videos_dir):
+    frames = gray_frames(os.path.join(videos_dir, "liveportrait_driving_d6.mp4"), 3, 3)
+    graphed = TorchHaarDetector(device="cuda")
+    ref = TorchHaarDetector(device="cuda", static=False).detect_batch(frames)
+    for _ in range(2):                         # the capture, then a replay
+        got = graphed.detect_batch(frames)
+        assert graphed._graphed.broken is None
+        assert all(np.array_equal(a, b) for a, b in zip(ref, got))
 
 
 def test_batch_tensor_input_equals_singlegray_frames(videos_dir):

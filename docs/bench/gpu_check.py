@@ -143,6 +143,30 @@ def turned(m: np.ndarray, angle_deg: float, mirror: bool, size: int) -> np.ndarr
     return out
 
 
+def batch_times(settings: dict, device: str, frames: list[dict], reps: int = 5) -> dict:
+    """ms for one call on 4 frames of one size, the scan replayed as a CUDA graph against op by op
+    (stages grouped), each the best of `reps` after a warm-up (the capture)."""
+    import torch
+    from facetracks.pipeline.haar_torch import TorchHaarDetector
+    by_shape: dict[tuple, list[np.ndarray]] = {}
+    for f in frames:
+        by_shape.setdefault(f["gray"].shape, []).append(f["gray"])
+    four = max(by_shape.values(), key=len)[:4]
+    out = {}
+    for name, static in (("graph", True), ("op_by_op", False)):
+        det = TorchHaarDetector(**settings, device=device, static=static)
+        det.detect_batch(four)
+        best = float("inf")
+        for _ in range(reps):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            det.detect_batch(four)
+            best = min(best, time.perf_counter() - t)
+        out[name] = round(1000 * best, 2)
+    return out
+
+
 def check(dev: str, out_path: str, squares: int = 300) -> dict:
     import cv2
     import torch
@@ -176,6 +200,9 @@ def check(dev: str, out_path: str, squares: int = 300) -> dict:
             "matched": sum(r["matched"] for r in rows), "missing": sum(r["missing"] for r in rows),
             "extra": sum(r["extra"] for r in rows), "max_score_diff": max(r["max_score_diff"] for r in rows),
             "ms_per_frame": 1000 * dt / len(rows),
+            "graphs": "off" if det._graphed is None else det._graphed.broken or "on",
+            "static_overflows": det.static_overflows,
+            "batch_of_4_ms": batch_times(settings, device, frames),
             "frames_not_exact": [r for r in rows if not r["exact"]][:20]}
         print(f"haar {name}: {json.dumps({k: v for k, v in res['haar'][name].items() if k != 'frames_not_exact'})}")
     # crops: per frame size, one batch on the device against cv2.warpAffine one face at a time

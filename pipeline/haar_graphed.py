@@ -1,0 +1,81 @@
+"""The torch cascade's scan replayed as CUDA graphs: one launch per detector call, not hundreds.
+
+Evaluated op by op (`TorchHaarDetector.survivors`), a 4-frame scan is ~400 small tensor calls and
+a host sync after every group of stages. On a GPU actor each call hands the GIL back and forth
+with the stream threads: on the H100 a call that took 18 ms alone took 43-98 ms inside the job.
+`survivors_static` gives every tensor a size fixed by the batch's shape (each compaction keeps a
+fixed number of slots), so the whole scan, from the integral images to the last stage, can be
+captured once per frame size and batch-size bucket (powers of two up to `MAX_BATCH`, padded with
+blank frames, which no window survives) and replayed in one call, read back in one.
+
+Each capture is checked against the op-by-op scan on the frames it was captured with; any
+failure or difference turns graphs off for good (`broken` says why) and the op-by-op scan runs,
+as it does for a batch whose survivors outgrow their slots: this can cost a capture, never a box.
+`FACETRACKS_CUDA_GRAPHS=0` turns them off (models/graphed.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+def read_static(out: tuple[torch.Tensor, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+    """A fixed-size scan's answer (window ids, sums, live slots, overflowed) on the CPU as the
+    op-by-op scan gives it, or None where a compaction ran out of slots."""
+    idx, s, live, over = (t.cpu() for t in out)
+    if bool(over):
+        return None
+    live = live.numpy()
+    return idx.numpy()[live], s.numpy()[live]
+
+
+@dataclass
+class GraphedCascade:
+    detector: object                  # a TorchHaarDetector on CUDA: its survivors_static and survivors
+    broken: str | None = None         # why graphs were turned off, if they were
+    _graphs: dict = field(default_factory=dict, repr=False)
+    _pool: object = field(default=None, repr=False)
+
+    def __call__(self, img: torch.Tensor, plan) -> tuple[torch.Tensor, ...] | None:
+        """The scan of `img` (B, H, W) uint8 on the device, as `survivors_static` returns it
+        (valid until the next call), or None when graphs are off."""
+        if self.broken is not None:
+            return None
+        b, h, w = img.shape
+        key = (1 << (b - 1).bit_length(), h, w, id(plan))      # plans are cached: an id names one
+        g = self._graphs.get(key) or self._capture(key, img, plan)
+        if g is None:
+            return None
+        graph, frames, out = g
+        frames[:b].copy_(img)
+        frames[b:].zero_()
+        graph.replay()
+        return out
+
+    def _capture(self, key: tuple, img: torch.Tensor, plan):
+        det, dev = self.detector, img.device
+        try:
+            frames = torch.zeros((key[0], *img.shape[1:]), dtype=torch.uint8, device=dev)
+            frames[:len(img)].copy_(img)
+            side = torch.cuda.Stream(dev)
+            side.wait_stream(torch.cuda.current_stream(dev))
+            with torch.cuda.stream(side):
+                for _ in range(2):         # warm-up: the plan's tensors sent, kernels picked, outside the capture
+                    det.survivors_static(frames, plan)
+            torch.cuda.current_stream(dev).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
+                out = det.survivors_static(frames, plan)
+            self._pool = graph.pool()
+            graph.replay()
+            got, ref = read_static(out), det.survivors(frames, plan)
+            if got is not None and not (np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])):
+                raise RuntimeError("the graph's survivors differ from the op-by-op scan's")
+        except Exception as e:  # noqa: BLE001 - any failure: op by op from now on, and say why
+            self.broken = f"{type(e).__name__}: {e}"[:300]
+            self._graphs.clear()
+            return None
+        self._graphs[key] = (graph, frames, out)
+        return self._graphs[key]
