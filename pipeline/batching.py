@@ -37,6 +37,8 @@ class BatchStats:
     landmark_calls: int = 0
     landmark_crops: int = 0
     landmark_s: float = 0.0
+    detect_overflows: int = 0     # torch cascade scans whose survivors outgrew their fixed slots (redone op by op)
+    detect_graphs_off: int = 0    # 1 where the torch cascade's CUDA graphs broke (its `graphs_broken` says why)
     waiting_s: float = 0.0        # no batch running, calls waiting for the other streams (up to wait_s)
     idle_s: float = 0.0           # no batch running, no call waiting: every stream busy with its own
                                   # work (decoding, following); on a GPU actor, the GPU idles then
@@ -152,6 +154,8 @@ class SharedStages:
         self.stats.detect_calls += rects < len(calls)         # calls that scanned whole frames
         self.stats.detect_frames += len(calls) - rects
         self.stats.detect_rects += rects
+        self.stats.detect_overflows = getattr(self.detector, "static_overflows", 0)
+        self.stats.detect_graphs_off = int(getattr(self.detector, "graphs_broken", None) is not None)
         self.stats.detect_s += time.perf_counter() - t
 
     def _landmarks(self, calls: list[_Call]) -> None:

@@ -96,6 +96,11 @@ class TorchHaarDetector:
         self._group_cache: dict[tuple[int, bool], list[_StageGroup]] = {}
         self._plan_cache: dict[int, tuple] = {}
 
+    @property
+    def graphs_broken(self) -> str | None:
+        """Why the scan's CUDA graphs were turned off, if they were (`haar_graphed.py`)."""
+        return self._graphed.broken if self._graphed is not None else None
+
     def detect(self, gray: np.ndarray) -> np.ndarray:
         return self.detect_batch([gray])[0]
 

@@ -200,7 +200,7 @@ def check(dev: str, out_path: str, squares: int = 300) -> dict:
             "matched": sum(r["matched"] for r in rows), "missing": sum(r["missing"] for r in rows),
             "extra": sum(r["extra"] for r in rows), "max_score_diff": max(r["max_score_diff"] for r in rows),
             "ms_per_frame": 1000 * dt / len(rows),
-            "graphs": "off" if det._graphed is None else det._graphed.broken or "on",
+            "graphs": "off" if not det.static else det.graphs_broken or "on",
             "static_overflows": det.static_overflows,
             "batch_of_4_ms": batch_times(settings, device, frames),
             "frames_not_exact": [r for r in rows if not r["exact"]][:20]}
