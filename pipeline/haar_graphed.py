@@ -8,6 +8,10 @@ fixed number of slots), so the whole scan, from the integral images to the last 
 captured once per frame size and batch-size bucket (powers of two up to `MAX_BATCH`, padded with
 blank frames, which no window survives) and replayed in one call, read back in one.
 
+Only a shape met CAPTURE_AFTER times is captured, and at most MAX_GRAPHS of them (each holds its
+outputs and shares one memory pool): video frames come in one size and a few batch sizes, while a
+folder of photos has a size per photo, which are scanned op by op.
+
 Each capture is checked against the op-by-op scan on the frames it was captured with; any
 failure or difference turns graphs off for good (`broken` says why) and the op-by-op scan runs,
 as it does for a batch whose survivors outgrow their slots: this can cost a capture, never a box.
@@ -19,6 +23,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+
+CAPTURE_AFTER = 2      # calls of one shape before it is captured
+MAX_GRAPHS = 16        # shapes captured at most; others run op by op
 
 
 def read_static(out: tuple[torch.Tensor, ...]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -36,18 +43,24 @@ class GraphedCascade:
     detector: object                  # a TorchHaarDetector on CUDA: its survivors_static and survivors
     broken: str | None = None         # why graphs were turned off, if they were
     _graphs: dict = field(default_factory=dict, repr=False)
+    _seen: dict = field(default_factory=dict, repr=False)
     _pool: object = field(default=None, repr=False)
 
     def __call__(self, img: torch.Tensor, plan) -> tuple[torch.Tensor, ...] | None:
         """The scan of `img` (B, H, W) uint8 on the device, as `survivors_static` returns it
-        (valid until the next call), or None when graphs are off."""
+        (valid until the next call), or None when this shape runs op by op."""
         if self.broken is not None:
             return None
         b, h, w = img.shape
         key = (1 << (b - 1).bit_length(), h, w, id(plan))      # plans are cached: an id names one
-        g = self._graphs.get(key) or self._capture(key, img, plan)
+        g = self._graphs.get(key)
         if g is None:
-            return None
+            self._seen[key] = seen = self._seen.get(key, 0) + 1
+            if seen < CAPTURE_AFTER or len(self._graphs) >= MAX_GRAPHS:
+                return None
+            g = self._capture(key, img, plan)
+            if g is None:
+                return None
         graph, frames, out = g
         frames[:b].copy_(img)
         frames[b:].zero_()

@@ -165,10 +165,11 @@ def test_cuda_graphs_give_the_op_by_op_boxes(videos_dir):
     frames = gray_frames(os.path.join(videos_dir, "liveportrait_driving_d6.mp4"), 3, 3)
     graphed = TorchHaarDetector(device="cuda")
     ref = TorchHaarDetector(device="cuda", static=False).detect_batch(frames)
-    for _ in range(2):                         # the capture, then a replay
+    for _ in range(3):                         # op by op, the capture, a replay
         got = graphed.detect_batch(frames)
         assert graphed.graphs_broken is None and graphed.static_overflows == 0
         assert all(np.array_equal(a, b) for a, b in zip(ref, got))
+    assert len(graphed._graphed._graphs) == 1
 
 
 def test_batch_tensor_input_equals_singlegray_frames(videos_dir):

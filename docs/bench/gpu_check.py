@@ -145,7 +145,7 @@ def turned(m: np.ndarray, angle_deg: float, mirror: bool, size: int) -> np.ndarr
 
 def batch_times(settings: dict, device: str, frames: list[dict], reps: int = 5) -> dict:
     """ms for one call on 4 frames of one size, the scan replayed as a CUDA graph against op by op
-    (stages grouped), each the best of `reps` after a warm-up (the capture)."""
+    (stages grouped), each the best of `reps` after a warm-up."""
     import torch
     from facetracks.pipeline.haar_torch import TorchHaarDetector
     by_shape: dict[tuple, list[np.ndarray]] = {}
@@ -155,7 +155,8 @@ def batch_times(settings: dict, device: str, frames: list[dict], reps: int = 5) 
     out = {}
     for name, static in (("graph", True), ("op_by_op", False)):
         det = TorchHaarDetector(**settings, device=device, static=static)
-        det.detect_batch(four)
+        for _ in range(2):             # warm-up: kernels, caches, the graph's capture (at a shape's second call)
+            det.detect_batch(four)
         best = float("inf")
         for _ in range(reps):
             if device == "cuda":
