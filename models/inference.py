@@ -29,9 +29,6 @@ from .registry import ModelCfg, load_model
 from .score import ScoreParts, score_parts
 
 
-MIN_SHARE = 4      # fewest faces a `split` thread is given: below, one thread does the call
-
-
 @dataclass
 class DeviceFrames:
     """The distinct images under a call's faces, on the model's device: one (B, H, W) uint8 tensor
@@ -142,7 +139,7 @@ class LandmarkPredictor:
         With `split` the faces are shared out between that many single-threaded torch threads
         (`cpu_pool.py`); each face's answer is its own, whichever share it is in."""
         squares = np.asarray(squares, np.float32).reshape(-1, 3)
-        k = min(self.split, len(squares) // MIN_SHARE)
+        k = min(self.split, len(squares))
         if k < 2:
             return self._predict(grays, squares)
         shares = np.array_split(np.arange(len(squares)), k)
