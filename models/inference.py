@@ -20,7 +20,6 @@ import torch
 
 from .crop import (CropSpec, crop_matrices, points_from_crops, square_from_box, square_from_points, to_input,
                    unmirror_coords, warp_crop)
-from .cpu_pool import pool
 from .crop_torch import warp_crops
 from .graphed import GraphedNet, wanted as graphs_wanted
 from .landmark_net import LandmarkNet, fused_for_inference
@@ -81,17 +80,15 @@ class LandmarkPredictor:
     bf16: bool = False           # bfloat16 convolutions, float32 head (CPU; models/precision.py)
     device_crops: bool = False   # cut crops on `device` from the frames (see the module's docstring)
     graphed: GraphedNet | None = None   # the model as CUDA graphs (models/graphed.py), on CUDA
-    split: int = 1               # CPU: faces of a call shared out between this many single-threaded torch threads
 
     @classmethod
     def load(cls, weights: str | None = None, device: str | None = None, half: bool | None = None,
-             device_crops: bool | None = None, split: int | None = None, **kw) -> "LandmarkPredictor":
+             device_crops: bool | None = None, **kw) -> "LandmarkPredictor":
         """`half` None: the device's fast precision: float16 on CUDA (points agree with float32 to a
         small fraction of a pixel; see the README), and on a CPU that runs bfloat16 natively the
         mixed precision the weights were trained in (bfloat16 convolutions, float32 head), float32
         on other CPUs (float16 and emulated bfloat16 are slow there). `half` False: float32 on any
-        device. `device_crops` None: on CUDA. `split` None: on a CPU, torch's thread count (one
-        single-threaded thread a core, `cpu_pool.py`); elsewhere 1."""
+        device. `device_crops` None: on CUDA."""
         dev = resolve_device(device)
         model, cfg = load_model(weights, dev)
         model = fused_for_inference(model)
@@ -106,10 +103,7 @@ class LandmarkPredictor:
         size = cfg.crop.input_size
         graphed = GraphedNet(model, (1, size, size), torch.float16 if half else torch.float32, dev) \
             if graphs_wanted(dev) else None
-        if split is None:
-            split = torch.get_num_threads() if dev.type == "cpu" else 1
-        return cls(model, cfg, dev, half=half, bf16=bf16, device_crops=crops_here, graphed=graphed,
-                   split=max(1, split), **kw)
+        return cls(model, cfg, dev, half=half, bf16=bf16, device_crops=crops_here, graphed=graphed, **kw)
 
     @property
     def precision(self) -> str:
@@ -133,22 +127,11 @@ class LandmarkPredictor:
         pts, parts = self.predict_with_parts(grays, squares)
         return pts, parts.score
 
+    @torch.inference_mode()
     def predict_with_parts(self, grays: list[np.ndarray], squares: np.ndarray) -> tuple[np.ndarray, ScoreParts]:
         """Points and the score with what it is made of: how far the last pass is from its mirrored
-        twin (with `flip`) and from the pass before it (with `refine`), and the shape distance.
-        With `split` the faces are shared out between that many single-threaded torch threads
-        (`cpu_pool.py`); each face's answer is its own, whichever share it is in."""
+        twin (with `flip`) and from the pass before it (with `refine`), and the shape distance."""
         squares = np.asarray(squares, np.float32).reshape(-1, 3)
-        k = min(self.split, len(squares))
-        if k < 2:
-            return self._predict(grays, squares)
-        shares = np.array_split(np.arange(len(squares)), k)
-        done = [pool(self.split).submit(self._predict, [grays[i] for i in ix], squares[ix]) for ix in shares]
-        out = [f.result() for f in done]
-        return np.concatenate([o[0] for o in out]), ScoreParts.concat([o[1] for o in out])
-
-    @torch.inference_mode()
-    def _predict(self, grays: list[np.ndarray], squares: np.ndarray) -> tuple[np.ndarray, ScoreParts]:
         if len(squares) == 0:
             return np.zeros((0, 68, 2), np.float32), score_parts(np.zeros((0, 68, 2), np.float32), None, None)
         images = DeviceFrames.of(grays, self.device) if self.device_crops else grays

@@ -47,11 +47,6 @@ class ScoreParts:
     contrast: np.ndarray         # (N,) grey-level standard deviation of the face square; NaN: not measured
     score: np.ndarray            # (N,) float32 in [0, 1]; NaN when neither disagreement was measured
 
-    @classmethod
-    def concat(cls, parts: list["ScoreParts"]) -> "ScoreParts":
-        """The parts of several batches of faces, in order, as one."""
-        return cls(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in cls.__dataclass_fields__})
-
 
 def _disagreement(pts: np.ndarray, other: np.ndarray | None) -> np.ndarray:
     if other is None:

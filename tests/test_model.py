@@ -112,27 +112,6 @@ def test_score_separates_faces_from_non_faces(data_dir):
     assert np.median(face) > 0.5 and np.median(face) > np.median(junk) + 0.2
 
 
-def test_faces_shared_between_single_threaded_torch_threads_get_their_own_answers(data_dir):
-    """`split` (the CPU default: a thread a core, each running torch on one thread): the same
-    points and scores as one call on the caller's threads (float noise of other batch sizes
-    aside), the pool's threads single-threaded, the caller's thread count untouched."""
-    from dataclasses import replace
-
-    from facetracks.models.cpu_pool import pool
-    from facetracks.models.crop import square_from_points
-    from facetracks.training.data import load_split
-    s = load_split(data_dir, "identity", "test", limit=9)
-    grays, squares = [x.gray for x in s], np.stack([square_from_points(x.points) for x in s])
-    before = torch.get_num_threads()
-    whole = LandmarkPredictor.load(split=1)
-    a, sa = whole.predict_with_score(grays, squares)
-    b, sb = replace(whole, split=3).predict_with_score(grays, squares)
-    assert np.abs(a - b).max() < 0.01 and np.allclose(sa, sb, atol=1e-3)
-    assert sorted(f.result() for f in [pool(3).submit(torch.get_num_threads) for _ in range(6)]) == [1] * 6
-    assert torch.get_num_threads() == before
-    assert LandmarkPredictor.load().split == before and LandmarkPredictor.load(device="cpu", split=0).split == 1
-
-
 def test_bf16_points_match_float32(data_dir):
     """The mixed precision a CPU with native bfloat16 runs by default (bfloat16 convolutions,
     float32 head: how the weights were trained) against float32, on real faces. Forced on here,
