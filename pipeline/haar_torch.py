@@ -153,11 +153,10 @@ class TorchHaarDetector:
         frame, win = idx // plan.n_windows, idx % plan.n_windows
         return [(plan.rect[win[frame == i]], s[frame == i]) for i in range(b)]
 
-    def _first_stage(self, img: torch.Tensor, plan: _Plan, static: bool = False) -> tuple:
-        """The first stage on every window of every scale and frame, and which windows go on:
-        the packed integral images (flat), the stage groups, and per window (flat, B x Nw) whether
-        it passed and was evaluated at all, its variance factor and its first-stage sum. `static`:
-        the stages one by one (in a graph more groups cost nothing, and each compacts the work)."""
+    def _first_stage(self, img: torch.Tensor, plan: _Plan, static: bool = False) -> "_Scan":
+        """The first stage on every window of every scale and frame, and which windows go on.
+        `static`: the stages one by one after it (in a graph more groups cost nothing, and each
+        compacts the work)."""
         b = img.shape[0]
         buf, vnf, valid = self._integrals(img, plan)
         offs, row_start, _ = self._plan_tensors(plan)
@@ -168,19 +167,14 @@ class TorchHaarDetector:
         # OpenCV's scan skips the window after a first-stage reject
         fail = valid & (s0 < groups[0].stage_threshold[0])
         keep = valid & ~fail & _evaluated(fail, row_start)
-        return flat, groups, keep.reshape(-1), vnf.reshape(-1), s0.reshape(-1), offs
-
-    def _start(self, pos: torch.Tensor, plan: _Plan, vnf: torch.Tensor, s0: torch.Tensor, offs: torch.Tensor):
-        """The windows at `pos` (flat window ids) as (N, 2) int32 window id and buffer offset (int32
-        gathers: half the index bytes), with their variance factors and first-stage sums."""
-        base = (pos // plan.n_windows) * plan.frame_elems + offs[pos % plan.n_windows]
-        return torch.stack([pos, base], 1).int(), vnf[pos], s0[pos]
+        return _Scan(plan, flat, groups, keep.reshape(-1), vnf.reshape(-1), s0.reshape(-1), offs)
 
     def survivors(self, img: torch.Tensor, plan: _Plan) -> tuple[np.ndarray, np.ndarray]:
         """Flat window ids (frame * n_windows + window) that pass every stage, and their
         final-stage sums; the survivors compacted after every group of stages."""
-        flat, groups, keep, vnf, s0, offs = self._first_stage(img, plan)
-        alive, v, s = self._start(keep.nonzero().squeeze(1), plan, vnf, s0, offs)
+        scan = self._first_stage(img, plan)
+        flat, groups = scan.flat, scan.groups
+        alive, v, s = scan.start(scan.keep.nonzero().squeeze(1))
         for g in groups[1:]:
             sums = self._group_sums(flat, g, alive[:, 1], v)
             ok = (sums >= g.stage_threshold).all(1).nonzero().squeeze(1)
@@ -193,12 +187,13 @@ class TorchHaarDetector:
         number of slots (`capacities`, `nonzero_static`), the live ones flagged. Returns (slots,)
         window ids and sums, which slots are live, and whether any compaction had more survivors
         than slots (then its answer is incomplete, and `read_static` says so). No host sync."""
-        flat, groups, keep, vnf, s0, offs = self._first_stage(img, plan, static=True)
+        scan = self._first_stage(img, plan, static=True)
+        flat, groups, keep = scan.flat, scan.groups, scan.keep
         caps = capacities(keep.numel(), len(groups), img.shape[0])
         count = keep.sum()
         over = count > caps[0]
         live = torch.arange(caps[0], device=self.device) < count
-        alive, v, s = self._start(torch.nonzero_static(keep, size=caps[0], fill_value=0).squeeze(1), plan, vnf, s0, offs)
+        alive, v, s = scan.start(torch.nonzero_static(keep, size=caps[0], fill_value=0).squeeze(1))
         for g, cap in zip(groups[1:], caps[1:]):
             sums = self._group_sums(flat, g, alive[:, 1], v)
             ok = (sums >= g.stage_threshold).all(1) & live
@@ -305,6 +300,25 @@ class TorchHaarDetector:
         if not out:
             return torch.zeros((0, len(g.stage_threshold)), dtype=torch.float64, device=flat.device)
         return out[0] if len(out) == 1 else torch.cat(out)
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """A batch after the first stage: what the later stages start from."""
+    plan: _Plan
+    flat: torch.Tensor              # the packed integral images, flat (int32)
+    groups: list                    # the stages as `_StageGroup`s, the first stage's first
+    keep: torch.Tensor              # (B x Nw,) bool: passed the first stage and evaluated at all
+    vnf: torch.Tensor               # (B x Nw,) variance factors
+    s0: torch.Tensor                # (B x Nw,) first-stage sums
+    offs: torch.Tensor              # (Nw,) each window's offset in a frame's buffer
+
+    def start(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The windows at `pos` (flat window ids) as (N, 2) int32 window id and buffer offset (int32
+        gathers: half the index bytes), with their variance factors and first-stage sums."""
+        p = self.plan
+        base = (pos // p.n_windows) * p.frame_elems + self.offs[pos % p.n_windows]
+        return torch.stack([pos, base], 1).int(), self.vnf[pos], self.s0[pos]
 
 
 @dataclass(frozen=True)
