@@ -28,6 +28,7 @@ BENCH_TIMEOUT=${BENCH_TIMEOUT:-380}    # seconds for the bench (the whole script
 CHECK_TIMEOUT=${CHECK_TIMEOUT:-90}    # 0: skip gpu_check.py
 GRAPHS_TIMEOUT=${GRAPHS_TIMEOUT:-120}  # 0: skip gpu_graphs.py (graphs stay on)
 MPS=${MPS:-0}                          # 1: start NVIDIA MPS first (several actors' kernels share the GPU at once)
+GRAPHS_AB=${GRAPHS_AB:-0}              # 1: the bench again with FACETRACKS_CUDA_GRAPHS=0 (bench_gpu_nographs.json)
 PY=${PY:-python3}
 REPO=$PWD
 DEV=${DEV:-$REPO/.dev}
@@ -96,11 +97,18 @@ EOF
         timeout "$GRAPHS_TIMEOUT" "$PY" "$REPO/docs/bench/gpu_graphs.py" "$OUT/gpu_graphs.json" || { echo "graphs off for the bench"; export FACETRACKS_CUDA_GRAPHS=0; }
     fi
 
+    bench() {    # $1: the JSON's path
+        # shellcheck disable=SC2086  # PROFILES: words
+        timeout "$BENCH_TIMEOUT" "$PY" -m facetracks.jobs.cli bench --actors "$ACTORS" --streams "$STREAMS" \
+            --corpus "$CORPUS" --corpus-seconds "$CORPUS_SECONDS" --profiles $PROFILES --detector "$DETECTOR" --segment-seconds "$SEGMENT" \
+            --data "$DEV/ytf68" --clips-from "$DEV/clips" --json "$1"
+    }
     step "bench: corpus $CORPUS x $CORPUS_SECONDS s, actors $ACTORS, streams $STREAMS, profiles $PROFILES"
-    # shellcheck disable=SC2086  # PROFILES: words
-    timeout "$BENCH_TIMEOUT" "$PY" -m facetracks.jobs.cli bench --actors "$ACTORS" --streams "$STREAMS" \
-        --corpus "$CORPUS" --corpus-seconds "$CORPUS_SECONDS" --profiles $PROFILES --detector "$DETECTOR" --segment-seconds "$SEGMENT" \
-        --data "$DEV/ytf68" --clips-from "$DEV/clips" --json "$OUT/bench_gpu.json" || rc=$?
+    bench "$OUT/bench_gpu.json" || rc=$?
+    if [ "$GRAPHS_AB" = 1 ] && [ "${FACETRACKS_CUDA_GRAPHS:-1}" != 0 ]; then
+        step "the same bench without CUDA graphs (network and cascade op by op): what the graphs give in the job"
+        FACETRACKS_CUDA_GRAPHS=0 bench "$OUT/bench_gpu_nographs.json" || rc=$?
+    fi
     step "done, bench rc $rc"
     return $rc
 }
