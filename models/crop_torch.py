@@ -17,25 +17,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .crop import CropSpec
+from .crop import CropSpec, invert_affines
 
 _BITS = 5                  # INTER_BITS: source positions in 1/32 px
 _AB_BITS = 10              # warpAffine's fixed-point precision of the affine map
 _COEF_BITS = 15            # INTER_REMAP_COEF_BITS
-
-
-def invert_affine(m: np.ndarray) -> np.ndarray:
-    """(N, 2, 3) float64 -> inverse maps, computed as cv::warpAffine does (1/D, then products)."""
-    a, b, c = m[:, 0, 0], m[:, 0, 1], m[:, 0, 2]
-    d, e, f = m[:, 1, 0], m[:, 1, 1], m[:, 1, 2]
-    det = a * e - b * d
-    with np.errstate(divide="ignore"):
-        det = np.where(det != 0, 1.0 / det, 0.0)
-    a2, e2 = e * det, a * det
-    b2, d2 = -b * det, -d * det
-    c2 = -a2 * c - b2 * f
-    f2 = -d2 * c - e2 * f
-    return np.stack([np.stack([a2, b2, c2], 1), np.stack([d2, e2, f2], 1)], 1)
 
 
 def source_grid(matrices: np.ndarray, size: int) -> np.ndarray:
@@ -43,7 +29,7 @@ def source_grid(matrices: np.ndarray, size: int) -> np.ndarray:
     (`[:, :, 0]`, by row) and each column's step from it (`[:, :, 1]`, by column), in warpAffine's
     1/1024 px, rounded as it rounds them. Small (N x 4 x S): made on the CPU, where the matrices
     are, and sent in one copy; a pixel's position is one sum of the two on the device."""
-    inv = invert_affine(np.asarray(matrices, np.float64).reshape(-1, 2, 3))
+    inv = invert_affines(np.asarray(matrices, np.float64).reshape(-1, 2, 3))
     x = np.arange(size, dtype=np.float64)
     scale = float(1 << _AB_BITS)
     # X = (round((M1*y + M2)*1024) + 16 + round(M0*x*1024)) >> 5, likewise Y: 1/32 px positions
