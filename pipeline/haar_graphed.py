@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 CAPTURE_AFTER = 2      # calls of one shape before it is captured
-MAX_GRAPHS = 16        # shapes captured at most; others run op by op
+MAX_GRAPHS = 32        # shapes captured at most (a video: 5 batch buckets of its frames, a few of the windows
+                       # around lost faces, `detect.detect_near`); others run op by op
 
 
 def read_static(out: tuple[torch.Tensor, ...]) -> tuple[np.ndarray, np.ndarray] | None:
