@@ -307,7 +307,7 @@ class _Scan:
     """A batch after the first stage: what the later stages start from."""
     plan: _Plan
     flat: torch.Tensor              # the packed integral images, flat (int32)
-    groups: list                    # the stages as `_StageGroup`s, the first stage's first
+    groups: list                    # the stages as `_StageGroup`s, the first stage first
     keep: torch.Tensor              # (B x Nw,) bool: passed the first stage and evaluated at all
     vnf: torch.Tensor               # (B x Nw,) variance factors
     s0: torch.Tensor                # (B x Nw,) first-stage sums
@@ -342,7 +342,7 @@ def _stage_groups(n: int) -> list[tuple[int, int]]:
     as the GIL is handed back and forth at each. Grouping cuts a 4-frame call from ~1,300 torch
     calls to ~440 for ~15 % more stumps evaluated (windows that fail early in a group are
     evaluated to its end): worth it where the calls cost more than the arithmetic, not on a CPU."""
-    ends, size, at = [], 1, 0
+    ends, at = [], 0
     for size in (1, 1, 1, 1, 1, 2, 3, 4):
         if at >= n:
             break
