@@ -169,8 +169,10 @@ def test_an_actor_following_several_streams_writes_the_same_outputs(sandbox, inp
     assert code == 0, text
     actors = json.loads((tmp_path / "_summary.json").read_text())["actors"]
     assert actors["streams"] == 3 and actors["ready_s"] > 0
+    assert actors["decode_threads"] == max(1, int(actors["cpus_per_actor"]) // 3)     # the actor's cores shared out
     b = actors["batching"]
     assert b["landmark_crops"] > 0 and b["detect_frames"] >= b["detect_calls"] > 0
+    assert b["waiting_s"] + b["idle_s"] > 0
     assert_same(reference, tmp_path)
 
 
