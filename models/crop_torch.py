@@ -52,18 +52,32 @@ def warp_crops(frames: torch.Tensor, frame_index: torch.Tensor | np.ndarray | li
     n, size = len(matrices), spec.input_size
     if n == 0:
         return torch.zeros((0, size, size), dtype=torch.uint8, device=dev)
-    _, h, w = frames.shape
     mats = matrices.cpu().numpy() if isinstance(matrices, torch.Tensor) else matrices
-    it = torch.int32 if frames.numel() < 2 ** 31 else torch.int64      # int32 where it holds: half the bytes
+    it = grid_dtype(frames)
     grid = torch.from_numpy(source_grid(mats, size)).to(dev, it)
     idx = torch.as_tensor(np.asarray(frame_index, np.int64) if not isinstance(frame_index, torch.Tensor)
                           else frame_index).to(dev, it)
+    return warp_grid(frames, grid, idx)
+
+
+def grid_dtype(frames: torch.Tensor) -> torch.dtype:
+    """int32 where every pixel index of `frames` fits (half the bytes of int64)."""
+    return torch.int32 if frames.numel() < 2 ** 31 else torch.int64
+
+
+def warp_grid(frames: torch.Tensor, grid: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """The device half of `warp_crops`: (N, S, S) uint8 crops from `source_grid`'s (N, 2, 2, S)
+    and each face's frame index (N,), both on the frames' device in `grid_dtype`. No tensor is
+    made from host data here, so a CUDA graph can capture it (models/graphed_pass.py)."""
+    n = len(grid)
+    _, h, w = frames.shape
+    it = grid.dtype
     g = (grid[:, :, 0, :, None] + grid[:, :, 1, None, :]) >> (_AB_BITS - _BITS)    # (N, xy, S, S) in 1/32 px
     cell, frac = g >> _BITS, g & ((1 << _BITS) - 1)
-    last = torch.tensor([w - 1, h - 1], dtype=it, device=dev).view(1, 2, 1, 1)
-    taps = torch.stack([cell, cell + 1], 2).clamp_(min=0).minimum(last[:, :, None])     # (N, xy, 2, S, S)
-    weights = torch.stack([(1 << _BITS) - frac, frac], 2)                             # in 1/32
-    at = idx.view(n, 1, 1, 1, 1) * (h * w) + taps[:, 1, :, None] * w + taps[:, 0, None, :]   # (N, 2y, 2x, S, S)
+    taps = torch.stack([cell, cell + 1], 2).clamp_(min=0)                          # (N, xy, 2, S, S)
+    tx, ty = taps[:, 0].clamp_(max=w - 1), taps[:, 1].clamp_(max=h - 1)
+    weights = torch.stack([(1 << _BITS) - frac, frac], 2)                          # in 1/32
+    at = idx.view(n, 1, 1, 1, 1) * (h * w) + ty[:, :, None] * w + tx[:, None, :]   # (N, 2y, 2x, S, S)
     # 2-D weights in 1/32768: products of the 1-D weights (exact, they always sum to 32768)
     wgt = (weights[:, 1, :, None] * weights[:, 0, None, :]) << (_COEF_BITS - 2 * _BITS)
     acc = (frames.reshape(-1)[at].to(it) * wgt).sum((1, 2), dtype=it)     # at most 255 * 32768

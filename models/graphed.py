@@ -13,16 +13,34 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Callable, TypeVar
 
 import torch
 from torch import nn
 
+T = TypeVar("T")
 SMALLEST, LARGEST = 16, 1024        # buckets; larger batches run in LARGEST-sized pieces
 ENV = "FACETRACKS_CUDA_GRAPHS"
 
 
 def wanted(device: torch.device) -> bool:
     return device.type == "cuda" and os.environ.get(ENV, "1") != "0"
+
+
+def capture(run: Callable[[], T], device: torch.device, pool=None) -> tuple["torch.cuda.CUDAGraph", T]:
+    """`run` captured as a CUDA graph, after two runs on a side stream outside the capture
+    (cuDNN picks its kernels, caches fill, tensors reach the device); its outputs are the graph's,
+    rewritten by each replay. `pool`: share another graph's memory (graphs replayed one at a time)."""
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            run()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+        out = run()
+    return graph, out
 
 
 @dataclass
@@ -53,15 +71,7 @@ class GraphedNet:
         try:
             xin = torch.zeros((size, *self.input_shape), dtype=self.dtype, device=self.device)
             xin = xin.contiguous(memory_format=torch.channels_last)
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
-                for _ in range(2):               # warm-up: cuDNN picks its kernels outside the capture
-                    self.model(xin)
-            torch.cuda.current_stream(self.device).wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
-                yout = self.model(xin)
+            graph, yout = capture(lambda: self.model(xin), self.device, self._pool)
             self._pool = graph.pool()
             probe = torch.rand((size, *self.input_shape), device=self.device).to(self.dtype)
             xin.copy_(probe)

@@ -20,8 +20,9 @@ import torch
 
 from .crop import (CropSpec, crop_matrices, points_from_crops, square_from_box, square_from_points, to_input,
                    unmirror_coords, warp_crop)
-from .crop_torch import warp_crops
+from .crop_torch import warp_crops, warp_grid
 from .graphed import GraphedNet, wanted as graphs_wanted
+from .graphed_pass import GraphedPass
 from .landmark_net import LandmarkNet, fused_for_inference
 from .precision import forward_mixed, native_bf16, resolve_device
 from .registry import ModelCfg, load_model
@@ -80,6 +81,7 @@ class LandmarkPredictor:
     bf16: bool = False           # bfloat16 convolutions, float32 head (CPU; models/precision.py)
     device_crops: bool = False   # cut crops on `device` from the frames (see the module's docstring)
     graphed: GraphedNet | None = None   # the model as CUDA graphs (models/graphed.py), on CUDA
+    pass_graphs: GraphedPass | None = None   # with device_crops on CUDA: whole passes as graphs (graphed_pass.py)
 
     @classmethod
     def load(cls, weights: str | None = None, device: str | None = None, half: bool | None = None,
@@ -103,7 +105,10 @@ class LandmarkPredictor:
         size = cfg.crop.input_size
         graphed = GraphedNet(model, (1, size, size), torch.float16 if half else torch.float32, dev) \
             if graphs_wanted(dev) else None
-        return cls(model, cfg, dev, half=half, bf16=bf16, device_crops=crops_here, graphed=graphed, **kw)
+        pred = cls(model, cfg, dev, half=half, bf16=bf16, device_crops=crops_here, graphed=graphed, **kw)
+        if crops_here and graphs_wanted(dev):
+            pred.pass_graphs = GraphedPass(pred._device_pass, size)
+        return pred
 
     @property
     def precision(self) -> str:
@@ -175,21 +180,35 @@ class LandmarkPredictor:
     def _pass(self, images: list[np.ndarray] | DeviceFrames, squares: np.ndarray, flip: bool = False
               ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """One batched pass; returns the points, with `flip` or self.flip the mirrored pass's
-        points alone, and each crop's contrast (`face_contrast`)."""
+        points alone, and each crop's contrast (`face_contrast`). The crops and their mirror
+        images go through one forward call; on CUDA the whole pass is one graph replay where it
+        can be (`pass_graphs`)."""
         spec = self.cfg.crop
         mats = crop_matrices(squares, spec)
-        x = to_input(self._crops(images, mats))
-        contrast = face_contrast(x, spec)
-        coords, mirrored = None, None
-        if self.flip or flip:          # the crops and their mirror images in one forward: half the calls
-            both = self._forward(torch.cat([x, x.flip(-1)]))
-            coords = both[:len(x)]
-            mirrored = points_from_crops(unmirror_coords(both[len(x):], spec), mats, spec)
+        mirror = self.flip or flip
+        got = None
+        if self.pass_graphs is not None and isinstance(images, DeviceFrames) and len(images.tensors) == 1:
+            got = self.pass_graphs(images.tensors[0], images.index, mats, mirror)
+        if got is None:
+            x = to_input(self._crops(images, mats))
+            contrast = face_contrast(x, spec)
+            out = self._forward(torch.cat([x, x.flip(-1)]) if mirror else x)
+            contrast = contrast.float().cpu().numpy()         # after the forward's own read-back
         else:
-            coords = self._forward(x)
-        pts = points_from_crops(coords, mats, spec)
-        contrast = contrast.float().cpu().numpy()         # after the forward's own read-back
+            out, contrast = got
+        n = len(mats)
+        mirrored = points_from_crops(unmirror_coords(out[n:], spec), mats, spec) if mirror else None
+        pts = points_from_crops(out[:n], mats, spec)
         return ((pts + mirrored) / 2 if mirrored is not None else pts), mirrored, contrast
+
+    def _device_pass(self, frames: torch.Tensor, grid: torch.Tensor, idx: torch.Tensor,
+                     mirror: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """A pass from frames on the device (`graphed_pass.PassFn`): the network's output for the
+        crops (and their mirror images after them) and the crops' contrast, all on the device."""
+        spec = self.cfg.crop
+        x = to_input(warp_grid(frames, grid, idx))
+        contrast = face_contrast(x, spec)
+        return self._net(torch.cat([x, x.flip(-1)]) if mirror else x, self.model), contrast
 
     def _crops(self, images: list[np.ndarray] | DeviceFrames, mats: np.ndarray) -> torch.Tensor:
         """(N, S, S) uint8 crops on the device."""
@@ -208,9 +227,14 @@ class LandmarkPredictor:
         return out
 
     def _forward(self, x: torch.Tensor) -> np.ndarray:
+        return self._net(x, self.graphed or self.model).cpu().numpy()
+
+    def _net(self, x: torch.Tensor, net) -> torch.Tensor:
+        """The network's float32 output for network inputs `x`, in this predictor's precision;
+        `net`: the model or its graphs."""
         x = x.contiguous(memory_format=torch.channels_last)
         if self.half:
             x = x.half()
         if self.bf16:
-            return forward_mixed(self.model, x, True).numpy()
-        return (self.graphed or self.model)(x).float().cpu().numpy()
+            return forward_mixed(self.model, x, True)
+        return net(x).float()

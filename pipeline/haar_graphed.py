@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from facetracks.models.graphed import capture
+
 CAPTURE_AFTER = 2      # calls of one shape before it is captured
 MAX_GRAPHS = 32        # shapes captured at most (a video: 5 batch buckets of its frames, a few of the windows
                        # around lost faces, `detect.detect_near`); others run op by op
@@ -73,15 +75,7 @@ class GraphedCascade:
         try:
             frames = torch.zeros((key[0], *img.shape[1:]), dtype=torch.uint8, device=dev)
             frames[:len(img)].copy_(img)
-            side = torch.cuda.Stream(dev)
-            side.wait_stream(torch.cuda.current_stream(dev))
-            with torch.cuda.stream(side):
-                for _ in range(2):         # warm-up: the plan's tensors sent, kernels picked, outside the capture
-                    det.survivors_static(frames, plan)
-            torch.cuda.current_stream(dev).wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
-                out = det.survivors_static(frames, plan)
+            graph, out = capture(lambda: det.survivors_static(frames, plan), dev, self._pool)
             self._pool = graph.pool()
             graph.replay()
             got, ref = read_static(out), det.survivors(frames, plan)

@@ -86,3 +86,45 @@ def test_landmarks_from_torch_crops_equal_cpu_path(videos_dir, model):
     assert np.allclose(score, ref_score, atol=1e-3)
     # the points are real landmarks: spread over the face square, not collapsed
     assert (square_from_points(ref)[:, 2] > 0.5 * squares[:, 2]).all()
+
+
+def test_a_pass_through_fixed_buffers_gives_the_eager_points(videos_dir):
+    """What CUDA replays as one graph a pass (models/graphed_pass.py), run eagerly on the CPU with
+    the same buffers: faces and frames padded up to their buckets, padding dropped; the points and
+    scores of the device-crops path, for calls of several sizes, with and without the mirror."""
+    from facetracks.models.graphed_pass import GraphedPass
+    det = HaarDetector()
+    cpu = replace(LandmarkPredictor.load("ft68-resnet-xs-hm", device="cpu", refine=1, flip=False, flip_last=True),
+                  device_crops=True)
+    grays, squares = [], []
+    for name in ("pyfeat_WolfgangLanger_Pexels.mp4", "liveportrait_driving_d6.mp4"):
+        for g in gray_frames(os.path.join(videos_dir, name), 9, 5):
+            boxes = det.detect(g)
+            if len(boxes):
+                grays.append(g)
+                squares.append(cpu.squares_from_boxes(boxes[:1, :4])[0])
+    squares = np.stack(squares)
+    assert len(squares) >= 12
+    buffered = replace(cpu)
+    buffered.pass_graphs = GraphedPass(buffered._device_pass, cpu.cfg.crop.input_size, capture=False)
+    for n in (1, 5, len(squares)):                  # one size of frame per call
+        same = [i for i in range(len(grays)) if grays[i].shape == grays[0].shape][:n]
+        g, sq = [grays[i] for i in same], squares[same]
+        ref, ref_score = cpu.predict_with_score(g, sq)
+        got, score = buffered.predict_with_score(g, sq)
+        assert np.abs(got - ref).max() < 1e-3 and np.allclose(score, ref_score, atol=1e-4)
+    assert len(buffered.pass_graphs._graphs) >= 2 and buffered.pass_graphs.broken is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_graphed_passes_give_the_eager_points_on_cuda(videos_dir):
+    det = HaarDetector()
+    pred = LandmarkPredictor.load("ft68-resnet-xs-hm", device="cuda")
+    eager = replace(pred, pass_graphs=None)
+    grays = [g for g in gray_frames(os.path.join(videos_dir, "liveportrait_driving_d6.mp4"), 12, 3)]
+    squares = np.stack([pred.squares_from_boxes(det.detect(g)[:1, :4])[0] for g in grays])
+    ref, ref_score = eager.predict_with_score(grays, squares)
+    for _ in range(2):                          # the capture, then a replay
+        got, score = pred.predict_with_score(grays, squares)
+        assert np.abs(got - ref).max() < 0.05 and np.allclose(score, ref_score, atol=1e-3)
+    assert pred.pass_graphs.broken is None and pred.pass_graphs._graphs

@@ -168,6 +168,38 @@ def batch_times(settings: dict, device: str, frames: list[dict], reps: int = 5) 
     return out
 
 
+def pass_times(device: str, grays: list[np.ndarray], reps: int = 5) -> dict:
+    """ms for one `fast` landmark call on 64 faces of one frame size, each pass replayed as a CUDA
+    graph against eager (models/graphed_pass.py), and the points' largest difference."""
+    from dataclasses import replace
+
+    import torch
+    from facetracks.models.inference import LandmarkPredictor
+    from facetracks.pipeline.profiles import get_profile
+    prof = get_profile("fast")
+    pred = LandmarkPredictor.load(prof.model, device=device, **prof.predictor)
+    same = [g for g in grays if g.shape == grays[0].shape]
+    faces = [same[k % len(same)] for k in range(64)]
+    h, w = faces[0].shape
+    squares = np.tile([w / 2, h / 2, min(h, w) / 3], (64, 1)).astype(np.float32)
+    out = {"graphs": "off" if pred.pass_graphs is None else "on"}
+    pts = {}
+    for name, p in (("graph", pred), ("eager", replace(pred, pass_graphs=None))):
+        for _ in range(2):
+            pts[name] = p.predict_with_score(faces, squares)[0]
+        best = float("inf")
+        for _ in range(reps):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            p.predict_with_score(faces, squares)
+            best = min(best, time.perf_counter() - t)
+        out[name + "_ms"] = round(1000 * best, 2)
+    out["broken"] = pred.pass_graphs.broken if pred.pass_graphs is not None else None
+    out["max_point_diff_px"] = float(np.abs(pts["graph"] - pts["eager"]).max())
+    return out
+
+
 def check(dev: str, out_path: str, squares: int = 300) -> dict:
     import cv2
     import torch
@@ -206,6 +238,8 @@ def check(dev: str, out_path: str, squares: int = 300) -> dict:
             "batch_of_4_ms": batch_times(settings, device, frames),
             "frames_not_exact": [r for r in rows if not r["exact"]][:20]}
         print(f"haar {name}: {json.dumps({k: v for k, v in res['haar'][name].items() if k != 'frames_not_exact'})}")
+    res["landmark_pass"] = pass_times(device, [f["gray"] for f in frames if f["kind"] == "clip"])
+    print(f"landmark pass: {res['landmark_pass']}")
     # crops: per frame size, one batch on the device against cv2.warpAffine one face at a time
     rng = np.random.default_rng(7)
     res["crops"] = {}
