@@ -9,7 +9,8 @@ the evaluation numbers use.
 Where crops are cut: on the CPU by `cv2.warpAffine`, one face at a time; with `device_crops` (the
 default on CUDA) the distinct frames of a call are sent to the device once and every pass cuts all
 its crops there in one batched warp (`crop_torch.warp_crops`, the same pixels), so a GPU actor
-moves frames, not crops, and its CPU does no per-face image work.
+moves frames, not crops, and its CPU does no per-face image work. There each pass (crops, input,
+contrast, mirror, network) is replayed as one CUDA graph where it can be (`graphed_pass.py`).
 """
 from __future__ import annotations
 
