@@ -10,7 +10,7 @@ mirror is read. The inputs are fixed buffers: the frames (shared by every graph 
 and size), each face's source grid (`crop_torch.source_grid`) and frame index; padding faces
 read frame 0 and are dropped. A call is then four copies in, one replay and two read-backs.
 
-Each capture is checked against the eager pass on the call's own faces; any failure or difference
+Each capture is checked against the eager pass on random frames and faces; any failure or difference
 turns these graphs off for good (`broken` says why) and the eager pass runs, as it does for a call
 too large for the buckets or with frames of several sizes. `FACETRACKS_CUDA_GRAPHS=0` turns them
 off (graphed.py).
@@ -50,7 +50,7 @@ class GraphedPass:
     fn: PassFn
     size: int                          # crop side (the model's input size)
     broken: str | None = None          # why graphs were turned off, if they were
-    capture: bool = True               # False: the same buffers and buckets, run eagerly (the CPU's tests)
+    eager: bool = False                # True: the same buffers and buckets, run without capturing (the CPU's tests)
     _graphs: dict = field(default_factory=dict, repr=False)
     _frames: dict = field(default_factory=dict, repr=False)
     _pool: object = field(default=None, repr=False)
@@ -71,7 +71,7 @@ class GraphedPass:
         graph, buf, grid, idx, out = g
         it = grid.dtype
         buf[:f].copy_(frames)
-        grid[:n].copy_(torch.from_numpy(source_grid(mats, self.size)).to(it), non_blocking=False)
+        grid[:n].copy_(torch.from_numpy(source_grid(mats, self.size)).to(it))
         grid[n:].zero_()
         idx[:n].copy_(torch.from_numpy(np.asarray(index, np.int64)).to(it))
         idx[n:].zero_()
@@ -93,7 +93,7 @@ class GraphedPass:
             it = grid_dtype(buf)
             grid = torch.zeros((nb, 2, 2, self.size), dtype=it, device=dev)
             idx = torch.zeros(nb, dtype=it, device=dev)
-            if not self.capture:
+            if self.eager:
                 self._graphs[key] = (None, buf, grid, idx, None)
                 return self._graphs[key]
             graph, out = capture(lambda: self.fn(buf, grid, idx, mirror), dev, self._pool)

@@ -106,7 +106,7 @@ def test_a_pass_through_fixed_buffers_gives_the_eager_points(videos_dir):
     squares = np.stack(squares)
     assert len(squares) >= 12
     buffered = replace(cpu)
-    buffered.pass_graphs = GraphedPass(buffered._device_pass, cpu.cfg.crop.input_size, capture=False)
+    buffered.pass_graphs = GraphedPass(buffered._device_pass, cpu.cfg.crop.input_size, eager=True)
     for n in (1, 5, len(squares)):                  # one size of frame per call
         same = [i for i in range(len(grays)) if grays[i].shape == grays[0].shape][:n]
         g, sq = [grays[i] for i in same], squares[same]
