@@ -34,12 +34,14 @@ scale_step = bounded(float, lambda v: v > 1, "> 1 (the Haar scale step)")
 crf = bounded(int, lambda v: 0 <= v <= 51, "in 0..51")
 
 
-ARCH_FIELDS = {k: type(v) for k, v in ARCHS[DEFAULT_MODEL].net().items()}   # widths: tuple, head: str, ...
+ARCH_FIELDS = {"input_size": int, "expand": float,           # the crop's, then the network's
+               **{k: type(v) for k, v in ARCHS[DEFAULT_MODEL].net().items()}}   # widths: tuple, head: str, ...
 
 
 def arch_override(text: str) -> tuple[str, object]:
     """`KEY=VALUE` changing one field of a named architecture (`widths=24,48,96,144`,
-    `head_levels=2`), for experiments; the checkpoint records the architecture it was trained as."""
+    `head_levels=2`, `expand=1.25`), for experiments; the checkpoint records the architecture and
+    crop it was trained as."""
     key, sep, value = text.partition("=")
     if not sep or key not in ARCH_FIELDS:
         raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE with KEY one of {', '.join(ARCH_FIELDS)}")

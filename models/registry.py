@@ -84,13 +84,15 @@ class ModelCfg:
     @classmethod
     def named(cls, name: str, version: str = "untrained", haar: BoxCalibration = HAAR_PRIOR,
               arch: dict | None = None) -> "ModelCfg":
-        """`arch`: fields of the named architecture changed (experiments: `train --arch`); lists are
-        read as tuples, as a config file written as JSON gives them back."""
+        """`arch`: fields of the named architecture changed (experiments: `train --arch`), the
+        crop's (`input_size`, `expand`) included; lists are read as tuples, as a config file written
+        as JSON gives them back."""
         if name not in ARCHS:
             raise ValueError(f"unknown model {name!r}; known: {', '.join(ARCHS)}")
         a = ARCHS[name]
         changed = {k: tuple(v) if isinstance(v, list) else v for k, v in (arch or {}).items()}
-        return cls(name=name, version=version, arch={**a.net(), **changed}, crop=a.crop, haar=haar)
+        crop = CropSpec(int(changed.pop("input_size", a.input_size)), float(changed.pop("expand", a.expand)))
+        return cls(name=name, version=version, arch={**a.net(), **changed}, crop=crop, haar=haar)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -83,10 +83,12 @@ def test_train_command_arch_overrides_reach_the_checkpoint(data_dir, tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--data", data_dir, "--out", str(out), "--model", "ft68-resnet-xs", "--epochs", "1",
                  "--limit", "8", "--batch-size", "4", "--arch", "head=heatmap", "--arch", "hidden=0",
-                 "--arch", "widths=8,16,32,48", "--arch", "head_levels=3"]) == 0
+                 "--arch", "widths=8,16,32,48", "--arch", "head_levels=3", "--arch", "expand=1.25",
+                 "--arch", "input_size=48"]) == 0
     model, mcfg = load_model(str(out / "model.pt"))
     assert mcfg.arch["widths"] == (8, 16, 32, 48) and mcfg.arch["head_levels"] == 3
-    assert model.heatmap.side == 16
+    assert (mcfg.crop.input_size, mcfg.crop.expand) == (48, 1.25) and "expand" not in mcfg.arch
+    assert model.heatmap.side == 12
     with pytest.raises(SystemExit, match="one per stage"):       # refused before any data is read
         main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "bad"), "--arch", "depths=1,1"])
     assert not (tmp_path / "bad").exists()
