@@ -56,6 +56,11 @@ class FollowParams:
                                    # by this much on average since they were scanned (change_scan.py); 0: all
     full_scan_every: int = 96      # ... and the whole frame at least this often (frames)
 
+    @property
+    def lookahead(self) -> int:
+        """Frames the loop reads ahead of the one it handles: a batch, or up to the next detection."""
+        return max(self.detect_every, self.batch_size)
+
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
@@ -196,7 +201,7 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
     p = params or FollowParams()
     st = stats if stats is not None else FollowStats()
     tracker = FaceTracker()
-    ahead = Lookahead(frames, max(p.detect_every, p.batch_size), p.cut_threshold)
+    ahead = Lookahead(frames, p.lookahead, p.cut_threshold)
     plan = Schedule(p)
     scan = ChangeScan(p.rescan_changed, p.full_scan_every) if p.rescan_changed > 0 else None
     while ahead.fill():

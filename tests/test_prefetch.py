@@ -72,3 +72,16 @@ def test_a_source_that_fails_to_start_raises_instead_of_hanging():
 
     with pytest.raises(OSError, match="cannot open"):
         list(prefetch(Bad(), depth=2))
+
+
+def test_decoding_reads_ahead_a_whole_lookahead_within_a_memory_bound():
+    """The follow loop takes a whole lookahead at once: `fast` (24 frames) gets 24 frames decoded
+    ahead at 640x480, `accurate` (8) its 8, and a 4K video no more than the 8 it always had."""
+    from facetracks.pipeline.annotate import PREFETCH_FRAMES, prefetch_depth
+    from facetracks.pipeline.follow import FollowParams
+    from facetracks.pipeline.profiles import get_profile
+    fast, accurate = (FollowParams(**get_profile(p).follow) for p in ("fast", "accurate"))
+    assert fast.lookahead == 24 and accurate.lookahead == 8
+    assert prefetch_depth(fast, 640, 480) == 24 and prefetch_depth(accurate, 640, 480) == 8
+    assert prefetch_depth(fast, 3840, 2160) == PREFETCH_FRAMES == 8
+    assert prefetch_depth(None, 640, 480) == 8
