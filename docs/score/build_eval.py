@@ -19,7 +19,8 @@ Sets (labelled: NME against the YTF labels, transformed with the image; clips: n
   clip_turned  the same clips followed as annotate follows them (min-score 0: nothing dropped),
                every 3rd frame: the square around the followed points read again; faces followed
                into turns the cascade would not find; yaw from the predicted points
-Identity parts: `--part train` (calibration: choices are made here; a sample of train identities)
+Identity parts: `--part train` (calibration: choices are made here; all 2,943 train stills, a
+300-still sample with `--limit 300` until 2026.11.29)
 or `--part test` (reported). Raw records go to runs/score/<profile>_<part>.npz (git-ignored);
 summarise.py turns them into docs/score/summary.json and the figure.
 Run: python docs/score/build_eval.py --data ../shared/data/ytf68 --videos ../shared/videos --profile accurate --part test
