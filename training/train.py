@@ -104,20 +104,24 @@ def wing_loss(pred: torch.Tensor, target: torch.Tensor, w: float, eps: float, sc
 
 
 def load_teacher(weights: str, student: ModelCfg, dev: torch.device) -> tuple[torch.nn.Module, CropSpec]:
-    """The teacher network, BatchNorm folded, and its crop spec; it must crop as wide as the student
-    (`expand`), so that the same normalised coordinates name the same points in both crops."""
+    """The teacher network, BatchNorm folded, and its crop spec. It may crop wider or tighter than
+    the student (`expand`): both crops are cut around the same square, so `teacher_coords` maps its
+    answer into the student's crop by the ratio of the two."""
     net, tcfg = load_model(weights, dev)
-    if tcfg.crop.expand != student.crop.expand:
-        raise ValueError(f"teacher {weights}: crop expand {tcfg.crop.expand}, the student's is {student.crop.expand}")
     return fused_for_inference(net), tcfg.crop
 
 
-def teacher_coords(teacher: torch.nn.Module, spec: CropSpec, x: torch.Tensor, bf16: bool) -> torch.Tensor:
+def teacher_coords(teacher: torch.nn.Module, spec: CropSpec, x: torch.Tensor, bf16: bool,
+                   student: CropSpec | None = None) -> torch.Tensor:
     """The teacher's answer for a batch of its crops: the mean of its reading of each crop and of
-    the crop mirrored, as `accurate` reads a face (crop-normalised coordinates)."""
+    the crop mirrored, as `accurate` reads a face, in the `student`'s crop-normalised coordinates
+    (default: the teacher's own). A crop-normalised point is the square's centre plus
+    coords * expand * side / 2 whatever the input size (`crop.crop_matrices`), so the same point
+    in a crop of another `expand` is coords * expand / student.expand."""
     with torch.no_grad():
         both = forward_mixed(teacher, torch.cat([x, x.flip(-1)]).contiguous(memory_format=torch.channels_last), bf16)
-    return (both[:len(x)] + unmirror_coords(both[len(x):], spec)) / 2
+    coords = (both[:len(x)] + unmirror_coords(both[len(x):], spec)) / 2
+    return coords if student is None or student.expand == spec.expand else coords * (spec.expand / student.expand)
 
 
 def fit_calibration(samples: list[Sample], boxes: list[np.ndarray | None]) -> BoxCalibration:
@@ -216,7 +220,8 @@ def train(cfg: TrainConfig, train_set: list[Sample], train_boxes: list[np.ndarra
             pred = forward_mixed(model, x, bf16)
             loss = wing_loss(pred, target, cfg.wing_w, cfg.wing_eps, scale)
             if teacher is not None:
-                soft = teacher_coords(teacher, tspec, batch["teacher_image"].to(dev, non_blocking=True), bf16)
+                soft = teacher_coords(teacher, tspec, batch["teacher_image"].to(dev, non_blocking=True), bf16,
+                                      mcfg.crop)
                 loss = (1 - cfg.distill) * loss + cfg.distill * wing_loss(pred, soft, cfg.wing_w, cfg.wing_eps, scale)
             opt.zero_grad(set_to_none=True)
             loss.backward()

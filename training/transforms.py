@@ -141,8 +141,9 @@ class CropToInput:
 class TeacherCrop:
     """The crop a distillation teacher reads (`teacher_image`): the same square at the teacher's
     own input size, cut before the photometric noise, so the teacher's answer is its best one and
-    the student learns to give it from the noisy crop. With the same `expand` as the student's,
-    both crops span the same pixels and their normalised coordinates are the same points."""
+    the student learns to give it from the noisy crop. Both crops are cut around the same square,
+    so their normalised coordinates differ only by the ratio of their `expand`s
+    (`train.teacher_coords`)."""
     spec: CropSpec
 
     def __call__(self, s: Sample) -> Sample:
