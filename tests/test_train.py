@@ -168,7 +168,7 @@ def test_a_teacher_reads_the_same_square_and_its_answer_is_in_the_students_coord
     from facetracks.training.train import load_teacher, teacher_coords
     s = load_split(data_dir, "identity", "train", limit=16)
     student = ModelCfg.named("ft68-resnet-xs-hm")
-    teacher, tspec = load_teacher("ft68-resnet-slim-hm", student, torch.device("cpu"))
+    teacher, tspec = load_teacher("ft68-resnet-slim-hm", torch.device("cpu"))
     plain = LandmarkDataset(s, [None] * 16, student.crop, seed=1)
     taught = LandmarkDataset(s, [None] * 16, student.crop, seed=1, teacher=tspec)
     items = [taught[i] for i in range(16)]

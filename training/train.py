@@ -103,7 +103,7 @@ def wing_loss(pred: torch.Tensor, target: torch.Tensor, w: float, eps: float, sc
     return torch.where(x < w, w * torch.log1p(x / eps), x - c).mean()
 
 
-def load_teacher(weights: str, student: ModelCfg, dev: torch.device) -> tuple[torch.nn.Module, CropSpec]:
+def load_teacher(weights: str, dev: torch.device) -> tuple[torch.nn.Module, CropSpec]:
     """The teacher network, BatchNorm folded, and its crop spec. It may crop wider or tighter than
     the student (`expand`): both crops are cut around the same square, so `teacher_coords` maps its
     answer into the student's crop by the ratio of the two."""
@@ -201,7 +201,7 @@ def train(cfg: TrainConfig, train_set: list[Sample], train_boxes: list[np.ndarra
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump({"train": asdict(cfg), "model": mcfg.to_dict()}, f, indent=2)
     det_squares = [None if b is None else square_from_box(b[None, :4], mcfg.haar)[0] for b in train_boxes]
-    teacher, tspec = load_teacher(cfg.teacher, mcfg, dev) if cfg.teacher else (None, None)
+    teacher, tspec = load_teacher(cfg.teacher, dev) if cfg.teacher else (None, None)
     data = LandmarkDataset(train_set, det_squares, mcfg.crop, cfg.seed, tspec)
     scale = mcfg.crop.input_size / 2
     t0 = time.time() - (history[-1]["elapsed_s"] if history else 0)
