@@ -191,9 +191,8 @@ class LandmarkPredictor:
         if self.pass_graphs is not None and isinstance(images, DeviceFrames) and len(images.tensors) == 1:
             got = self.pass_graphs(images.tensors[0], images.index, mats, mirror)
         if got is None:
-            x = to_input(self._crops(images, mats))
-            contrast = face_contrast(x, spec)
-            out = self._forward(torch.cat([x, x.flip(-1)]) if mirror else x)
+            out, contrast = self._read(self._crops(images, mats), mirror, self.graphed or self.model)
+            out = out.cpu().numpy()
             contrast = contrast.float().cpu().numpy()         # after the forward's own read-back
         else:
             out, contrast = got
@@ -206,10 +205,14 @@ class LandmarkPredictor:
                      mirror: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """A pass from frames on the device (`graphed_pass.PassFn`): the network's output for the
         crops (and their mirror images after them) and the crops' contrast, all on the device."""
-        spec = self.cfg.crop
-        x = to_input(warp_grid(frames, grid, idx))
-        contrast = face_contrast(x, spec)
-        return self._net(torch.cat([x, x.flip(-1)]) if mirror else x, self.model), contrast
+        return self._read(warp_grid(frames, grid, idx), mirror, self.model)
+
+    def _read(self, crops: torch.Tensor, mirror: bool, net) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, S, S) uint8 crops on the device -> the network's output for them (and their mirror
+        images after them, in the same call) and their contrast, both left on the device."""
+        x = to_input(crops)
+        contrast = face_contrast(x, self.cfg.crop)
+        return self._net(torch.cat([x, x.flip(-1)]) if mirror else x, net), contrast
 
     def _crops(self, images: list[np.ndarray] | DeviceFrames, mats: np.ndarray) -> torch.Tensor:
         """(N, S, S) uint8 crops on the device."""
@@ -226,9 +229,6 @@ class LandmarkPredictor:
             faces = np.flatnonzero(images.group == k)
             out[torch.from_numpy(faces).to(self.device)] = warp_crops(frames, images.index[faces], mats[faces], spec)
         return out
-
-    def _forward(self, x: torch.Tensor) -> np.ndarray:
-        return self._net(x, self.graphed or self.model).cpu().numpy()
 
     def _net(self, x: torch.Tensor, net) -> torch.Tensor:
         """The network's float32 output for network inputs `x`, in this predictor's precision;

@@ -121,7 +121,7 @@ def teacher_coords(teacher: torch.nn.Module, spec: CropSpec, x: torch.Tensor, bf
     with torch.no_grad():
         both = forward_mixed(teacher, torch.cat([x, x.flip(-1)]).contiguous(memory_format=torch.channels_last), bf16)
     coords = (both[:len(x)] + unmirror_coords(both[len(x):], spec)) / 2
-    return coords if student is None or student.expand == spec.expand else coords * (spec.expand / student.expand)
+    return coords if student is None else coords * (spec.expand / student.expand)   # x 1.0: exact
 
 
 def fit_calibration(samples: list[Sample], boxes: list[np.ndarray | None]) -> BoxCalibration:
