@@ -111,6 +111,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "skips the refine pass; needs the mirror on every pass (not fast's, nor --no-flip); 0: refine "
                         "every face (default: the profile's; accurate 0.05)")
     g.add_argument("--settled-score", type=unit_float, help="see --settled-move (default: the profile's; accurate 0.7)")
+    g.add_argument("--net-threads", type=nonneg_int,
+                   help="on a CPU, torch threads for the landmark network at most; 0: as many as torch has (the "
+                        "actor's CPUs) (default: the profile's; fast 1, whose small network gains nothing from a "
+                        "second core that the decoder needs)")
     g.add_argument("--fp32", action="store_true",
                    help="float32 everywhere (default: float16 on GPUs, bfloat16 convolutions on CPUs that run them natively)")
     p.set_defaults(func=run)
@@ -140,7 +144,7 @@ def run_params(args: argparse.Namespace, prof) -> tuple[dict, dict, dict]:
         follow["max_detect_every"] = 0      # a cadence given is kept as given ("1: every frame"), not stretched
     no_flip = False if args.no_flip else None      # --no-flip: no mirrored pass at all (nor the last pass's)
     predictor = _given({"refine": args.refine, "flip": no_flip, "flip_last": no_flip, "settled_move": args.settled_move,
-                        "settled_score": args.settled_score}, prof.predictor, _PREDICTOR)
+                        "settled_score": args.settled_score, "threads": args.net_threads}, prof.predictor, _PREDICTOR)
     predictor["half"] = False if args.fp32 else None         # None: the device's fast precision (LandmarkPredictor.load)
     return detector, follow, predictor
 

@@ -14,6 +14,8 @@ contrast, mirror, network) is replayed as one CUDA graph where it can be (`graph
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,13 +61,32 @@ def _take(images: list[np.ndarray] | DeviceFrames, faces: np.ndarray) -> list[np
     return [images[i] for i in faces]
 
 
+@contextmanager
+def threads_at_most(n: int) -> Iterator[None]:
+    """torch's intra-op threads capped at `n` (0: unchanged) for the block, then restored. torch
+    keeps the count for the whole process: two threads forwarding on a CPU at once would share
+    the cap (an actor's shared stages run one forward at a time). Switching costs nothing
+    measurable next to a forward call."""
+    before = torch.get_num_threads()
+    if not 0 < n < before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def face_contrast(x: torch.Tensor, spec: CropSpec) -> torch.Tensor:
     """(N,) grey-level standard deviation (0-255) of the face square inside each network input
     (N, 1, S, S): the crop less its `expand` margin. The score's guard against flat crops. Left on
     `x`'s device: read back after the forward pass, it adds no wait of its own on a GPU."""
     s = spec.input_size
     m = int(round(s * (1 - 1 / spec.expand) / 2))
-    return x[:, 0, m:s - m, m:s - m].flatten(1).std(1) * 255
+    v = x[:, 0, m:s - m, m:s - m].flatten(1)
+    d = v - v.mean(1, keepdim=True)             # torch's std(1) is the same number 8x slower on a CPU at batch 48
+    return (d.square().sum(1) / (v.shape[1] - 1)).sqrt() * 255
 
 
 @dataclass
@@ -78,6 +99,7 @@ class LandmarkPredictor:
     flip_last: bool = False      # without `flip`: mirror the last pass only (points and score), 1 forward more
     settled_move: float = 0.0    # with `flip`: skip the refine pass of a face already settled (0: never skip) ...
     settled_score: float = 1.0   # ... whose first-pass square moved at most this share of its side, scoring at least this
+    threads: int = 0             # on a CPU, torch threads for the network at most (0: torch's setting); see `_read`
     half: bool = False           # float16 (CUDA)
     bf16: bool = False           # bfloat16 convolutions, float32 head (CPU; models/precision.py)
     device_crops: bool = False   # cut crops on `device` from the frames (see the module's docstring)
@@ -209,10 +231,14 @@ class LandmarkPredictor:
 
     def _read(self, crops: torch.Tensor, mirror: bool, net) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, S, S) uint8 crops on the device -> the network's output for them (and their mirror
-        images after them, in the same call) and their contrast, both left on the device."""
-        x = to_input(crops)
-        contrast = face_contrast(x, self.cfg.crop)
-        return self._net(torch.cat([x, x.flip(-1)]) if mirror else x, net), contrast
+        images after them, in the same call) and their contrast, both left on the device. On a CPU
+        with `threads` set, torch runs all of it on at most that many threads: the fast model's
+        convolutions are too small to split between cores while the decoder needs one
+        (`pipeline/profiles.py` says what it measured)."""
+        with threads_at_most(self.threads if self.device.type == "cpu" else 0):
+            x = to_input(crops)
+            contrast = face_contrast(x, self.cfg.crop)
+            return self._net(torch.cat([x, x.flip(-1)]) if mirror else x, net), contrast
 
     def _crops(self, images: list[np.ndarray] | DeviceFrames, mats: np.ndarray) -> torch.Tensor:
         """(N, S, S) uint8 crops on the device."""

@@ -11,7 +11,13 @@ are followed. A profile is a starting point; any option given on its own overrid
   mirror is what lets the score see a crop the network cannot read), the detector every 24 frames
   at 320 px with a coarser scale step, every 48 while its rounds change nothing. New faces in a
   steady shot are picked up within 2 s at 25 fps; a face that is lost (score drop) is looked for
-  near where it was and held, as in `accurate`.
+  near where it was and held, as in `accurate`. Its network runs on one torch thread (`threads`
+  1; `LandmarkPredictor.threads`): its convolutions at 64 px are too small to gain from a second
+  core that the decoder and the follow loop need. In one in-process A/B on this 2-core machine
+  (5 interleaved rounds, medians) one thread against torch's two: +10 % on the sample, +3 % on the
+  synthetic 640x480 clip, +22 % at 1280x720, -1 % on the real clip (best rounds +1 / +6 / +25 /
+  -2 %); `accurate`'s 148 M multiply-add network lost 18-24 % on one thread (3 % at 1280x720)
+  and keeps two.
 
 Both stretch the cadence (`max_detect_every`): after a round that saw every followed face again
 and no new one, the next waits twice as long, up to the maximum; a round that finds a face, misses
@@ -76,7 +82,7 @@ class Profile:
     model: str                                       # a shipped model name (models.registry.ARCHS)
     detector: dict = field(default_factory=dict)     # HaarDetector fields
     follow: dict = field(default_factory=dict)       # FollowParams fields
-    predictor: dict = field(default_factory=dict)    # LandmarkPredictor fields: refine, flip
+    predictor: dict = field(default_factory=dict)    # LandmarkPredictor fields: refine, flip, threads
 
 
 PROFILES: dict[str, Profile] = {
@@ -87,7 +93,7 @@ PROFILES: dict[str, Profile] = {
     "fast": Profile("ft68-resnet-xs-hm", detector={"detect_side": 320, "scale_factor": 1.2, "min_neighbors": 3},
                     follow={"detect_every": 24, "max_detect_every": 48, "batch_size": 24, "min_score": 0.35,
                             "look_near": True, "hold_lost": True, "rescan_changed": 8.0},
-                    predictor={"refine": 1, "flip": False, "flip_last": True}),
+                    predictor={"refine": 1, "flip": False, "flip_last": True, "threads": 1}),
 }
 DEFAULT_PROFILE = "accurate"
 

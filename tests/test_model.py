@@ -202,6 +202,64 @@ def test_heatmap_head_puts_a_point_at_its_cell_plus_offset():
                                atol=1e-4, rtol=0)
 
 
+def test_heatmap_head_is_the_probability_weighted_mean_of_cell_centre_plus_offset():
+    """The head's sums, taken cells-major for speed, are the plain formula: for each point, the
+    softmax over cells of its logits times (cell centre + offset * 2 / side), summed over cells;
+    from a channels-last map (inference) as from a contiguous one (training), gradients included."""
+    from facetracks.models.landmark_net import HeatmapHead
+    head = HeatmapHead(cin=5, side=4, num_points=3)
+    feats = torch.randn(2, 5, 4, 4, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    o = head.out(feats).flatten(2)                                     # (B, 3P, cells)
+    prob = o[:, :3].softmax(-1)
+    pos = head.centres + o[:, 3:].unflatten(1, (3, 2)) * (2.0 / 4)     # (B, P, 2, cells)
+    want = (prob.unsqueeze(2) * pos).sum(-1)
+    got = head(feats)
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    torch.testing.assert_close(head(feats.contiguous(memory_format=torch.channels_last)), want, atol=1e-6, rtol=0)
+    g_got, = torch.autograd.grad(got.square().sum(), feats)
+    g_want, = torch.autograd.grad(want.square().sum(), feats)
+    torch.testing.assert_close(g_got, g_want, atol=1e-5, rtol=1e-5)
+
+
+def test_face_contrast_is_the_grey_level_deviation_of_the_face_square():
+    """The score's flat-crop guard: the sample standard deviation (n - 1), in grey levels, of the
+    crop less its `expand` margin."""
+    from facetracks.models.crop import CropSpec
+    from facetracks.models.inference import face_contrast
+    crops = np.random.default_rng(0).integers(0, 256, (4, 64, 64)).astype(np.float32)
+    crops[1] = 7.0                                                     # flat: 0
+    got = face_contrast(torch.from_numpy(crops / 255)[:, None], CropSpec(64, 1.35)).numpy()
+    m = int(round(64 * (1 - 1 / 1.35) / 2))
+    want = crops[:, m:64 - m, m:64 - m].reshape(4, -1).std(axis=1, ddof=1)
+    np.testing.assert_allclose(got, want, atol=1e-3)
+    assert got[1] < 1e-3
+
+
+def test_a_predictor_with_threads_runs_its_network_on_that_many_and_gives_the_rest_back(data_dir):
+    """`fast` reads its crops on one torch thread (its convolutions are too small to split while
+    the decoder needs the other core); the count torch had is back after the call, for whatever
+    else the process runs (the accurate model, training). A predictor without it uses torch's."""
+    from dataclasses import replace
+
+    from facetracks.models.crop import square_from_points
+    from facetracks.training.data import load_split
+    s = load_split(data_dir, "identity", "test", limit=3)
+    grays, squares = [x.gray for x in s], square_from_points(np.stack([x.points for x in s]))
+    pred = LandmarkPredictor.load("ft68-resnet-xs-hm", refine=1, flip=False, flip_last=True, threads=1)
+    seen = []
+    pred.model.stem.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        one = pred.predict(grays, squares)
+        assert seen == [1, 1] and torch.get_num_threads() == 2       # first pass, then refine + mirror
+        seen.clear()
+        torch.testing.assert_close(replace(pred, threads=0).predict(grays, squares), one, atol=0.05, rtol=0)
+        assert seen == [2, 2]
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_heatmap_head_network_fuses_saves_and_loads(tmp_path):
     cfg = ModelCfg.named("ft68-resnet-xs")
     cfg.arch.update(head="heatmap", head_channels=32, hidden=0)

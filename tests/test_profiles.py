@@ -56,7 +56,7 @@ def test_profile_values_are_defaults_and_options_override_them(data_dir, tmp_pat
     params = meta["params"]
     assert params["follow"]["detect_every"] == 5                          # the option
     assert params["follow"]["batch_size"] == PROFILES["fast"].follow["batch_size"]   # the profile
-    assert params["detector"]["detect_side"] == 320 and params["predictor"] == {"refine": 1, "flip": False, "flip_last": True, "settled_move": 0.0, "settled_score": 1.0, "half": None}
+    assert params["detector"]["detect_side"] == 320 and params["predictor"] == {"refine": 1, "flip": False, "flip_last": True, "settled_move": 0.0, "settled_score": 1.0, "threads": 1, "half": None}
     assert params["detector"]["min_face"] == 24                           # the dataclass default
     assert params["detector"]["min_neighbors"] == 3                       # the profile
     assert params["follow"]["look_near"] is True and params["follow"]["hold_lost"] is True     # spelled out
@@ -76,6 +76,9 @@ def test_the_cli_runs_every_setting_a_profile_makes(name):
     no_flip = run_params(build_parser().parse_args(["annotate", "x", "--out", "o", "--profile", name, "--no-flip"]),
                          prof)[2]
     assert no_flip["flip"] is False and no_flip["flip_last"] is False
+    every_thread = run_params(build_parser().parse_args(["annotate", "x", "--out", "o", "--profile", name,
+                                                         "--net-threads", "0"]), prof)[2]
+    assert every_thread["threads"] == 0
 
 
 def test_a_cadence_given_on_the_command_line_is_not_stretched():
