@@ -12,7 +12,12 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 
-MAX_DEFAULT_CPUS = 2   # a CPU actor's default share while there is work for every actor
+# A CPU actor's default share while there is work for every actor: one core. Each actor's follow
+# loop is one Python thread and the networks' convolutions are small, so a core per process beats
+# torch splitting each convolution over two: on 2 cores, 15 segments of the synthetic minute,
+# 2 actors of 1 CPU against 1 of 2 (`facetracks bench --actors 1,2`, three runs): accurate 1.20-1.24x
+# the fps, fast 1.10-1.19x (2026.11.27; docs/bench/scaling_cpu.json).
+MAX_DEFAULT_CPUS = 1
 _EPS = 1e-6            # Ray counts resources in 1e-4 units; 3 x 0.3333 CPUs still fit in 1
 
 

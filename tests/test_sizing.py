@@ -27,8 +27,8 @@ def test_two_one_cpu_nodes_get_two_one_cpu_actors_not_one_of_two():
     assert (plan.count, plan.cpus, plan.gpus) == (2, 1.0, 0.0)
 
 
-@pytest.mark.parametrize("n_tasks, expect", [(20, (4, 2.0)), (3, (3, 2.0)), (1, (1, 8.0))])
-def test_cpu_actors_take_two_cpus_and_spare_cpus_go_to_fewer_actors(n_tasks, expect):
+@pytest.mark.parametrize("n_tasks, expect", [(20, (8, 1.0)), (3, (3, 2.0)), (1, (1, 8.0))])
+def test_cpu_actors_take_a_cpu_each_and_spare_cpus_go_to_fewer_actors(n_tasks, expect):
     plan = plan_actors([node(8)], n_tasks)
     assert (plan.count, plan.cpus) == expect
 
@@ -42,7 +42,7 @@ def test_a_small_node_makes_every_actor_fit_every_node():
 
 def test_a_head_without_cpus_is_left_out():
     plan = plan_actors([node(0), node(4, ip="10.0.0.2"), node(4, ip="10.0.0.3")], n_tasks=100)
-    assert (plan.count, plan.cpus) == (4, 2.0)
+    assert (plan.count, plan.cpus) == (8, 1.0)
 
 
 def test_more_actors_than_cpus_share_them():
@@ -64,12 +64,12 @@ def test_a_fractional_gpu_share_sits_on_one_gpu():
 
 def test_cpu_actors_on_a_gpu_cluster_when_asked():
     plan = plan_actors([node(16, 1), node(4, ip="10.0.0.2")], n_tasks=100, gpus_per_actor=0)
-    assert (plan.count, plan.cpus, plan.gpus) == (10, 2.0, 0.0)
+    assert (plan.count, plan.cpus, plan.gpus) == (20, 1.0, 0.0)
 
 
 def test_dead_nodes_do_not_count():
     plan = plan_actors([node(64, 8, alive=False), node(2, ip="10.0.0.2")], n_tasks=100)
-    assert (plan.count, plan.cpus, plan.gpus) == (1, 2.0, 0.0)
+    assert (plan.count, plan.cpus, plan.gpus) == (2, 1.0, 0.0)
     with pytest.raises(ActorSizeError, match="no alive node"):
         plan_actors([node(64, alive=False)], n_tasks=1)
 
