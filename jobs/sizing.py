@@ -142,13 +142,8 @@ def plan_actors(nodes: list[dict], n_tasks: int, actors: int = 0, cpus_per_actor
 
 def decode_threads(cpus: float, streams: int) -> int:
     """Each stream's decoder threads in an actor following `streams` at once on `cpus` cores: the
-    cores shared out (at least one each); a lone stream FFmpeg's own rule applied to the actor's
-    cores, not the machine's (one a core and one more, at most 16). Why: FFmpeg gives every
-    decoder a thread per core of the machine and one more, so 16 streams in each of 4 actors on a
-    16-core GPU node ran ~1,000 decoding threads, and 16 one-CPU actors there would run 272, each
-    holding frames; one thread a stream spends less CPU a frame too (8 streams on 2 cores: 3,300
-    fps together against 2,700). Two 1-CPU actors on 2 cores ran as fast with 2 threads each as
-    with FFmpeg's 3 (`bench --actors 2`, two runs each, 2026.11.27)."""
-    if streams <= 1:
-        return min(16, max(1, int(cpus)) + 1)
-    return max(1, int(cpus) // streams)
+    cores shared out (at least one each), or FFmpeg's own choice for a lone stream. Why: FFmpeg
+    gives every decoder a thread per core of the machine and one more (at most 16), so 16 streams
+    in each of 4 actors on a 16-core GPU node ran ~1,000 decoding threads; one thread a stream
+    spends less CPU a frame too (8 streams on 2 cores: 3,300 fps together against 2,700)."""
+    return 0 if streams <= 1 else max(1, int(cpus) // streams)
