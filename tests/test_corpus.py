@@ -295,3 +295,21 @@ def test_segmented_videos_keep_every_frame_and_are_checked_whole(face, tmp_path)
         v = json.load(f)["videos"]
     assert v["long.mp4"]["segments"] == 3
     assert "truncated" in v["cut.mp4"]["error"] and not (out / "cut.mp4.parquet").exists()
+
+
+@pytest.mark.parametrize("threads", [0, 1, 2])
+def test_a_truncated_file_is_named_truncated_whatever_the_decoders_threads(tmp_path, threads):
+    """FFmpeg on its own thread count ends a file cut short at the cut; on 1 or 2 threads (each
+    stream of a multi-stream actor) it fails there with invalid data. Either way the frames before
+    the cut decode, and the file is reported as truncated, not as a decoding failure."""
+    sample = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples",
+                          "pyfeat_WolfgangLanger_Pexels.mp4")
+    cut = str(tmp_path / "cut.mp4")
+    truncated_copy(sample, cut)
+    seen = []
+    with pytest.raises(VideoError, match="truncated or corrupt: the container indexes 472 frames"):
+        for f in iter_frames(cut, threads=threads):
+            seen.append(f.index)
+    assert len(seen) > 100 and seen == list(range(len(seen)))
+    segment = [f.index for f in iter_frames(cut, start_s=1.0, end_s=30.0, threads=threads)]   # a segment ends at the cut
+    assert 50 < len(segment) < len(seen)
