@@ -263,15 +263,13 @@ def iter_frames(path: str, color: bool = False, start_s: float | None = None,
                     bgr = np.ascontiguousarray(o.apply(bgr)) if bgr is not None else None
                 yield Frame(index, pts, t, gray, bgr)
                 index += 1
-        except av.error.InvalidDataError as e:
+        except av.error.FFmpegError as e:
             # FFmpeg on its own choice of threads ends a truncated stream at the cut; on 1 or 2
             # threads (an actor's streams) it fails there with invalid data. The same file, the
-            # same end: the frames before it stand, and the checks below (or, for a segment, the
-            # job's whole-video count) name what was lost
-            if index == 0:
-                raise VideoError(f"{path}: decoding failed at frame 0 ({e})") from e
-        except av.error.FFmpegError as e:
-            raise VideoError(f"{path}: decoding failed at frame {index} ({e})") from e
+            # same end: after a first frame the frames before it stand, and the checks below (or,
+            # for a segment, the job's whole-video count) name what was lost
+            if index == 0 or not isinstance(e, av.error.InvalidDataError):
+                raise VideoError(f"{path}: decoding failed at frame {index} ({e})") from e
         if start_s is None and end_s is None:
             if index == 0:
                 raise VideoError(f"{path}: the video stream holds no frames")

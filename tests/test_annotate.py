@@ -4,6 +4,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from facetracks.jobs.bench_paths import SAMPLE
 from facetracks.pipeline.annotate import annotate_video
 from facetracks.pipeline.detect import HaarDetector
 from facetracks.pipeline.schema import SCHEMA, points_from_columns
@@ -109,15 +110,12 @@ def test_hold_lost_keeps_the_sample_face_one_track_through_the_hand():
     Dropped, the face comes back under a new id each time; held (--hold-lost, here without
     --look-near, which both profiles add), under its first, with no more detections, and the
     frames where it shows are nearly all still found."""
-    import os
     from dataclasses import replace
     from facetracks.pipeline.profiles import load_profile
-    sample = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples",
-                          "pyfeat_WolfgangLanger_Pexels.mp4")
     p = load_profile("fast", device="cpu")
     alone = replace(p.follow, look_near=False)                # holding alone, against dropping
-    dropped = annotate_video(sample, "s", p.detector, p.predictor, replace(alone, hold_lost=False))
-    held = annotate_video(sample, "s", p.detector, p.predictor, replace(alone, hold_lost=True))
+    dropped = annotate_video(SAMPLE, "s", p.detector, p.predictor, replace(alone, hold_lost=False))
+    held = annotate_video(SAMPLE, "s", p.detector, p.predictor, replace(alone, hold_lost=True))
     a, b = dropped.table.to_pandas(), held.table.to_pandas()
     assert a.track_id.nunique() > 1 and b.track_id.nunique() == 1
     assert held.stats.detections <= dropped.stats.detections

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from facetracks.jobs.bench_paths import SAMPLE
 from facetracks.jobs.cli import main
 from facetracks.models.inference import LandmarkPredictor
 from facetracks.pipeline.annotate import annotate_video
@@ -302,10 +303,8 @@ def test_a_truncated_file_is_named_truncated_whatever_the_decoders_threads(tmp_p
     """FFmpeg on its own thread count ends a file cut short at the cut; on 1 or 2 threads (each
     stream of a multi-stream actor) it fails there with invalid data. Either way the frames before
     the cut decode, and the file is reported as truncated, not as a decoding failure."""
-    sample = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples",
-                          "pyfeat_WolfgangLanger_Pexels.mp4")
     cut = str(tmp_path / "cut.mp4")
-    truncated_copy(sample, cut)
+    truncated_copy(SAMPLE, cut)
     seen = []
     with pytest.raises(VideoError, match="truncated or corrupt: the container indexes 472 frames"):
         for f in iter_frames(cut, threads=threads):
