@@ -231,6 +231,8 @@ def _render(src: str, f, faces, filt, crf: int, preset: str, fmt: OutputFormat, 
                                 packets += 1
                     continue
                 for frame in packet.decode():
+                    if (frame.width, frame.height) != (w, h):    # the stream changed size: shown at
+                        frame = frame.reformat(width=w, height=h)   # its first, as iter_frames reads it
                     here = faces.get(frames, [])
                     new = _filtered(frame, here, filt, o, look, (vout.width, vout.height))
                     with_faces += bool(here)

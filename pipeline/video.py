@@ -5,7 +5,8 @@ Timestamps are each frame's PTS times the stream time base (right for variable f
 reordering and 1 ms WMV time bases); a frame without a PTS (raw .h264, some AVIs) gets the time
 the frame rate gives it, and the video's `timing` says so. The frame count is what decodes, never
 the header. The display matrix (rotation and mirroring) is applied, so every coordinate downstream
-is in the upright frame a viewer sees. Gray levels are full range (0..255) whatever the pixel
+is in the upright frame a viewer sees, at the stream's size even where the stream changes size
+midway (such frames are scaled to it, as ffmpeg does). Gray levels are full range (0..255) whatever the pixel
 format, as the training images are: limited-range luma (16..235, nearly every H.264 file) is
 stretched through a 256-entry table.
 """
@@ -225,6 +226,17 @@ def _gray(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="gray")     # swscale gives full range for every other format
 
 
+def _resized(img: np.ndarray | None, size: tuple[int, int]) -> np.ndarray | None:
+    """A frame of a stream that changed size midway (adaptive-bitrate recordings, joined clips)
+    brought back to the stream's size, stretched as ffmpeg's own scaler does when it converts
+    such a file: every coordinate of a video is then in one frame size, the one its tracks,
+    pose and render use."""
+    if img is None:
+        return None
+    shrink = size[0] * size[1] < img.shape[0] * img.shape[1]
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
 def iter_frames(path: str, color: bool = False, start_s: float | None = None,
                 end_s: float | None = None, threads: int = 0) -> Iterator[Frame]:
     """Stream upright frames; `color` adds BGR (only rendering needs it). `threads`: the decoder's
@@ -243,6 +255,7 @@ def iter_frames(path: str, color: bool = False, start_s: float | None = None,
         if threads:
             s.codec_context.thread_count = threads
         tb, step = s.time_base, 1.0 / frame_rate(s)
+        size = (s.codec_context.width, s.codec_context.height)     # the stream's, as `probe` reports it
         if start_s:
             container.seek(int(start_s / tb), stream=s, backward=True)
         index, t = 0, None
@@ -258,6 +271,8 @@ def iter_frames(path: str, color: bool = False, start_s: float | None = None,
                 o = orientation_from_matrix(display_matrix(f))
                 gray = _gray(f)
                 bgr = f.to_ndarray(format="bgr24") if color else None
+                if (f.width, f.height) != size and all(size):
+                    gray, bgr = _resized(gray, size), _resized(bgr, size)
                 if not o.identity:
                     gray = np.ascontiguousarray(o.apply(gray))
                     bgr = np.ascontiguousarray(o.apply(bgr)) if bgr is not None else None

@@ -291,6 +291,22 @@ def long_video(d: str, face: np.ndarray, seconds: int = 4) -> str:
     return path
 
 
+def size_change(d: str, face: np.ndarray) -> Case:
+    """A stream that grows midway, 320x240 then the same pictures at 480x360: two MPEG-TS files
+    joined byte for byte, as recorded adaptive-bitrate streams and `cat`-joined clips are. Its
+    PTS run on across the join."""
+    first = _frames(face, (320, 240), 16)
+    halves = [first[:8], [cv2.resize(f, (480, 360), interpolation=cv2.INTER_LINEAR) for f in first[8:]]]
+    path, stamps = os.path.join(d, "size_change.ts"), []
+    with open(path, "wb") as out:
+        for k, frames in enumerate(halves):
+            part = os.path.join(d, f"size_change_{k}.ts")
+            stamps += write(part, frames, fmt="mpegts", pts=[(8 * k + i) * 40 for i in range(8)])
+            with open(part, "rb") as f:
+                out.write(f.read())
+    return Case(path, 16, upright=(320, 240), notes={"grows_at": 8})
+
+
 def build(d: str, face: np.ndarray) -> dict[str, Case]:
     """Every kind, by a short name."""
     cases = {"phone": phone(d, face), "mirrored": mirrored(d, face), "odd": odd_size(d, face),

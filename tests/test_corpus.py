@@ -312,3 +312,33 @@ def test_a_truncated_file_is_named_truncated_whatever_the_decoders_threads(tmp_p
     assert len(seen) > 100 and seen == list(range(len(seen)))
     segment = [f.index for f in iter_frames(cut, start_s=1.0, end_s=30.0, threads=threads)]   # a segment ends at the cut
     assert 50 < len(segment) < len(seen)
+
+
+def test_a_stream_that_changes_size_is_read_and_rendered_at_its_first_size(face, predictor, tmp_path):
+    """A stream that grows from 320x240 to 480x360 midway: every frame is read at the stream's size,
+    so the face keeps one track and one coordinate frame across the change (it moves 1 px a frame
+    here; read at its own size the second half would jump 1.5x away), and the render, which used
+    to fail on the first larger frame, shows every frame at that size with the overlay on the face."""
+    c = corpus.size_change(str(tmp_path), face)
+    r = annotate_video(c.path, "x", HaarDetector(), predictor)
+    df = r.table.to_pandas()
+    assert (r.info.width, r.info.height) == c.upright
+    assert sorted(df.frame_index.unique()) == list(range(c.frames))
+    faces = df[df.track_id.notna()].set_index("frame_index")
+    assert faces.index.is_unique and set(range(c.frames)) <= set(faces.index)
+    assert faces.track_id.nunique() == 1
+    at = c.notes["grows_at"]
+    nose = faces.x_30.to_numpy()
+    assert abs(nose[at] - nose[at - 1] - 1) < 3                # across the change, as between any two frames
+    dst = str(tmp_path / "out.mp4")
+    st = render_video(c.path, dst, faces_by_frame(r.table), get_filter("sunglasses"), r.stats.frames)
+    out, _, _, _ = shown(dst)
+    assert st.frames == len(out) == c.frames and {f.shape[:2] for f in out} == {(240, 320)}
+    src, _, _, _ = shown(c.path)
+    for k in (at - 1, at + 4):          # the lenses over the eyes in both halves; the bars untouched
+        a = cv2.resize(src[k], (320, 240), interpolation=cv2.INTER_AREA).astype(int)
+        b = out[k].astype(int)
+        eye = faces.loc[k, [f"{ax}_{i}" for ax in "xy" for i in range(36, 42)]].to_numpy(float).reshape(2, 6).mean(1)
+        x, y = np.round(eye).astype(int)
+        assert np.abs(a[y - 2:y + 3, x - 2:x + 3] - b[y - 2:y + 3, x - 2:x + 3]).mean() > 20
+        assert np.abs(a[-4:] - b[-4:]).mean() < 6
