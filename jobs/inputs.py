@@ -9,7 +9,8 @@ from facetracks.pipeline.filters import FILTERS
 from facetracks.pipeline.render import OUTPUT_FORMATS
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".wmv", ".asf", ".m4v", ".mpg", ".mpeg", ".m2v",
-                    ".vob", ".flv", ".ts", ".3gp", ".mts", ".m2ts", ".mxf", ".ogv", ".h264", ".264", ".h265", ".hevc")
+                    ".vob", ".flv", ".ts", ".3gp", ".mts", ".m2ts", ".mxf", ".ogv", ".h264", ".264", ".h265", ".hevc",
+                    ".gif", ".y4m", ".f4v", ".divx", ".dv", ".rm", ".rmvb")   # animated GIFs: short clips people have
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")   # photos: pipeline/photo.py
 
 

@@ -291,6 +291,15 @@ def long_video(d: str, face: np.ndarray, seconds: int = 4) -> str:
     return path
 
 
+def gif(d: str, face: np.ndarray) -> Case:
+    """An animated GIF: palette or gray frames, a 1/100 s time base, no audio."""
+    path = os.path.join(d, "clip.gif")
+    frames = _frames(face, (320, 240))
+    pts = write(path, frames, codec="gif", pix_fmt="gray", pts=[4 * i for i in range(len(frames))],
+                time_base=Fraction(1, 100))
+    return Case(path, len(frames), upright=(320, 240), pts=pts)
+
+
 def size_change(d: str, face: np.ndarray) -> Case:
     """A stream that grows midway, 320x240 then the same pictures at 480x360: two MPEG-TS files
     joined byte for byte, as recorded adaptive-bitrate streams and `cat`-joined clips are. Its
@@ -313,7 +322,7 @@ def build(d: str, face: np.ndarray) -> dict[str, Case]:
              "anamorphic": anamorphic(d, face), "no_pts": no_pts(d, face), "dup_pts": duplicate_pts(d, face),
              "cover_art": cover_art(d), "empty_track": empty_track(d), "two_streams": two_streams(d, face),
              "ten_bit": ten_bit(d, face), "full_range": full_range(d, face), "limited_range": limited_range(d, face),
-             "hlg": hdr_tagged(d, face)}
+             "hlg": hdr_tagged(d, face), "gif": gif(d, face)}
     for c in old_formats(d, face):
         cases[os.path.splitext(os.path.basename(c.path))[1][1:]] = c
     return cases

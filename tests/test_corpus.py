@@ -29,7 +29,7 @@ from . import corpus
 from .clips import pick_faces, truncated_copy
 
 VIDEO_KINDS = ["phone", "mirrored", "odd", "anamorphic", "no_pts", "dup_pts", "two_streams", "ten_bit",
-               "full_range", "limited_range", "hlg", "wmv", "flv", "avi"]
+               "full_range", "limited_range", "hlg", "wmv", "flv", "avi", "gif"]
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +241,7 @@ def test_job_over_the_corpus_reports_each_file(job):
     assert "only cover art" in v["song.mp4"]["error"]
     long = v["long.mp4"]
     assert long["status"] == "ok" and long["frames"] == 100 and long["segments"] == 1   # rendering: whole
-    for name in ("phone_rotated.mp4", "old.wmv", "raw.h264", "odd_321x181.mkv"):
+    for name in ("phone_rotated.mp4", "old.wmv", "raw.h264", "odd_321x181.mkv", "clip.gif"):
         assert v[name]["status"] == "ok" and v[name]["render"]["status"] == "ok", name
     assert v["raw.h264"]["timing"] == "frame_rate"
     assert v["old.avi"]["render"]["audio"] == "transcoded pcm_mulaw -> aac"
