@@ -244,6 +244,12 @@ def run(args: argparse.Namespace) -> int:
     for r in renders.values():
         if r["status"] == "ok":
             print(f"  rendered: {r['output']}" + (f" (audio: {r['audio']})" if "audio" in r else ""))
+    for name, e in v.items():
+        if e.get("damaged"):
+            d = e["damaged"]
+            near = f" (from {d['at_s'][0]:.1f} s)" if d["at_s"] else ""
+            print(f"  damaged: {name}: the decoder rejected {d['packets']} packets{near}, skipped as players do; "
+                  f"the frames they held have no rows", file=sys.stderr)
     for name, err in failed.items():
         print(f"  failed: {name}: {err}", file=sys.stderr)
     bad_renders = {n: r["error"] for n, r in renders.items() if r["status"] != "ok"}

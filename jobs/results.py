@@ -37,6 +37,10 @@ def entry_of(it: VideoItem, opt: RunOptions, frames: int, faces: int, info: dict
     entry = {"status": "ok", "output": it.output(opt.out_dir), "frames": frames, "faces": faces,
              "timing": info.get("timing", "pts"), "detections": sum(r["stats"]["detections"] for r in results),
              "segments": len(results), "seconds": round(seconds, 2), "fps": round(frames / max(seconds, 1e-9), 1)}
+    damaged = [t for r in results for t in r.get("damaged", [])]
+    if damaged:      # decoding skipped packets it could not read: the frames they held have no rows
+        at = sorted({round(t, 3) for t in damaged if t is not None})   # once, where segments overlap
+        entry["damaged"] = {"packets": len(at) + damaged.count(None), "at_s": at[:20]}
     if results[0].get("render"):
         entry["render"] = render_entry(results[0], it, opt)
     return entry

@@ -137,7 +137,7 @@ class AnnotateWorker:
                     "traceback": traceback.format_exc(limit=5)}
         table = smooth_tracks(r.table, smoothing, (r.info.width, r.info.height))
         res = {**base, "status": "ok", "table": table, "info": r.info.to_dict(), "stats": r.stats.__dict__,
-               "seconds": r.seconds, "batching": self.batching(), "ready_at": self.ready_at}
+               "seconds": r.seconds, "damaged": r.damaged, "batching": self.batching(), "ready_at": self.ready_at}
         if render:                   # drawn from the points the track file holds
             res["render"] = self._render(item, table, r.stats.frames, render, render_to)
         return res

@@ -39,6 +39,7 @@ class VideoResult:
     info: VideoInfo
     stats: FollowStats
     seconds: float
+    damaged: list[float | None]   # times of the packets the decoder rejected and decoding skipped (`video._decoded`)
 
 
 def annotate_video(path: str, name: str, detector: FaceDetector, predictor: LandmarkPredictor,
@@ -55,11 +56,12 @@ def annotate_video(path: str, name: str, detector: FaceDetector, predictor: Land
     """
     t0 = time.perf_counter()
     info = probe(path)
-    frames = prefetch(iter_frames(path, start_s=start_s, end_s=end_s, threads=decode_threads),
+    damaged: list[float | None] = []
+    frames = prefetch(iter_frames(path, start_s=start_s, end_s=end_s, threads=decode_threads, damaged=damaged),
                       prefetch_depth(params, info.width, info.height))
     table, stats = annotate_frames(frames, name, (info.width, info.height) if pose else None, detector, predictor,
                                    params, on_frames)
-    return VideoResult(table, info, stats, time.perf_counter() - t0)
+    return VideoResult(table, info, stats, time.perf_counter() - t0, damaged)
 
 
 def annotate_frames(frames: Iterable[Frame], name: str, frame_size: tuple[int, int] | None, detector: FaceDetector,

@@ -225,12 +225,12 @@ def _render(src: str, f, faces, filt, crf: int, preset: str, fmt: OutputFormat, 
                         out.mux(packet)
                         packets += 1
                     else:
-                        for af in packet.decode():
+                        for af in _decode(packet):
                             for p in aout.encode(af):
                                 out.mux(p)
                                 packets += 1
                     continue
-                for frame in packet.decode():
+                for frame in _decode(packet):
                     if (frame.width, frame.height) != (w, h):    # the stream changed size: shown at
                         frame = frame.reformat(width=w, height=h)   # its first, as iter_frames reads it
                     here = faces.get(frames, [])
@@ -256,6 +256,15 @@ def _render(src: str, f, faces, filt, crf: int, preset: str, fmt: OutputFormat, 
     if frames == 0:
         raise VideoError(f"{src}: the video stream holds no frames")
     return RenderStats(frames, with_faces, packets, _describe(audio), (w % 2 or h % 2) > 0)
+
+
+def _decode(packet: av.Packet) -> list:
+    """A packet's frames; none where the decoder rejects it as invalid data (a damaged file): skipped
+    as `video.iter_frames` skips it, so the rendered frames stay the ones the tracks describe."""
+    try:
+        return packet.decode()
+    except av.error.InvalidDataError:
+        return []
 
 
 def _describe(audio: dict) -> str:

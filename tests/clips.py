@@ -70,6 +70,17 @@ def truncated_copy(src: str, dst: str, share: float = 0.3) -> None:
         f.write(data[: int(len(data) * share)])
 
 
+def damaged_copy(src: str, dst: str, at: float = 0.5, size: int = 3000, seed: int = 0) -> None:
+    """`src` with `size` bytes at `at` of its length overwritten by seeded noise: a damaged file
+    whose container still reads (bit rot, a broken download), not a truncated one."""
+    with open(src, "rb") as f:
+        data = bytearray(f.read())
+    k = int(len(data) * at)
+    data[k:k + size] = np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes()
+    with open(dst, "wb") as f:
+        f.write(data)
+
+
 def gray_frames(path: str, n: int, every: int) -> list[np.ndarray]:
     """Every `every`-th frame of a file, as full-range gray, until `n` of them."""
     import av

@@ -26,7 +26,7 @@ from facetracks.pipeline.render import faces_by_frame, render_video
 from facetracks.pipeline.video import VideoError, display_matrix, iter_frames, orientation_from_matrix, pick_video_stream
 
 from . import corpus
-from .clips import pick_faces, truncated_copy
+from .clips import damaged_copy, pick_faces, truncated_copy
 
 VIDEO_KINDS = ["phone", "mirrored", "odd", "anamorphic", "no_pts", "dup_pts", "two_streams", "ten_bit",
                "full_range", "limited_range", "hlg", "wmv", "flv", "avi", "gif"]
@@ -342,3 +342,33 @@ def test_a_stream_that_changes_size_is_read_and_rendered_at_its_first_size(face,
         x, y = np.round(eye).astype(int)
         assert np.abs(a[y - 2:y + 3, x - 2:x + 3] - b[y - 2:y + 3, x - 2:x + 3]).mean() > 20
         assert np.abs(a[-4:] - b[-4:]).mean() < 6
+
+
+def test_a_damaged_packet_costs_its_frames_not_the_rest(tmp_path):
+    """3 kB of noise midway through the sample: the decoder rejects the packets there, which are
+    skipped, as players skip them; every other frame decodes (it used to stop at the damage and
+    fail the video as truncated, 226 of 472 frames), the same frames whatever the decoder's threads."""
+    bad = str(tmp_path / "bad.mp4")
+    damaged_copy(SAMPLE, bad)
+    runs = {}
+    for threads in (0, 1, 2):
+        damaged: list = []
+        runs[threads] = [f.pts for f in iter_frames(bad, threads=threads, damaged=damaged)]
+        assert damaged and all(8.0 < t < 11.0 for t in damaged)          # where the noise is
+    assert runs[1] == runs[2] == runs[0] and runs[0] == sorted(runs[0])
+    assert 462 <= len(runs[0]) < 472
+
+
+def test_the_job_annotates_and_renders_a_damaged_video_and_says_so(tmp_path, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    damaged_copy(SAMPLE, str(src / "bad.mp4"))
+    assert main(["annotate", str(src), "--out", str(out), "--profile", "fast", "--render", "sunglasses",
+                 "--preset", "ultrafast", "--progress", "never"]) == 0
+    e = json.loads((out / "_summary.json").read_text())["videos"]["bad.mp4"]
+    assert e["status"] == "ok" and 462 <= e["frames"] < 472
+    assert e["damaged"]["packets"] >= 1 and all(8.0 < t < 11.0 for t in e["damaged"]["at_s"])
+    assert e["render"]["status"] == "ok" and e["render"]["frames"] == e["frames"]   # the frames the tracks describe
+    df = pd.read_parquet(out / "bad.mp4.parquet")
+    assert sorted(df.frame_index.unique()) == list(range(e["frames"]))
+    assert "damaged: bad.mp4: the decoder rejected" in capsys.readouterr().err
