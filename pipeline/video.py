@@ -6,9 +6,10 @@ reordering and 1 ms WMV time bases); a frame without a PTS (raw .h264, some AVIs
 the frame rate gives it, and the video's `timing` says so. The frame count is what decodes, never
 the header. The display matrix (rotation and mirroring) is applied, so every coordinate downstream
 is in the upright frame a viewer sees, at the stream's size even where the stream changes size
-midway (such frames are scaled to it, as ffmpeg does). Gray levels are full range (0..255) whatever the pixel
-format, as the training images are: limited-range luma (16..235, nearly every H.264 file) is
-stretched through a 256-entry table.
+midway (such frames are scaled to it, as ffmpeg does). Gray levels are full range (0..255)
+whatever the pixel format, as the training images are: limited-range luma (16..235, nearly every
+H.264 file) is stretched through a 256-entry table. Packets the decoder rejects as invalid data
+(a damaged file) are skipped, as players skip them, and counted.
 """
 from __future__ import annotations
 
@@ -305,8 +306,8 @@ def iter_frames(path: str, color: bool = False, start_s: float | None = None,
                 raise VideoError(f"{path}: decoding failed at frame {index} ({e})") from e
         if start_s is None and end_s is None:
             if index == 0 and damaged:
-                raise VideoError(f"{path}: no frame decodes: the decoder rejected all {len(damaged)} packets "
-                                 f"it was given as invalid data")
+                raise VideoError(f"{path}: no frame decodes: the decoder rejected {len(damaged)} packets "
+                                 f"as invalid data and made no frame of the rest")
             if index == 0:
                 raise VideoError(f"{path}: the video stream holds no frames")
             check_complete(path, index, int(s.frames or 0))
