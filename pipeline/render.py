@@ -29,7 +29,8 @@ from .atomic import temp_path
 from .filters import FilterFn
 from .parquet import read_meta
 from .schema import POINT_COLUMNS, points_from_columns
-from .video import VideoError, display_matrix, first_frame, frame_rate, open_video, orientation_from_matrix
+from .video import (VideoError, decode_packet, display_matrix, first_frame, frame_rate, open_video,
+                    orientation_from_matrix)
 
 RENDER_TAG = "facetracks-render "     # the container's `comment`: this prefix, then the render key
 _RGB_SPACE, _BT709 = 0, 1      # AVColorSpace: AVCOL_SPC_RGB, AVCOL_SPC_BT709
@@ -225,12 +226,12 @@ def _render(src: str, f, faces, filt, crf: int, preset: str, fmt: OutputFormat, 
                         out.mux(packet)
                         packets += 1
                     else:
-                        for af in _decode(packet):
+                        for af in decode_packet(packet) or []:
                             for p in aout.encode(af):
                                 out.mux(p)
                                 packets += 1
                     continue
-                for frame in _decode(packet):
+                for frame in decode_packet(packet) or []:   # damaged: skipped, as iter_frames skips it
                     if (frame.width, frame.height) != (w, h):    # the stream changed size: shown at
                         frame = frame.reformat(width=w, height=h)   # its first, as iter_frames reads it
                     here = faces.get(frames, [])
@@ -256,15 +257,6 @@ def _render(src: str, f, faces, filt, crf: int, preset: str, fmt: OutputFormat, 
     if frames == 0:
         raise VideoError(f"{src}: the video stream holds no frames")
     return RenderStats(frames, with_faces, packets, _describe(audio), (w % 2 or h % 2) > 0)
-
-
-def _decode(packet: av.Packet) -> list:
-    """A packet's frames; none where the decoder rejects it as invalid data (a damaged file): skipped
-    as `video.iter_frames` skips it, so the rendered frames stay the ones the tracks describe."""
-    try:
-        return packet.decode()
-    except av.error.InvalidDataError:
-        return []
 
 
 def _describe(audio: dict) -> str:

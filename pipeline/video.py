@@ -238,17 +238,25 @@ def _resized(img: np.ndarray | None, size: tuple[int, int]) -> np.ndarray | None
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
+def decode_packet(packet: av.Packet) -> list | None:
+    """A packet's frames, or None where the decoder rejects it as invalid data: such a packet is
+    skipped and decoding goes on, as ffmpeg and players do, so a few damaged bytes (bit rot, a
+    broken download) cost the frames near them, not the rest of the video (on the bundled sample
+    with 3 kB overwritten midway, 470 of 472 frames instead of the 226 before the damage). One
+    rule for reading and rendering, so a render's frames stay the ones the tracks describe."""
+    try:
+        return packet.decode()
+    except av.error.InvalidDataError:
+        return None
+
+
 def _decoded(container: av.container.InputContainer, s: av.video.stream.VideoStream,
              damaged: list[float | None]) -> Iterator[av.VideoFrame]:
-    """The stream's frames as `container.decode` gives them, but a packet the decoder rejects as
-    invalid data is skipped, its time noted in `damaged` (None without a PTS), and decoding goes
-    on, as ffmpeg and players do: a few damaged bytes (bit rot, a broken download) cost the
-    frames near them, not the rest of the video (on the bundled sample with 3 kB overwritten
-    midway, 470 of 472 frames instead of the 226 before the damage)."""
+    """The stream's frames as `container.decode` gives them, but the packets `decode_packet`
+    skips, their times noted in `damaged` (None without a PTS)."""
     for packet in container.demux(s):
-        try:
-            frames = packet.decode()
-        except av.error.InvalidDataError:
+        frames = decode_packet(packet)
+        if frames is None:
             damaged.append(float(packet.pts * s.time_base) if packet.pts is not None else None)
             continue
         yield from frames
