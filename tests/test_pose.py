@@ -43,6 +43,30 @@ def test_known_angles_are_recovered_within_a_degree():
     np.testing.assert_allclose(got, np.array(ANGLES, np.float32), atol=1.0)
 
 
+def test_the_batched_fit_finds_what_opencv_finds_one_face_at_a_time():
+    """`head_pose` fits every face at once (a weak-perspective start, then Levenberg-Marquardt in
+    numpy). OpenCV's global SQPnP followed by its own LM refinement, one face at a time, is the
+    reference: over yaw +-80, pitch +-50, any roll, distances 250-2000 mm and 1 px of noise, the
+    two agree within 0.01 degrees (the reference stops after 5 LM steps, so not to the last bit)."""
+    from facetracks.models.pose import RIGID_POINTS, angles_from_rotation
+    rng = np.random.default_rng(1)
+    angles = np.stack([rng.uniform(-80, 80, 300), rng.uniform(-50, 50, 300), rng.uniform(-180, 180, 300)], axis=1)
+    pts = np.stack([project(*a, t=(rng.uniform(-150, 150), rng.uniform(-100, 100), rng.uniform(250, 2000)))
+                    for a in angles])
+    pts += rng.normal(0, 1.0, pts.shape).astype(np.float32)
+    obj = load_shape_model().template_3d[RIGID_POINTS].astype(np.float64)
+    want = []
+    for p in pts.astype(np.float64):
+        _, rvec, tvec = cv2.solvePnP(obj, p[RIGID_POINTS], camera_matrix(FRAME), None, flags=cv2.SOLVEPNP_SQPNP)
+        rvec, tvec = cv2.solvePnPRefineLM(obj, p[RIGID_POINTS], camera_matrix(FRAME), None, rvec, tvec,
+                                          (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_COUNT, 5, 1e-6))
+        want.append(angles_from_rotation(cv2.Rodrigues(rvec)[0]))
+    diff = np.abs(head_pose(pts, FRAME) - np.array(want))
+    diff[:, 2] = np.minimum(diff[:, 2], 360 - diff[:, 2])         # roll wraps at +-180
+    assert diff.max() < 0.01
+    assert np.isnan(head_pose(np.full((2, 68, 2), np.nan), FRAME)).all()
+
+
 def test_signs_on_synthetic_faces():
     nose = lambda p: p[NOSE_TIP]
     right, up, clockwise = project(30, 0, 0), project(0, 20, 0), project(0, 0, 20)
