@@ -101,6 +101,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a whole-frame detection rescans only the 16 px cells whose grey levels moved by this much "
                         "on average since they were last scanned, and not the faces followed (a still camera's "
                         "background is not read again); 0: scan the whole frame each time (default: the profile's, 8)")
+    g.add_argument("--oversize", action=argparse.BooleanOptionalAction, default=None,
+                   help="where a whole-frame detection finds no face, look again for a face too big for the frame "
+                        "or cut by its edge (a close-up: the cascade's windows must hold the whole face); a few ms, "
+                        "on face-less frames only (default: on)")
     g.add_argument("--full-scan-every", type=positive_int,
                    help=f"with --rescan-changed, frames between whole-frame scans at most (default {f.full_scan_every})")
     g.add_argument("--refine", type=nonneg_int, help="re-crop passes around predicted points")
@@ -138,7 +142,7 @@ def run_params(args: argparse.Namespace, prof) -> tuple[dict, dict, dict]:
                      "min_score": args.min_score, "max_faces": args.max_faces, "cut_threshold": args.cut_threshold,
                      "batch_size": args.batch_size, "look_near": args.look_near, "hold_lost": args.hold_lost,
                      "max_detect_every": args.max_detect_every, "rescan_changed": args.rescan_changed,
-                     "full_scan_every": args.full_scan_every},
+                     "full_scan_every": args.full_scan_every, "oversize": args.oversize},
                     prof.follow, FollowParams())
     if args.detect_every is not None and args.max_detect_every is None:
         follow["max_detect_every"] = 0      # a cadence given is kept as given ("1: every frame"), not stretched

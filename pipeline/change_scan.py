@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .detect import FaceDetector
+from .detect import FaceDetector, detect_whole
 
 CELL = 16            # pixels of a change cell, frame pixels
 MARGIN_CELLS = 2     # a rescanned rectangle reaches this many cells past its changed ones
@@ -57,6 +57,7 @@ class ScanStats:
 class ChangeScan:
     threshold: float = 8.0     # mean absolute grey-level change of a cell that makes it changed
     full_every: int = 96       # frames between whole-frame scans at most
+    oversize: bool = False     # a whole-frame scan that finds nothing also looks for a face too big for the frame
     stats: ScanStats = field(default_factory=ScanStats)
     _ref: np.ndarray | None = field(default=None, repr=False)     # grey, as each part was last scanned
     _boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 5), np.float32), repr=False)
@@ -71,7 +72,7 @@ class ChangeScan:
         zones = _zones(skip, gray.shape)
         rects = self._rects(gray, index, zones, skip[:, 2])
         if rects is None or (rects and not hasattr(detector, "detect_in")):
-            self._boxes = np.asarray(detector.detect(gray), np.float32).reshape(-1, 5)
+            self._boxes = np.asarray(detect_whole(detector, gray, self.oversize), np.float32).reshape(-1, 5)
             self._ref, self._full_at = gray.copy(), index
             self.stats.full += 1
             self.stats.scanned_share += 1.0

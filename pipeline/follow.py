@@ -29,7 +29,7 @@ from facetracks.models.crop import square_from_points
 from facetracks.models.score import is_kept
 
 from .change_scan import ChangeScan
-from .detect import FaceDetector, detect_near, near_reach
+from .detect import FaceDetector, detect_near, detect_whole, near_reach
 from .shots import Lookahead
 from .tracking import FaceTracker
 from .video import Frame
@@ -55,6 +55,8 @@ class FollowParams:
     rescan_changed: float = 0.0    # a whole-frame detection rescans only the cells whose grey levels moved
                                    # by this much on average since they were scanned (change_scan.py); 0: all
     full_scan_every: int = 96      # ... and the whole frame at least this often (frames)
+    oversize: bool = True          # a whole-frame detection that finds nothing also looks for a face larger
+                                   # than the frame or cut by its edge (detect.detect_oversize)
 
     @property
     def lookahead(self) -> int:
@@ -163,7 +165,7 @@ class Schedule:
 
 
 def _detect(frame: Frame, detector: FaceDetector, predictor: Landmarker, tracker: FaceTracker,
-            max_faces: int, st: FollowStats, scan: ChangeScan | None) -> bool:
+            max_faces: int, st: FollowStats, scan: ChangeScan | None, oversize: bool) -> bool:
     """A detection round on `frame`; whether it changed nothing (FaceTracker.detections)."""
     t = time.perf_counter()
     examined = None
@@ -174,7 +176,7 @@ def _detect(frame: Frame, detector: FaceDetector, predictor: Landmarker, tracker
         examined[trusted] = seen
         st.partial_scans, st.skipped_scans = scan.stats.partial, scan.stats.skipped
     else:
-        dets = detector.detect(frame.gray)
+        dets = detect_whole(detector, frame.gray, oversize)
     st.detect_s += time.perf_counter() - t
     st.detections += 1
     if len(dets):     # a scan that left the followed faces out found new ones: room for those alone
@@ -203,7 +205,7 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
     tracker = FaceTracker()
     ahead = Lookahead(frames, p.lookahead, p.cut_threshold)
     plan = Schedule(p)
-    scan = ChangeScan(p.rescan_changed, p.full_scan_every) if p.rescan_changed > 0 else None
+    scan = ChangeScan(p.rescan_changed, p.full_scan_every, oversize=p.oversize) if p.rescan_changed > 0 else None
     while ahead.fill():
         if ahead.take_cut():             # a new shot: its faces are new tracks, found by the detector
             tracker.end_all()
@@ -213,7 +215,7 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
         held = any(t.held for t in tracker.tracks)
         detected = plan.detect_now(bool(tracker.tracks), lost and not p.look_near)
         if detected:
-            plan.detected(_detect(ahead.frames[0], detector, predictor, tracker, p.max_faces, st, scan))
+            plan.detected(_detect(ahead.frames[0], detector, predictor, tracker, p.max_faces, st, scan, p.oversize))
         elif p.look_near and (lost or held):     # looked for where it was; the cadence goes on
             _detect_near(ahead.frames[0], detector, predictor, tracker, st)
             detected = True

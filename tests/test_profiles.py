@@ -79,6 +79,8 @@ def test_the_cli_runs_every_setting_a_profile_makes(name):
     every_thread = run_params(build_parser().parse_args(["annotate", "x", "--out", "o", "--profile", name,
                                                          "--net-threads", "0"]), prof)[2]
     assert every_thread["threads"] == 0
+    follow_of = lambda *o: run_params(build_parser().parse_args(["annotate", "x", "--out", "o", "--profile", name, *o]), prof)[1]
+    assert follow["oversize"] is True and follow_of("--no-oversize")["oversize"] is False
 
 
 def test_a_cadence_given_on_the_command_line_is_not_stretched():
