@@ -9,6 +9,9 @@ A square comes either from landmarks (`square_from_points`: bbox centre, longest
 detector box through a calibration fitted on training data (`square_from_box`), which maps the
 detector's habits (Haar boxes sit high and cut the chin) onto the landmark square the network
 was trained around.
+
+A square may carry a fourth number, a turn (radians): the crop is then cut turned by it, so a
+head tilted far past what the network was trained on is read upright (`square_along_face`).
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .landmarks68 import FLIP_PERM
+from .landmarks68 import FLIP_PERM, LEFT_EYE, RIGHT_EYE
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,34 @@ def square_from_points(points: np.ndarray) -> np.ndarray:
     return np.concatenate([centre, side], axis=-1).astype(np.float32)
 
 
+UPRIGHT_ZONE = np.radians(15.0)   # a face tilted this far is cropped upright, as the network was trained
+
+
+def square_along_face(points: np.ndarray, zone: float = UPRIGHT_ZONE) -> np.ndarray:
+    """(N, 68, 2) points -> (N, 4) squares (cx, cy, side, turn): the crop to read the face again.
+
+    Within `zone` of upright (the eye line's angle) it is `square_from_points`' square, turn 0:
+    the network was trained on crops cut upright around faces at their own tilt (the labels' roll
+    spreads 7.8 degrees) turned again at random (12 degrees), and on those it reads best (cutting
+    every face exactly level cost 0.08 pt of val NME). Past the zone the crop is turned by the
+    excess, so a face tilted 45 degrees is read as one tilted 15: the square is the points' box in
+    that turned frame. Measured on val faces turned by 45 degrees, read from an upright square then
+    re-cut: NME 5.56 -> 3.33 % (`accurate`), 9.99 -> 4.42 % (`fast`); 0 to 15 degrees unchanged."""
+    p = np.asarray(points, np.float64).reshape(-1, points.shape[-2], 2)
+    out = np.zeros((len(p), 4), np.float32)
+    out[:, :3] = square_from_points(p.astype(np.float32))
+    eyes = p[:, list(LEFT_EYE)].mean(axis=1) - p[:, list(RIGHT_EYE)].mean(axis=1)   # image left -> image right
+    tilt = np.arctan2(eyes[:, 1], eyes[:, 0])
+    turn = np.sign(tilt) * np.maximum(0.0, np.abs(tilt) - zone)
+    for i in np.flatnonzero(np.isfinite(turn) & (turn != 0)):
+        c, s = np.cos(turn[i]), np.sin(turn[i])
+        q = p[i] @ np.array([[c, -s], [s, c]])                   # the points in the frame turned by -turn
+        lo, hi = q.min(axis=0), q.max(axis=0)
+        mid = (lo + hi) / 2
+        out[i] = (c * mid[0] - s * mid[1], s * mid[0] + c * mid[1], (hi - lo).max(), turn[i])
+    return out
+
+
 def square_from_box(boxes: np.ndarray, cal: BoxCalibration) -> np.ndarray:
     """(N, 4) detector boxes x, y, w, h -> (N, 3) squares via the detector's calibration."""
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
@@ -59,14 +90,23 @@ def crop_matrix(square: np.ndarray, spec: CropSpec) -> np.ndarray:
 
 
 def crop_matrices(squares: np.ndarray, spec: CropSpec) -> np.ndarray:
-    """2x3 affine matrices taking image pixels to crop pixels for (N, 3) squares -> (N, 2, 3)."""
-    sq = np.asarray(squares, np.float64).reshape(-1, 3)
+    """2x3 affine matrices taking image pixels to crop pixels for (N, 3) squares, or (N, 4) with a
+    turn (radians: the crop is the square turned by it, `square_along_face`) -> (N, 2, 3)."""
+    sq = np.asarray(squares, np.float64)
+    sq = sq.reshape(-1, sq.shape[-1] if sq.ndim and sq.shape[-1] == 4 else 3)
     s = spec.input_size / (sq[:, 2] * spec.expand)
     half = spec.input_size / 2
     m = np.zeros((len(sq), 2, 3), np.float64)
     m[:, 0, 0] = m[:, 1, 1] = s
     m[:, 0, 2] = half - s * sq[:, 0]
     m[:, 1, 2] = half - s * sq[:, 1]
+    if sq.shape[1] == 4:            # crop = s * R(-turn) (p - centre) + half; a turn of 0 leaves m as above
+        turned = np.flatnonzero(sq[:, 3] != 0)
+        c, si = np.cos(sq[turned, 3]), np.sin(sq[turned, 3])
+        k = s[turned]
+        m[turned, 0, 0], m[turned, 0, 1], m[turned, 1, 0], m[turned, 1, 1] = k * c, k * si, -k * si, k * c
+        m[turned, 0, 2] = half - (k * c * sq[turned, 0] + k * si * sq[turned, 1])
+        m[turned, 1, 2] = half - (-k * si * sq[turned, 0] + k * c * sq[turned, 1])
     return m
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .crop import (CropSpec, crop_matrices, points_from_crops, square_from_box, square_from_points, to_input,
+from .crop import (CropSpec, crop_matrices, points_from_crops, square_along_face, square_from_box, to_input,
                    unmirror_coords, warp_crop)
 from .crop_torch import warp_crops, warp_grid
 from .graphed import GraphedNet, wanted as graphs_wanted
@@ -159,7 +159,8 @@ class LandmarkPredictor:
     def predict_with_parts(self, grays: list[np.ndarray], squares: np.ndarray) -> tuple[np.ndarray, ScoreParts]:
         """Points and the score with what it is made of: how far the last pass is from its mirrored
         twin (with `flip`) and from the pass before it (with `refine`), and the shape distance."""
-        squares = np.asarray(squares, np.float32).reshape(-1, 3)
+        squares = np.asarray(squares, np.float32)
+        squares = squares.reshape(-1, squares.shape[-1] if squares.ndim and squares.shape[-1] == 4 else 3)
         if len(squares) == 0:
             return np.zeros((0, 68, 2), np.float32), score_parts(np.zeros((0, 68, 2), np.float32), None, None)
         images = DeviceFrames.of(grays, self.device) if self.device_crops else grays
@@ -173,7 +174,7 @@ class LandmarkPredictor:
             if not todo.any():
                 break
             sub = np.flatnonzero(todo)      # pts and mirrored are this call's own arrays: filled in place
-            p, m, c = self._pass(_take(images, sub), square_from_points(pts[sub]), flip=last and k == self.refine - 1)
+            p, m, c = self._pass(_take(images, sub), square_along_face(pts[sub]), flip=last and k == self.refine - 1)
             pts[sub], contrast[sub] = p, c
             if m is not None:
                 mirrored = np.zeros_like(pts) if mirrored is None else mirrored
@@ -193,10 +194,11 @@ class LandmarkPredictor:
         the squares are compared: a detector's box that lands that close settles too."""
         if not (self.settled_move > 0 and self.flip):
             return np.ones(len(pts), bool)
-        new = square_from_points(pts)
+        new = square_along_face(pts)
         side = np.maximum(squares[:, 2], 1e-6)
-        move = np.maximum(np.abs(new[:, :2] - squares[:, :2]).max(axis=1) / side,
-                          np.abs(np.log(np.maximum(new[:, 2], 1e-6) / side)))
+        turn = squares[:, 3] if squares.shape[1] == 4 else 0.0     # radians: a turned crop that would turn again moved
+        move = np.maximum.reduce([np.abs(new[:, :2] - squares[:, :2]).max(axis=1) / side,
+                                  np.abs(np.log(np.maximum(new[:, 2], 1e-6) / side)), np.abs(new[:, 3] - turn)])
         first = score_parts(pts, mirrored, None, contrast).score
         return ~((move <= self.settled_move) & (first >= self.settled_score))
 

@@ -161,7 +161,7 @@ class SharedStages:
     def _landmarks(self, calls: list[_Call]) -> None:
         t = time.perf_counter()
         grays = [g for c in calls for g in c.args[0]]
-        squares = np.concatenate([np.asarray(c.args[1], np.float32).reshape(-1, 3) for c in calls])
+        squares = np.concatenate([np.asarray(c.args[1], np.float32).reshape(len(c.args[0]), -1) for c in calls])
         pts, score = self.predictor.predict_with_score(grays, squares)
         at = 0
         for c in calls:

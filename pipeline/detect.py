@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 import cv2
 import numpy as np
+
+from facetracks.models.crop import UPRIGHT_ZONE
 
 
 class FaceDetector(Protocol):
@@ -163,27 +165,42 @@ def near_reach(untrusted: int) -> float:
     return min(NEAR_MAX_REACH, NEAR_REACH + NEAR_GROWTH * max(0, untrusted - 1))
 
 
-def detect_near(detector: FaceDetector, gray: np.ndarray, square: np.ndarray, side: int | None = None,
+def detect_near(detector: FaceDetector, gray: np.ndarray, square: np.ndarray,
+                to_squares: Callable[[np.ndarray], np.ndarray], side: int | None = None,
                 reach: float = NEAR_REACH) -> np.ndarray:
-    """The detector on a window around one face square (cx, cy, side), resampled to `side` pixels:
-    boxes (N, 5) in the frame's pixels.
+    """The detector on a window around one face square (cx, cy, side, and optionally the turn its
+    crop was cut at), resampled to `side` pixels and turned by that turn: the faces found, as (N, 4)
+    squares (cx, cy, side, turn) in the frame. `to_squares` makes (N, 3) squares of (N, 4) boxes
+    (the landmark model's calibration, `LandmarkPredictor.squares_from_boxes`); it is applied in
+    the window, where the face stands as upright as the cascade needs it, and the squares are then
+    turned back with the window's turn.
 
     Why: a followed face whose landmarks stopped being trusted (a hand over it, a fast turn) is
-    looked for where it just was, at about its size. The window puts the expected face at about
-    44 px whatever its size in the frame, so the cascade scans a 96 px image instead of every scale
-    of the whole frame. Faces from 0.55x the expected size up to the whole window are found.
+    looked for where it just was, at about its size and tilt. The window puts the expected face at
+    about 44 px whatever its size in the frame, so the cascade scans a 96 px image instead of every
+    scale of the whole frame. Faces from 0.55x the expected size up to the whole window are found.
+    The turn: the frontal cascade finds faces within about 20 degrees of upright, so a face
+    followed while tilted 45 degrees was never found again once a hand had passed over it. The
+    window is turned by the face's whole tilt (the crop's turn plus the zone it leaves).
     """
     side = side or round(NEAR_SIDE * reach / NEAR_REACH)    # the expected face at the same ~44 px
-    cx, cy, s = (float(v) for v in square)
+    sq = np.asarray(square, np.float64).ravel()
+    cx, cy, s = sq[:3]
+    turn = float(sq[3]) if len(sq) > 3 else 0.0
+    # a crop turned by `turn` leaves the face tilted by UPRIGHT_ZONE (`crop.square_along_face`):
+    # the cascade's window is turned the whole way
+    tilt = turn + np.sign(turn) * UPRIGHT_ZONE
     f = side / (reach * s)                         # frame px -> window px
-    m = np.float32([[f, 0, side / 2 - f * cx], [0, f, side / 2 - f * cy]])
-    win = cv2.warpAffine(gray, m, (side, side), flags=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR,
+    c, si = np.cos(tilt), np.sin(tilt)
+    rot = f * np.array([[c, si], [-si, c]])         # window = f R(-turn) (p - centre) + side / 2
+    m = np.float32(np.concatenate([rot, (side / 2 - rot @ [cx, cy])[:, None]], axis=1))
+    win = cv2.warpAffine(gray, m, (side, side), flags=cv2.INTER_AREA if f < 1 and not tilt else cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE)
     boxes = detector.detect(win)
-    if len(boxes) == 0:
-        return boxes
-    out = boxes.copy()
-    out[:, 0] = (boxes[:, 0] - m[0, 2]) / f
-    out[:, 1] = (boxes[:, 1] - m[1, 2]) / f
-    out[:, 2:4] = boxes[:, 2:4] / f
+    out = np.zeros((len(boxes), 4), np.float32)
+    if len(boxes):
+        found = np.asarray(to_squares(np.asarray(boxes)[:, :4]), np.float64).reshape(-1, 3)
+        out[:, :2] = (found[:, :2] - m[:, 2]) @ np.linalg.inv(m[:, :2].astype(np.float64)).T
+        out[:, 2] = found[:, 2] / f
+        out[:, 3] = turn
     return out

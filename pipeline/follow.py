@@ -25,13 +25,13 @@ from typing import Iterable, Iterator, Protocol
 
 import numpy as np
 
-from facetracks.models.crop import square_from_points
+from facetracks.models.crop import square_along_face
 from facetracks.models.score import is_kept
 
 from .change_scan import ChangeScan
 from .detect import FaceDetector, detect_near, detect_whole, near_reach
 from .shots import Lookahead
-from .tracking import FaceTracker
+from .tracking import FaceTracker, upright
 from .video import Frame
 
 
@@ -68,7 +68,9 @@ class FollowParams:
 
 
 class Landmarker(Protocol):
-    """What following needs of a landmark model (models.inference.LandmarkPredictor)."""
+    """What following needs of a landmark model (models.inference.LandmarkPredictor). The squares
+    it is handed are (N, 4): centre, side and the turn to cut the crop at (`crop.square_along_face`;
+    0 for a detector's square)."""
     def squares_from_boxes(self, boxes: np.ndarray) -> np.ndarray: ...
     def predict_with_score(self, grays: list[np.ndarray], squares: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -171,29 +173,39 @@ def _detect(frame: Frame, detector: FaceDetector, predictor: Landmarker, tracker
     examined = None
     if scan:
         trusted = np.array([not tr.lost for tr in tracker.tracks], bool)
-        dets, seen = scan.detect(detector, frame.gray, frame.index, tracker.squares()[trusted])
+        dets, seen = scan.detect(detector, frame.gray, frame.index, tracker.squares()[trusted, :3])
         examined = ~trusted
         examined[trusted] = seen
         st.partial_scans, st.skipped_scans = scan.stats.partial, scan.stats.skipped
     else:
         dets = detect_whole(detector, frame.gray, oversize)
+    # the frontal cascade sees faces within about 20 degrees of upright: a face followed past the
+    # upright zone (cropped turned, `crop.square_along_face`) is neither seen nor unseen by the
+    # round, and a lost one is looked for in a window turned as it was (`detect.detect_near`)
+    turned = np.array([tr.square[3] != 0 for tr in tracker.tracks], bool)
+    if turned.any():
+        examined = np.ones(len(turned), bool) if examined is None else examined
+        examined &= ~turned
+    near = [detect_near(detector, frame.gray, tr.square, predictor.squares_from_boxes, reach=near_reach(tr.untrusted))
+            for tr, on in zip(tracker.tracks, turned) if on and tr.lost]
     st.detect_s += time.perf_counter() - t
     st.detections += 1
     if len(dets):     # a scan that left the followed faces out found new ones: room for those alone
         room = max_faces - (int((~examined).sum()) if examined is not None else 0)
         dets = dets[np.argsort(-dets[:, 2])][:max(0, room)]
-    return tracker.detections(predictor.squares_from_boxes(dets[:, :4]) if len(dets) else np.zeros((0, 3)), examined)
+    squares = [upright(predictor.squares_from_boxes(dets[:, :4]))] if len(dets) else []
+    return tracker.detections(np.concatenate(squares + near) if squares or near else np.zeros((0, 4), np.float32),
+                              examined)
 
 
 def _detect_near(frame: Frame, detector: FaceDetector, predictor: Landmarker, tracker: FaceTracker,
                  st: FollowStats) -> None:
     t = time.perf_counter()
-    found = [detect_near(detector, frame.gray, tr.square, reach=near_reach(tr.untrusted))
+    found = [detect_near(detector, frame.gray, tr.square, predictor.squares_from_boxes, reach=near_reach(tr.untrusted))
              for tr in tracker.tracks if tr.lost]
-    dets = np.concatenate(found)[:, :4] if found else np.zeros((0, 4), np.float32)
     st.detect_s += time.perf_counter() - t
     st.near_detections += len(found)
-    tracker.redetections(predictor.squares_from_boxes(dets) if len(dets) else np.zeros((0, 3)))
+    tracker.redetections(np.concatenate(found) if found else np.zeros((0, 4), np.float32))
 
 
 def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Landmarker,
@@ -240,10 +252,10 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
         v = plan.verdict(kept | held, [f.index for f in chunk], fresh)
         if v.retry:                     # emit the frames before it; re-detect on it and try it again
             if v.frame > 0:            # every face the verdict counts was kept there; a hidden one maybe not
-                tracker.update(square_from_points(pts[v.frame - 1]), kept[v.frame - 1] | ~held)
+                tracker.update(square_along_face(pts[v.frame - 1]), kept[v.frame - 1] | ~held)
             tracker.mark_lost({t.id for t, ok in zip(tracks, kept[v.frame]) if not ok})
         else:                           # on a retried frame, drop (or hide) the faces still lost
-            tracker.update(square_from_points(pts[v.frame]), kept[v.frame])
+            tracker.update(square_along_face(pts[v.frame]), kept[v.frame])
             tracker.hold_lost() if p.hold_lost else tracker.drop_lost()
         for j in range(v.done):
             faces = [Face(t.id, pts[j, i], float(score[j, i])) for i, t in enumerate(tracks) if kept[j, i]]

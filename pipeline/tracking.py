@@ -23,11 +23,20 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def square_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, 3) and (M, 3) squares (cx, cy, side) -> (N, M) intersection over union."""
+    """(N, 3) and (M, 3) squares (cx, cy, side; a fourth column, the crop's turn, is left out) ->
+    (N, M) intersection over union."""
     def boxes(s):
-        s = np.asarray(s, np.float64).reshape(-1, 3)
+        s = np.asarray(s, np.float64)
+        s = s.reshape(-1, s.shape[-1] if s.ndim and s.shape[-1] == 4 else 3)[:, :3]
         return np.concatenate([s[:, :2] - s[:, 2:] / 2, s[:, 2:], s[:, 2:]], axis=1)
     return box_iou(boxes(a), boxes(b))
+
+
+def upright(squares: np.ndarray) -> np.ndarray:
+    """Detector squares (N, 3) as track squares (N, 4): cut upright (turn 0)."""
+    sq = np.asarray(squares, np.float32)
+    sq = sq.reshape(-1, sq.shape[-1] if sq.ndim and sq.shape[-1] == 4 else 3)
+    return sq if sq.shape[1] == 4 else np.concatenate([sq, np.zeros((len(sq), 1), np.float32)], axis=1)
 
 
 def greedy_match(iou: np.ndarray, threshold: float) -> list[tuple[int, int]]:
@@ -47,7 +56,7 @@ def greedy_match(iou: np.ndarray, threshold: float) -> list[tuple[int, int]]:
 @dataclass
 class Track:
     id: int
-    square: np.ndarray       # where to look next (cx, cy, side)
+    square: np.ndarray       # where to look next (cx, cy, side, turn: `crop.square_along_face`)
     lost: bool = False       # last landmarks were not trusted: needs a detection to go on
     held: bool = False       # lost, but kept hidden at its last trusted square until a detection round
     unconfirmed: int = 0     # detection rounds in a row that did not see this face
@@ -65,7 +74,7 @@ class FaceTracker:
     seeded: set[int] = field(default_factory=set)   # tracks whose square the last detection set
 
     def squares(self) -> np.ndarray:
-        return np.stack([t.square for t in self.tracks]) if self.tracks else np.zeros((0, 3), np.float32)
+        return np.stack([t.square for t in self.tracks]) if self.tracks else np.zeros((0, 4), np.float32)
 
     def detections(self, squares: np.ndarray, examined: np.ndarray | None = None) -> bool:
         """Match detector squares to tracks.
@@ -74,10 +83,11 @@ class FaceTracker:
         re-seeds it. Unmatched detections start tracks; lost or long-unseen tracks end. Returns
         whether the round changed nothing: faces followed before it, every one of them seen, none
         re-seeded, none started. `examined` (one per track, default all): a track the round did not
-        look at (`change_scan.py` leaves followed faces to the landmark score) is neither seen nor
-        unseen by it.
+        look at (`change_scan.py` leaves followed faces to the landmark score; a face tilted past
+        what the cascade finds) is neither seen nor unseen by it, and a lost one of those is kept
+        for up to `max_unconfirmed` such rounds instead of ending.
         """
-        squares = np.asarray(squares, np.float32).reshape(-1, 3)
+        squares = upright(squares)
         prev = self.squares()
         pairs = greedy_match(square_iou(prev, squares), self.iou_match) if len(prev) and len(squares) else []
         match = dict(pairs)
@@ -88,7 +98,9 @@ class FaceTracker:
                     self._reseed(t, squares[match[i]])
                 t.unconfirmed = 0
             elif t.lost:
-                continue
+                if examined is None or examined[i]:
+                    continue                # the round looked where it was and did not see it: it ends
+                t.unconfirmed += 1          # one it could not see (tilted past the cascade) waits a few rounds
             elif examined is None or examined[i]:
                 t.unconfirmed += 1
             if t.unconfirmed <= self.max_unconfirmed:
@@ -109,7 +121,7 @@ class FaceTracker:
         a face followed already (a window reaches over the face that took the lost one's place, or
         the lost face came back as a track of its own) is that face, not a new one: without this it
         started a duplicate on every frame until the next full round."""
-        squares = np.asarray(squares, np.float32).reshape(-1, 3)
+        squares = upright(squares)
         lost = [t for t in self.tracks if t.lost]
         followed = [t for t in self.tracks if not t.lost]
         self.seeded = set()
@@ -125,9 +137,9 @@ class FaceTracker:
 
     def update(self, squares: np.ndarray, ok: np.ndarray) -> None:
         """New landmark squares for every track (same order); ok=False marks a track lost."""
-        for t, sq, good in zip(self.tracks, squares, ok):
+        for t, sq, good in zip(self.tracks, upright(squares), ok):
             if good:
-                t.square, t.lost, t.held, t.untrusted = np.asarray(sq, np.float32), False, False, 0
+                t.square, t.lost, t.held, t.untrusted = sq, False, False, 0
             else:
                 t.lost, t.untrusted = True, t.untrusted + 1
         self._drop_duplicates()

@@ -11,6 +11,8 @@ from facetracks.pipeline.video import Frame
 # 68 points whose bounding box is the unit square around 0: a square maps to points and back exactly
 TEMPLATE = np.random.default_rng(0).uniform(-0.5, 0.5, (68, 2)).astype(np.float32)
 TEMPLATE[:2] = [[-0.5, -0.5], [0.5, 0.5]]
+TEMPLATE[36:42] = TEMPLATE[36:42] * 0.3 - (0.25, 0.1)     # eyes level, the left one (image right) to the right:
+TEMPLATE[42:48] = TEMPLATE[36:42] + (0.5, 0)              # an upright face, cropped upright (crop.square_along_face)
 
 
 def clip(n: int, shots: dict[int, int] | None = None) -> list[Frame]:
@@ -62,7 +64,7 @@ class Predictor:
     def predict_with_score(self, grays, squares):
         idx = [int(g[0, 0]) for g in grays]
         self.batches.append(sorted(set(idx)))
-        pts = TEMPLATE[None] * squares[:, None, 2:] + squares[:, None, :2]
+        pts = TEMPLATE[None] * squares[:, None, 2:3] + squares[:, None, :2]    # (cx, cy, side, turn): upright here
         score = np.full(len(idx), np.nan if self.unmeasured else 0.9, np.float32)
         for k, i in enumerate(idx):
             if self.low.get(i, 0) > 0 or i in self.occluded:
