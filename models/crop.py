@@ -39,6 +39,12 @@ class BoxCalibration:
     scale: float = 1.0
 
 
+def squares_2d(squares: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """Squares (cx, cy, side), or (cx, cy, side, turn), one or many, as an (N, 3) or (N, 4) array."""
+    sq = np.asarray(squares, dtype)
+    return sq.reshape(-1, 4 if sq.ndim and sq.shape[-1] == 4 else 3)
+
+
 def square_from_points(points: np.ndarray) -> np.ndarray:
     """(..., 68, 2) points -> (..., 3) squares (cx, cy, side) from the points' bounding box."""
     lo, hi = points.min(axis=-2), points.max(axis=-2)
@@ -92,8 +98,7 @@ def crop_matrix(square: np.ndarray, spec: CropSpec) -> np.ndarray:
 def crop_matrices(squares: np.ndarray, spec: CropSpec) -> np.ndarray:
     """2x3 affine matrices taking image pixels to crop pixels for (N, 3) squares, or (N, 4) with a
     turn (radians: the crop is the square turned by it, `square_along_face`) -> (N, 2, 3)."""
-    sq = np.asarray(squares, np.float64)
-    sq = sq.reshape(-1, sq.shape[-1] if sq.ndim and sq.shape[-1] == 4 else 3)
+    sq = squares_2d(squares, np.float64)
     s = spec.input_size / (sq[:, 2] * spec.expand)
     half = spec.input_size / 2
     m = np.zeros((len(sq), 2, 3), np.float64)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .crop import (CropSpec, crop_matrices, points_from_crops, square_along_face, square_from_box, to_input,
+from .crop import (CropSpec, crop_matrices, points_from_crops, square_along_face, square_from_box, squares_2d, to_input,
                    unmirror_coords, warp_crop)
 from .crop_torch import warp_crops, warp_grid
 from .graphed import GraphedNet, wanted as graphs_wanted
@@ -159,8 +159,7 @@ class LandmarkPredictor:
     def predict_with_parts(self, grays: list[np.ndarray], squares: np.ndarray) -> tuple[np.ndarray, ScoreParts]:
         """Points and the score with what it is made of: how far the last pass is from its mirrored
         twin (with `flip`) and from the pass before it (with `refine`), and the shape distance."""
-        squares = np.asarray(squares, np.float32)
-        squares = squares.reshape(-1, squares.shape[-1] if squares.ndim and squares.shape[-1] == 4 else 3)
+        squares = squares_2d(squares)
         if len(squares) == 0:
             return np.zeros((0, 68, 2), np.float32), score_parts(np.zeros((0, 68, 2), np.float32), None, None)
         images = DeviceFrames.of(grays, self.device) if self.device_crops else grays

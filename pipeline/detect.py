@@ -146,7 +146,7 @@ def detect_oversize(detector: FaceDetector, gray: np.ndarray) -> np.ndarray:
     pad = round(OVERSIZE_PAD * short * f)
     canvas = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
     boxes = np.asarray(detector.detect(canvas), np.float32).reshape(-1, 5)
-    boxes = boxes[boxes[:, 2] >= OVERSIZE_WINDOW - 0.5]      # a detector that scans smaller windows: not this one's faces
+    boxes = boxes[boxes[:, 2] >= OVERSIZE_WINDOW - 0.5]      # smaller windows (another detector): not its faces
     out = boxes.copy()
     out[:, :2] = (boxes[:, :2] - pad) / f
     out[:, 2:4] = boxes[:, 2:4] / f
@@ -192,7 +192,7 @@ def detect_near(detector: FaceDetector, gray: np.ndarray, square: np.ndarray,
     tilt = turn + np.sign(turn) * UPRIGHT_ZONE
     f = side / (reach * s)                         # frame px -> window px
     c, si = np.cos(tilt), np.sin(tilt)
-    rot = f * np.array([[c, si], [-si, c]])         # window = f R(-turn) (p - centre) + side / 2
+    rot = f * np.array([[c, si], [-si, c]])         # window = f R(-tilt) (p - centre) + side / 2
     m = np.float32(np.concatenate([rot, (side / 2 - rot @ [cx, cy])[:, None]], axis=1))
     win = cv2.warpAffine(gray, m, (side, side), flags=cv2.INTER_AREA if f < 1 and not tilt else cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE)

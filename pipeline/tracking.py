@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from facetracks.models.crop import squares_2d
+
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N, 4) and (M, 4) boxes (x, y, w, h) -> (N, M) intersection over union."""
@@ -26,16 +28,14 @@ def square_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N, 3) and (M, 3) squares (cx, cy, side; a fourth column, the crop's turn, is left out) ->
     (N, M) intersection over union."""
     def boxes(s):
-        s = np.asarray(s, np.float64)
-        s = s.reshape(-1, s.shape[-1] if s.ndim and s.shape[-1] == 4 else 3)[:, :3]
+        s = squares_2d(s, np.float64)[:, :3]
         return np.concatenate([s[:, :2] - s[:, 2:] / 2, s[:, 2:], s[:, 2:]], axis=1)
     return box_iou(boxes(a), boxes(b))
 
 
 def upright(squares: np.ndarray) -> np.ndarray:
     """Detector squares (N, 3) as track squares (N, 4): cut upright (turn 0)."""
-    sq = np.asarray(squares, np.float32)
-    sq = sq.reshape(-1, sq.shape[-1] if sq.ndim and sq.shape[-1] == 4 else 3)
+    sq = squares_2d(squares)
     return sq if sq.shape[1] == 4 else np.concatenate([sq, np.zeros((len(sq), 1), np.float32)], axis=1)
 
 
