@@ -15,7 +15,7 @@ from typing import Callable, Protocol
 import cv2
 import numpy as np
 
-from facetracks.models.crop import UPRIGHT_ZONE
+from facetracks.models.crop import UPRIGHT_ZONE, CropSpec, crop_matrices, invert_affines
 
 
 class FaceDetector(Protocol):
@@ -191,16 +191,16 @@ def detect_near(detector: FaceDetector, gray: np.ndarray, square: np.ndarray,
     # the cascade's window is turned the whole way
     tilt = turn + np.sign(turn) * UPRIGHT_ZONE
     f = side / (reach * s)                         # frame px -> window px
-    c, si = np.cos(tilt), np.sin(tilt)
-    rot = f * np.array([[c, si], [-si, c]])         # window = f R(-tilt) (p - centre) + side / 2
-    m = np.float32(np.concatenate([rot, (side / 2 - rot @ [cx, cy])[:, None]], axis=1))
+    # the window is a crop of the square, `reach` sides wide, turned by the tilt (`crop.crop_matrices`)
+    m = np.float32(crop_matrices([cx, cy, s, tilt], CropSpec(side, reach))[0])
     win = cv2.warpAffine(gray, m, (side, side), flags=cv2.INTER_AREA if f < 1 and not tilt else cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE)
     boxes = detector.detect(win)
     out = np.zeros((len(boxes), 4), np.float32)
     if len(boxes):
         found = np.asarray(to_squares(np.asarray(boxes)[:, :4]), np.float64).reshape(-1, 3)
-        out[:, :2] = (found[:, :2] - m[:, 2]) @ np.linalg.inv(m[:, :2].astype(np.float64)).T
+        back = invert_affines(m[None].astype(np.float64))[0]          # window px -> frame px
+        out[:, :2] = found[:, :2] @ back[:, :2].T + back[:, 2]
         out[:, 2] = found[:, 2] / f
         out[:, 3] = turn
     return out
