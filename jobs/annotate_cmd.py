@@ -105,6 +105,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="where a whole-frame detection finds no face, look again for a face too big for the frame "
                         "or cut by its edge (a close-up: the cascade's windows must hold the whole face); a few ms, "
                         "on face-less frames only (default: on)")
+    g.add_argument("--turned-every", type=nonneg_int,
+                   help="while no face is trusted, a detection round that finds no upright face also scans the frame "
+                        "turned a quarter each way and upside down, at most every this many frames (and on each "
+                        "new shot), for faces lying on their side or upside down: a clip filmed sideways that lost "
+                        f"its rotation tag, a camera on its side, a person lying down; 0: never (default {f.turned_every})")
     g.add_argument("--full-scan-every", type=positive_int,
                    help=f"with --rescan-changed, frames between whole-frame scans at most (default {f.full_scan_every})")
     g.add_argument("--refine", type=nonneg_int, help="re-crop passes around predicted points")
@@ -142,7 +147,8 @@ def run_params(args: argparse.Namespace, prof) -> tuple[dict, dict, dict]:
                      "min_score": args.min_score, "max_faces": args.max_faces, "cut_threshold": args.cut_threshold,
                      "batch_size": args.batch_size, "look_near": args.look_near, "hold_lost": args.hold_lost,
                      "max_detect_every": args.max_detect_every, "rescan_changed": args.rescan_changed,
-                     "full_scan_every": args.full_scan_every, "oversize": args.oversize},
+                     "full_scan_every": args.full_scan_every, "oversize": args.oversize,
+                     "turned_every": args.turned_every},
                     prof.follow, FollowParams())
     if args.detect_every is not None and args.max_detect_every is None:
         follow["max_detect_every"] = 0      # a cadence given is kept as given ("1: every frame"), not stretched

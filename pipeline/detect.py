@@ -153,6 +153,44 @@ def detect_oversize(detector: FaceDetector, gray: np.ndarray) -> np.ndarray:
     return out
 
 
+# a frame turned a quarter at a time: cv2's code, and the crop turn (radians, `crop.crop_matrices`)
+# that cuts a face found upright in the turned frame upright from the frame itself
+QUARTER_TURNS = ((cv2.ROTATE_90_COUNTERCLOCKWISE, np.pi / 2), (cv2.ROTATE_90_CLOCKWISE, -np.pi / 2),
+                 (cv2.ROTATE_180, np.pi))
+
+
+def detect_turned(detector: FaceDetector, gray: np.ndarray, to_squares: Callable[[np.ndarray], np.ndarray]
+                  ) -> np.ndarray:
+    """Faces lying on their side or upside down: the detector on the frame turned a quarter, the
+    other quarter and a half, as (N, 4) squares (cx, cy, side, turn) in the frame. `to_squares` (the
+    landmark model's box calibration) is applied in the turned frame, where the face is upright as
+    the calibration was fitted, and the square is turned back.
+
+    Why: the frontal cascade sees faces within about 20 degrees of upright, and the crops of a
+    followed face turn with it (`crop.square_along_face`), but nothing found a face that was never
+    upright: a clip filmed sideways whose rotation tag was lost (a messenger's re-encode, a screen
+    recording), a camera mounted on its side or upside down, a person lying down. The bundled
+    sample turned a quarter or a half: no face on any frame without this. Three scans of the
+    whole frame; `follow` runs them only while no face is followed, at most every
+    `FollowParams.turned_every` frames."""
+    h, w = gray.shape[:2]
+    out = []
+    for code, turn in QUARTER_TURNS:
+        boxes = np.asarray(detector.detect(cv2.rotate(gray, code)), np.float32).reshape(-1, 5)
+        if not len(boxes):
+            continue
+        sq = np.asarray(to_squares(boxes[:, :4]), np.float64).reshape(-1, 3)
+        x, y = sq[:, 0], sq[:, 1]        # pixel centres of the turned frame -> the frame's
+        if code == cv2.ROTATE_90_COUNTERCLOCKWISE:
+            x, y = w - 1 - y, x
+        elif code == cv2.ROTATE_90_CLOCKWISE:
+            x, y = y, h - 1 - x
+        else:
+            x, y = w - 1 - x, h - 1 - y
+        out.append(np.stack([x, y, sq[:, 2], np.full(len(sq), turn)], 1).astype(np.float32))
+    return np.concatenate(out) if out else np.zeros((0, 4), np.float32)
+
+
 NEAR_SIDE = 96       # pixels of the window `detect_near` hands the detector
 NEAR_REACH = 2.5     # window side, in face-square sides: how far a face may have moved since
 NEAR_GROWTH = 0.25   # ... wider by this many sides for each frame the face has not been trusted

@@ -29,7 +29,7 @@ from facetracks.models.crop import square_along_face
 from facetracks.models.score import is_kept
 
 from .change_scan import ChangeScan
-from .detect import FaceDetector, detect_near, detect_whole, near_reach
+from .detect import FaceDetector, detect_near, detect_turned, detect_whole, near_reach
 from .shots import Lookahead
 from .tracking import FaceTracker, upright
 from .video import Frame
@@ -57,6 +57,9 @@ class FollowParams:
     full_scan_every: int = 96      # ... and the whole frame at least this often (frames)
     oversize: bool = True          # a whole-frame detection that finds nothing also looks for a face larger
                                    # than the frame or cut by its edge (detect.detect_oversize)
+    turned_every: int = 96         # while no face is trusted, a round that finds no upright face also looks for
+                                   # faces lying on their side or upside down (detect.detect_turned), at most
+                                   # this often (frames; at once on a new shot); 0: never
 
     @property
     def lookahead(self) -> int:
@@ -87,6 +90,7 @@ class FollowStats:
     frames: int = 0
     detections: int = 0
     near_detections: int = 0     # windows around lost faces (detect.detect_near), counted apart
+    turned_scans: int = 0        # rounds that also scanned the frame turned (detect.detect_turned)
     partial_scans: int = 0       # detections that rescanned only what changed (change_scan.py) ...
     skipped_scans: int = 0       # ... or nothing, as nothing had changed
     cuts: int = 0                # scene cuts seen (each forces a detection)
@@ -167,16 +171,21 @@ class Schedule:
 
 
 def _detect(frame: Frame, detector: FaceDetector, predictor: Landmarker, tracker: FaceTracker,
-            max_faces: int, st: FollowStats, scan: ChangeScan | None, oversize: bool) -> bool:
-    """A detection round on `frame`; whether it changed nothing (FaceTracker.detections)."""
+            max_faces: int, st: FollowStats, scan: ChangeScan | None, oversize: bool, turned_scan: int = 0) -> bool:
+    """A detection round on `frame`; whether it changed nothing (FaceTracker.detections). `turned_scan`
+    1: where the round finds no upright face, also scan the frame turned a quarter, the other quarter
+    and a half (`detect.detect_turned`); 2: whatever it finds."""
     t = time.perf_counter()
     examined = None
+    unchanged = False
     if scan:
+        skipped = scan.stats.skipped
         trusted = np.array([not tr.lost for tr in tracker.tracks], bool)
         dets, seen = scan.detect(detector, frame.gray, frame.index, tracker.squares()[trusted, :3])
         examined = ~trusted
         examined[trusted] = seen
         st.partial_scans, st.skipped_scans = scan.stats.partial, scan.stats.skipped
+        unchanged = scan.stats.skipped > skipped       # nothing moved since it was last scanned, turned too
     else:
         dets = detect_whole(detector, frame.gray, oversize)
     # the frontal cascade sees faces within about 20 degrees of upright: a face followed past the
@@ -188,6 +197,10 @@ def _detect(frame: Frame, detector: FaceDetector, predictor: Landmarker, tracker
         examined &= ~turned
     near = [detect_near(detector, frame.gray, tr.square, predictor.squares_from_boxes, reach=near_reach(tr.untrusted))
             for tr, on in zip(tracker.tracks, turned) if on and tr.lost]
+    if not unchanged and (turned_scan == 2 or (turned_scan == 1 and not len(dets))):   # no face is trusted: room for
+        lying = detect_turned(detector, frame.gray, predictor.squares_from_boxes)
+        near.append(lying[np.argsort(-lying[:, 2])][:max(0, max_faces - min(len(dets), max_faces))])  # upright first
+        st.turned_scans += 1
     st.detect_s += time.perf_counter() - t
     st.detections += 1
     if len(dets):     # a scan that left the followed faces out found new ones: room for those alone
@@ -218,16 +231,32 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
     ahead = Lookahead(frames, p.lookahead, p.cut_threshold)
     plan = Schedule(p)
     scan = ChangeScan(p.rescan_changed, p.full_scan_every, oversize=p.oversize) if p.rescan_changed > 0 else None
+    turned_at: int | None = None         # frame index of the last turned scan (None: none in this shot)
+    shot_at: int | None = None           # frame index of the shot's first round
+    seen_at: int | None = None           # frame index of the shot's last face (None: none yet)
     while ahead.fill():
         if ahead.take_cut():             # a new shot: its faces are new tracks, found by the detector
             tracker.end_all()
             plan.new_shot()
+            turned_at = shot_at = seen_at = None
             st.cuts += 1
         lost = any(t.lost and not t.held for t in tracker.tracks)
         held = any(t.held for t in tracker.tracks)
         detected = plan.detect_now(bool(tracker.tracks), lost and not p.look_near)
         if detected:
-            plan.detected(_detect(ahead.frames[0], detector, predictor, tracker, p.max_faces, st, scan, p.oversize))
+            index = ahead.frames[0].index
+            shot_at = index if shot_at is None else shot_at
+            turned = 0
+            if p.turned_every > 0 and all(t.lost for t in tracker.tracks) and \
+                    (turned_at is None or not 0 <= index - turned_at < p.turned_every):
+                # where the round finds no upright face; and, so that an upright false box the network
+                # keeps rejecting cannot hide a face lying down, whatever it finds after the first round
+                # of a shot with no face yet, or once no face has been for `turned_every` frames
+                turned = 2 if (index > shot_at if seen_at is None else index - seen_at >= p.turned_every) else 1
+            before = st.turned_scans
+            plan.detected(_detect(ahead.frames[0], detector, predictor, tracker, p.max_faces, st, scan, p.oversize,
+                                  turned))
+            turned_at = index if st.turned_scans > before else turned_at
         elif p.look_near and (lost or held):     # looked for where it was; the cadence goes on
             _detect_near(ahead.frames[0], detector, predictor, tracker, st)
             detected = True
@@ -259,6 +288,7 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
             tracker.hold_lost() if p.hold_lost else tracker.drop_lost()
         for j in range(v.done):
             faces = [Face(t.id, pts[j, i], float(score[j, i])) for i, t in enumerate(tracks) if kept[j, i]]
+            seen_at = chunk[j].index if faces else seen_at
             st.frames += 1
             st.faces += len(faces)
             yield chunk[j], faces

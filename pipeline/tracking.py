@@ -179,7 +179,10 @@ class FaceTracker:
         self._drop_duplicates()
 
     def _drop_duplicates(self) -> None:
-        """Two tracks that converged on one face: the older id survives."""
+        """Two tracks that converged on one face: the trusted one survives, or of two alike the
+        older id. Why trust first: two squares the detector set on one face at once (the face
+        found lying one way, a false box the other way, `detect.detect_turned`) are both new; the
+        network then trusts one, and keeping the other, older by one id, lost the face."""
         if len(self.tracks) < 2:
             return
         iou = square_iou(self.squares(), self.squares())
@@ -187,5 +190,6 @@ class FaceTracker:
         for i in range(len(self.tracks)):
             for j in range(i + 1, len(self.tracks)):
                 if iou[i, j] > self.duplicate_iou:
-                    drop.add(j if self.tracks[j].id > self.tracks[i].id else i)
+                    a, b = self.tracks[i], self.tracks[j]
+                    drop.add((j if b.lost else i) if a.lost != b.lost else (j if b.id > a.id else i))
         self.tracks = [t for k, t in enumerate(self.tracks) if k not in drop]

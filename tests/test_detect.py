@@ -1,5 +1,6 @@
 import cv2
 import numpy as np
+import pytest
 
 from facetracks.pipeline.detect import HaarDetector
 from facetracks.training.data import load_split
@@ -91,6 +92,33 @@ def test_a_face_followed_while_tilted_is_looked_for_in_a_window_turned_as_it_was
     upright = detect_near(det, frame, sq, as_squares)[0]         # where it is found untilted, turned with the frame
     assert np.hypot(*(found[0, :2] - m @ [upright[0], upright[1], 1])) < 0.05 * sq[2]
     assert abs(found[0, 2] / upright[2] - 1) < 0.1
+
+
+@pytest.mark.parametrize("code", [0, 1, 2])      # cv2.ROTATE_90_CLOCKWISE, ROTATE_180, ROTATE_90_COUNTERCLOCKWISE
+def test_a_face_on_its_side_or_upside_down_is_found_and_cut_upright(data_dir, code):
+    """A frame turned a quarter either way or a half (a clip filmed sideways that lost its
+    rotation tag): the upright cascade finds no face; `detect_turned` finds it as a square whose
+    crop, cut turned by its turn, is the upright face the network was trained on: the same pixels
+    as the untouched frame's crop (mean difference under 1 grey level of 255)."""
+    import cv2
+
+    from facetracks.models.crop import CropSpec, crop_matrices, square_from_points, warp_crop
+    from facetracks.pipeline.detect import detect_turned
+    from facetracks.pipeline.tracking import square_iou
+    s = next(x for x in load_split(data_dir, "identity", "test", limit=20) if max(x.gray.shape) <= 240)
+    frame = np.full((360, 640), 90, np.uint8)
+    frame[60:60 + s.gray.shape[0], 300:300 + s.gray.shape[1]] = s.gray
+    det = HaarDetector()
+    turned = cv2.rotate(frame, code)
+    assert len(det.detect(turned)) == 0 and len(det.detect(frame)) == 1
+    found = detect_turned(det, turned, as_squares)
+    assert len(found) == 1
+    spec = CropSpec(64, 1.35)
+    upright = as_squares(det.detect(frame)[:, :4])[0]
+    a = warp_crop(frame, crop_matrices(upright, spec)[0], spec).astype(np.float32)
+    b = warp_crop(turned, crop_matrices(found[0], spec)[0], spec).astype(np.float32)
+    assert np.abs(a - b).mean() < 1.0
+    assert len(detect_turned(det, np.full((360, 640), 90, np.uint8), as_squares)) == 0
 
 
 def test_the_window_grows_with_the_frames_a_face_went_untrusted(data_dir):

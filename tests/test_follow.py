@@ -77,6 +77,7 @@ class Predictor:
 
 def run(frames, det, pred, **params):
     params.setdefault("look_near", False)   # the whole-frame retry; looking near is tested on its own below
+    params.setdefault("turned_every", 0)    # the stand-in detector reads upright frames; turned scans: below
     stats = FollowStats()
     out = list(follow_faces(frames, det, pred, FollowParams(**params), stats))
     assert [f.index for f, _ in out] == [f.index for f in frames]        # every frame once, in order
@@ -222,6 +223,35 @@ def test_faces_are_marked_lost_by_id_after_an_update_merged_two_tracks():
     tr.update(np.array([[10, 10, 8], [10, 10, 8], [60, 10, 8]], np.float32), np.ones(3, bool))  # 0 and 1 merge
     tr.mark_lost({t.id for t, ok in zip(tracks, [True, True, False]) if not ok})
     assert [(t.id, t.lost) for t in tr.tracks] == [(0, False), (2, True)]
+
+
+def test_turned_scans_run_while_no_face_is_followed_at_most_every_n_frames_and_on_a_new_shot():
+    """Faces lying on their side (`detect.detect_turned`): three more scans of the frame, so only
+    while no face is trusted, where the round finds no upright face, at most every `turned_every`
+    frames, and at once on a new shot."""
+    frames = clip(60, {35: 200})
+    _, st = run(frames, Detector(no_face=set(range(256))), Predictor(), idle_detect_every=1, turned_every=10)
+    assert st.turned_scans == len([0, 10, 20, 30, 35, 45, 55])
+    _, st = run(frames, Detector(), Predictor(), idle_detect_every=1, turned_every=10)
+    assert st.turned_scans == 0                     # an upright face on the first round of each shot
+    # the network rejecting the upright box on every frame: scanned turned from the shot's second round
+    ids, st = run(frames, Detector(), Predictor(occluded=set(range(60))), idle_detect_every=1, turned_every=10,
+                  hold_lost=True)
+    assert st.turned_scans >= 4 and not any(ids.values())
+    _, st = run(frames, Detector(no_face=set(range(256))), Predictor(), idle_detect_every=1)
+    assert st.turned_scans == 0
+
+
+def test_of_two_tracks_on_one_face_the_trusted_one_survives_whatever_its_id():
+    """Two squares set on one face in one round (the face found lying one way and a false box the
+    other way, `detect.detect_turned`): the network trusts one; that one goes on, though the
+    other is older by an id. Of two alike the older id survives, as before."""
+    from facetracks.pipeline.tracking import FaceTracker
+    tr = FaceTracker()
+    tr.detections(np.array([[10, 10, 8], [16, 10, 8], [60, 10, 8], [66, 10, 8]], np.float32))
+    tr.update(np.array([[10, 10, 8], [10.5, 10, 8], [60, 10, 8], [60.5, 10, 8]], np.float32),
+              np.array([False, True, True, True]))
+    assert [(t.id, t.lost) for t in tr.tracks] == [(1, False), (2, False)]
 
 
 def test_a_lost_face_is_looked_for_near_where_it_was_and_the_cadence_goes_on():

@@ -81,6 +81,7 @@ def test_the_cli_runs_every_setting_a_profile_makes(name):
     assert every_thread["threads"] == 0
     follow_of = lambda *o: run_params(build_parser().parse_args(["annotate", "x", "--out", "o", "--profile", name, *o]), prof)[1]
     assert follow["oversize"] is True and follow_of("--no-oversize")["oversize"] is False
+    assert follow["turned_every"] == 96 and follow_of("--turned-every", "0")["turned_every"] == 0
 
 
 def test_a_cadence_given_on_the_command_line_is_not_stretched():
