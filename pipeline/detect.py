@@ -171,23 +171,22 @@ def detect_turned(detector: FaceDetector, gray: np.ndarray, to_squares: Callable
     upright: a clip filmed sideways whose rotation tag was lost (a messenger's re-encode, a screen
     recording), a camera mounted on its side or upside down, a person lying down. The bundled
     sample turned a quarter or a half: no face on any frame without this. Three scans of the
-    whole frame; `follow` runs them only while no face is followed, at most every
-    `FollowParams.turned_every` frames."""
-    h, w = gray.shape[:2]
+    whole frame; `follow` runs them only while no face is trusted, at most every
+    `FollowParams.turned_every` frames (`Schedule.turned_scan`)."""
+    centre = (np.array(gray.shape[1::-1], np.float64) - 1) / 2
     out = []
     for code, turn in QUARTER_TURNS:
-        boxes = np.asarray(detector.detect(cv2.rotate(gray, code)), np.float32).reshape(-1, 5)
+        img = cv2.rotate(gray, code)
+        boxes = np.asarray(detector.detect(img), np.float32).reshape(-1, 5)
         if not len(boxes):
             continue
         sq = np.asarray(to_squares(boxes[:, :4]), np.float64).reshape(-1, 3)
-        x, y = sq[:, 0], sq[:, 1]        # pixel centres of the turned frame -> the frame's
-        if code == cv2.ROTATE_90_COUNTERCLOCKWISE:
-            x, y = w - 1 - y, x
-        elif code == cv2.ROTATE_90_CLOCKWISE:
-            x, y = y, h - 1 - x
-        else:
-            x, y = w - 1 - x, h - 1 - y
-        out.append(np.stack([x, y, sq[:, 2], np.full(len(sq), turn)], 1).astype(np.float32))
+        # the turned frame is the frame turned by -turn about its centre (`crop.crop_matrices`'
+        # convention): its pixel centres go back by the turn
+        c, s = round(np.cos(turn)), round(np.sin(turn))
+        d = sq[:, :2] - (np.array(img.shape[1::-1], np.float64) - 1) / 2
+        xy = centre + d @ np.array([[c, s], [-s, c]], np.float64)
+        out.append(np.column_stack([xy, sq[:, 2], np.full(len(sq), turn)]).astype(np.float32))
     return np.concatenate(out) if out else np.zeros((0, 4), np.float32)
 
 

@@ -117,6 +117,9 @@ class Schedule:
     retry_index: int = -1              # frame index already re-detected after a confidence drop
     limit: int = field(init=False)     # most frames in the next chunk: 1 after a face was dropped, doubling back
     every: int = field(init=False)     # frames between detections while faces are followed, now
+    turned_at: int | None = None       # frame index of this shot's last turned scan (None: none yet)
+    shot_at: int | None = None         # frame index of this shot's first round
+    seen_at: int | None = None         # frame index of this shot's last face (None: none yet)
 
     def __post_init__(self) -> None:
         self.limit = self.params.batch_size
@@ -125,6 +128,20 @@ class Schedule:
     def new_shot(self) -> None:
         self.since_detect = None
         self.every = self.params.detect_every
+        self.turned_at = self.shot_at = self.seen_at = None
+
+    def turned_scan(self, index: int, trusted: bool) -> int:
+        """Whether the detection round on frame `index` also scans the frame turned (`_detect`):
+        0 no; 1 where it finds no upright face; 2 whatever it finds. Only while no face is
+        `trusted`, at most every `turned_every` frames. 2 after the first round of a shot with no
+        face yet, or once no face has been seen for `turned_every` frames: an upright false box the
+        network keeps rejecting must not hide a face lying down."""
+        every = self.params.turned_every
+        self.shot_at = index if self.shot_at is None else self.shot_at
+        if every <= 0 or trusted or (self.turned_at is not None and 0 <= index - self.turned_at < every):
+            return 0
+        stale = index > self.shot_at if self.seen_at is None else index - self.seen_at >= every
+        return 2 if stale else 1
 
     def detect_now(self, following: bool, lost: bool) -> bool:
         every = self.every if following else self.params.idle_detect_every
@@ -171,10 +188,12 @@ class Schedule:
 
 
 def _detect(frame: Frame, detector: FaceDetector, predictor: Landmarker, tracker: FaceTracker,
-            max_faces: int, st: FollowStats, scan: ChangeScan | None, oversize: bool, turned_scan: int = 0) -> bool:
-    """A detection round on `frame`; whether it changed nothing (FaceTracker.detections). `turned_scan`
-    1: where the round finds no upright face, also scan the frame turned a quarter, the other quarter
-    and a half (`detect.detect_turned`); 2: whatever it finds."""
+            max_faces: int, st: FollowStats, scan: ChangeScan | None, oversize: bool, turned_scan: int = 0
+            ) -> tuple[bool, bool]:
+    """A detection round on `frame`: whether it changed nothing (FaceTracker.detections), and whether
+    it scanned the frame turned. `turned_scan` (`Schedule.turned_scan`) 1: where the round finds no
+    upright face, also scan the frame turned a quarter, the other quarter and a half
+    (`detect.detect_turned`); 2: whatever it finds."""
     t = time.perf_counter()
     examined = None
     unchanged = False
@@ -197,9 +216,10 @@ def _detect(frame: Frame, detector: FaceDetector, predictor: Landmarker, tracker
         examined &= ~turned
     near = [detect_near(detector, frame.gray, tr.square, predictor.squares_from_boxes, reach=near_reach(tr.untrusted))
             for tr, on in zip(tracker.tracks, turned) if on and tr.lost]
-    if not unchanged and (turned_scan == 2 or (turned_scan == 1 and not len(dets))):   # no face is trusted: room for
-        lying = detect_turned(detector, frame.gray, predictor.squares_from_boxes)
-        near.append(lying[np.argsort(-lying[:, 2])][:max(0, max_faces - min(len(dets), max_faces))])  # upright first
+    lying = not unchanged and (turned_scan == 2 or (turned_scan == 1 and not len(dets)))
+    if lying:                  # no face is trusted: room for max_faces, the upright boxes' first
+        found = detect_turned(detector, frame.gray, predictor.squares_from_boxes)
+        near.append(found[np.argsort(-found[:, 2])][:max(0, max_faces - len(dets))])
         st.turned_scans += 1
     st.detect_s += time.perf_counter() - t
     st.detections += 1
@@ -207,8 +227,9 @@ def _detect(frame: Frame, detector: FaceDetector, predictor: Landmarker, tracker
         room = max_faces - (int((~examined).sum()) if examined is not None else 0)
         dets = dets[np.argsort(-dets[:, 2])][:max(0, room)]
     squares = [upright(predictor.squares_from_boxes(dets[:, :4]))] if len(dets) else []
-    return tracker.detections(np.concatenate(squares + near) if squares or near else np.zeros((0, 4), np.float32),
-                              examined)
+    quiet = tracker.detections(np.concatenate(squares + near) if squares or near else np.zeros((0, 4), np.float32),
+                               examined)
+    return quiet, lying
 
 
 def _detect_near(frame: Frame, detector: FaceDetector, predictor: Landmarker, tracker: FaceTracker,
@@ -231,32 +252,21 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
     ahead = Lookahead(frames, p.lookahead, p.cut_threshold)
     plan = Schedule(p)
     scan = ChangeScan(p.rescan_changed, p.full_scan_every, oversize=p.oversize) if p.rescan_changed > 0 else None
-    turned_at: int | None = None         # frame index of the last turned scan (None: none in this shot)
-    shot_at: int | None = None           # frame index of the shot's first round
-    seen_at: int | None = None           # frame index of the shot's last face (None: none yet)
     while ahead.fill():
         if ahead.take_cut():             # a new shot: its faces are new tracks, found by the detector
             tracker.end_all()
             plan.new_shot()
-            turned_at = shot_at = seen_at = None
             st.cuts += 1
         lost = any(t.lost and not t.held for t in tracker.tracks)
         held = any(t.held for t in tracker.tracks)
         detected = plan.detect_now(bool(tracker.tracks), lost and not p.look_near)
         if detected:
             index = ahead.frames[0].index
-            shot_at = index if shot_at is None else shot_at
-            turned = 0
-            if p.turned_every > 0 and all(t.lost for t in tracker.tracks) and \
-                    (turned_at is None or not 0 <= index - turned_at < p.turned_every):
-                # where the round finds no upright face; and, so that an upright false box the network
-                # keeps rejecting cannot hide a face lying down, whatever it finds after the first round
-                # of a shot with no face yet, or once no face has been for `turned_every` frames
-                turned = 2 if (index > shot_at if seen_at is None else index - seen_at >= p.turned_every) else 1
-            before = st.turned_scans
-            plan.detected(_detect(ahead.frames[0], detector, predictor, tracker, p.max_faces, st, scan, p.oversize,
-                                  turned))
-            turned_at = index if st.turned_scans > before else turned_at
+            turned = plan.turned_scan(index, not all(t.lost for t in tracker.tracks))
+            quiet, lying = _detect(ahead.frames[0], detector, predictor, tracker, p.max_faces, st, scan, p.oversize,
+                                   turned)
+            plan.detected(quiet)
+            plan.turned_at = index if lying else plan.turned_at
         elif p.look_near and (lost or held):     # looked for where it was; the cadence goes on
             _detect_near(ahead.frames[0], detector, predictor, tracker, st)
             detected = True
@@ -288,7 +298,7 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
             tracker.hold_lost() if p.hold_lost else tracker.drop_lost()
         for j in range(v.done):
             faces = [Face(t.id, pts[j, i], float(score[j, i])) for i, t in enumerate(tracks) if kept[j, i]]
-            seen_at = chunk[j].index if faces else seen_at
+            plan.seen_at = chunk[j].index if faces else plan.seen_at
             st.frames += 1
             st.faces += len(faces)
             yield chunk[j], faces
