@@ -29,6 +29,8 @@ CHECK_TIMEOUT=${CHECK_TIMEOUT:-90}    # 0: skip gpu_check.py
 GRAPHS_TIMEOUT=${GRAPHS_TIMEOUT:-120}  # 0: skip gpu_graphs.py (graphs stay on)
 MPS=${MPS:-0}                          # 1: start NVIDIA MPS first (several actors' kernels share the GPU at once)
 GRAPHS_AB=${GRAPHS_AB:-0}              # 1: the bench again with FACETRACKS_CUDA_GRAPHS=0 (bench_gpu_nographs.json)
+AB_ACTORS=${AB_ACTORS:-}               # the A/B's actors (default: ACTORS)
+AB_TIMEOUT=${AB_TIMEOUT:-}             # the A/B's seconds (default: BENCH_TIMEOUT)
 PY=${PY:-python3}
 REPO=$PWD
 DEV=${DEV:-$REPO/.dev}
@@ -60,8 +62,17 @@ main() {
     export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
     cd "$SITE" || return 1
     export FACETRACKS_CASCADE_DIR="$DEV/haarcascades" PYTHONUNBUFFERED=1 SITE
-    if ! "$PY" -c "import jsonschema" 2>/dev/null; then
-        "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$DEV"/whl/*.whl || return 1
+    # Ray's own needs: install from whl/ only those this Python lacks (the machine's own stay first)
+    local need=() m w
+    for m in jsonschema:jsonschema,attrs,jsonschema_specifications,referencing,rpds_py,typing_extensions \
+             msgpack:msgpack click:click filelock:filelock yaml:pyyaml google.protobuf:protobuf \
+             requests:requests,urllib3,idna,certifi,charset_normalizer packaging:packaging; do
+        "$PY" -c "import ${m%%:*}" 2>/dev/null && continue
+        for w in ${m#*:}; do w=${w//,/ }; need+=("$DEV"/whl/${w}-*.whl); done
+    done
+    if [ ${#need[@]} -gt 0 ]; then
+        echo "installing from whl/: ${need[*]##*/}"
+        "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "${need[@]}" || return 1
     fi
     "$PY" - <<'EOF' || return 1
 import os, sys
@@ -97,17 +108,17 @@ EOF
         timeout "$GRAPHS_TIMEOUT" "$PY" "$REPO/docs/bench/gpu_graphs.py" "$OUT/gpu_graphs.json" || { echo "graphs off for the bench"; export FACETRACKS_CUDA_GRAPHS=0; }
     fi
 
-    bench() {    # $1: the JSON's path
+    bench() {    # $1: the JSON's path, $2: actors, $3: seconds
         # shellcheck disable=SC2086  # PROFILES: words
-        timeout "$BENCH_TIMEOUT" "$PY" -m facetracks.jobs.cli bench --actors "$ACTORS" --streams "$STREAMS" \
+        timeout "$3" "$PY" -m facetracks.jobs.cli bench --actors "$2" --streams "$STREAMS" \
             --corpus "$CORPUS" --corpus-seconds "$CORPUS_SECONDS" --profiles $PROFILES --detector "$DETECTOR" --segment-seconds "$SEGMENT" \
             --data "$DEV/ytf68" --clips-from "$DEV/clips" --json "$1"
     }
     step "bench: corpus $CORPUS x $CORPUS_SECONDS s, actors $ACTORS, streams $STREAMS, profiles $PROFILES"
-    bench "$OUT/bench_gpu.json" || rc=$?
+    bench "$OUT/bench_gpu.json" "$ACTORS" "$BENCH_TIMEOUT" || rc=$?
     if [ "$GRAPHS_AB" = 1 ] && [ "${FACETRACKS_CUDA_GRAPHS:-1}" != 0 ]; then
         step "the same bench without CUDA graphs (network and cascade op by op): what the graphs give in the job"
-        FACETRACKS_CUDA_GRAPHS=0 bench "$OUT/bench_gpu_nographs.json" || rc=$?
+        FACETRACKS_CUDA_GRAPHS=0 bench "$OUT/bench_gpu_nographs.json" "${AB_ACTORS:-$ACTORS}" "${AB_TIMEOUT:-$BENCH_TIMEOUT}" || rc=$?
     fi
     step "done, bench rc $rc"
     return $rc
