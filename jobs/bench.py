@@ -162,7 +162,7 @@ def run_scaling(args: argparse.Namespace) -> int:
             videos = args.videos or [synthetic_clip(os.path.join(work, "minute_640x480.mp4"), (640, 480), args.frames, repeat=6)]
         head = (f"{'profile':9} {'actors':>6} {'gpu/a':>5} {'strm':>4} {'frames':>7} {'seconds':>8} {'fps':>8} {'steady':>8} "
                 f"{'fps/gpu':>8} {'eff':>5} {'util%':>5} {'p90%':>5} {'memMB':>6} {'det':>5} {'lmk':>5} {'wait':>5} {'idle':>5} "
-                f"{'crops':>6}  device")
+                f"{'crops':>6} {'cpu%':>5} {'cpu/f':>6}  device")
         print(head)
         for name in args.profiles:
             prof = get_profile(name)
@@ -177,7 +177,8 @@ def run_scaling(args: argparse.Namespace) -> int:
                       f"{_f(r['gpu_util_mean'], '.0f', 5)} {_f(r['gpu_util_p90'], '.0f', 5)} {_f(r['gpu_mem_peak_mb'], '.0f', 6)} "
                       f"{_f(share.get('detect'), '.2f', 5)} {_f(share.get('landmarks'), '.2f', 5)} "
                       f"{_f(share.get('waiting'), '.2f', 5)} {_f(share.get('idle'), '.2f', 5)} "
-                      f"{_f(share.get('crops_per_landmark_pass'), '.1f', 6)}  {r['device']}")
+                      f"{_f(share.get('crops_per_landmark_pass'), '.1f', 6)} {_f(r.get('cpu_util_mean'), '.0f', 5)} "
+                      f"{_f(r.get('actor_cpu_ms_per_frame'), '.2f', 6)}  {r['device']}")
                 dump()
             sc.update(scaling(videos, name, counts, args.segment_seconds, args.address, args.gpus_per_actor,
                               args.streams, det, on_run=row))

@@ -101,15 +101,28 @@ def make_corpus(workdir: str, k: int, seconds: float, clips_dir: str | None, det
             "write_seconds": time.perf_counter() - t}
 
 
+def cpu_jiffies() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all the machine's cores since boot (Linux's /proc/stat), or None."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)        # idle + iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
 class GpuSampler:
     """`nvidia-smi` every `every` seconds in a background thread while a block runs: GPU
     utilisation (%, the mean over the node's GPUs at each sample) and memory used (MiB, summed).
-    Where nvidia-smi is absent or fails, every figure is None."""
+    Where nvidia-smi is absent or fails, every figure is None. Also the machine's CPU use over the
+    block (%, of all cores, /proc/stat; None elsewhere): whether the cores, not the GPU, are the wall."""
     QUERY = ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits"]
 
     def __init__(self, every: float = 0.25):
         self.every, self.util, self.mem = every, [], []
         self._stop, self._thread = threading.Event(), None
+        self._cpu0 = self._cpu1 = None
 
     def _sample(self) -> bool:
         try:
@@ -128,12 +141,14 @@ class GpuSampler:
             self._sample()
 
     def __enter__(self) -> "GpuSampler":
+        self._cpu0 = cpu_jiffies()
         if shutil.which(self.QUERY[0]) and self._sample():
             self._thread = threading.Thread(target=self._loop, daemon=True)
             self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        self._cpu1 = cpu_jiffies()
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
@@ -141,9 +156,12 @@ class GpuSampler:
 
     def summary(self) -> dict:
         u = np.asarray(self.util)
+        cpu = None
+        if self._cpu0 and self._cpu1 and self._cpu1[1] > self._cpu0[1]:
+            cpu = 100.0 * (self._cpu1[0] - self._cpu0[0]) / (self._cpu1[1] - self._cpu0[1])
         return {"gpu_samples": len(u), "gpu_util_mean": float(u.mean()) if len(u) else None,
                 "gpu_util_p90": float(np.percentile(u, 90)) if len(u) else None,
-                "gpu_mem_peak_mb": float(max(self.mem)) if self.mem else None}
+                "gpu_mem_peak_mb": float(max(self.mem)) if self.mem else None, "cpu_util_mean": cpu}
 
 
 def run_figures(summary: dict, frames: int, seconds: float) -> dict:
@@ -165,6 +183,8 @@ def run_figures(summary: dict, frames: int, seconds: float) -> dict:
             "idle": b.get("idle_s", 0.0) / actor_s,           # no call: every stream decoding or following
             "frames_per_detect_call": b["detect_frames"] / b["detect_calls"] if b.get("detect_calls") else None,
             "crops_per_landmark_pass": b["landmark_crops"] / b["landmark_calls"] if b.get("landmark_calls") else None}
+        if b.get("process_cpu_s") is not None:       # the actors' processes, every thread: CPU ms a frame
+            out["actor_cpu_ms_per_frame"] = 1000 * b["process_cpu_s"] / frames
     return out
 
 

@@ -78,10 +78,12 @@ class AnnotateWorker:
             # threads would hold it for up to the default 5 ms before each launch could go on
             sys.setswitchinterval(GPU_SWITCH_INTERVAL_S)
         self.ready_at = time.time()          # model loaded: the driver's actors.ready_s
+        self._cpu_at_ready = time.process_time()
 
     def batching(self) -> dict:
-        """The shared stages' counters so far (calls, frames and crops per call, seconds)."""
-        return self.shared.stats.to_dict()
+        """The shared stages' counters so far (calls, frames and crops per call, seconds), and the
+        CPU seconds this actor's process has used since its model loaded (every thread)."""
+        return {**self.shared.stats.to_dict(), "process_cpu_s": time.process_time() - self._cpu_at_ready}
 
     def device(self) -> str:
         name = str(self.predictor.device)

@@ -15,7 +15,7 @@ folder of photos has a size per photo, which are scanned op by op.
 Each capture is checked against the op-by-op scan on the frames it was captured with; any
 failure or difference turns graphs off for good (`broken` says why) and the op-by-op scan runs,
 as it does for a batch whose survivors outgrow their slots: this can cost a capture, never a box.
-`FACETRACKS_CUDA_GRAPHS=0` turns them off (models/graphed.py).
+Opt-in: `FACETRACKS_CASCADE_GRAPHS=1` (haar_torch.py says why); `FACETRACKS_CUDA_GRAPHS=0` turns every graph off.
 """
 from __future__ import annotations
 

@@ -23,9 +23,10 @@ every scale of every frame of a batch, so that one call keeps a GPU busy:
   ~400k windows a 640x360 frame to ~70k after stage 1 and a few hundred at the end); the later
   stages gather from all scales' integral images packed into one buffer of one row stride, so a
   feature's corner offsets are the same for every window of every scale and frame;
-- on CUDA the whole scan is replayed as one CUDA graph (`haar_graphed.py`): `survivors_static`
-  keeps a fixed number of slots at each compaction (`capacities`, ~3.5x the stumps evaluated,
-  no host sync), and a batch that outgrows them is scanned again op by op;
+- on CUDA, opt-in (`FACETRACKS_CASCADE_GRAPHS=1`: measured slower on the H100), the whole scan
+  is replayed as one CUDA graph (`haar_graphed.py`): `survivors_static` keeps a fixed number of
+  slots at each compaction (`capacities`, ~3.5x the stumps evaluated, no host sync), and a batch
+  that outgrows them is scanned again op by op;
 - the survivors of a frame are grouped on the CPU exactly like `groupRectangles` with reject
   levels (`haar_group.py`; the score is the best final-stage sum of a group), clipped to the
   image like `clipObjects` and mapped back to the input's pixels.
@@ -39,6 +40,7 @@ minNeighbors=0, and the boxes match `HaarDetector`'s. On a CPU it is ~4x slower 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,6 +59,12 @@ GROUP_EPS = 0.2
 _GATHER_LIMIT = 1 << 22          # elements of one gather index tensor (memory per chunk)
 _GATHER_LIMIT_CUDA = 1 << 26     # on a GPU: fewer, larger chunks (each chunk is a dozen kernel launches)
 MAX_BATCH = 16                   # frames scanned together (~250 MB of device memory each at 640x480, scale step 1.1)
+# The scan as one CUDA graph is opt-in: its fixed slots evaluate ~3.5x the stumps of the compacted
+# scan, and on the H100 that cost more than the ~400 launches it saves: 4 frames took 40 ms against
+# 21 (`accurate`) and 9.2 against 5.8 (`fast`) alone, and in the Ray job (4 actors, `accurate`)
+# a detector call took 112 ms against 45 op by op (docs/bench/gpu_check_h100.json,
+# bench_gpu_h100_graphs.json, bench_gpu_h100_nographs.json)
+CASCADE_GRAPHS_ENV = "FACETRACKS_CASCADE_GRAPHS"
 CAPACITY_FLOOR = 1024            # fewest slots a frame a compaction of `survivors_static` keeps (~20 faces)
 
 
@@ -72,7 +80,8 @@ class TorchHaarDetector:
     device: str | torch.device = "cpu"
     group_stages: bool | None = None   # stages evaluated in groups (`_stage_groups`); None: on CUDA only
     static: bool | None = None         # fixed-size scans (`survivors_static`), as CUDA graphs on CUDA
-                                       # (`haar_graphed.py`); None: where graphs are wanted (models/graphed.py)
+                                       # (`haar_graphed.py`); None: only where CASCADE_GRAPHS_ENV is 1 and
+                                       # graphs are wanted: on the H100 the graph was the slower (below)
     _c: Cascade = field(init=False, repr=False)
     _t: dict = field(init=False, repr=False)
 
@@ -81,7 +90,7 @@ class TorchHaarDetector:
         if self.group_stages is None:
             self.group_stages = self.device.type == "cuda"
         if self.static is None:
-            self.static = graphs_wanted(self.device)
+            self.static = os.environ.get(CASCADE_GRAPHS_ENV) == "1" and graphs_wanted(self.device)
         self._graphed = GraphedCascade(self) if self.static and self.device.type == "cuda" else None
         self.static_overflows = 0      # scans whose survivors outgrew their slots (done again by `survivors`)
         self._c = load_cascade(_cascade_path(self.cascade))

@@ -105,6 +105,11 @@ def test_scaling_on_a_corpus_of_real_clips(videos_dir, data_dir, tmp_path):
     if shutil.which("nvidia-smi") is None:
         assert run["gpu_samples"] == 0
         assert run["gpu_util_mean"] is None and run["gpu_util_p90"] is None and run["gpu_mem_peak_mb"] is None
+    # the actors' own CPU (model loaded to last frame) and the machine's, over the run
+    assert 0.1 < run["actor_cpu_ms_per_frame"] < 10_000, run
+    assert run["batching"]["process_cpu_s"] > 0
+    if os.path.exists("/proc/stat"):
+        assert 0 < run["cpu_util_mean"] <= 100, run
     acc = res["accuracy"]["fast"]
     assert acc["followed"]["frames"] == 120 and acc["followed"]["nme_mean"] < 0.1, acc
 
@@ -119,6 +124,20 @@ def test_gpu_sampler_reads_nvidia_smi(tmp_path, monkeypatch):
         time.sleep(0.3)
     s = g.summary()
     assert s["gpu_samples"] >= 2 and s["gpu_util_mean"] == s["gpu_util_p90"] == 50.0 and s["gpu_mem_peak_mb"] == 4000.0
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="the machine's CPU use is read from Linux's /proc/stat")
+def test_gpu_sampler_reads_the_machines_cpu_use():
+    """A block that keeps one core busy uses some of the machine's CPU; one that sleeps, little."""
+    with GpuSampler(every=0.05) as busy:
+        t = time.perf_counter()
+        while time.perf_counter() - t < 0.5:
+            pass
+    with GpuSampler(every=0.05) as idle:
+        time.sleep(0.5)
+    cores = os.cpu_count() or 1
+    assert busy.summary()["cpu_util_mean"] >= 0.5 * 100 / cores, busy.summary()
+    assert idle.summary()["cpu_util_mean"] < busy.summary()["cpu_util_mean"]
 
 
 def test_counts_with_gpu_shares():

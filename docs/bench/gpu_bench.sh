@@ -5,7 +5,8 @@
 #
 # That machine has python3.12 with torch (CUDA), numpy, pandas, pyarrow, OpenCV 5 (no Haar cascade),
 # but no Ray, no PyAV and no network. What it lacks travels in .dev/ (git-ignored): ray.tar.xz and
-# av.tar.xz (the unpacked cp312 wheels), whl/ (jsonschema and its needs, for Ray), and what
+# av.tar.xz (the cp312 wheels unpacked, trimmed and stripped to fit the device tool's 64 MiB) and
+# whl/ (Ray's own needs), all three written by `bash docs/bench/make_dev_wheels.sh .dev`, and what
 # `docs/bench/gpu_check.py --make .dev` writes: haarcascades/ (OpenCV 4's XML, for the torch
 # detector), clips/ (real clips the corpus is made from), ytf68/ (the labelled faces the NME check
 # uses), opencv_boxes.json (OpenCV 4's boxes, to compare the torch detector with).
@@ -29,8 +30,12 @@ CHECK_TIMEOUT=${CHECK_TIMEOUT:-90}    # 0: skip gpu_check.py
 GRAPHS_TIMEOUT=${GRAPHS_TIMEOUT:-120}  # 0: skip gpu_graphs.py (graphs stay on)
 MPS=${MPS:-0}                          # 1: start NVIDIA MPS first (several actors' kernels share the GPU at once)
 GRAPHS_AB=${GRAPHS_AB:-0}              # 1: the bench again with FACETRACKS_CUDA_GRAPHS=0 (bench_gpu_nographs.json)
-AB_ACTORS=${AB_ACTORS:-}               # the A/B's actors (default: ACTORS)
-AB_TIMEOUT=${AB_TIMEOUT:-}             # the A/B's seconds (default: BENCH_TIMEOUT)
+# More runs after the main one, each against it on the same warm machine, ';'-separated, each
+# "NAME ACTORS STREAMS PROFILES SECONDS [VAR=VALUE ...]" (PROFILES comma-separated), written to
+# bench_gpu_NAME.json with no NME check; e.g. "devicecrops 1:1 16 fast,accurate 90 FACETRACKS_DEVICE_CROPS=1"
+EXTRA=${EXTRA:-}
+AB_ACTORS=${AB_ACTORS:-}               # GRAPHS_AB's actors (default: ACTORS)
+AB_TIMEOUT=${AB_TIMEOUT:-}             # GRAPHS_AB's seconds (default: BENCH_TIMEOUT)
 PY=${PY:-python3}
 REPO=$PWD
 DEV=${DEV:-$REPO/.dev}
@@ -51,6 +56,7 @@ main() {
         tar -xJf "$DEV/$t.tar.xz" -C "$into" || { echo "cannot unpack $DEV/$t.tar.xz"; return 1; }
         [ -f "$into/$t/__init__.py" ] && ls -d "$into/$t"-*.dist-info >/dev/null || { echo "$t.tar.xz: no $t/ and $t-*.dist-info at its top"; return 1; }
     done
+    chmod -R a+x "$into/ray/core/src/ray" 2>/dev/null    # a wheel unzipped by Python's zipfile loses the binaries' x bit
     [ "$USE_CARRIED" = 1 ] || { echo "layout ok: $(ls "$into" | tr '\n' ' ')"; rm -rf "$into"; }
 
     step "facetracks as a package of links (setup.cfg's package_dir), nothing installed"
@@ -63,12 +69,13 @@ main() {
     cd "$SITE" || return 1
     export FACETRACKS_CASCADE_DIR="$DEV/haarcascades" PYTHONUNBUFFERED=1 SITE
     # Ray's own needs: install from whl/ only those this Python lacks (the machine's own stay first)
-    local need=() m w
+    local need=() m w ws
     for m in jsonschema:jsonschema,attrs,jsonschema_specifications,referencing,rpds_py,typing_extensions \
              msgpack:msgpack click:click filelock:filelock yaml:pyyaml google.protobuf:protobuf \
              requests:requests,urllib3,idna,certifi,charset_normalizer packaging:packaging; do
         "$PY" -c "import ${m%%:*}" 2>/dev/null && continue
-        for w in ${m#*:}; do w=${w//,/ }; need+=("$DEV"/whl/${w}-*.whl); done
+        ws=${m#*:}
+        for w in ${ws//,/ }; do need+=("$DEV"/whl/"$w"-*.whl); done
     done
     if [ ${#need[@]} -gt 0 ]; then
         echo "installing from whl/: ${need[*]##*/}"
@@ -108,11 +115,13 @@ EOF
         timeout "$GRAPHS_TIMEOUT" "$PY" "$REPO/docs/bench/gpu_graphs.py" "$OUT/gpu_graphs.json" || { echo "graphs off for the bench"; export FACETRACKS_CUDA_GRAPHS=0; }
     fi
 
-    bench() {    # $1: the JSON's path, $2: actors, $3: seconds
-        # shellcheck disable=SC2086  # PROFILES: words
-        timeout "$3" "$PY" -m facetracks.jobs.cli bench --actors "$2" --streams "$STREAMS" \
-            --corpus "$CORPUS" --corpus-seconds "$CORPUS_SECONDS" --profiles $PROFILES --detector "$DETECTOR" --segment-seconds "$SEGMENT" \
-            --data "$DEV/ytf68" --clips-from "$DEV/clips" --json "$1"
+    bench() {    # $1: the JSON's path, $2: actors, $3: seconds, $4: streams, $5: profiles, then more options
+        local json=$1 actors=$2 secs=$3 streams=${4:-$STREAMS} profiles=${5:-$PROFILES}
+        shift 5 2>/dev/null || shift $#
+        # shellcheck disable=SC2086  # profiles: words
+        timeout "$secs" "$PY" -m facetracks.jobs.cli bench --actors "$actors" --streams "$streams" \
+            --corpus "$CORPUS" --corpus-seconds "$CORPUS_SECONDS" --profiles $profiles --detector "$DETECTOR" --segment-seconds "$SEGMENT" \
+            --data "$DEV/ytf68" --clips-from "$DEV/clips" --json "$json" "$@"
     }
     step "bench: corpus $CORPUS x $CORPUS_SECONDS s, actors $ACTORS, streams $STREAMS, profiles $PROFILES"
     bench "$OUT/bench_gpu.json" "$ACTORS" "$BENCH_TIMEOUT" || rc=$?
@@ -120,6 +129,15 @@ EOF
         step "the same bench without CUDA graphs (network and cascade op by op): what the graphs give in the job"
         FACETRACKS_CUDA_GRAPHS=0 bench "$OUT/bench_gpu_nographs.json" "${AB_ACTORS:-$ACTORS}" "${AB_TIMEOUT:-$BENCH_TIMEOUT}" || rc=$?
     fi
+    local run name actors streams profiles secs envs
+    IFS=';' read -ra runs <<< "$EXTRA"
+    for run in "${runs[@]}"; do
+        read -r name actors streams profiles secs envs <<< "$run"
+        [ -n "$name" ] || continue
+        step "extra run $name: actors $actors, streams $streams, profiles $profiles, ${envs:-no env}"
+        # shellcheck disable=SC2086  # envs: VAR=VALUE words
+        ([ -z "$envs" ] || export $envs; bench "$OUT/bench_gpu_$name.json" "$actors" "$secs" "$streams" "${profiles//,/ }" --no-accuracy) || rc=$?
+    done
     step "done, bench rc $rc"
     return $rc
 }
