@@ -49,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--streams", type=nonneg_int, default=0,
                    help="videos or segments one actor follows at once, their faces sharing each forward pass and "
                         "their frames each detector call (default 0: 16 on a GPU actor, 1 on a CPU one)")
+    p.add_argument("--stage-server", action="store_true",
+                   help="the network (and, without OpenCV's cascade, the detector) in one process per GPU, fed by "
+                        "CPU actors that decode, follow and cut crops (--actors: how many; default one per free core)")
     p.add_argument("--batch-size", type=positive_int,
                    help=f"most frames whose faces go through the network in one batch (default {FollowParams().batch_size})")
     p.add_argument("--segment-seconds", type=nonneg_float, default=120.0,
@@ -225,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
     opt = RunOptions(out_dir=args.out, weights=weights_bytes, model_id=f"{cfg.name}@{cfg.version}", detector=detector,
                      follow=follow, predictor=predictor, address=args.address, actors=args.actors,
                      cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor, streams=args.streams,
+                     stage_server=args.stage_server,
                      overwrite=args.overwrite, render=render, segment_s=args.segment_seconds,
                      smooth=args.smooth.to_dict(), progress=args.progress,
                      # trackers restart per segment, so the segment length is part of the result

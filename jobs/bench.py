@@ -82,6 +82,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="for --actors runs: GPU share of each actor (0.25: four per GPU; default 1 with GPUs)")
     p.add_argument("--streams", type=int, default=0,
                    help="for --actors runs: streams each actor follows at once (0: the runner's choice)")
+    p.add_argument("--stage-server", action="store_true",
+                   help="for --actors runs: the network in one process per GPU, fed by the actors on CPUs (annotate --stage-server)")
     p.add_argument("--corpus", type=int, default=0, metavar="K",
                    help="for --actors runs: K 640x480 clips made from different real clips (0: the synthetic minute)")
     p.add_argument("--corpus-seconds", type=float, default=0, metavar="S",
@@ -137,7 +139,7 @@ def run_scaling(args: argparse.Namespace) -> int:
     cuda = torch.cuda.is_available()        # (no CUDA context here before the runs: the GPU is the actors')
     res = {"machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
                        "opencv": cv2.__version__, "av": av.__version__, "gpu": None},
-           "options": {"actors": args.actors, "streams": args.streams, "segment_seconds": args.segment_seconds,
+           "options": {"actors": args.actors, "streams": args.streams, "stage_server": args.stage_server, "segment_seconds": args.segment_seconds,
                        "gpus_per_actor": args.gpus_per_actor, "detector_backend": backend or "auto"},
            "scaling": {}}
 
@@ -181,7 +183,7 @@ def run_scaling(args: argparse.Namespace) -> int:
                       f"{_f(r.get('actor_cpu_ms_per_frame'), '.2f', 6)}  {r['device']}")
                 dump()
             sc.update(scaling(videos, name, counts, args.segment_seconds, args.address, args.gpus_per_actor,
-                              args.streams, det, on_run=row))
+                              args.streams, det, on_run=row, stage_server=args.stage_server))
             dump()
         if not args.no_accuracy and os.path.isdir(args.data):
             # in-process, on the device the profile picks (CUDA when there is one), after the timed runs;

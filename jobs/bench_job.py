@@ -190,7 +190,7 @@ def run_figures(summary: dict, frames: int, seconds: float) -> dict:
 
 def scaling(videos: list[str], profile: str, counts: list, segment_s: float, address: str | None,
             gpus_per_actor: float | None = None, streams: int = 0, detector: dict | None = None,
-            on_run=None) -> dict:
+            on_run=None, stage_server: bool = False) -> dict:
     """The whole `annotate` job (Ray actors, segments, Parquet) per actor count, same inputs,
     fresh output folder each time; efficiency = fps(n) / (n * fps(first count) / first count).
     `counts`: actor counts, or (count, GPU share of each actor) pairs (share None: `gpus_per_actor`).
@@ -211,7 +211,7 @@ def scaling(videos: list[str], profile: str, counts: list, segment_s: float, add
             opt = RunOptions(
                 out_dir=out, weights=weights, model_id=prof.model, detector=dict(detector or prof.detector),
                 follow=dict(prof.follow), predictor=dict(prof.predictor), address=address, actors=n,
-                segment_s=segment_s, gpus_per_actor=gpa, streams=streams)
+                segment_s=segment_s, gpus_per_actor=gpa, streams=streams, stage_server=stage_server)
             with GpuSampler() as gpu:
                 t = time.perf_counter()
                 summary = run_annotate(items, opt)
@@ -224,6 +224,7 @@ def scaling(videos: list[str], profile: str, counts: list, segment_s: float, add
                      "device": summary["actors"]["device"], "cpus_per_actor": summary["actors"]["cpus_per_actor"],
                      "gpus_per_actor": summary["actors"]["gpus_per_actor"],
                      "streams": summary["actors"].get("streams"), "streams_requested": streams,
+                     "stage_servers": summary["actors"].get("stage_servers"),
                      **run_figures(summary, frames, dt), **gpu.summary()})
         base = rows[0]["fps"] / rows[0]["actors"]
         rows[-1]["efficiency"] = rows[-1]["fps"] / (rows[-1]["actors"] * base) if base else float("nan")

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 
+import cv2
 import ray
 
 from facetracks.pipeline.parquet import is_current
@@ -28,13 +29,15 @@ from .inputs import VideoItem
 from .outputs import remove_stale_temps, resolve
 from .photos import batches, render_current as photo_render_current
 from .run_state import Out, _key, _read_summary, _render_plan, _skipped, _write_json
-from .sizing import decode_threads, plan_actors
+from .sizing import decode_threads, plan_actors, without_stage_servers
+from .stage_server import RemoteStages, StageServer
 from .worker import AnnotateWorker
 
 __all__ = ["ACTOR_START_S", "GPU_STREAMS", "ClusterError", "RunOptions", "WorkerStartError", "init_ray",
            "run_annotate"]
 
 GPU_STREAMS = 16         # streams per GPU actor by default: batches of hundreds of crops
+SERVER_FED_STREAMS = 4   # streams per CPU actor feeding a stage server: its calls overlap the round trips
 
 
 @dataclass
@@ -58,6 +61,7 @@ class RunOptions:
     render: dict | None = None       # filter name, overlay, anchor, crf, preset
     smooth: dict = field(default_factory=lambda: SmoothParams().to_dict())   # pipeline/smoothing.py
     progress: str = "auto"           # the frames bar: auto (when stderr is a terminal), always, never
+    stage_server: bool = False       # the network (and torch cascade) in one process per GPU, fed by CPU actors
     params_for_key: dict = field(default_factory=dict)
 
 
@@ -88,6 +92,22 @@ def _plan_actors(opt: RunOptions, n_tasks: int) -> tuple[int, float, float]:
     Ray would leave them pending and the driver would wait for ever."""
     plan = plan_actors(ray.nodes(), n_tasks, opt.actors, opt.cpus_per_actor, opt.gpus_per_actor)
     return plan.count, plan.cpus, plan.gpus
+
+
+def _start_stage_servers(opt: RunOptions, weights) -> list[RemoteStages]:
+    """One `StageServer` per GPU of the cluster (one on a CPU where it has none), started and
+    answering. The CPU actors detect with OpenCV's cascade themselves (it rescans only what
+    changed), unless this OpenCV has none (OpenCV 5) or the torch cascade was asked for: then the
+    servers detect too."""
+    nodes = ray.nodes()
+    _, count, cpus = without_stage_servers(nodes)
+    gpus = any(n["Resources"].get("GPU", 0) >= 1 for n in nodes if n.get("Alive"))
+    cls = ray.remote(StageServer).options(num_cpus=cpus, num_gpus=1 if gpus else 0, max_restarts=0, max_concurrency=1)
+    handles = [cls.remote(weights, opt.detector, opt.predictor) for _ in range(count)]
+    devices = [_started(h.device.remote()) for h in handles]
+    backend = opt.detector.get("backend", "auto")
+    remote_detect = backend == "torch" or (backend == "auto" and not hasattr(cv2, "CascadeClassifier"))
+    return [RemoteStages(h, remote_detect, d) for h, d in zip(handles, devices)]
 
 
 def _splits(opt: RunOptions) -> bool:
@@ -138,24 +158,40 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
     t0, started = time.perf_counter(), time.time()
     if tasks:
         init_ray(opt.address)
-        n, cpa, gpa = _plan_actors(opt, sum(1 if seg == "photos" else _estimated_pieces(it, opt) for it, seg in tasks))
-        streams = opt.streams or (GPU_STREAMS if gpa else 1)
+        n_tasks = sum(1 if seg == "photos" else _estimated_pieces(it, opt) for it, seg in tasks)
+        weights = ray.put(opt.weights)
+        servers = _start_stage_servers(opt, weights) if opt.stage_server else []
+        if servers:
+            nodes, _, _ = without_stage_servers(ray.nodes())
+            plan = plan_actors(nodes, n_tasks, opt.actors, opt.cpus_per_actor or 1.0, 0.0)
+            n, cpa, gpa = plan.count, plan.cpus, 0.0
+            streams = opt.streams or SERVER_FED_STREAMS
+        else:
+            n, cpa, gpa = _plan_actors(opt, n_tasks)
+            streams = opt.streams or (GPU_STREAMS if gpa else 1)
         # no restarts by Ray: the driver replaces a dead actor itself and decides where its tasks go;
         # each of an actor's concurrent calls is one stream of its shared stages (jobs/worker.py)
         actor_cls = ray.remote(AnnotateWorker).options(num_cpus=cpa, num_gpus=gpa, max_restarts=0,
                                                        max_concurrency=streams)
-        weights = ray.put(opt.weights)
+        made = [0]
 
         def make_actor():
+            made[0] += 1                     # CPU actors spread over the servers in turn
+            stages = servers[made[0] % len(servers)] if servers else None
             return actor_cls.remote(weights, opt.detector, opt.follow, opt.predictor, None, max(1, int(cpa)),
-                                    decode_threads(cpa, streams))
+                                    decode_threads(cpa, streams), stages)
         actors = [make_actor() for _ in range(n)]
         summary["ray"] = {"gcs_address": ray.get_runtime_context().gcs_address, "nodes": len(ray.nodes())}
         summary["actors"] = {"count": n, "cpus_per_actor": cpa, "gpus_per_actor": gpa, "streams": streams,
                              "decode_threads": decode_threads(cpa, streams),
                              "device": _started(actors[0].device.remote())}
+        if servers:
+            summary["actors"]["stage_servers"] = {"count": len(servers), "detect": servers[0].detect}
         opt = replace(opt, inflight=max(opt.inflight, streams + 1))
         _drive(actors, tasks, opt, summary, out, earlier, renders, make_actor, started)
+        if servers:                    # what the servers did: calls, crops and frames, seconds
+            calls = ray.get([r.server.stats.remote() for r in servers])
+            summary["actors"]["stage_servers"]["calls"] = {k: sum(c[k] for c in calls) for k in calls[0]}
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     _write_json(out, "_summary.json", summary)
     return summary

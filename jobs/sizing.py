@@ -147,3 +147,21 @@ def decode_threads(cpus: float, streams: int) -> int:
     in each of 4 actors on a 16-core GPU node ran ~1,000 decoding threads; one thread a stream
     spends less CPU a frame too (8 streams on 2 cores: 3,300 fps together against 2,700)."""
     return 0 if streams <= 1 else max(1, int(cpus) // streams)
+
+
+def without_stage_servers(nodes: list[dict], server_cpus: float = 1.0) -> tuple[list[dict], int, float]:
+    """`ray.nodes()` entries less what the stage servers take (jobs/stage_server.py): one server
+    per GPU, each with a whole GPU and `server_cpus` of its node's CPUs (half a node's CPUs at
+    most), or one on the first alive node's CPUs where no node has a GPU. Returns those entries
+    (GPU-less: what is left is for CPU actors), the number of servers and the CPUs each asks for.
+    Sizing the CPU actors from the remainder keeps every one of them placeable: an actor Ray
+    leaves pending never returns its tasks."""
+    out = [{**n, "Resources": {k: v for k, v in n.get("Resources", {}).items() if k != "GPU"}} for n in nodes]
+    hosts = [(o, int(n["Resources"].get("GPU", 0) + _EPS)) for n, o in zip(nodes, out) if n.get("Alive")]
+    hosts = [(o, g) for o, g in hosts if g] or [(o, 1) for o, _ in hosts[:1]]
+    if not hosts:
+        return out, 0, server_cpus
+    each = min([server_cpus] + [o["Resources"].get("CPU", 0) / (2 * g) for o, g in hosts])
+    for o, g in hosts:
+        o["Resources"]["CPU"] = max(0.0, o["Resources"].get("CPU", 0) - g * each)
+    return out, sum(g for _, g in hosts), each

@@ -1,5 +1,6 @@
 """The unit of work Ray schedules: a callable class that holds the model (Ray's stateful-transform
-pattern). It imports no Ray itself; `jobs/ray_runner.py` wraps it in an actor.
+pattern). It imports no Ray itself; `jobs/ray_runner.py` wraps it in an actor (and hands it a
+stage server's calls, `stages`, when the GPU work runs in a process of its own).
 
 An actor may run several calls at once, on threads (Ray's `max_concurrency`): each call is one
 stream of `SharedStages`, so the videos and segments an actor holds share each detector call and
@@ -12,7 +13,8 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -28,6 +30,9 @@ from facetracks.pipeline.video import VideoError
 
 from .inputs import VideoItem
 from .outputs import is_uri, resolve, upload, write_bytes
+
+if TYPE_CHECKING:
+    from .stage_server import RemoteStages
 
 
 # Tests set this to part of a video's name: the worker holding that video dies as a segfault would
@@ -64,14 +69,26 @@ class _PhotoDrawer:
 
 class AnnotateWorker:
     def __init__(self, weights: bytes | str | None, detector: dict, follow: dict, predictor: dict,
-                 device: str | None = None, threads: int = 0, decode_threads: int = 0):
+                 device: str | None = None, threads: int = 0, decode_threads: int = 0,
+                 stages: RemoteStages | None = None):
         """`threads`: torch's (0: its default); `decode_threads`: each stream's decoder's (0:
-        FFmpeg's choice, a thread per core: right for one stream, a pile-up for 16 on 4 cores)."""
+        FFmpeg's choice, a thread per core: right for one stream, a pile-up for 16 on 4 cores).
+        `stages`: a GPU process's network (and cascade, with `stages.detect`) instead of this
+        actor's own (jobs/stage_server.py); the actor then runs on the CPU and cuts the crops."""
         self.decode_threads = decode_threads
+        self.stages = stages
         if threads:
             torch.set_num_threads(threads)
+        if stages is not None:
+            device = "cpu"
+            if stages.detect:        # the server's cascade; built here too (on the CPU) so bad settings fail here
+                detector = {**detector, "backend": "torch"}
         parts = build_parts("worker", weights, detector, follow, predictor, device)
         self.detector, self.predictor, self.follow = parts.detector, parts.predictor, parts.follow
+        if stages is not None:
+            self.predictor = replace(self.predictor, forward=stages.forward)
+            if stages.detect:
+                self.detector = stages.detector()
         self.shared = SharedStages(self.detector, self.predictor)
         if self.predictor.device.type == "cuda":
             # the thread running a batch launches kernels, each releasing the GIL; other streams'
@@ -86,6 +103,8 @@ class AnnotateWorker:
         return {**self.shared.stats.to_dict(), "process_cpu_s": time.process_time() - self._cpu_at_ready}
 
     def device(self) -> str:
+        if self.stages is not None:
+            return f"{self.stages.device} (stage server; crops cut on the CPU actors)"
         name = str(self.predictor.device)
         precision = self.predictor.precision
         return f"{name} ({torch.cuda.get_device_name()}, {precision})" if name.startswith("cuda") else f"{name} ({precision})"

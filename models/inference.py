@@ -14,7 +14,7 @@ contrast, mirror, network) is replayed as one CUDA graph where it can be (`graph
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -105,6 +105,9 @@ class LandmarkPredictor:
     device_crops: bool = False   # cut crops on `device` from the frames (see the module's docstring)
     graphed: GraphedNet | None = None   # the model as CUDA graphs (models/graphed.py), on CUDA
     pass_graphs: GraphedPass | None = None   # with device_crops on CUDA: whole passes as graphs (graphed_pass.py)
+    # the network run elsewhere: (N, S, S) uint8 crops cut here and `mirror` -> what `forward_crops`
+    # returns there (a GPU process's, jobs/stage_server.py); None: this predictor's own model
+    forward: Callable[[np.ndarray, bool], tuple[np.ndarray, np.ndarray]] | None = None
 
     @classmethod
     def load(cls, weights: str | None = None, device: str | None = None, half: bool | None = None,
@@ -211,7 +214,9 @@ class LandmarkPredictor:
         mats = crop_matrices(squares, spec)
         mirror = self.flip or flip
         got = None
-        if self.pass_graphs is not None and isinstance(images, DeviceFrames) and len(images.tensors) == 1:
+        if self.forward is not None:
+            got = self.forward(np.stack([warp_crop(g, m, spec) for g, m in zip(images, mats)]), mirror)
+        elif self.pass_graphs is not None and isinstance(images, DeviceFrames) and len(images.tensors) == 1:
             got = self.pass_graphs(images.tensors[0], images.index, mats, mirror)
         if got is None:
             out, contrast = self._read(self._crops(images, mats), mirror, self.graphed or self.model)
@@ -223,6 +228,17 @@ class LandmarkPredictor:
         mirrored = points_from_crops(unmirror_coords(out[n:], spec), mats, spec) if mirror else None
         pts = points_from_crops(out[:n], mats, spec)
         return ((pts + mirrored) / 2 if mirrored is not None else pts), mirrored, contrast
+
+    @torch.inference_mode()
+    def forward_crops(self, crops: np.ndarray, mirror: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The network's part of a pass for (N, S, S) uint8 crops cut elsewhere: its float32 output
+        (the mirror images' after the crops', with `mirror`) and each crop's contrast, read back.
+        What a process holding the GPU runs for predictors whose `forward` calls it."""
+        x = torch.from_numpy(np.ascontiguousarray(crops))
+        if self.device.type == "cuda":
+            x = x.pin_memory()
+        out, contrast = self._read(x.to(self.device, non_blocking=True), mirror, self.graphed or self.model)
+        return out.cpu().numpy(), contrast.float().cpu().numpy()
 
     def _device_pass(self, frames: torch.Tensor, grid: torch.Tensor, idx: torch.Tensor,
                      mirror: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -133,3 +133,18 @@ def test_streams_share_the_actors_cores_for_decoding():
     assert decode_threads(4, 16) == 1          # 16 streams on 4 cores: one thread each, not 17
     assert decode_threads(16, 4) == 4
     assert decode_threads(2.5, 2) == 1
+
+
+def test_stage_servers_take_a_gpu_and_a_core_each_from_what_cpu_actors_get():
+    from facetracks.jobs.sizing import plan_actors, without_stage_servers
+    gpu_node = {"Alive": True, "NodeManagerAddress": "a", "Resources": {"CPU": 16.0, "GPU": 2.0}}
+    cpu_node = {"Alive": True, "NodeManagerAddress": "b", "Resources": {"CPU": 8.0}}
+    dead = {"Alive": False, "NodeManagerAddress": "c", "Resources": {"CPU": 64.0, "GPU": 8.0}}
+    nodes, servers, cpus = without_stage_servers([gpu_node, cpu_node, dead])
+    assert servers == 2 and cpus == 1.0
+    assert [n["Resources"] for n in nodes[:2]] == [{"CPU": 14.0}, {"CPU": 8.0}]
+    assert plan_actors(nodes, 100, 0, 1.0, 0.0).count == 22          # every core the servers left
+    # no GPU: one server on the first node; a small node keeps half its cores for CPU actors
+    nodes, servers, cpus = without_stage_servers([{"Alive": True, "Resources": {"CPU": 1.0}}])
+    assert servers == 1 and cpus == 0.5 and nodes[0]["Resources"] == {"CPU": 0.5}
+    assert gpu_node["Resources"] == {"CPU": 16.0, "GPU": 2.0}         # the caller's entries untouched

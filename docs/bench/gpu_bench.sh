@@ -31,8 +31,10 @@ GRAPHS_TIMEOUT=${GRAPHS_TIMEOUT:-120}  # 0: skip gpu_graphs.py (graphs stay on)
 MPS=${MPS:-0}                          # 1: start NVIDIA MPS first (several actors' kernels share the GPU at once)
 GRAPHS_AB=${GRAPHS_AB:-0}              # 1: the bench again with FACETRACKS_CUDA_GRAPHS=0 (bench_gpu_nographs.json)
 # More runs after the main one, each against it on the same warm machine, ';'-separated, each
-# "NAME ACTORS STREAMS PROFILES SECONDS [VAR=VALUE ...]" (PROFILES comma-separated), written to
-# bench_gpu_NAME.json with no NME check; e.g. "devicecrops 1:1 16 fast,accurate 90 FACETRACKS_DEVICE_CROPS=1"
+# "NAME ACTORS STREAMS PROFILES SECONDS [VAR=VALUE ...] [--bench-option ...]" (PROFILES comma-separated),
+# written to bench_gpu_NAME.json with no NME check; e.g. "nographs 1:1 16 fast,accurate 90
+# FACETRACKS_CUDA_GRAPHS=0" or "server 15:0 4 fast,accurate 120 --stage-server" (15 CPU actors of
+# 4 streams feeding one stage server: annotate --stage-server)
 EXTRA=${EXTRA:-}
 AB_ACTORS=${AB_ACTORS:-}               # GRAPHS_AB's actors (default: ACTORS)
 AB_TIMEOUT=${AB_TIMEOUT:-}             # GRAPHS_AB's seconds (default: BENCH_TIMEOUT)
@@ -129,14 +131,15 @@ EOF
         step "the same bench without CUDA graphs (network and cascade op by op): what the graphs give in the job"
         FACETRACKS_CUDA_GRAPHS=0 bench "$OUT/bench_gpu_nographs.json" "${AB_ACTORS:-$ACTORS}" "${AB_TIMEOUT:-$BENCH_TIMEOUT}" || rc=$?
     fi
-    local run name actors streams profiles secs envs
+    local run name actors streams profiles secs rest
     IFS=';' read -ra runs <<< "$EXTRA"
     for run in "${runs[@]}"; do
-        read -r name actors streams profiles secs envs <<< "$run"
+        read -r name actors streams profiles secs rest <<< "$run"
         [ -n "$name" ] || continue
-        step "extra run $name: actors $actors, streams $streams, profiles $profiles, ${envs:-no env}"
-        # shellcheck disable=SC2086  # envs: VAR=VALUE words
-        ([ -z "$envs" ] || export $envs; bench "$OUT/bench_gpu_$name.json" "$actors" "$secs" "$streams" "${profiles//,/ }" --no-accuracy) || rc=$?
+        local envs=() opts=() w
+        for w in $rest; do [[ $w == --* ]] && opts+=("$w") || envs+=("$w"); done
+        step "extra run $name: actors $actors, streams $streams, profiles $profiles, ${rest:-no env}"
+        ([ ${#envs[@]} = 0 ] || export "${envs[@]}"; bench "$OUT/bench_gpu_$name.json" "$actors" "$secs" "$streams" "${profiles//,/ }" --no-accuracy "${opts[@]}") || rc=$?
     done
     step "done, bench rc $rc"
     return $rc
