@@ -30,7 +30,7 @@ from .outputs import remove_stale_temps, resolve
 from .photos import batches, render_current as photo_render_current
 from .run_state import Out, _key, _read_summary, _render_plan, _skipped, _write_json
 from .sizing import decode_threads, plan_actors, without_stage_servers
-from .stage_server import RemoteStages, StageServer
+from .stage_server import SERVER_CALLS, RemoteStages, StageServer
 from .worker import AnnotateWorker
 
 __all__ = ["ACTOR_START_S", "GPU_STREAMS", "ClusterError", "RunOptions", "WorkerStartError", "init_ray",
@@ -102,7 +102,8 @@ def _start_stage_servers(opt: RunOptions, weights) -> list[RemoteStages]:
     nodes = ray.nodes()
     _, count, cpus = without_stage_servers(nodes)
     gpus = any(n["Resources"].get("GPU", 0) >= 1 for n in nodes if n.get("Alive"))
-    cls = ray.remote(StageServer).options(num_cpus=cpus, num_gpus=1 if gpus else 0, max_restarts=0, max_concurrency=1)
+    cls = ray.remote(StageServer).options(num_cpus=cpus, num_gpus=1 if gpus else 0, max_restarts=0,
+                                          max_concurrency=SERVER_CALLS)
     handles = [cls.remote(weights, opt.detector, opt.predictor) for _ in range(count)]
     devices = [_started(h.device.remote()) for h in handles]
     backend = opt.detector.get("backend", "auto")

@@ -15,7 +15,7 @@ the torch cascade on whole frames.
 """
 from __future__ import annotations
 
-import time
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,35 +23,46 @@ import ray
 import torch
 
 from facetracks.models.inference import LandmarkPredictor
+from facetracks.pipeline.batching import SharedStages
 from facetracks.pipeline.profiles import make_detector
+
+SERVER_CALLS = 32        # calls a server takes at once (Ray's max_concurrency): what one batch can merge
 
 
 class StageServer:
-    """The network (and the torch cascade) on this process's device, for crops and frames sent in."""
+    """The network (and the torch cascade) on this process's device, for crops and frames sent in.
+    Calls that arrive together (the actor runs `SERVER_CALLS` at once) go through the GPU as one
+    batch (`SharedStages`, the "forward" and multi-frame "detect" calls): a call that comes while
+    a batch runs joins the next one, so a busy server runs fewer, larger passes and an idle one
+    answers at once. Its threads only wait on each other; no stream's Python runs here."""
 
     def __init__(self, weights: bytes | str | None, detector: dict, predictor: dict, device: str | None = None):
         self.predictor = LandmarkPredictor.load(weights, device=device, **predictor)
         self.detector = make_detector({**detector, "backend": "torch"}, self.predictor.device)
-        self.calls = {"forward": 0, "crops": 0, "forward_s": 0.0, "detect": 0, "frames": 0, "detect_s": 0.0}
+        self.shared = SharedStages(self.detector, self.predictor)
+        self._lock = threading.Lock()
+        self.rpcs = {"forward": 0, "detect": 0}
+
+    def _count(self, kind: str) -> None:
+        with self._lock:
+            self.rpcs[kind] += 1
 
     def forward(self, crops: np.ndarray, mirror: bool) -> tuple[np.ndarray, np.ndarray]:
-        t = time.perf_counter()
-        out = self.predictor.forward_crops(crops, mirror)
-        self.calls["forward"] += 1
-        self.calls["crops"] += len(crops)
-        self.calls["forward_s"] += time.perf_counter() - t
-        return out
+        self._count("forward")
+        with self.shared.stream():
+            return self.shared.call("forward", crops, mirror)
 
     def detect_batch(self, grays: list[np.ndarray]) -> list[np.ndarray]:
-        t = time.perf_counter()
-        out = self.detector.detect_batch(grays)
-        self.calls["detect"] += 1
-        self.calls["frames"] += len(grays)
-        self.calls["detect_s"] += time.perf_counter() - t
-        return out
+        self._count("detect")
+        with self.shared.stream():
+            return self.shared.call("detect", list(grays))
 
     def stats(self) -> dict:
-        return dict(self.calls)
+        """Calls received (`forward`, `detect`), and the batches they made (BatchStats' fields:
+        `landmark_calls`/`landmark_crops` are forward passes and crops, `detect_calls`/`detect_frames`
+        the cascade's calls and frames, with their seconds)."""
+        with self._lock:
+            return {**self.rpcs, **self.shared.stats.to_dict()}
 
     def device(self) -> str:
         d = self.predictor.device

@@ -49,7 +49,8 @@ class BatchStats:
 
 @dataclass
 class _Call:
-    kind: str                     # "detect": args = (gray,) or (gray, rect); "landmarks": args = (grays, squares)
+    kind: str                     # "detect": args = (gray,), (gray, rect) or ([grays],); "landmarks": args =
+                                  # (grays, squares); "forward": args = (crops, mirror) (a stage server's, below)
     args: tuple
     result: object = None
     error: BaseException | None = None
@@ -124,7 +125,7 @@ class SharedStages:
 
     def _run(self, batch: list[_Call]) -> None:
         """Every waiting call, as one batch per kind; an error is every caller's of that batch."""
-        for kind, run in (("detect", self._detect), ("landmarks", self._landmarks)):
+        for kind, run in (("detect", self._detect), ("landmarks", self._landmarks), ("forward", self._forward)):
             calls = [c for c in batch if c.kind == kind]
             if not calls:
                 continue
@@ -138,21 +139,30 @@ class SharedStages:
 
     def _detect(self, calls: list[_Call]) -> None:
         t = time.perf_counter()
-        by_shape: dict[tuple, list[_Call]] = {}
+        by_shape: dict[tuple, list[tuple[_Call, int]]] = {}     # (call, its frame's place in it)
+        frames = 0
         for c in calls:
             if len(c.args) > 1:            # a rectangle of a frame (change_scan.py): scanned on its own
                 c.result = self.detector.detect_in(*c.args)
-            else:
-                by_shape.setdefault(c.args[0].shape, []).append(c)
+                continue
+            many = isinstance(c.args[0], list)          # a list of frames: the answer is a list too
+            grays = c.args[0] if many else [c.args[0]]
+            c.result = [None] * len(grays) if many else None
+            for k, g in enumerate(grays):
+                by_shape.setdefault(g.shape, []).append((c, k if many else -1))
+            frames += len(grays)
         batched = getattr(self.detector, "detect_batch", None)
         for group in by_shape.values():
-            grays = [c.args[0] for c in group]
+            grays = [c.args[0][k] if k >= 0 else c.args[0] for c, k in group]
             found = batched(grays) if batched else [self.detector.detect(g) for g in grays]
-            for c, boxes in zip(group, found):
-                c.result = boxes
+            for (c, k), boxes in zip(group, found):
+                if k >= 0:
+                    c.result[k] = boxes
+                else:
+                    c.result = boxes
         rects = sum(len(c.args) > 1 for c in calls)
         self.stats.detect_calls += rects < len(calls)         # calls that scanned whole frames
-        self.stats.detect_frames += len(calls) - rects
+        self.stats.detect_frames += frames
         self.stats.detect_rects += rects
         self.stats.detect_overflows = getattr(self.detector, "static_overflows", 0)
         self.stats.detect_graphs_off = int(getattr(self.detector, "graphs_broken", None) is not None)
@@ -170,6 +180,28 @@ class SharedStages:
             at += n
         self.stats.landmark_calls += 1
         self.stats.landmark_crops += len(grays)
+        self.stats.landmark_s += time.perf_counter() - t
+
+
+    def _forward(self, calls: list[_Call]) -> None:
+        """Crops cut elsewhere through the network (`forward_crops`): one pass for all the calls
+        with the same `mirror`, each handed its rows (with mirror, its crops' and then theirs
+        mirrored, as `forward_crops` returns them for its own crops alone)."""
+        t = time.perf_counter()
+        for mirror in (False, True):
+            group = [c for c in calls if bool(c.args[1]) == mirror]
+            if not group:
+                continue
+            crops = np.concatenate([c.args[0] for c in group])
+            out, contrast = self.predictor.forward_crops(crops, mirror)
+            n, at = len(crops), 0
+            for c in group:
+                k = len(c.args[0])
+                rows = np.concatenate([out[at:at + k], out[n + at:n + at + k]]) if mirror else out[at:at + k]
+                c.result = (rows, contrast[at:at + k])
+                at += k
+            self.stats.landmark_calls += 1
+            self.stats.landmark_crops += n
         self.stats.landmark_s += time.perf_counter() - t
 
 

@@ -9,10 +9,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from facetracks.models.crop import crop_matrices, warp_crop
 from facetracks.pipeline.annotate import annotate_video
 from facetracks.pipeline.batching import SharedStages
 from facetracks.pipeline.profiles import load_profile
 
+from .clips import gray_frames
 from .compare import assert_tracks_match
 
 CLIPS = [("pyfeat_single_face.mp4", None), ("liveportrait_driving_d0.mp4", None),
@@ -110,3 +112,33 @@ def test_a_lone_stream_is_not_held_up(videos_dir, fast):
         r = annotate_video(os.path.join(videos_dir, name), name, det, pred, fast.follow, end_s=end)
     assert r.stats.frames == 72 and r.seconds < 10.0
     assert np.isfinite(shared.stats.landmark_s)
+
+
+def test_forward_and_multi_frame_detect_calls_merge_and_answer_each_caller(videos_dir, fast):
+    """A stage server's calls (jobs/stage_server.py): crops cut elsewhere, with and without their
+    mirror images, and lists of frames; merged into batches, each caller gets what it alone would."""
+    pred, det = fast.predictor, fast.detector
+    grays = gray_frames(os.path.join(videos_dir, "liveportrait_driving_d6.mp4"), 6, 5)
+    sq = np.stack([pred.squares_from_boxes(det.detect(g)[:1, :4])[0] for g in grays])
+    mats = crop_matrices(sq, pred.cfg.crop)
+    crops = np.stack([warp_crop(g, m, pred.cfg.crop) for g, m in zip(grays, mats)])
+    asks = [("forward", crops[:2], False), ("forward", crops[2:5], True), ("forward", crops[5:], True),
+            ("detect", grays[:3]), ("detect", grays[3:4])]
+    shared = SharedStages(det, pred, wait_s=2.0)
+    everyone = threading.Barrier(len(asks))
+
+    def one(ask):
+        with shared.stream():
+            everyone.wait()                   # every caller counted before the first call: one batch
+            return shared.call(ask[0], *ask[1:])
+    with ThreadPoolExecutor(len(asks)) as pool:
+        got = list(pool.map(one, asks))
+    for ask, res in zip(asks[:3], got[:3]):
+        out, contrast = pred.forward_crops(ask[1], ask[2])
+        assert res[0].shape == out.shape and np.abs(res[0] - out).max() < 1e-3 and np.abs(res[1] - contrast).max() < 1e-4
+    for ask, res in zip(asks[3:], got[3:]):
+        assert isinstance(res, list) and len(res) == len(ask[1])
+        assert all(np.array_equal(a, det.detect(g)) for a, g in zip(res, ask[1]))
+    st = shared.stats
+    assert st.landmark_crops == len(crops) and st.landmark_calls == 2      # merged: one pass per mirror flag
+    assert st.detect_frames == 4 and st.detect_calls == 1

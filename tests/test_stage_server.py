@@ -47,7 +47,8 @@ def test_stage_server_writes_the_plain_jobs_rows(data_dir, tmp_path):
     assert served["actors"]["count"] == 2 and served["actors"]["gpus_per_actor"] == 0 and srv["count"] == 1
     # OpenCV here has the cascade: the CPU actors detect, the server only runs the network
     assert srv["detect"] is False and srv["calls"]["detect"] == 0
-    assert srv["calls"]["forward"] > 0 and srv["calls"]["crops"] >= rows
+    assert srv["calls"]["forward"] > 0 and srv["calls"]["landmark_crops"] >= rows
+    assert 0 < srv["calls"]["landmark_calls"] <= 2 * srv["calls"]["forward"]     # passes: at most one per mirror flag a call
     assert "stage server" in served["actors"]["device"]
     bad = served["videos"]["notes.mp4"]
     assert bad["status"] == "failed" and "notes.mp4" in bad["error"] and plain["videos"]["notes.mp4"]["status"] == "failed"
@@ -61,4 +62,4 @@ def test_stage_server_detects_when_the_torch_cascade_is_asked_for(data_dir, tmp_
     _same_rows(tmp_path / "a", tmp_path / "b", "moving.mp4")
     calls = served["actors"]["stage_servers"]["calls"]
     assert served["actors"]["stage_servers"]["detect"] is True
-    assert calls["detect"] > 0 and calls["frames"] >= calls["detect"] and calls["forward"] > 0
+    assert calls["detect"] > 0 and calls["detect_frames"] >= calls["detect"] and calls["forward"] > 0
