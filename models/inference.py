@@ -200,7 +200,8 @@ class LandmarkPredictor:
         side = np.maximum(squares[:, 2], 1e-6)
         turn = squares[:, 3] if squares.shape[1] == 4 else 0.0     # radians: a turned crop that would turn again moved
         move = np.maximum.reduce([np.abs(new[:, :2] - squares[:, :2]).max(axis=1) / side,
-                                  np.abs(np.log(np.maximum(new[:, 2], 1e-6) / side)), np.abs(new[:, 3] - turn)])
+                                  np.abs(np.log(np.maximum(new[:, 2], 1e-6) / side)),
+                                  np.abs(np.remainder(new[:, 3] - turn + np.pi, 2 * np.pi) - np.pi)])   # pi and -pi: one turn
         first = score_parts(pts, mirrored, None, contrast).score
         return ~((move <= self.settled_move) & (first >= self.settled_score))
 

@@ -120,6 +120,7 @@ class Schedule:
     turned_at: int | None = None       # frame index of this shot's last turned scan (None: none yet)
     shot_at: int | None = None         # frame index of this shot's first round
     seen_at: int | None = None         # frame index of this shot's last face (None: none yet)
+    last_try_at: int | None = None     # the input's last frame, detected again with turned scans (below)
 
     def __post_init__(self) -> None:
         self.limit = self.params.batch_size
@@ -132,16 +133,29 @@ class Schedule:
 
     def turned_scan(self, index: int, trusted: bool) -> int:
         """Whether the detection round on frame `index` also scans the frame turned (`_detect`):
-        0 no; 1 where it finds no upright face; 2 whatever it finds. Only while no face is
+        0 no; 1 where it finds no upright face; 2 whatever it finds; 3 whatever it finds, on a
+        frame already scanned (`try_turned_last`). Only while no face is
         `trusted`, at most every `turned_every` frames. 2 after the first round of a shot with no
         face yet, or once no face has been seen for `turned_every` frames: an upright false box the
         network keeps rejecting must not hide a face lying down."""
         every = self.params.turned_every
         self.shot_at = index if self.shot_at is None else self.shot_at
+        if every > 0 and index == self.last_try_at:
+            return 3
         if every <= 0 or trusted or (self.turned_at is not None and 0 <= index - self.turned_at < every):
             return 0
         stale = index > self.shot_at if self.seen_at is None else index - self.seen_at >= every
         return 2 if stale else 1
+
+    def try_turned_last(self, index: int) -> bool:
+        """On the input's last frame (a photo's only one), where every face the round found was
+        rejected and the round did not scan turned: whether to detect there once more, scanning
+        turned whatever it finds (`turned_scan` 3). Why: a later round would (`turned_scan`), but
+        none comes; an upside-down photo whose upright scan finds a false box lost its face."""
+        if self.params.turned_every <= 0 or self.turned_at == index or self.last_try_at == index:
+            return False
+        self.last_try_at, self.since_detect = index, None
+        return True
 
     def detect_now(self, following: bool, lost: bool) -> bool:
         every = self.every if following else self.params.idle_detect_every
@@ -193,7 +207,8 @@ def _detect(frame: Frame, detector: FaceDetector, predictor: Landmarker, tracker
     """A detection round on `frame`: whether it changed nothing (FaceTracker.detections), and whether
     it scanned the frame turned. `turned_scan` (`Schedule.turned_scan`) 1: where the round finds no
     upright face, also scan the frame turned a quarter, the other quarter and a half
-    (`detect.detect_turned`); 2: whatever it finds."""
+    (`detect.detect_turned`); 2: whatever it finds; 3: whatever it finds, even where the change
+    scan saw nothing move (the frame itself scanned again)."""
     t = time.perf_counter()
     examined = None
     unchanged = False
@@ -216,7 +231,7 @@ def _detect(frame: Frame, detector: FaceDetector, predictor: Landmarker, tracker
         examined &= ~turned
     near = [detect_near(detector, frame.gray, tr.square, predictor.squares_from_boxes, reach=near_reach(tr.untrusted))
             for tr, on in zip(tracker.tracks, turned) if on and tr.lost]
-    lying = not unchanged and (turned_scan == 2 or (turned_scan == 1 and not len(dets)))
+    lying = turned_scan == 3 or (not unchanged and (turned_scan == 2 or (turned_scan == 1 and not len(dets))))
     if lying:                  # no face is trusted: room for max_faces, the upright boxes' first
         found = detect_turned(detector, frame.gray, predictor.squares_from_boxes)
         near.append(found[np.argsort(-found[:, 2])][:max(0, max_faces - len(dets))])
@@ -295,6 +310,9 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
             tracker.mark_lost({t.id for t, ok in zip(tracks, kept[v.frame]) if not ok})
         else:                           # on a retried frame, drop (or hide) the faces still lost
             tracker.update(square_along_face(pts[v.frame]), kept[v.frame])
+            if detected and ahead.at_end and not kept[0].any() and plan.try_turned_last(chunk[0].index):
+                tracker.drop_lost()     # the rejected boxes; the same frame again, scanned turned too
+                continue
             tracker.hold_lost() if p.hold_lost else tracker.drop_lost()
         for j in range(v.done):
             faces = [Face(t.id, pts[j, i], float(score[j, i])) for i, t in enumerate(tracks) if kept[j, i]]

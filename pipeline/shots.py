@@ -50,6 +50,11 @@ class Lookahead:
             self._last_thumb = thumb
         return bool(self.frames)
 
+    @property
+    def at_end(self) -> bool:
+        """Whether the first frame is the input's last (a photo's only one): no later round comes."""
+        return self._exhausted and len(self.frames) == 1
+
     def take_cut(self) -> bool:
         """Whether the first frame starts a new shot, said once: a frame handled twice (a retry)
         does not end the tracks it started a second time."""

@@ -1,5 +1,6 @@
 """The crop contract (models/crop.py): image <-> crop coordinates, squares from points and boxes."""
 import numpy as np
+import pytest
 
 from facetracks.models.crop import BoxCalibration, CropSpec, crop_matrix, from_crop_coords, square_from_box, \
     square_from_points, to_crop_coords
@@ -49,13 +50,30 @@ def test_a_face_within_the_upright_zone_is_cropped_as_before_and_one_past_it_tur
         got = square_along_face(pts[None])[0]
         assert got[3] == 0 and (got[:3] == square_from_points(pts)).all()
         assert (crop_matrices(got[None], spec) == crop_matrices(got[None, :3], spec)).all()
-    for deg in (45, -60):
+    # past the zone: turned by the excess (45: by 30; -60: by -45, though -90 is nearer)
+    for deg, want in ((45, 30), (-60, -45)):
         pts = turned_face(deg)
         sq = square_along_face(pts[None])[0]
-        assert abs(sq[3] - np.sign(deg) * (np.radians(abs(deg)) - UPRIGHT_ZONE)) < np.radians(1)
+        assert abs(sq[3] - np.radians(want)) < np.radians(1) and abs(np.radians(abs(deg - want))) == pytest.approx(UPRIGHT_ZONE)
         c = to_crop_coords(pts, crop_matrices(sq[None], spec)[0], spec)
         eyes = c[42:48].mean(axis=0) - c[36:42].mean(axis=0)
         assert abs(abs(np.degrees(np.arctan2(eyes[1], eyes[0]))) - 15) < 1
         lo, hi = c.min(axis=0), c.max(axis=0)              # the box in the crop's own (turned) frame
         np.testing.assert_allclose((lo + hi) / 2, 0, atol=1e-4)
         assert abs((hi - lo).max() - 2 / 1.35) < 1e-4
+
+
+def test_a_face_on_its_side_or_upside_down_is_cut_by_that_quarter_turn_and_read_at_its_own_tilt():
+    """The zone is about the nearest quarter turn: a face lying at 90 degrees, or upside down, is
+    cut turned by exactly that, so the crop holds it as level as an upright face's (the eyes at
+    the face's own tilt from the quarter: 0 here, -10 at -100); before, it was cut 15 degrees short.
+    Past that quarter's zone the rule about upright holds (at 120: turned by 105)."""
+    from facetracks.models.crop import crop_matrices, square_along_face
+    spec = CropSpec(64, 1.35)
+    for deg, turn, left in ((90, 90, 0), (180, 180, 0), (-100, -90, -10), (-180, -180, 0), (120, 105, 15)):
+        pts = turned_face(deg)
+        sq = square_along_face(pts[None])[0]
+        assert np.cos(sq[3] - np.radians(turn)) > np.cos(np.radians(0.5)), (deg, np.degrees(sq[3]))
+        c = to_crop_coords(pts, crop_matrices(sq[None], spec)[0], spec)
+        eyes = c[42:48].mean(axis=0) - c[36:42].mean(axis=0)
+        assert abs(np.degrees(np.arctan2(eyes[1], eyes[0])) - left) < 0.5, (deg, eyes)

@@ -190,3 +190,36 @@ def test_a_photo_that_kills_its_worker_costs_only_itself(data_dir, tmp_path):
     v = json.loads((tmp_path / "out" / "_summary.json").read_text())["videos"]
     assert v["poison.png"]["status"] == "failed" and "quarantined" in v["poison.png"]["error"]
     assert sorted(n for n, e in v.items() if e["status"] == "ok") == [f"p{k}.png" for k in range(9)]
+
+
+def test_an_upside_down_photo_whose_upright_scan_finds_a_false_box_is_found(tmp_path):
+    """Frame 30 of the bundled sample turned a half: the upright cascade finds a box on it that is
+    no face, which the network rejects. A photo has one round, and that round scanned turned only
+    where it found nothing upright, so the face was lost. Now the input's last frame is detected
+    once more, turned scans included (`follow.Schedule.try_turned_last`): her face, read as the
+    upright photo reads it (the same crop turned a half), one turned scan; the upright photo is
+    read in one round, none turned."""
+    import av
+    from dataclasses import replace
+    from facetracks.jobs.bench_paths import SAMPLE
+    from facetracks.models.landmarks68 import interocular
+    from facetracks.pipeline.smoothing import table_ids, table_points
+    with av.open(SAMPLE) as c:
+        img = next(f.to_ndarray(format="bgr24") for k, f in enumerate(c.decode(video=0)) if k == 30)
+    h, w = img.shape[:2]
+    parts = load_profile("fast")
+    read = {}
+    for name, pic in (("up", img), ("half", cv2.rotate(img, cv2.ROTATE_180))):
+        path = str(tmp_path / f"{name}.png")
+        cv2.imwrite(path, pic)
+        for follow in (parts.follow, replace(parts.follow, turned_every=0)):
+            r = annotate_photo(read_photo(path), name, parts.detector, parts.predictor, follow)
+            read[name, follow.turned_every] = (table_points(r.table)[table_ids(r.table)[0] >= 0], r.stats)
+    up, st = read["up", parts.follow.turned_every]
+    assert len(up) == 1 and st.detections == 1 and st.turned_scans == 0
+    assert len(read["half", 0][0]) == 0 and parts.detector.detect(cv2.cvtColor(cv2.rotate(img, cv2.ROTATE_180),
+                                                                             cv2.COLOR_BGR2GRAY)).shape[0] >= 1
+    half, st = read["half", parts.follow.turned_every]
+    assert len(half) == 1 and st.detections == 2 and st.turned_scans == 1
+    want = np.stack([w - 1 - up[0][:, 0], h - 1 - up[0][:, 1]], -1)
+    assert np.linalg.norm(half[0] - want, axis=-1).mean() / interocular(want[None])[0] < 0.005
