@@ -11,6 +11,7 @@ dies and retries the tasks it held, a suspect alone on its actor; a video that k
 """
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections import deque
@@ -174,11 +175,10 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
         # each of an actor's concurrent calls is one stream of its shared stages (jobs/worker.py)
         actor_cls = ray.remote(AnnotateWorker).options(num_cpus=cpa, num_gpus=gpa, max_restarts=0,
                                                        max_concurrency=streams)
-        made = [0]
+        spread = itertools.cycle(servers)    # CPU actors over the servers in turn (replacements too)
 
         def make_actor():
-            made[0] += 1                     # CPU actors spread over the servers in turn
-            stages = servers[made[0] % len(servers)] if servers else None
+            stages = next(spread) if servers else None
             return actor_cls.remote(weights, opt.detector, opt.follow, opt.predictor, None, max(1, int(cpa)),
                                     decode_threads(cpa, streams), stages)
         actors = [make_actor() for _ in range(n)]
