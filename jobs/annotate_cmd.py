@@ -178,6 +178,9 @@ def _usage_error(args: argparse.Namespace) -> str | None:
     missing = [a for a in args.inputs if not glob.has_magic(a) and not os.path.exists(a)]
     if missing:
         return f"no such file or folder: {', '.join(missing)}"
+    if args.stage_server and args.gpus_per_actor is not None:
+        return (f"--gpus-per-actor {args.gpus_per_actor:g} with --stage-server: the servers take a whole GPU each "
+                f"and the actors none; size the actors with --actors and --cpus-per-actor")
     return None
 
 

@@ -184,7 +184,9 @@ def test_first_run_mistakes_are_one_line_before_anything_starts(data_dir, tmp_pa
     blocker = tmp_path / "file"
     blocker.write_text("a file where the output folder should go")
     for argv, cause in (([str(src / "nope.mp4"), "--out", str(tmp_path / "o")], "no such file or folder"),
-                        ([str(src), "--out", str(blocker / "out")], "cannot create the output folder")):
+                        ([str(src), "--out", str(blocker / "out")], "cannot create the output folder"),
+                        ([str(src), "--out", str(tmp_path / "o"), "--stage-server", "--gpus-per-actor", "0.5"],
+                         "--gpus-per-actor 0.5 with --stage-server")):
         assert main(["annotate", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert cause in err and "\n" not in err and "Traceback" not in err
