@@ -95,13 +95,13 @@ def _plan_actors(opt: RunOptions, n_tasks: int) -> tuple[int, float, float]:
     return plan.count, plan.cpus, plan.gpus
 
 
-def _start_stage_servers(opt: RunOptions, weights) -> list[RemoteStages]:
+def _start_stage_servers(opt: RunOptions, weights) -> tuple[list[RemoteStages], list[dict]]:
     """One `StageServer` per GPU of the cluster (one on a CPU where it has none), started and
-    answering. The CPU actors detect with OpenCV's cascade themselves (it rescans only what
-    changed), unless this OpenCV has none (OpenCV 5) or the torch cascade was asked for: then the
-    servers detect too."""
+    answering, and the nodes as the CPU actors find them (`sizing.without_stage_servers`). The CPU
+    actors detect with OpenCV's cascade themselves (it rescans only what changed), unless this
+    OpenCV has none (OpenCV 5) or the torch cascade was asked for: then the servers detect too."""
     nodes = ray.nodes()
-    _, count, cpus = without_stage_servers(nodes)
+    left, count, cpus = without_stage_servers(nodes)
     gpus = any(n["Resources"].get("GPU", 0) >= 1 for n in nodes if n.get("Alive"))
     cls = ray.remote(StageServer).options(num_cpus=cpus, num_gpus=1 if gpus else 0, max_restarts=0,
                                           max_concurrency=SERVER_CALLS)
@@ -109,7 +109,7 @@ def _start_stage_servers(opt: RunOptions, weights) -> list[RemoteStages]:
     devices = [_started(h.device.remote()) for h in handles]
     backend = opt.detector.get("backend", "auto")
     remote_detect = backend == "torch" or (backend == "auto" and not hasattr(cv2, "CascadeClassifier"))
-    return [RemoteStages(h, remote_detect, d) for h, d in zip(handles, devices)]
+    return [RemoteStages(h, remote_detect, d) for h, d in zip(handles, devices)], left
 
 
 def _splits(opt: RunOptions) -> bool:
@@ -162,10 +162,9 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
         init_ray(opt.address)
         n_tasks = sum(1 if seg == "photos" else _estimated_pieces(it, opt) for it, seg in tasks)
         weights = ray.put(opt.weights)
-        servers = _start_stage_servers(opt, weights) if opt.stage_server else []
+        servers, left = _start_stage_servers(opt, weights) if opt.stage_server else ([], [])
         if servers:
-            nodes, _, _ = without_stage_servers(ray.nodes())
-            plan = plan_actors(nodes, n_tasks, opt.actors, opt.cpus_per_actor or 1.0, 0.0)
+            plan = plan_actors(left, n_tasks, opt.actors, opt.cpus_per_actor or 1.0, 0.0)
             n, cpa, gpa = plan.count, plan.cpus, 0.0
             streams = opt.streams or SERVER_FED_STREAMS
         else:

@@ -104,6 +104,15 @@ def square_from_box(boxes: np.ndarray, cal: BoxCalibration) -> np.ndarray:
     return np.stack([cx, cy, cal.scale * w], axis=1).astype(np.float32)
 
 
+def tilt_of_turn(turn: float, zone: float = UPRIGHT_ZONE) -> float:
+    """The face's tilt, as near as the turn `square_along_face` gave its crop says it: a quarter
+    turn or a half is a face lying within the zone of it (taken as exactly that), any other turn
+    a face past the zone by that much, so tilted the zone further."""
+    if turn and turn == float(nearest_quarter(turn)):
+        return turn
+    return turn + float(np.sign(turn)) * zone
+
+
 def crop_matrix(square: np.ndarray, spec: CropSpec) -> np.ndarray:
     """2x3 affine matrix taking image pixels to crop pixels for one square."""
     return crop_matrices(square, spec)[0]

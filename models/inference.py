@@ -106,7 +106,8 @@ class LandmarkPredictor:
     graphed: GraphedNet | None = None   # the model as CUDA graphs (models/graphed.py), on CUDA
     pass_graphs: GraphedPass | None = None   # with device_crops on CUDA: whole passes as graphs (graphed_pass.py)
     # the network run elsewhere: (N, S, S) uint8 crops cut here and `mirror` -> what `forward_crops`
-    # returns there (a GPU process's, jobs/stage_server.py); None: this predictor's own model
+    # returns there (a GPU process's, jobs/stage_server.py; crops are then always cut here);
+    # None: this predictor's own model
     forward: Callable[[np.ndarray, bool], tuple[np.ndarray, np.ndarray]] | None = None
 
     @classmethod
@@ -165,7 +166,7 @@ class LandmarkPredictor:
         squares = squares_2d(squares)
         if len(squares) == 0:
             return np.zeros((0, 68, 2), np.float32), score_parts(np.zeros((0, 68, 2), np.float32), None, None)
-        images = DeviceFrames.of(grays, self.device) if self.device_crops else grays
+        images = DeviceFrames.of(grays, self.device) if self.device_crops and self.forward is None else grays
         last = self.flip_last and not self.flip
         pts, mirrored, contrast = self._pass(images, squares, flip=last and not self.refine)
         prev = None
@@ -215,9 +216,10 @@ class LandmarkPredictor:
         mats = crop_matrices(squares, spec)
         mirror = self.flip or flip
         got = None
-        if self.forward is not None:
-            got = self.forward(np.stack([warp_crop(g, m, spec) for g, m in zip(images, mats)]), mirror)
-        elif self.pass_graphs is not None and isinstance(images, DeviceFrames) and len(images.tensors) == 1:
+        if not isinstance(images, DeviceFrames):      # crops cut here, the network here or elsewhere
+            got = (self.forward or self.forward_crops)(np.stack([warp_crop(g, m, spec) for g, m in zip(images, mats)]),
+                                                       mirror)
+        elif self.pass_graphs is not None and len(images.tensors) == 1:
             got = self.pass_graphs(images.tensors[0], images.index, mats, mirror)
         if got is None:
             out, contrast = self._read(self._crops(images, mats), mirror, self.graphed or self.model)
@@ -237,7 +239,7 @@ class LandmarkPredictor:
         What a process holding the GPU runs for predictors whose `forward` calls it."""
         x = torch.from_numpy(np.ascontiguousarray(crops))
         if self.device.type == "cuda":
-            x = x.pin_memory()
+            x = x.pin_memory()                       # lets the copy run asynchronously
         out, contrast = self._read(x.to(self.device, non_blocking=True), mirror, self.graphed or self.model)
         return out.cpu().numpy(), contrast.float().cpu().numpy()
 
@@ -258,14 +260,9 @@ class LandmarkPredictor:
             contrast = face_contrast(x, self.cfg.crop)
             return self._net(torch.cat([x, x.flip(-1)]) if mirror else x, net), contrast
 
-    def _crops(self, images: list[np.ndarray] | DeviceFrames, mats: np.ndarray) -> torch.Tensor:
-        """(N, S, S) uint8 crops on the device."""
+    def _crops(self, images: DeviceFrames, mats: np.ndarray) -> torch.Tensor:
+        """(N, S, S) uint8 crops cut on the device from frames already there."""
         spec = self.cfg.crop
-        if not isinstance(images, DeviceFrames):
-            crops = torch.from_numpy(np.stack([warp_crop(g, m, spec) for g, m in zip(images, mats)]))
-            if self.device.type == "cuda":
-                crops = crops.pin_memory()           # lets the copy run asynchronously
-            return crops.to(self.device, non_blocking=True)
         if len(images.tensors) == 1:
             return warp_crops(images.tensors[0], images.index, mats, spec)
         out = torch.empty((len(mats), spec.input_size, spec.input_size), dtype=torch.uint8, device=self.device)

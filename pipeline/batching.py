@@ -139,31 +139,28 @@ class SharedStages:
 
     def _detect(self, calls: list[_Call]) -> None:
         t = time.perf_counter()
-        by_shape: dict[tuple, list[tuple[_Call, int]]] = {}     # (call, its frame's place in it)
-        frames = 0
+        whole = []                         # calls on whole frames, each with its frames as a list
         for c in calls:
             if len(c.args) > 1:            # a rectangle of a frame (change_scan.py): scanned on its own
                 c.result = self.detector.detect_in(*c.args)
-                continue
-            many = isinstance(c.args[0], list)          # a list of frames: the answer is a list too
-            grays = c.args[0] if many else [c.args[0]]
-            c.result = [None] * len(grays) if many else None
+            else:
+                whole.append((c, c.args[0] if isinstance(c.args[0], list) else [c.args[0]]))
+        by_shape: dict[tuple, list[tuple[list, int, np.ndarray]]] = {}    # (a call's answers, place, frame)
+        for c, grays in whole:
+            c.result = [None] * len(grays)
             for k, g in enumerate(grays):
-                by_shape.setdefault(g.shape, []).append((c, k if many else -1))
-            frames += len(grays)
+                by_shape.setdefault(g.shape, []).append((c.result, k, g))
         batched = getattr(self.detector, "detect_batch", None)
         for group in by_shape.values():
-            grays = [c.args[0][k] if k >= 0 else c.args[0] for c, k in group]
+            grays = [g for _, _, g in group]
             found = batched(grays) if batched else [self.detector.detect(g) for g in grays]
-            for (c, k), boxes in zip(group, found):
-                if k >= 0:
-                    c.result[k] = boxes
-                else:
-                    c.result = boxes
-        rects = sum(len(c.args) > 1 for c in calls)
-        self.stats.detect_calls += rects < len(calls)         # calls that scanned whole frames
-        self.stats.detect_frames += frames
-        self.stats.detect_rects += rects
+            for (answers, k, _), boxes in zip(group, found):
+                answers[k] = boxes
+        for c, _ in whole:                 # a call with one frame gets its boxes, a list a list
+            c.result = c.result if isinstance(c.args[0], list) else c.result[0]
+        self.stats.detect_calls += bool(whole)             # batches that scanned whole frames
+        self.stats.detect_frames += sum(len(grays) for _, grays in whole)
+        self.stats.detect_rects += len(calls) - len(whole)
         self.stats.detect_overflows = getattr(self.detector, "static_overflows", 0)
         self.stats.detect_graphs_off = int(getattr(self.detector, "graphs_broken", None) is not None)
         self.stats.detect_s += time.perf_counter() - t
@@ -181,7 +178,6 @@ class SharedStages:
         self.stats.landmark_calls += 1
         self.stats.landmark_crops += len(grays)
         self.stats.landmark_s += time.perf_counter() - t
-
 
     def _forward(self, calls: list[_Call]) -> None:
         """Crops cut elsewhere through the network (`forward_crops`): one pass for all the calls

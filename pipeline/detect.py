@@ -15,7 +15,7 @@ from typing import Callable, Protocol
 import cv2
 import numpy as np
 
-from facetracks.models.crop import UPRIGHT_ZONE, CropSpec, crop_matrices, invert_affines, nearest_quarter
+from facetracks.models.crop import CropSpec, crop_matrices, invert_affines, tilt_of_turn
 
 
 class FaceDetector(Protocol):
@@ -224,10 +224,7 @@ def detect_near(detector: FaceDetector, gray: np.ndarray, square: np.ndarray,
     sq = np.asarray(square, np.float64).ravel()
     cx, cy, s = sq[:3]
     turn = float(sq[3]) if len(sq) > 3 else 0.0
-    # a crop turned by `turn` leaves the face tilted by UPRIGHT_ZONE (`crop.square_along_face`),
-    # unless it is a quarter turn or a half (a face lying down, cut at its own tilt from it):
-    # the cascade's window is turned the whole way
-    tilt = turn if turn and turn == float(nearest_quarter(turn)) else turn + np.sign(turn) * UPRIGHT_ZONE
+    tilt = tilt_of_turn(turn)          # the cascade's window is turned the face's whole way
     f = side / (reach * s)                         # frame px -> window px
     # the window is a crop of the square, `reach` sides wide, turned by the tilt (`crop.crop_matrices`)
     m = np.float32(crop_matrices([cx, cy, s, tilt], CropSpec(side, reach))[0])
