@@ -31,7 +31,7 @@ from .outputs import remove_stale_temps, resolve
 from .photos import batches, render_current as photo_render_current
 from .run_state import Out, _key, _read_summary, _render_plan, _skipped, _write_json
 from .sizing import decode_threads, plan_actors, without_stage_servers
-from .stage_server import SERVER_CALLS, RemoteStages, StageServer
+from .stage_server import SERVER_CALLS, SERVER_RESTARTS, RemoteStages, Server, StageServer
 from .worker import AnnotateWorker
 
 __all__ = ["ACTOR_START_S", "GPU_STREAMS", "ClusterError", "RunOptions", "WorkerStartError", "init_ray",
@@ -95,21 +95,41 @@ def _plan_actors(opt: RunOptions, n_tasks: int) -> tuple[int, float, float]:
     return plan.count, plan.cpus, plan.gpus
 
 
-def _start_stage_servers(opt: RunOptions, weights) -> tuple[list[RemoteStages], list[dict]]:
+def _start_stage_servers(opt: RunOptions, weights) -> tuple[list[Server], str, list[dict]]:
     """One `StageServer` per GPU of the cluster (one on a CPU where it has none), started and
-    answering, and the nodes as the CPU actors find them (`sizing.without_stage_servers`). The CPU
-    actors detect with OpenCV's cascade themselves (it rescans only what changed), unless this
-    OpenCV has none (OpenCV 5) or the torch cascade was asked for: then the servers detect too."""
+    answering: the servers and their nodes, their device, and the nodes as the CPU actors find
+    them (`sizing.without_stage_servers`). Ray restarts a server whose process dies and sends
+    its calls again (jobs/stage_server.py, faults)."""
     nodes = ray.nodes()
     left, count, cpus = without_stage_servers(nodes)
     gpus = any(n["Resources"].get("GPU", 0) >= 1 for n in nodes if n.get("Alive"))
-    cls = ray.remote(StageServer).options(num_cpus=cpus, num_gpus=1 if gpus else 0, max_restarts=0,
-                                          max_concurrency=SERVER_CALLS)
+    cls = ray.remote(StageServer).options(num_cpus=cpus, num_gpus=1 if gpus else 0, max_restarts=SERVER_RESTARTS,
+                                          max_task_retries=-1, max_concurrency=SERVER_CALLS)
     handles = [cls.remote(weights, opt.detector, opt.predictor) for _ in range(count)]
     devices = [_started(h.device.remote()) for h in handles]
+    servers = [Server(h, n) for h, n in zip(handles, ray.get([h.node.remote() for h in handles]))]
+    return servers, devices[0], left
+
+
+def _remote_detect(opt: RunOptions) -> bool:
+    """The CPU actors detect with OpenCV's cascade themselves (it rescans only what changed),
+    unless this OpenCV has none (OpenCV 5) or the torch cascade was asked for: then the servers
+    detect too."""
     backend = opt.detector.get("backend", "auto")
-    remote_detect = backend == "torch" or (backend == "auto" and not hasattr(cv2, "CascadeClassifier"))
-    return [RemoteStages(h, remote_detect, d) for h, d in zip(handles, devices)], left
+    return backend == "torch" or (backend == "auto" and not hasattr(cv2, "CascadeClassifier"))
+
+
+def _server_stats(servers: list[Server]) -> dict:
+    """What the servers did, summed (calls, crops and frames, seconds; a restarted server's since
+    its restart), how many were restarted, and how many did not answer at the end (gone)."""
+    stats, gone = [], 0
+    for s in servers:
+        try:
+            stats.append(ray.get(s.handle.stats.remote(), timeout=30))
+        except ray.exceptions.RayError:
+            gone += 1
+    calls = {k: sum(c[k] for c in stats) for k in stats[0] if k != "restarted"} if stats else {}
+    return {"calls": calls, "restarted": sum(c["restarted"] for c in stats), "gone": gone}
 
 
 def _splits(opt: RunOptions) -> bool:
@@ -162,7 +182,7 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
         init_ray(opt.address)
         n_tasks = sum(1 if seg == "photos" else _estimated_pieces(it, opt) for it, seg in tasks)
         weights = ray.put(opt.weights)
-        servers, left = _start_stage_servers(opt, weights) if opt.stage_server else ([], [])
+        servers, server_device, left = _start_stage_servers(opt, weights) if opt.stage_server else ([], "", [])
         if servers:
             plan = plan_actors(left, n_tasks, opt.actors, opt.cpus_per_actor or 1.0, 0.0)
             n, cpa, gpa = plan.count, plan.cpus, 0.0
@@ -174,10 +194,10 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
         # each of an actor's concurrent calls is one stream of its shared stages (jobs/worker.py)
         actor_cls = ray.remote(AnnotateWorker).options(num_cpus=cpa, num_gpus=gpa, max_restarts=0,
                                                        max_concurrency=streams)
-        spread = itertools.cycle(servers)    # CPU actors over the servers in turn (replacements too)
+        made = itertools.count()     # each CPU actor (replacements too) starts from the next of its node's servers
 
         def make_actor():
-            stages = next(spread) if servers else None
+            stages = RemoteStages(servers, _remote_detect(opt), server_device, next(made)) if servers else None
             return actor_cls.remote(weights, opt.detector, opt.follow, opt.predictor, None, max(1, int(cpa)),
                                     decode_threads(cpa, streams), stages)
         actors = [make_actor() for _ in range(n)]
@@ -186,12 +206,12 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
                              "decode_threads": decode_threads(cpa, streams),
                              "device": _started(actors[0].device.remote())}
         if servers:
-            summary["actors"]["stage_servers"] = {"count": len(servers), "detect": servers[0].detect}
+            summary["actors"]["stage_servers"] = {"count": len(servers), "nodes": len({s.node for s in servers}),
+                                                  "detect": _remote_detect(opt)}
         opt = replace(opt, inflight=max(opt.inflight, streams + 1))
         _drive(actors, tasks, opt, summary, out, earlier, renders, make_actor, started)
-        if servers:                    # what the servers did: calls, crops and frames, seconds
-            calls = ray.get([r.server.stats.remote() for r in servers])
-            summary["actors"]["stage_servers"]["calls"] = {k: sum(c[k] for c in calls) for k in calls[0]}
+        if servers:
+            summary["actors"]["stage_servers"].update(_server_stats(servers))
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     _write_json(out, "_summary.json", summary)
     return summary

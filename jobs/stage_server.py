@@ -10,11 +10,20 @@ themselves, so a call carries crops (12.5 KB a face), not frames; the server run
 them (`LandmarkPredictor.forward_crops`) and, where the CPU actors have no OpenCV cascade (OpenCV 5),
 the torch cascade on whole frames.
 
-`StageServer` imports no Ray (`ray_runner.py` wraps it in an actor, one call at a time);
-`RemoteStages` is what a CPU actor holds: the server's handle and the calls through it.
+`StageServer` runs no Ray calls (`ray_runner.py` wraps it in an actor); `RemoteStages` is what a
+CPU actor holds: every server's handle and node, and the calls through them.
+
+Faults. A server whose process dies (the OOM killer, a driver fault) is restarted by Ray with the
+same arguments (`SERVER_RESTARTS` times) and the calls it held are sent again (`max_task_retries`
+-1): the calls are pure functions of the crops and frames they carry, so the rows are those of a
+run without the fault. A server that is gone for good (restarts used up, or not back within
+`SERVER_WAIT_S`: its node is gone) is left: each CPU actor sends its calls to the next server
+in its order, its own node's first; with none left, the video fails naming the cause.
 """
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from dataclasses import dataclass
 
@@ -27,6 +36,24 @@ from facetracks.pipeline.batching import SharedStages
 from facetracks.pipeline.profiles import make_detector
 
 SERVER_CALLS = 32        # calls a server takes at once (Ray's max_concurrency): what one batch can merge
+SERVER_RESTARTS = 3      # times Ray restarts a server whose process died (then it is gone for good)
+SERVER_WAIT_S = 300      # a call not answered by then: its server is not coming back (its node is gone)
+
+# Tests set this: "once", a server's first life ends at its third forward call; "always", every
+# life ends at its first (SIGKILL, as the OOM killer ends it). Never set in normal use.
+KILL_HOOK = "FACETRACKS_TEST_KILL_SERVER"
+
+
+class StageServerLost(RuntimeError):
+    """Every stage server of the run is gone: the network cannot run for this actor's videos."""
+
+
+def _reconstructed() -> bool:
+    """Whether this process is a restart of the actor (Ray ran the constructor again)."""
+    try:
+        return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+    except Exception:      # noqa: BLE001 - outside an actor
+        return False
 
 
 class StageServer:
@@ -42,13 +69,20 @@ class StageServer:
         self.shared = SharedStages(self.detector, self.predictor)
         self._lock = threading.Lock()
         self.rpcs = {"forward": 0, "detect": 0}
+        self.restarted = _reconstructed()
 
-    def _count(self, kind: str) -> None:
+    def _count(self, kind: str) -> int:
         with self._lock:
             self.rpcs[kind] += 1
+            return self.rpcs[kind]
+
+    def _test_kill_hook(self, calls: int) -> None:
+        mode = os.environ.get(KILL_HOOK)
+        if (mode == "once" and not self.restarted and calls == 3) or (mode == "always" and calls == 1):
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def forward(self, crops: np.ndarray, mirror: bool) -> tuple[np.ndarray, np.ndarray]:
-        self._count("forward")
+        self._test_kill_hook(self._count("forward"))
         with self.shared.stream():
             return self.shared.call("forward", crops, mirror)
 
@@ -60,9 +94,14 @@ class StageServer:
     def stats(self) -> dict:
         """Calls received (`forward`, `detect`), and the batches they made (BatchStats' fields:
         `landmark_calls`/`landmark_crops` are forward passes and crops, `detect_calls`/`detect_frames`
-        the cascade's calls and frames, with their seconds)."""
+        the cascade's calls and frames, with their seconds), since this process started: a
+        restarted server (`restarted`) counts from its restart."""
         with self._lock:
-            return {**self.rpcs, **self.shared.stats.to_dict()}
+            return {**self.rpcs, **self.shared.stats.to_dict(), "restarted": int(self.restarted)}
+
+    def node(self) -> str:
+        """The Ray node this server runs on: CPU actors send to their own node's servers first."""
+        return ray.get_runtime_context().get_node_id()
 
     def device(self) -> str:
         d = self.predictor.device
@@ -70,21 +109,82 @@ class StageServer:
         return f"{d}{name}, {self.predictor.precision}"
 
 
+@dataclass(frozen=True)
+class Server:
+    handle: object         # the StageServer actor's handle
+    node: str              # the Ray node it runs on
+
+
 @dataclass
 class RemoteStages:
-    """A CPU actor's way to its `StageServer`: the network always, the detector when `detect` is
-    set (the CPU actor has no OpenCV cascade of its own). Sent to the actor with its handle."""
-    server: object                  # the StageServer actor's handle
+    """A CPU actor's way to the stage servers: the network always, the detector when `detect` is
+    set (the CPU actor has no OpenCV cascade of its own). Sent to the actor with the handles.
+    Its calls go to one server; the order is fixed on the first call, in the actor: the servers
+    on the actor's own node first (crops need not cross the network), starting from the
+    `first`-th of them, so the actors of a node spread over its GPUs; then the others. A server
+    gone for good is skipped from then on (module docstring)."""
+    servers: list[Server]
     detect: bool = False
-    device: str = ""                # the server's (StageServer.device), for the run's summary
+    device: str = ""                # the servers' (StageServer.device), for the run's summary
+    first: int = 0                  # the driver's count of actors made: spreads them over a node's servers
+
+    def __post_init__(self):
+        self._setup()
+
+    def _setup(self) -> None:
+        self._lock = threading.Lock()
+        self._order: list[int] | None = None    # indices into servers, own node first
+        self._here = ""
+        self._gone: set[int] = set()
+        self.counts = {"stage_calls_same_node": 0, "stage_calls_other_node": 0, "stage_servers_left": 0}
+
+    def __getstate__(self) -> dict:    # the handles and settings travel; the lock and the order do not
+        return {k: getattr(self, k) for k in ("servers", "detect", "device", "first")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._setup()
+
+    def _ranked(self) -> list[int]:
+        with self._lock:
+            if self._order is None:
+                self._here = ray.get_runtime_context().get_node_id()
+                own = [i for i, s in enumerate(self.servers) if s.node == self._here]
+                far = [i for i, s in enumerate(self.servers) if s.node != self._here]
+                self._order = [g[(k + self.first) % len(g)] for g in (own, far) for k in range(len(g))]
+            return [i for i in self._order if i not in self._gone]
+
+    def _call(self, method: str, *args):
+        cause: Exception | None = None
+        for i in self._ranked():
+            server = self.servers[i]
+            try:
+                out = ray.get(getattr(server.handle, method).remote(*args), timeout=SERVER_WAIT_S)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:
+                with self._lock:            # restarts used up, or not back in time: gone for good
+                    if i not in self._gone:
+                        self._gone.add(i)
+                        self.counts["stage_servers_left"] += 1
+                cause = e
+                continue
+            with self._lock:
+                self.counts["stage_calls_same_node" if server.node == self._here else "stage_calls_other_node"] += 1
+            return out
+        raise StageServerLost(f"every stage server of the run is gone ({len(self.servers)}; "
+                              f"the last one: {type(cause).__name__}: {(str(cause).splitlines() or [''])[0][:200]})")
+
+    def stats(self) -> dict:
+        """Calls answered by a server on this actor's node and on another, and servers given up."""
+        with self._lock:
+            return dict(self.counts)
 
     # Ray hands arrays back read-only (zero-copy from its object store); the caller's fill them in place
     def forward(self, crops: np.ndarray, mirror: bool) -> tuple[np.ndarray, np.ndarray]:
-        out, contrast = ray.get(self.server.forward.remote(crops, mirror))
+        out, contrast = self._call("forward", crops, mirror)
         return out.copy(), contrast.copy()
 
     def detect_batch(self, grays: list[np.ndarray]) -> list[np.ndarray]:
-        return [b.copy() for b in ray.get(self.server.detect_batch.remote(grays))]
+        return [b.copy() for b in self._call("detect_batch", grays)]
 
     def detector(self) -> "RemoteDetector":
         return RemoteDetector(self)

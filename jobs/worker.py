@@ -98,9 +98,11 @@ class AnnotateWorker:
         self._cpu_at_ready = time.process_time()
 
     def batching(self) -> dict:
-        """The shared stages' counters so far (calls, frames and crops per call, seconds), and the
-        CPU seconds this actor's process has used since its model loaded (every thread)."""
-        return {**self.shared.stats.to_dict(), "process_cpu_s": time.process_time() - self._cpu_at_ready}
+        """The shared stages' counters so far (calls, frames and crops per call, seconds), the
+        stage servers' calls by node (`RemoteStages.stats`), and the CPU seconds this actor's
+        process has used since its model loaded (every thread)."""
+        served = self.stages.stats() if self.stages is not None else {}
+        return {**self.shared.stats.to_dict(), **served, "process_cpu_s": time.process_time() - self._cpu_at_ready}
 
     def device(self) -> str:
         if self.stages is not None:

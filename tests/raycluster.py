@@ -137,20 +137,22 @@ class LoopbackCluster:
         return f"127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, node_cpus: list[int], dashboard: bool = False) -> LoopbackCluster:
-        """A head with node_cpus[0] CPUs, then one worker node per further entry."""
+    def start(cls, node_cpus: list[int], dashboard: bool = False, node_gpus: list[int] | None = None) -> LoopbackCluster:
+        """A head with node_cpus[0] CPUs, then one worker node per further entry. `node_gpus`:
+        the GPUs each node declares (Ray's resource; on a machine without one, what Ray places
+        on them runs on the CPU)."""
         root = short_tempdir()
         c = cls(root, sandbox_env(root), free_port(), free_port() if dashboard else None)
         try:
             for i, cpus in enumerate(node_cpus):
-                c._start_node(i == 0, cpus)
+                c._start_node(i == 0, cpus, node_gpus[i] if node_gpus else 0)
         except BaseException:
             c.stop()
             raise
         return c
 
-    def _start_node(self, head: bool, cpus: int) -> None:
-        cmd = [RAY, "start", "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus),
+    def _start_node(self, head: bool, cpus: int, gpus: int = 0) -> None:
+        cmd = [RAY, "start", "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus), "--num-gpus", str(gpus),
                "--temp-dir", os.path.join(self.root, "ray"), "--disable-usage-stats",
                # fixed by default (52365), so two nodes, or a user's node, would collide
                "--dashboard-agent-listen-port", str(free_port())]

@@ -21,6 +21,7 @@ import time
 import pandas as pd
 import pytest
 
+from facetracks.jobs.stage_server import KILL_HOOK as KILL_SERVER
 from facetracks.jobs.worker import KILL_HOOK
 
 from .compare import assert_tracks_match
@@ -48,8 +49,8 @@ def annotate(env, inp, out, *extra, wait=True):
     return p.returncode, out_text
 
 
-def cluster(node_cpus, dashboard=False):
-    c = LoopbackCluster.start(node_cpus, dashboard)
+def cluster(node_cpus, dashboard=False, node_gpus=None):
+    c = LoopbackCluster.start(node_cpus, dashboard, node_gpus)
     STARTED.append((c.sessions, c.token))
     return c
 
@@ -237,6 +238,48 @@ def test_a_video_that_kills_its_worker_costs_only_itself(sandbox, inputs, refere
     assert v["poison.mp4"]["status"] == "failed" and "quarantined" in v["poison.mp4"]["error"]
     assert all(e["status"] == "ok" for k, e in v.items() if k != "poison.mp4")
     assert_same(reference, out)
+
+
+def test_a_stage_server_that_dies_is_restarted_and_the_outputs_stand(sandbox, inputs, reference, tmp_path):
+    """--stage-server, and the server's first life ends at its third call (SIGKILL, as the OOM
+    killer ends it): Ray restarts it and sends the calls it held again; every video comes out
+    as in a clean run."""
+    code, text = annotate({**sandbox, KILL_SERVER: "once"}, inputs, tmp_path, "--stage-server", "--actors", "1")
+    assert code == 0, text
+    srv = json.loads((tmp_path / "_summary.json").read_text())["actors"]["stage_servers"]
+    assert srv["restarted"] == 1 and srv["gone"] == 0 and srv["calls"]["forward"] > 0
+    assert_same(reference, tmp_path)
+
+
+def test_when_every_stage_server_is_gone_each_video_fails_naming_it(sandbox, inputs, tmp_path):
+    """A server that dies at its first call on every life: its restarts are used up, and each
+    video fails saying so instead of the job waiting on it; nothing half-written is left."""
+    code, text = annotate({**sandbox, KILL_SERVER: "always"}, inputs, tmp_path, "--stage-server", "--actors", "1")
+    assert code == 1, text
+    summary = json.loads((tmp_path / "_summary.json").read_text())
+    assert summary["videos"] and all(v["status"] == "failed" and "every stage server of the run is gone" in v["error"]
+                                     for v in summary["videos"].values()), summary["videos"]
+    assert summary["actors"]["stage_servers"]["gone"] == 1
+    assert not [f for f in os.listdir(tmp_path) if f.endswith((".parquet", ".tmp"))]
+
+
+def test_cpu_actors_use_the_stage_server_on_their_own_node(inputs, reference, tmp_path):
+    """A head of 1 CPU and a node of 5, one GPU each (Ray's resource: here the servers run on
+    the CPU): a stage server per GPU (half a CPU each, what the head can spare), so all four CPU
+    actors land on the second node. Handed out in turn they would send half their calls to the
+    head's server; each sends every call to its own node's server instead."""
+    c = cluster([1, 5], node_gpus=[1, 1])
+    try:
+        code, text = annotate(c.env, inputs, tmp_path, "--address", c.address, "--stage-server")
+    finally:
+        stop(c)
+    assert code == 0, text
+    actors = json.loads((tmp_path / "_summary.json").read_text())["actors"]
+    assert actors["count"] == 4 and actors["cpus_per_actor"] == 1.0
+    assert (actors["stage_servers"]["count"], actors["stage_servers"]["nodes"]) == (2, 2)
+    b = actors["batching"]
+    assert b["stage_calls_same_node"] > 0 and b["stage_calls_other_node"] == 0
+    assert_same(reference, tmp_path)
 
 
 def test_a_cluster_started_before_the_tests_is_still_up(bystander):

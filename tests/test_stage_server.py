@@ -50,6 +50,10 @@ def test_stage_server_writes_the_plain_jobs_rows(data_dir, tmp_path):
     assert srv["calls"]["forward"] > 0 and srv["calls"]["landmark_crops"] >= rows
     assert 0 < srv["calls"]["landmark_calls"] <= 2 * srv["calls"]["forward"]     # passes: at most one per mirror flag a call
     assert "stage server" in served["actors"]["device"]
+    # one node: every call answered by a server on the actor's own node, none restarted or given up
+    b = served["actors"]["batching"]
+    assert b["stage_calls_same_node"] >= srv["calls"]["forward"] and b["stage_calls_other_node"] == 0
+    assert srv["nodes"] == 1 and srv["restarted"] == 0 and srv["gone"] == 0 and b["stage_servers_left"] == 0
     bad = served["videos"]["notes.mp4"]
     assert bad["status"] == "failed" and "notes.mp4" in bad["error"] and plain["videos"]["notes.mp4"]["status"] == "failed"
 
