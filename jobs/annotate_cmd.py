@@ -56,6 +56,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"most frames whose faces go through the network in one batch (default {FollowParams().batch_size})")
     p.add_argument("--segment-seconds", type=nonneg_float, default=120.0,
                    help="split longer videos at keyframes this far apart, over several actors (0: never)")
+    p.add_argument("--stall-seconds", type=nonneg_float, default=600.0,
+                   help="a task that decodes, renders or reads nothing for this long is stuck (a hung mount, a "
+                        "decoder that never returns): its worker is stopped and the video tried again alone, then "
+                        "quarantined (0: wait for ever)")
     p.add_argument("--overwrite", action="store_true", help="redo videos whose output is current")
     p.add_argument("--progress", default="auto", choices=PROGRESS_CHOICES,
                    help="a bar of frames done, fps and ETA on stderr; auto: when stderr is a terminal")
@@ -233,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
                      cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor, streams=args.streams,
                      stage_server=args.stage_server,
                      overwrite=args.overwrite, render=render, segment_s=args.segment_seconds,
-                     smooth=args.smooth.to_dict(), progress=args.progress,
+                     smooth=args.smooth.to_dict(), progress=args.progress, stall_s=args.stall_seconds,
                      # trackers restart per segment, so the segment length is part of the result
                      # the weights' content, not only their name@version ("dev" for a user's own run)
                      params_for_key={"weights_sha256": hashlib.sha256(weights_bytes).hexdigest(),

@@ -4,10 +4,15 @@ flight), lists long videos' keyframes beside the actors and queues their segment
 video's segments, writes its table itself (temp name, then rename; `results.py`) and rewrites
 `_summary.json` after every video. It replaces an actor whose process dies and retries the tasks
 it held, a suspect alone on its actor; a video that kills its worker `retries` times is
-quarantined and reported, and the job goes on.
+quarantined and reported, and the job goes on. A task that has started and then reports nothing
+for `stall_s` (no frame decoded or rendered: a read from a hung mount, a decoder that never
+returns) is stuck: its actor is stopped and replaced, the stuck task tried again alone (then
+quarantined as a death would be), the others it held put back as they were. Without that one
+stuck file would hold the job for ever.
 """
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -29,6 +34,7 @@ if TYPE_CHECKING:
     from .ray_runner import RunOptions
 
 ACTOR_START_S = 300
+STALL_CHECK_S = 5.0      # how often the driver asks the board which tasks went silent
 
 
 class WorkerStartError(RuntimeError):
@@ -63,7 +69,7 @@ def _submit(actor, it: VideoItem | PhotoBatch, seg, opt: RunOptions, out: Out, p
     if seg == "render":                       # tracks current: send them, render only
         table = pq.read_table(it.output(out.root), filesystem=out.fs)
         frames = meta_of(table.schema)["frame_count"]
-        return actor.__call__.remote(it, None, render, render_to, (table, frames))
+        return actor.__call__.remote(it, None, render, render_to, (table, frames), on_frames=on_frames)
     # a whole video is smoothed by its worker; segments by the driver, once stitched
     return actor.__call__.remote(it, seg, render, render_to, smooth=None if seg else opt.smooth, on_frames=on_frames)
 
@@ -91,6 +97,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
     queue = deque((it, seg, False) for it, seg in tasks if seg != "plan")
     to_plan = deque(it for it, seg in tasks if seg == "plan")
     planning: dict = {}
+    planned_at: dict = {}                        # a keyframe listing's ref -> when it was sent
     live = set(range(len(actors)))              # slots with a working actor
     received: dict[str, int] = {}               # results in, per video
     segmented: dict[str, SegmentedVideo] = {}
@@ -98,9 +105,14 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
     load = {i: 0 for i in range(len(actors))}
     alone: set[int] = set()                      # slots running a suspect
     deaths: dict[tuple, int] = {}                # task -> times its actor died under it
+    stalls: dict[tuple, int] = {}                # ... of which, times it was stopped for being stuck
+    stuck: set[int] = set()                      # tasks (their bar ids) found silent for opt.stall_s
+    stopped: set[int] = set()                    # id() of the actor handles stopped for a stuck task
+    checked = time.monotonic()
     batching: dict = {}                          # actor -> its shared stages' counters (worker.batching)
     bar = FrameBar([p for it, seg in tasks for p in (it.items if seg == "photos" else (it,))],
-                   shows(opt.progress), no_frames={it.name for it, seg in tasks if seg == "render"})
+                   shows(opt.progress), no_frames={it.name for it, seg in tasks if seg == "render"},
+                   watch=opt.stall_s > 0)
     no_worker = "no worker could be started"
 
     def collect(it: VideoItem | PhotoBatch, res: dict | list, record: bool = True) -> None:
@@ -132,6 +144,24 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
         if record:
             record_summary()
 
+    def stop_stuck() -> None:
+        """Stop the actors of tasks started and silent for opt.stall_s; their results then come
+        back as an actor's death and are handled below. A keyframe listing that long is cancelled:
+        its video is then sent whole, and its task is watched as any other."""
+        for ref, at in list(planned_at.items()):    # a keyframe listing stuck on its file: the video goes whole
+            if ref in planning and time.monotonic() - at > opt.stall_s:
+                del planned_at[ref]
+                ray.cancel(ref, force=True)
+        by_task = {run.task: run for run in inflight.values()}
+        for t in bar.silent(list(by_task), opt.stall_s):
+            run = by_task[t]
+            stuck.add(t)
+            if id(run.actor) not in stopped:
+                stopped.add(id(run.actor))
+                tqdm.write(f"annotate: {run.item.path}: nothing decoded or written for {opt.stall_s:g} s; "
+                           f"stopping its worker")
+                ray.kill(run.actor, no_restart=True)
+
     def record_summary() -> None:
         try:                 # progress only: the final write after the loop must succeed
             _write_json(out, "_summary.json", summary)
@@ -142,7 +172,8 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
         while queue or inflight or planning or to_plan:
             while to_plan and len(planning) < 2 * max(1, len(live)):
                 it = to_plan.popleft()
-                planning[_segments_remote.remote(it.path, opt.segment_s, opt.overlap_s)] = it
+                ref = _segments_remote.remote(it.path, opt.segment_s, opt.overlap_s)
+                planning[ref], planned_at[ref] = it, time.monotonic()
             if not live:                         # every worker failed to start: the rest cannot run
                 for it, seg, _ in queue:
                     collect(it, {"item": it, "segment": seg, "status": "failed", "error": f"{it.path}: {no_worker}"})
@@ -172,12 +203,16 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
             if not inflight and not planning:
                 continue
             done, _ = ray.wait(list(inflight) + list(planning), num_returns=1,
-                               timeout=POLL_EVERY_S if bar.show else None)
+                               timeout=POLL_EVERY_S if bar.show else STALL_CHECK_S if opt.stall_s > 0 else None)
             bar.poll()
+            if opt.stall_s > 0 and time.monotonic() - checked >= STALL_CHECK_S:
+                checked = time.monotonic()
+                stop_stuck()
             if not done:
                 continue
             if done[0] in planning:         # a video's keyframes are listed: its segments join the queue
                 it = planning.pop(done[0])
+                planned_at.pop(done[0], None)
                 try:
                     segments = ray.get(done[0])
                 except ray.exceptions.RayError:
@@ -210,17 +245,23 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                         live.discard(run.slot)
                         no_worker = str(err)
                         tqdm.write(f"annotate: {err}")
+                if id(run.actor) in stopped and run.task not in stuck:   # stopped for another task's stall
+                    queue.appendleft((it, seg, run.suspect))
+                    continue
                 key = (it.name, getattr(seg, "index", seg))
                 deaths[key] = deaths.get(key, 0) + 1
+                stalls[key] = stalls.get(key, 0) + (run.task in stuck)
                 if deaths[key] < opt.retries:
                     if seg == "photos" and len(it.items) > 1:    # which photo kills it: each alone
                         queue.extendleft((PhotoBatch((p,)), seg, True) for p in reversed(it.items))
                     else:
                         queue.appendleft((it, seg, True))
                     continue
-                res = {"item": it, "segment": seg, "status": "failed",
-                       "error": f"{it.path}: quarantined: the worker process died {deaths[key]} times while "
-                                f"it held this video (a decoder crash or out of memory?): {type(e).__name__}"}
+                why = (f"it did nothing for {opt.stall_s:g} s, {stalls[key]} times (a read that never returns, "
+                       f"a stuck decoder?)" if stalls[key] == deaths[key] else
+                       f"the worker process died {deaths[key]} times while it held this video (a decoder crash "
+                       f"or out of memory?): {type(e).__name__}")
+                res = {"item": it, "segment": seg, "status": "failed", "error": f"{it.path}: quarantined: {why}"}
             except ray.exceptions.RayError as e:
                 bar.task_ended(run.task, {})
                 res = {"item": it, "segment": seg, "status": "failed",

@@ -30,24 +30,34 @@ def shows(progress: str) -> bool:
 
 
 class FrameBoard:
-    """The running frame count of every task in flight (runs as a Ray actor)."""
+    """The running frame count of every task in flight, and when each last reported (runs as a
+    Ray actor; its one clock times every task, wherever the tasks run)."""
 
     def __init__(self):
         self.counts: dict[int, int] = {}
+        self.heard: dict[int, float] = {}
 
     def set(self, task: int, count: int) -> None:
         self.counts[task] = max(count, self.counts.get(task, 0))
+        self.heard[task] = time.monotonic()
 
     def snapshot(self, tasks: list[int]) -> dict[int, int]:
         return {t: self.counts[t] for t in tasks if t in self.counts}
 
+    def silent(self, tasks: list[int], seconds: float) -> list[int]:
+        """Those of `tasks` that have started (reported once) and not reported for `seconds`."""
+        now = time.monotonic()
+        return [t for t in tasks if t in self.heard and now - self.heard[t] > seconds]
+
     def forget(self, tasks: list[int]) -> None:
         for t in tasks:
             self.counts.pop(t, None)
+            self.heard.pop(t, None)
 
 
 class FrameReporter:
-    """Travels with a task to its worker; the pipeline calls it as `on_frames(n)`."""
+    """Travels with a task to its worker; the pipeline calls it as `on_frames(n)` (n = 0: a
+    heartbeat, from a render or the task's start)."""
 
     def __init__(self, board, task: int):
         self.board, self.task = board, task
@@ -73,11 +83,13 @@ def estimate_frames(it: VideoItem) -> int:
 
 
 class FrameBar:
-    """The driver's side: one bar for the run, in frames, with the files finished beside it.
-    Shown or not, the driver calls it the same way; hidden, it starts no actor and reads no header."""
+    """The driver's side: one bar for the run, in frames, with the files finished beside it, and
+    the tasks that went silent (`silent`). Shown or not, the driver calls it the same way; hidden
+    and not watching, it starts no actor and reads no header."""
 
-    def __init__(self, items: list[VideoItem], show: bool, no_frames: set[str] = frozenset()):
-        """`no_frames`: files whose tasks decode nothing the bar counts (a render redone alone)."""
+    def __init__(self, items: list[VideoItem], show: bool, no_frames: set[str] = frozenset(), watch: bool = False):
+        """`no_frames`: files whose tasks decode nothing the bar counts (a render redone alone).
+        `watch`: the tasks report even without a bar, so that a stuck one can be found."""
         self.show = show
         self.estimate = {it.name: 0 if it.name in no_frames else estimate_frames(it) for it in items} if show else {}
         self.done: dict[str, int] = {}          # frames of finished tasks, per file
@@ -88,7 +100,7 @@ class FrameBar:
         self.expected_n = sum(self.estimate.values())   # sum of max(estimate, done) per file
         self.finished, self.files = 0, len(items)
         self.next_task, self.polled = 0, 0.0
-        self.board = ray.remote(num_cpus=0)(FrameBoard).remote() if show else None
+        self.board = ray.remote(num_cpus=0)(FrameBoard).remote() if show or watch else None
         self.bar = tqdm(total=self.expected_n, desc="frames", unit="frame", disable=not show,
                         dynamic_ncols=True)
         self._postfix()
@@ -99,17 +111,28 @@ class FrameBar:
         self.next_task += 1
         if self.show:
             self.running[task] = names[0] if len(names) == 1 else None
-        return task, FrameReporter(self.board, task) if self.show else None
+        return task, FrameReporter(self.board, task) if self.board is not None else None
 
     def task_ended(self, task: int, counts: dict[str, int]) -> None:
         """A task's result is in (or its actor died: `counts` empty): the frames it really did."""
+        if self.board is not None:
+            self.board.forget.remote([task])
         if not self.show:
             return
         self.running.pop(task, None)
         self.live.pop(task, None)
         for name, n in counts.items():
             self._set_done(name, self.done.get(name, 0) + n)
-        self.board.forget.remote([task])
+
+    def silent(self, tasks: list[int], seconds: float) -> list[int]:
+        """Tasks started and not heard from for `seconds` (none when the board cannot answer:
+        a task is only ever given up on what the board says)."""
+        if self.board is None or not tasks:
+            return []
+        try:
+            return ray.get(self.board.silent.remote(tasks, seconds), timeout=30)
+        except ray.exceptions.RayError:
+            return []
 
     def _cap(self, name: str) -> int:
         return max(self.estimate.get(name, 0), self.done.get(name, 0))

@@ -6,8 +6,9 @@ sizes and starts the actors, and hands the tasks to its loop (`drive.py`), which
 `inflight` tasks queued per actor, stitches each video's segments, writes its table itself (temp
 name, then rename) and rewrites `_summary.json` after every video, so a killed driver leaves a
 truthful record and a rerun picks up where it stopped. The loop replaces an actor whose process
-dies and retries the tasks it held, a suspect alone on its actor; a video that kills its worker
-`retries` times is quarantined and reported, and the job goes on.
+dies, or whose task is stuck (silent for `stall_s`), and retries the tasks it held, a suspect
+alone on its actor; a video that kills or hangs its worker `retries` times is quarantined and
+reported, and the job goes on.
 """
 from __future__ import annotations
 
@@ -62,6 +63,7 @@ class RunOptions:
     render: dict | None = None       # filter name, overlay, anchor, crf, preset
     smooth: dict = field(default_factory=lambda: SmoothParams().to_dict())   # pipeline/smoothing.py
     progress: str = "auto"           # the frames bar: auto (when stderr is a terminal), always, never
+    stall_s: float = 600.0           # a task silent this long is stuck: its worker is stopped (0: never; drive.py)
     stage_server: bool = False       # the network (and torch cascade) in one process per GPU, fed by CPU actors
     params_for_key: dict = field(default_factory=dict)
 

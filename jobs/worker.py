@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import dataclass, replace
@@ -35,16 +36,33 @@ if TYPE_CHECKING:
     from .stage_server import RemoteStages
 
 
-# Tests set this to part of a video's name: the worker holding that video dies as a segfault would
-# kill it (SIGKILL, no cleanup). Never set in normal use.
+# Tests set these to part of a video's name: the worker holding that video dies as a segfault would
+# kill it (SIGKILL, no cleanup), or never returns, as a read from a hung network mount. Never set
+# in normal use.
 KILL_HOOK = "FACETRACKS_TEST_KILL_WORKER_ON"
+STALL_HOOK = "FACETRACKS_TEST_STALL_WORKER_ON"
 GPU_SWITCH_INTERVAL_S = 0.0005
 
 
-def _test_kill_hook(item: VideoItem) -> None:
+def _test_hooks(item: VideoItem) -> None:
     poison = os.environ.get(KILL_HOOK)
     if poison and poison in item.name:      # stands for a decoder segfault or an OOM kill
         os.kill(os.getpid(), signal.SIGKILL)
+    stuck = os.environ.get(STALL_HOOK)
+    if stuck and stuck in item.name:        # stands for a read that never returns
+        threading.Event().wait()
+
+
+def _started(on_frames) -> None:
+    """Tell the run's board this task has started (`on_frames(0)`: no frames, a heartbeat): from
+    then on, a task silent for `--stall-seconds` is stuck (jobs/drive.py)."""
+    if on_frames is not None:
+        on_frames(0)
+
+
+def _alive(on_frames):
+    """The heartbeat a render calls after each frame (it decodes no frames the bar counts)."""
+    return (lambda: on_frames(0)) if on_frames is not None else None
 
 
 @dataclass
@@ -112,14 +130,14 @@ class AnnotateWorker:
         return f"{name} ({torch.cuda.get_device_name()}, {precision})" if name.startswith("cuda") else f"{name} ({precision})"
 
     @staticmethod
-    def _render(item: VideoItem, table, frames: int, render: dict, render_to: str) -> dict:
+    def _render(item: VideoItem, table, frames: int, render: dict, render_to: str, alive=None) -> dict:
         """Render beside the tracks; for an object-store URI (render["out"]), into a local temp
         file, then stream it to `render_to`, a path inside that filesystem. Returns the summary's
         render entry: a failed render is reported on its own and never costs the tracks."""
         try:
             filt = get_filter(render["name"], render.get("overlay_bytes"), render.get("anchor", "eyes"))
             args = (faces_by_frame(table), filt, frames, render.get("crf", 20), render.get("preset", "medium"),
-                    render.get("key"))
+                    render.get("key"), alive)
             out = render.get("out")
             if not out or not is_uri(out):
                 st = render_video(item.path, render_to, *args)
@@ -142,10 +160,12 @@ class AnnotateWorker:
         comes back smoothed (a whole video; segments are smoothed once stitched). `on_frames(n)`:
         the frames done, as they are done (the run's progress)."""
         base = {"item": item, "segment": segment}
-        _test_kill_hook(item)
+        _started(on_frames)
+        _test_hooks(item)
         if tracks is not None:
             table, frames = tracks
-            return {**base, "status": "render_only", "render": self._render(item, table, frames, render, render_to)}
+            return {**base, "status": "render_only",
+                    "render": self._render(item, table, frames, render, render_to, _alive(on_frames))}
         smoothing = SmoothParams(**smooth) if smooth else NONE
         try:
             with self.shared.stream() as (detector, predictor):
@@ -162,13 +182,14 @@ class AnnotateWorker:
         res = {**base, "status": "ok", "table": table, "info": r.info.to_dict(), "stats": r.stats.__dict__,
                "seconds": r.seconds, "damaged": r.damaged, "batching": self.batching(), "ready_at": self.ready_at}
         if render:                   # drawn from the points the track file holds
-            res["render"] = self._render(item, table, r.stats.frames, render, render_to)
+            res["render"] = self._render(item, table, r.stats.frames, render, render_to, _alive(on_frames))
         return res
 
     def photos(self, items: list[VideoItem], plans: list[tuple[str, str] | None], render: dict | None = None,
                on_frames=None) -> list[dict]:
         """Many photos in one task, each its own result (a bad one fails alone). `plans`: per
         photo, (where its render goes, its render key), or None."""
+        _started(on_frames)
         drawer = _PhotoDrawer.of(render)      # the filter and the output filesystem, once per batch
         with self.shared.stream() as stages:
             return [self._photo(it, plan, drawer, on_frames, stages) for it, plan in zip(items, plans)]
@@ -176,7 +197,7 @@ class AnnotateWorker:
     def _photo(self, item: VideoItem, plan: tuple[str, str] | None, drawer: _PhotoDrawer | None, on_frames,
                stages: tuple) -> dict:
         base = {"item": item, "segment": None}
-        _test_kill_hook(item)
+        _test_hooks(item)
         try:
             photo = read_photo(item.path)
             r = annotate_photo(photo, item.name, *stages, self.follow, on_frames)

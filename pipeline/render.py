@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -127,12 +128,13 @@ def read_render_key(path: str, filesystem: pafs.FileSystem | None = None) -> str
 
 def render_video(src: str, dst: str, faces: dict[int, list[np.ndarray]], filt: FilterFn,
                  expected_frames: int | None = None, crf: int = 20, preset: str = "medium",
-                 key: str | None = None) -> RenderStats:
+                 key: str | None = None, alive: Callable[[], None] | None = None) -> RenderStats:
     """Render `src` with `filt` drawn on `faces` into `dst` (its extension picks the container).
-    `key` is stored in the file (see `render_key`), so a rerun can tell whether it is current."""
+    `key` is stored in the file (see `render_key`), so a rerun can tell whether it is current.
+    `alive()` is called after each frame: whoever watches for a stuck task hears that it is not."""
     fmt = output_format(dst)
     with temp_path(dst) as tmp:
-        stats = _render(src, tmp, faces, filt, crf, preset, fmt, key)
+        stats = _render(src, tmp, faces, filt, crf, preset, fmt, key, alive)
         if expected_frames is not None and stats.frames != expected_frames:
             raise TracksMismatch(f"{src}: {stats.frames} frames decode, the tracks describe {expected_frames}")
     return stats
@@ -182,7 +184,8 @@ def _audio_out(out, ain, fmt: OutputFormat):
     return aout, False
 
 
-def _render(src: str, f, faces, filt, crf: int, preset: str, fmt: OutputFormat, key: str | None) -> RenderStats:
+def _render(src: str, f, faces, filt, crf: int, preset: str, fmt: OutputFormat, key: str | None,
+            alive: Callable[[], None] | None) -> RenderStats:
     look = _first_look(src)
     o = orientation_from_matrix(look.matrix)
     inp, vin = open_video(src)
@@ -245,6 +248,8 @@ def _render(src: str, f, faces, filt, crf: int, preset: str, fmt: OutputFormat, 
                     for p in vout.encode(new):
                         out.mux(p)
                     frames += 1
+                    if alive is not None:
+                        alive()
         except av.error.FFmpegError as e:
             raise VideoError(f"{src}: render failed at frame {frames} ({e})") from e
         for p in vout.encode(None):

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 
 from facetracks.jobs.stage_server import KILL_HOOK as KILL_SERVER
-from facetracks.jobs.worker import KILL_HOOK
+from facetracks.jobs.worker import KILL_HOOK, STALL_HOOK
 
 from .compare import assert_tracks_match
 from .raycluster import RAY, LoopbackCluster, sandbox_env, session_processes, short_tempdir, stop_sessions
@@ -237,6 +237,26 @@ def test_a_video_that_kills_its_worker_costs_only_itself(sandbox, inputs, refere
     v = json.loads((out / "_summary.json").read_text())["videos"]
     assert v["poison.mp4"]["status"] == "failed" and "quarantined" in v["poison.mp4"]["error"]
     assert all(e["status"] == "ok" for k, e in v.items() if k != "poison.mp4")
+    assert_same(reference, out)
+
+
+def test_a_video_whose_worker_hangs_is_stopped_and_quarantined(sandbox, inputs, reference, tmp_path):
+    """One actor, and a video whose worker never returns once it has started it (the worker's test
+    hook waits for ever, as a read from a hung network mount does): with --stall-seconds 3 the
+    driver stops that worker, tries the video again alone on a new one, then quarantines it;
+    the task queued behind it goes back as it was, and every other video comes out as in a
+    clean run. Without the watchdog the job would wait for ever."""
+    d = tmp_path / "in"
+    shutil.copytree(inputs, d)
+    shutil.copy(d / "single.mp4", d / "stuck.mp4")
+    out = tmp_path / "out"
+    code, text = annotate({**sandbox, STALL_HOOK: "stuck"}, d, out, "--actors", "1", "--stall-seconds", "3")
+    assert code == 1, text
+    v = json.loads((out / "_summary.json").read_text())["videos"]
+    assert v["stuck.mp4"]["status"] == "failed", v["stuck.mp4"]
+    assert "quarantined: it did nothing for 3 s, 2 times" in v["stuck.mp4"]["error"], v["stuck.mp4"]["error"]
+    assert all(e["status"] == "ok" for k, e in v.items() if k != "stuck.mp4")
+    assert text.count("nothing decoded or written for 3 s") == 2, text
     assert_same(reference, out)
 
 

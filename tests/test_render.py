@@ -135,3 +135,14 @@ def test_bad_inputs_fail_clearly_and_write_nothing(made, tmp_path, capsys):
         faces, _ = load_tracks_for(clip.path, str(d / "talk.parquet"))
         render_video(clip.path, str(out), faces, get_filter("landmarks"), expected_frames=999)
     assert not out.exists()
+
+
+def test_a_render_says_it_is_alive_after_every_frame(made, tmp_path):
+    """`alive` is what keeps a long render from looking stuck to the job's watchdog
+    (`annotate --stall-seconds`): it must be heard once per frame written."""
+    d, clip, _ = made
+    beats = []
+    faces, _ = load_tracks_for(clip.path, str(d / "talk.parquet"))
+    st = render_video(clip.path, str(tmp_path / "alive.mp4"), faces, get_filter("landmarks"),
+                      alive=lambda: beats.append(1))
+    assert st.frames > 0 and len(beats) == st.frames
