@@ -211,7 +211,12 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
             summary["actors"]["stage_servers"] = {"count": len(servers), "nodes": len({s.node for s in servers}),
                                                   "detect": _remote_detect(opt)}
         opt = replace(opt, inflight=max(opt.inflight, streams + 1))
-        _drive(actors, tasks, opt, summary, out, earlier, renders, make_actor, started)
+        try:
+            _drive(actors, tasks, opt, summary, out, earlier, renders, make_actor, started)
+        except KeyboardInterrupt:      # Ctrl-C: the summary says so, and what finished; a rerun does the rest
+            summary.update(interrupted=True, seconds=round(time.perf_counter() - t0, 2))
+            _write_json(out, "_summary.json", summary)
+            raise
         if servers:
             summary["actors"]["stage_servers"].update(_server_stats(servers))
     summary["seconds"] = round(time.perf_counter() - t0, 2)

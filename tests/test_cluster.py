@@ -224,6 +224,32 @@ def test_killed_driver_resumes_to_the_same_outputs(sandbox, inputs, reference, t
     assert_same(reference, tmp_path)
 
 
+def test_ctrl_c_ends_the_driver_with_one_line_and_a_rerun_finishes(sandbox, inputs, reference, tmp_path):
+    """SIGINT (Ctrl-C) to the driver once a video is done: exit 130, one line saying what to do and
+    no traceback, the summary marked interrupted, no partial file; the same command finishes."""
+    p = annotate(sandbox, inputs, tmp_path, "--actors", "1", wait=False)
+    summary = tmp_path / "_summary.json"
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and p.poll() is None:
+            if summary.exists() and any(v["status"] == "ok" for v in json.loads(summary.read_text())["videos"].values()):
+                break
+            time.sleep(0.1)
+        os.kill(p.pid, signal.SIGINT)
+        text, _ = p.communicate(timeout=120)
+    finally:
+        stop_sessions([p.pid], sandbox["RAY_AUTH_TOKEN"])
+    assert p.returncode == 130, text
+    assert "facetracks annotate: interrupted" in text and "Traceback" not in text, text
+    s = json.loads(summary.read_text())
+    assert s["interrupted"] is True and 0 < len(s["videos"]) < 3
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+    code, text = annotate(sandbox, inputs, tmp_path, "--actors", "1")
+    assert code == 0, text
+    assert "interrupted" not in json.loads(summary.read_text())
+    assert_same(reference, tmp_path)
+
+
 def test_a_video_that_kills_its_worker_costs_only_itself(sandbox, inputs, reference, tmp_path):
     """One actor, and a video whose worker dies every time it holds it (the worker's test hook
     SIGKILLs itself, as a decoder segfault would): the actor is replaced, the video quarantined
