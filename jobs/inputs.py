@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from facetracks.pipeline.filters import FILTERS
 from facetracks.pipeline.render import OUTPUT_FORMATS
+from facetracks.pipeline.video import text_path
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".wmv", ".asf", ".m4v", ".mpg", ".mpeg", ".m2v",
                     ".vob", ".flv", ".ts", ".3gp", ".mts", ".m2ts", ".mxf", ".ogv", ".h264", ".264", ".h265", ".hevc",
@@ -37,7 +38,10 @@ def is_photo(path: str) -> bool:
 
 
 def _safe_name(rel: str) -> str:
-    """Relative, normalised, never climbing out of the output folder."""
+    """Relative, normalised, never climbing out of the output folder, and text (`text_path`: a
+    name's bytes that are not UTF-8 as `%XX`): the `video` column and the output's own name must
+    be valid Unicode. The file is still read by its path."""
+    rel = text_path(rel)
     parts = [p for p in os.path.normpath(rel).replace("\\", "/").split("/") if p not in ("", ".", "..")]
     return "/".join(parts)
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from facetracks.pipeline.atomic import temp_name, temp_path
-from facetracks.pipeline.video import VideoError
+from facetracks.pipeline.video import VideoError, text_path
 
 from .report_charts import score_chart, timeline_chart
 from .report_data import VideoReport, face_rows, load_report, lowest_score_rows, spaced_frames
@@ -98,5 +98,5 @@ def write_report(out_dir: str, n_frames: int = 6, n_worst: int = 4) -> str:
         shutil.rmtree(build, ignore_errors=True)
     path = os.path.join(out_dir, REPORT_HTML)
     with temp_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.write(page)
+        f.write(text_path(page))        # an error message may quote a file name that is not UTF-8
     return path

@@ -14,6 +14,7 @@ H.264 file) is stretched through a 256-entry table. Packets the decoder rejects 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass
 from typing import Iterator
 
@@ -88,9 +89,19 @@ def display_matrix(frame: av.VideoFrame) -> np.ndarray | None:
     return None
 
 
+_UNDECODED = re.compile("[\udc80-\udcff]")     # a file name's non-UTF-8 bytes, as os.fsdecode holds them
+
+
+def text_path(path: str) -> str:
+    """`path` as text: the bytes of a file name that are not UTF-8 (a name from an old Windows or
+    Mac system, an archive unpacked with another code page; Python holds them as surrogates) as
+    `%XX`. Parquet strings, metadata and HTML must be valid Unicode; the file is opened by `path`."""
+    return _UNDECODED.sub(lambda m: f"%{ord(m.group()) - 0xDC00:02X}", path)
+
+
 @dataclass
 class VideoInfo:
-    path: str
+    path: str             # absolute; a name's non-UTF-8 bytes kept (JSON metadata escapes them, \udcXX)
     size_bytes: int
     mtime: float
     width: int            # upright (after rotation)

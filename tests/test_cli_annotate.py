@@ -223,3 +223,30 @@ def test_address_auto_with_no_cluster_is_one_line(tmp_path):
     err = r.stderr.strip()
     assert r.returncode == 2 and "no Ray cluster at --address auto" in err, r.stdout + r.stderr
     assert "\n" not in err and "Traceback" not in err
+
+
+def test_a_file_name_that_is_not_utf8_is_annotated_rendered_and_reported(job, tmp_path):
+    """A name from an old Windows system (Latin-1 bytes) that Linux keeps as bytes: Python holds
+    the byte 0xE9 as a surrogate, which Parquet, pyarrow's paths and HTML cannot take. It used to
+    fail with "UnicodeEncodeError ... surrogates not allowed". Now its `video` column and output
+    names spell the byte %E9; the file is still read by its real name, and the report reaches it."""
+    src, _, _ = job
+    d = tmp_path / "in"
+    d.mkdir()
+    name = os.fsdecode(b"caf\xe9.mp4")
+    try:
+        shutil.copy(src / "moving.mp4", os.path.join(d, name))
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this filesystem takes only UTF-8 names")
+    out = tmp_path / "out"
+    assert main(["annotate", str(d), "--out", str(out), "--render", "landmarks", "--report", "--progress", "never"]) == 0
+    v = json.loads((out / "_summary.json").read_text())["videos"]
+    assert list(v) == ["caf%E9.mp4"] and v["caf%E9.mp4"]["status"] == "ok"
+    t = pd.read_parquet(out / "caf%E9.mp4.parquet")
+    assert set(t.video) == {"caf%E9.mp4"} and t.track_id.notna().any()
+    assert read_meta(str(out / "caf%E9.mp4.parquet"))["source"]["path"] == os.path.join(d, name)
+    assert (out / "caf%E9.mp4.landmarks.mp4").exists()
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "caf%E9.mp4" in page and "not reachable" not in page
+    assert main(["annotate", str(d), "--out", str(out), "--progress", "never", "--render", "landmarks"]) == 0
+    assert json.loads((out / "_summary.json").read_text())["videos"]["caf%E9.mp4"]["status"] == "skipped"
