@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field, replace
 
@@ -32,7 +33,7 @@ from .outputs import remove_stale_temps, resolve
 from .photos import batches, render_current as photo_render_current
 from .run_state import Out, _key, _read_summary, _render_plan, _skipped, _write_json
 from .sizing import decode_threads, plan_actors, without_stage_servers
-from .stage_server import SERVER_CALLS, SERVER_RESTARTS, RemoteStages, Server, StageServer
+from .stage_server import SERVER_CALLS, SERVER_RESTARTS, RemoteStages, Server, StageServer, WeightsStore
 from .worker import AnnotateWorker
 
 __all__ = ["ACTOR_START_S", "GPU_STREAMS", "ClusterError", "RunOptions", "WorkerStartError", "init_ray",
@@ -107,9 +108,11 @@ def _start_stage_servers(opt: RunOptions, weights) -> tuple[list[Server], str, l
     gpus = any(n["Resources"].get("GPU", 0) >= 1 for n in nodes if n.get("Alive"))
     cls = ray.remote(StageServer).options(num_cpus=cpus, num_gpus=1 if gpus else 0, max_restarts=SERVER_RESTARTS,
                                           max_task_retries=-1, max_concurrency=SERVER_CALLS)
-    handles = [cls.remote(weights, opt.detector, opt.predictor) for _ in range(count)]
+    store = f"facetracks-weights-{uuid.uuid4().hex}"
+    held = ray.remote(WeightsStore).options(name=store, num_cpus=0).remote(weights)
+    handles = [cls.remote(None, opt.detector, opt.predictor, store=store) for _ in range(count)]
     devices = [_started(h.device.remote()) for h in handles]
-    servers = [Server(h, n) for h, n in zip(handles, ray.get([h.node.remote() for h in handles]))]
+    servers = [Server(h, n, held) for h, n in zip(handles, ray.get([h.node.remote() for h in handles]))]
     return servers, devices[0], left
 
 

@@ -56,6 +56,19 @@ def _reconstructed() -> bool:
         return False
 
 
+class WeightsStore:
+    """The checkpoint's bytes, held for the run by a small actor of its own, which the stage
+    servers read by name when they start and restart. Why not a constructor argument: one over
+    100 KB travels through the object store, and for a restartable actor Ray then reports at
+    error level that its restart may fail (ray-project/ray#53727)."""
+
+    def __init__(self, weights: bytes | None):
+        self.weights = weights
+
+    def get(self) -> bytes | None:
+        return self.weights
+
+
 class StageServer:
     """The network (and the torch cascade) on this process's device, for crops and frames sent in.
     Calls that arrive together (the actor runs `SERVER_CALLS` at once) go through the GPU as one
@@ -63,7 +76,12 @@ class StageServer:
     a batch runs joins the next one, so a busy server runs fewer, larger passes and an idle one
     answers at once. Its threads only wait on each other; no stream's Python runs here."""
 
-    def __init__(self, weights: bytes | str | None, detector: dict, predictor: dict, device: str | None = None):
+    def __init__(self, weights: bytes | str | None, detector: dict, predictor: dict, device: str | None = None,
+                 store: str = ""):
+        """`store`: the name of the run's `WeightsStore`, read for the weights (instead of `weights`)
+        when the server starts and each time Ray restarts it."""
+        if store:
+            weights = ray.get(ray.get_actor(store).get.remote())
         self.predictor = LandmarkPredictor.load(weights, device=device, **predictor)
         self.detector = make_detector({**detector, "backend": "torch"}, self.predictor.device)
         self.shared = SharedStages(self.detector, self.predictor)
@@ -113,6 +131,7 @@ class StageServer:
 class Server:
     handle: object         # the StageServer actor's handle
     node: str              # the Ray node it runs on
+    store: object = None   # the WeightsStore it restarts from, kept alive by this handle
 
 
 @dataclass
