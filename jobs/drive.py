@@ -107,7 +107,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
     deaths: dict[tuple, int] = {}                # task -> times its actor died under it
     stalls: dict[tuple, int] = {}                # ... of which, times it was stopped for being stuck
     stuck: set[int] = set()                      # tasks (their bar ids) found silent for opt.stall_s
-    stopped: set[int] = set()                    # id() of the actor handles stopped for a stuck task
+    stopped: dict[int, object] = {}              # id() -> actor handle stopped for a stuck task (held: ids stay unique)
     checked = time.monotonic()
     batching: dict = {}                          # actor -> its shared stages' counters (worker.batching)
     bar = FrameBar([p for it, seg in tasks for p in (it.items if seg == "photos" else (it,))],
@@ -157,7 +157,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
             run = by_task[t]
             stuck.add(t)
             if id(run.actor) not in stopped:
-                stopped.add(id(run.actor))
+                stopped[id(run.actor)] = run.actor
                 tqdm.write(f"annotate: {run.item.path}: nothing decoded or written for {opt.stall_s:g} s; "
                            f"stopping its worker")
                 ray.kill(run.actor, no_restart=True)
