@@ -255,9 +255,8 @@ def run(args: argparse.Namespace) -> int:
     except WorkerStartError as e:
         return _refuse(str(e), 1)
     except KeyboardInterrupt:
-        print(f"facetracks annotate: interrupted; every file written is complete (no partial file is left), "
-              f"the summary in {os.path.join(args.out, '_summary.json')} says which; the same command again "
-              f"does the rest", file=sys.stderr)
+        print("facetracks annotate: interrupted; every file written is complete (no partial file is left); "
+              "the same command again does the rest", file=sys.stderr)
         return 130
     v = summary["videos"]
     ok = [n for n, e in v.items() if e["status"] == "ok"]

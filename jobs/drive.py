@@ -23,8 +23,10 @@ from tqdm import tqdm
 
 from facetracks.pipeline.parquet import meta_of
 from facetracks.pipeline.segments import segments_of
+from facetracks.pipeline.video import text_path
 
 from .inputs import VideoItem
+from .outputs import remove_temps_of
 from .photos import PhotoBatch, failed_each
 from .progress import POLL_EVERY_S, FrameBar, shows
 from .results import SegmentedVideo, finish_whole, frames_done
@@ -96,8 +98,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
     expected.update({p.name: 1 for it, seg in tasks if seg == "photos" for p in it.items})
     queue = deque((it, seg, False) for it, seg in tasks if seg != "plan")
     to_plan = deque(it for it, seg in tasks if seg == "plan")
-    planning: dict = {}
-    planned_at: dict = {}                        # a keyframe listing's ref -> when it was sent
+    planning: dict = {}                          # a keyframe listing's ref -> (its video, its bar/board id)
     live = set(range(len(actors)))              # slots with a working actor
     received: dict[str, int] = {}               # results in, per video
     segmented: dict[str, SegmentedVideo] = {}
@@ -146,20 +147,22 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
 
     def stop_stuck() -> None:
         """Stop the actors of tasks started and silent for opt.stall_s; their results then come
-        back as an actor's death and are handled below. A keyframe listing that long is cancelled:
-        its video is then sent whole, and its task is watched as any other."""
-        for ref, at in list(planned_at.items()):    # a keyframe listing stuck on its file: the video goes whole
-            if ref in planning and time.monotonic() - at > opt.stall_s:
-                del planned_at[ref]
-                ray.cancel(ref, force=True)
+        back as an actor's death and are handled below. A keyframe listing as silent (it reports
+        each packet read) is cancelled: its video is then sent whole, and watched as any task."""
+        listing = {task: ref for ref, (_, task) in planning.items()}
         by_task = {run.task: run for run in inflight.values()}
-        for t in bar.silent(list(by_task), opt.stall_s):
+        for t in bar.silent(list(by_task) + list(listing), opt.stall_s):
+            if t in listing:
+                tqdm.write(f"annotate: {text_path(planning[listing[t]][0].path)}: listing its keyframes read "
+                           f"nothing for {opt.stall_s:g} s; it goes whole")
+                ray.cancel(listing[t], force=True)
+                continue
             run = by_task[t]
             stuck.add(t)
             if id(run.actor) not in stopped:
                 stopped[id(run.actor)] = run.actor
-                tqdm.write(f"annotate: {run.item.path}: nothing decoded or written for {opt.stall_s:g} s; "
-                           f"stopping its worker")
+                tqdm.write(f"annotate: {text_path(run.item.path)}: nothing decoded or written for "
+                           f"{opt.stall_s:g} s; stopping its worker")
                 ray.kill(run.actor, no_restart=True)
 
     def record_summary() -> None:
@@ -172,8 +175,8 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
         while queue or inflight or planning or to_plan:
             while to_plan and len(planning) < 2 * max(1, len(live)):
                 it = to_plan.popleft()
-                ref = _segments_remote.remote(it.path, opt.segment_s, opt.overlap_s)
-                planning[ref], planned_at[ref] = it, time.monotonic()
+                task, on_frames = bar.reporter([it.name])
+                planning[_segments_remote.remote(it.path, opt.segment_s, opt.overlap_s, on_frames)] = it, task
             if not live:                         # every worker failed to start: the rest cannot run
                 for it, seg, _ in queue:
                     collect(it, {"item": it, "segment": seg, "status": "failed", "error": f"{it.path}: {no_worker}"})
@@ -211,8 +214,8 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
             if not done:
                 continue
             if done[0] in planning:         # a video's keyframes are listed: its segments join the queue
-                it = planning.pop(done[0])
-                planned_at.pop(done[0], None)
+                it, task = planning.pop(done[0])
+                bar.task_ended(task, {})
                 try:
                     segments = ray.get(done[0])
                 except ray.exceptions.RayError:
@@ -270,4 +273,12 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
     finally:
         for seg_state in segmented.values():   # interrupted: leave no pieces behind
             seg_state.fail("the run was interrupted")
+        if inflight:                           # interrupted: stop the renders and remove what they were writing
+            for run in inflight.values():
+                ray.kill(run.actor, no_restart=True)
+            for run in inflight.values():
+                items = run.item.items if run.segment == "photos" else (run.item,)
+                for target in (renders.get(p.name) for p in items):
+                    if target:
+                        remove_temps_of(out.fs, target[0])
         bar.close()

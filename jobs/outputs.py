@@ -70,3 +70,23 @@ def remove_stale_temps(fs: pafs.FileSystem, root: str, older_than_s: float = STA
             except OSError:
                 pass
     return removed
+
+
+def remove_temps_of(fs: pafs.FileSystem, path: str) -> int:
+    """Delete the temp files of `path` (`temp_name(path)`, any suffix), whatever their age: what a
+    render of this run was writing when the run was interrupted (this run alone writes `path`)."""
+    parent, _, base = path.rpartition("/")
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(parent or ".", allow_not_found=True))
+    except OSError:
+        return 0
+    removed = 0
+    for info in infos:
+        name = info.base_name
+        if info.type == pafs.FileType.File and is_temp_name(name) and name.rsplit(".", 2)[0] == base:
+            try:
+                fs.delete_file(info.path)
+                removed += 1
+            except OSError:
+                pass
+    return removed

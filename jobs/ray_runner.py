@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import cv2
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from facetracks.pipeline.parquet import is_current
 from facetracks.pipeline.render import read_render_key
@@ -33,7 +34,7 @@ from .outputs import remove_stale_temps, resolve
 from .photos import batches, render_current as photo_render_current
 from .run_state import Out, _key, _read_summary, _render_plan, _skipped, _write_json
 from .sizing import decode_threads, plan_actors, without_stage_servers
-from .stage_server import SERVER_CALLS, SERVER_RESTARTS, RemoteStages, Server, StageServer, WeightsStore
+from .stage_server import CALL_RETRIES, SERVER_CALLS, SERVER_RESTARTS, RemoteStages, Server, StageServer, WeightsStore
 from .worker import AnnotateWorker
 
 __all__ = ["ACTOR_START_S", "GPU_STREAMS", "ClusterError", "RunOptions", "WorkerStartError", "init_ray",
@@ -107,9 +108,10 @@ def _start_stage_servers(opt: RunOptions, weights) -> tuple[list[Server], str, l
     left, count, cpus = without_stage_servers(nodes)
     gpus = any(n["Resources"].get("GPU", 0) >= 1 for n in nodes if n.get("Alive"))
     cls = ray.remote(StageServer).options(num_cpus=cpus, num_gpus=1 if gpus else 0, max_restarts=SERVER_RESTARTS,
-                                          max_task_retries=-1, max_concurrency=SERVER_CALLS)
-    store = f"facetracks-weights-{uuid.uuid4().hex}"
-    held = ray.remote(WeightsStore).options(name=store, num_cpus=0).remote(weights)
+                                          max_task_retries=CALL_RETRIES, max_concurrency=SERVER_CALLS)
+    store = f"facetracks-weights-{uuid.uuid4().hex}"     # on the driver's node: it lives and dies with the run
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    held = ray.remote(WeightsStore).options(name=store, num_cpus=0, scheduling_strategy=here).remote(weights)
     handles = [cls.remote(None, opt.detector, opt.predictor, store=store) for _ in range(count)]
     devices = [_started(h.device.remote()) for h in handles]
     servers = [Server(h, n, held) for h, n in zip(handles, ray.get([h.node.remote() for h in handles]))]
@@ -164,6 +166,25 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
     run_id = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
     summary = {"run": run_id, "model": opt.model_id, "params": opt.params_for_key, "videos": {},
                "stale_temp_files_removed": removed}
+    tasks, renders = _plan_tasks(items, opt, out, earlier, summary)
+    t0 = time.perf_counter()
+    if tasks:
+        try:
+            _run_tasks(tasks, renders, opt, out, earlier, summary)
+        except KeyboardInterrupt:      # Ctrl-C: the summary says so, and what finished; a rerun does the rest
+            summary.update(interrupted=True, seconds=round(time.perf_counter() - t0, 2))
+            _write_json(out, "_summary.json", summary)
+            raise
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    _write_json(out, "_summary.json", summary)
+    return summary
+
+
+def _plan_tasks(items: list[VideoItem], opt: RunOptions, out: Out, earlier: dict, summary: dict
+                ) -> tuple[deque, dict[str, tuple[str, str] | None]]:
+    """What is to be done: every input whose tracks or render are not current is a task (a video
+    to list for segments, a render alone, a batch of photos); the current ones go into the
+    summary as skipped. Also each input's render plan (path, key), None when not rendering."""
     tasks: deque = deque()
     renders: dict[str, tuple[str, str] | None] = {}
     photos: list[VideoItem] = []
@@ -182,46 +203,42 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
         else:
             tasks.append((it, "plan" if _splits(opt) else None))
     tasks.extend((b, "photos") for b in batches(photos))
-    t0, started = time.perf_counter(), time.time()
-    if tasks:
-        init_ray(opt.address)
-        n_tasks = sum(1 if seg == "photos" else _estimated_pieces(it, opt) for it, seg in tasks)
-        weights = ray.put(opt.weights)
-        servers, server_device, left = _start_stage_servers(opt, weights) if opt.stage_server else ([], "", [])
-        if servers:
-            plan = plan_actors(left, n_tasks, opt.actors, opt.cpus_per_actor or 1.0, 0.0)
-            n, cpa, gpa = plan.count, plan.cpus, 0.0
-            streams = opt.streams or SERVER_FED_STREAMS
-        else:
-            n, cpa, gpa = _plan_actors(opt, n_tasks)
-            streams = opt.streams or (GPU_STREAMS if gpa else 1)
-        # no restarts by Ray: the driver replaces a dead actor itself and decides where its tasks go;
-        # each of an actor's concurrent calls is one stream of its shared stages (jobs/worker.py)
-        actor_cls = ray.remote(AnnotateWorker).options(num_cpus=cpa, num_gpus=gpa, max_restarts=0,
-                                                       max_concurrency=streams)
-        made = itertools.count()     # each CPU actor (replacements too) starts from the next of its node's servers
+    return tasks, renders
 
-        def make_actor():
-            stages = RemoteStages(servers, _remote_detect(opt), server_device, next(made)) if servers else None
-            return actor_cls.remote(weights, opt.detector, opt.follow, opt.predictor, None, max(1, int(cpa)),
-                                    decode_threads(cpa, streams), stages)
-        actors = [make_actor() for _ in range(n)]
-        summary["ray"] = {"gcs_address": ray.get_runtime_context().gcs_address, "nodes": len(ray.nodes())}
-        summary["actors"] = {"count": n, "cpus_per_actor": cpa, "gpus_per_actor": gpa, "streams": streams,
-                             "decode_threads": decode_threads(cpa, streams),
-                             "device": _started(actors[0].device.remote())}
-        if servers:
-            summary["actors"]["stage_servers"] = {"count": len(servers), "nodes": len({s.node for s in servers}),
-                                                  "detect": _remote_detect(opt)}
-        opt = replace(opt, inflight=max(opt.inflight, streams + 1))
-        try:
-            _drive(actors, tasks, opt, summary, out, earlier, renders, make_actor, started)
-        except KeyboardInterrupt:      # Ctrl-C: the summary says so, and what finished; a rerun does the rest
-            summary.update(interrupted=True, seconds=round(time.perf_counter() - t0, 2))
-            _write_json(out, "_summary.json", summary)
-            raise
-        if servers:
-            summary["actors"]["stage_servers"].update(_server_stats(servers))
-    summary["seconds"] = round(time.perf_counter() - t0, 2)
-    _write_json(out, "_summary.json", summary)
-    return summary
+
+def _run_tasks(tasks: deque, renders: dict, opt: RunOptions, out: Out, earlier: dict, summary: dict) -> None:
+    """Ray, the stage servers if asked for, the actors, and the task loop (`drive._drive`)."""
+    started = time.time()
+    init_ray(opt.address)
+    n_tasks = sum(1 if seg == "photos" else _estimated_pieces(it, opt) for it, seg in tasks)
+    weights = ray.put(opt.weights)
+    servers, server_device, left = _start_stage_servers(opt, weights) if opt.stage_server else ([], "", [])
+    if servers:
+        plan = plan_actors(left, n_tasks, opt.actors, opt.cpus_per_actor or 1.0, 0.0)
+        n, cpa, gpa = plan.count, plan.cpus, 0.0
+        streams = opt.streams or SERVER_FED_STREAMS
+    else:
+        n, cpa, gpa = _plan_actors(opt, n_tasks)
+        streams = opt.streams or (GPU_STREAMS if gpa else 1)
+    # no restarts by Ray: the driver replaces a dead actor itself and decides where its tasks go;
+    # each of an actor's concurrent calls is one stream of its shared stages (jobs/worker.py)
+    actor_cls = ray.remote(AnnotateWorker).options(num_cpus=cpa, num_gpus=gpa, max_restarts=0,
+                                                   max_concurrency=streams)
+    made = itertools.count()     # each CPU actor (replacements too) starts from the next of its node's servers
+
+    def make_actor():
+        stages = RemoteStages(servers, _remote_detect(opt), server_device, next(made)) if servers else None
+        return actor_cls.remote(weights, opt.detector, opt.follow, opt.predictor, None, max(1, int(cpa)),
+                                decode_threads(cpa, streams), stages)
+    actors = [make_actor() for _ in range(n)]
+    summary["ray"] = {"gcs_address": ray.get_runtime_context().gcs_address, "nodes": len(ray.nodes())}
+    summary["actors"] = {"count": n, "cpus_per_actor": cpa, "gpus_per_actor": gpa, "streams": streams,
+                         "decode_threads": decode_threads(cpa, streams),
+                         "device": _started(actors[0].device.remote())}
+    if servers:
+        summary["actors"]["stage_servers"] = {"count": len(servers), "nodes": len({s.node for s in servers}),
+                                              "detect": _remote_detect(opt)}
+    opt = replace(opt, inflight=max(opt.inflight, streams + 1))
+    _drive(actors, tasks, opt, summary, out, earlier, renders, make_actor, started)
+    if servers:
+        summary["actors"]["stage_servers"].update(_server_stats(servers))

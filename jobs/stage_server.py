@@ -14,11 +14,13 @@ the torch cascade on whole frames.
 CPU actor holds: every server's handle and node, and the calls through them.
 
 Faults. A server whose process dies (the OOM killer, a driver fault) is restarted by Ray with the
-same arguments (`SERVER_RESTARTS` times) and the calls it held are sent again (`max_task_retries`
--1): the calls are pure functions of the crops and frames they carry, so the rows are those of a
-run without the fault. A server that is gone for good (restarts used up, or not back within
-`SERVER_WAIT_S`: its node is gone) is left: each CPU actor sends its calls to the next server
-in its order, its own node's first; with none left, the video fails naming the cause.
+same arguments (`SERVER_RESTARTS` times) and the calls it held are sent again, once
+(`CALL_RETRIES`): the calls are pure functions of the crops and frames they carry, so the rows
+are those of a run without the fault. A call under which it dies again while it comes back is
+the likely cause: that call fails (`StageCallKilled`: its video only), and is sent to no other
+server. A server that is gone for good (restarts used up, or not back within `SERVER_WAIT_S`:
+its node is gone) is left: each CPU actor sends its calls to the next server in its order, its
+own node's first; with none left, the video fails naming the cause.
 """
 from __future__ import annotations
 
@@ -36,7 +38,8 @@ from facetracks.pipeline.batching import SharedStages
 from facetracks.pipeline.profiles import make_detector
 
 SERVER_CALLS = 32        # calls a server takes at once (Ray's max_concurrency): what one batch can merge
-SERVER_RESTARTS = 3      # times Ray restarts a server whose process died (then it is gone for good)
+SERVER_RESTARTS = 5      # times Ray restarts a server whose process died (then it is gone for good)
+CALL_RETRIES = 1         # times a call is sent again to its restarted server (more: a call that kills it would use up its restarts)
 SERVER_WAIT_S = 300      # a call not answered by then: its server is not coming back (its node is gone)
 
 # Tests set this: "once", a server's first life ends at its third forward call; "always", every
@@ -46,6 +49,11 @@ KILL_HOOK = "FACETRACKS_TEST_KILL_SERVER"
 
 class StageServerLost(RuntimeError):
     """Every stage server of the run is gone: the network cannot run for this actor's videos."""
+
+
+class StageCallKilled(RuntimeError):
+    """A call whose server died under it again after its restart, while the server came back: the
+    call is the likely cause (an input that kills it), so it fails here, costing its video only."""
 
 
 def _reconstructed() -> bool:
@@ -156,6 +164,7 @@ class RemoteStages:
         self._here = ""
         self._gone: set[int] = set()
         self.counts = {"stage_calls_same_node": 0, "stage_calls_other_node": 0, "stage_servers_left": 0}
+        self._lost: Exception | None = None       # why the last server given up was given up
 
     def __getstate__(self) -> dict:    # the handles and settings travel; the lock and the order do not
         return {k: getattr(self, k) for k in ("servers", "detect", "device", "first")}
@@ -173,24 +182,43 @@ class RemoteStages:
                 self._order = [g[(k + self.first) % len(g)] for g in (own, far) for k in range(len(g))]
             return [i for i in self._order if i not in self._gone]
 
+    def _leave(self, i: int, cause: Exception) -> None:
+        with self._lock:
+            if i not in self._gone:
+                self._gone.add(i)
+                self.counts["stage_servers_left"] += 1
+            self._lost = cause
+
+    @staticmethod
+    def _answers(server: Server) -> bool:
+        """Whether the server is up (after a restart if it is restarting); False: gone for good."""
+        try:
+            ray.get(server.handle.node.remote(), timeout=SERVER_WAIT_S)
+            return True
+        except ray.exceptions.RayError:
+            return False
+
     def _call(self, method: str, *args):
-        cause: Exception | None = None
         for i in self._ranked():
             server = self.servers[i]
             try:
                 out = ray.get(getattr(server.handle, method).remote(*args), timeout=SERVER_WAIT_S)
-            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:
-                with self._lock:            # restarts used up, or not back in time: gone for good
-                    if i not in self._gone:
-                        self._gone.add(i)
-                        self.counts["stage_servers_left"] += 1
-                cause = e
+            except ray.exceptions.GetTimeoutError as e:     # not back in time: its node is gone
+                self._leave(i, e)
+                continue
+            except ray.exceptions.RayActorError as e:
+                if self._answers(server):
+                    raise StageCallKilled(f"the stage server died under this call ({method}) {CALL_RETRIES + 1} "
+                                          f"times and came back: an input that kills it?") from None
+                self._leave(i, e)                 # its restarts are used up
                 continue
             with self._lock:
                 self.counts["stage_calls_same_node" if server.node == self._here else "stage_calls_other_node"] += 1
             return out
-        raise StageServerLost(f"every stage server of the run is gone ({len(self.servers)}; "
-                              f"the last one: {type(cause).__name__}: {(str(cause).splitlines() or [''])[0][:200]})")
+        with self._lock:
+            cause = self._lost
+        raise StageServerLost(f"every stage server of the run is gone ({len(self.servers)}; the last one: "
+                              f"{type(cause).__name__}: {(str(cause).splitlines() or [''])[0][:200]})")
 
     def stats(self) -> dict:
         """Calls answered by a server on this actor's node and on another, and servers given up."""

@@ -7,6 +7,7 @@ stream of `SharedStages`, so the videos and segments an actor holds share each d
 each forward pass (pipeline/batching.py). A GPU actor is fed that way."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 KILL_HOOK = "FACETRACKS_TEST_KILL_WORKER_ON"
 STALL_HOOK = "FACETRACKS_TEST_STALL_WORKER_ON"
 GPU_SWITCH_INTERVAL_S = 0.0005
+HEARTBEAT_S = 1.0        # a busy phase's heartbeats (the reporter sends at most every 0.5 s anyway)
 
 
 def _test_hooks(item: VideoItem) -> None:
@@ -63,6 +65,28 @@ def _started(on_frames) -> None:
 def _alive(on_frames):
     """The heartbeat a render calls after each frame (it decodes no frames the bar counts)."""
     return (lambda: on_frames(0)) if on_frames is not None else None
+
+
+@contextlib.contextmanager
+def _beating(on_frames):
+    """Heartbeats from a thread while the task does work that reads no frames but always ends
+    (smoothing and the pose fit of a long video, an upload): the watchdog looks for reads and
+    decoders that never return, not for these."""
+    if on_frames is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(HEARTBEAT_S):
+            on_frames(0)
+    t = threading.Thread(target=beat, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
 
 
 @dataclass
@@ -145,7 +169,8 @@ class AnnotateWorker:
                 with tempfile.TemporaryDirectory() as d:
                     local = os.path.join(d, "rendered" + os.path.splitext(render_to)[1])
                     st = render_video(item.path, local, *args)
-                    upload(local, resolve(out)[0], render_to)
+                    with _beating(alive and (lambda _n: alive())):
+                        upload(local, resolve(out)[0], render_to)
         except (VideoError, TracksMismatch, ValueError) as e:
             return {"status": "failed", "error": str(e)}
         except Exception as e:    # noqa: BLE001 - any failure of the render is the render's, not the video's
@@ -178,7 +203,8 @@ class AnnotateWorker:
         except Exception as e:   # anything else is a bug or an odd file: report it with the file's name
             return {**base, "status": "failed", "error": f"{item.path}: {type(e).__name__}: {e}",
                     "traceback": traceback.format_exc(limit=5)}
-        table = smooth_tracks(r.table, smoothing, (r.info.width, r.info.height))
+        with _beating(on_frames):
+            table = smooth_tracks(r.table, smoothing, (r.info.width, r.info.height))
         res = {**base, "status": "ok", "table": table, "info": r.info.to_dict(), "stats": r.stats.__dict__,
                "seconds": r.seconds, "damaged": r.damaged, "batching": self.batching(), "ready_at": self.ready_at}
         if render:                   # drawn from the points the track file holds

@@ -8,6 +8,7 @@ actors run it, so any number of actors gives the same rows and the same ids.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,11 +28,17 @@ class Segment:
     decode_from_s: float | None  # where decoding starts (start_s - overlap)
 
 
-def segments_of(path: str, segment_s: float, overlap_s: float) -> list[Segment | None]:
+def segments_of(path: str, segment_s: float, overlap_s: float,
+                on_frames: Callable[[int], None] | None = None) -> list[Segment | None]:
     """The segments of one video, from its keyframes (reading every packet of the file); [None]
-    for one piece, or when the file cannot be read (its worker reports why)."""
+    for one piece, or when the file cannot be read (its worker reports why). `on_frames(0)`: a
+    heartbeat before the file is opened and for each packet read (a stuck read is found by its
+    silence, as a worker's is)."""
+    alive = (lambda: on_frames(0)) if on_frames is not None else None
+    if alive:
+        alive()
     try:
-        plan = plan_segments(keyframe_times(path), segment_s, overlap_s)
+        plan = plan_segments(keyframe_times(path, alive), segment_s, overlap_s)
     except VideoError:
         return [None]
     return plan if len(plan) > 1 else [None]

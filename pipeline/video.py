@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Iterator
 
@@ -208,13 +209,20 @@ def probe(path: str) -> VideoInfo:
                          timing="pts" if first.pts is not None else "frame_rate")
 
 
-def keyframe_times(path: str) -> list[float]:
+def keyframe_times(path: str, alive: Callable[[], None] | None = None) -> list[float]:
     """Times of the video's keyframes, from packets alone (no decoding): where segments may start.
-    Empty for a stream without PTS: such a stream cannot be cut by time and runs whole."""
+    Empty for a stream without PTS: such a stream cannot be cut by time and runs whole. `alive()`
+    is called for every packet read: whoever watches for a stuck read hears that this one is not."""
     container, s = open_video(path)
+    times = set()
     with container:
         try:
-            return sorted({float(p.pts * s.time_base) for p in container.demux(s) if p.is_keyframe and p.pts is not None})
+            for p in container.demux(s):
+                if alive is not None:
+                    alive()
+                if p.is_keyframe and p.pts is not None:
+                    times.add(float(p.pts * s.time_base))
+            return sorted(times)
         except av.error.FFmpegError as e:
             raise VideoError(f"{path}: cannot read packets ({e})") from e
 

@@ -250,6 +250,26 @@ def test_ctrl_c_ends_the_driver_with_one_line_and_a_rerun_finishes(sandbox, inpu
     assert_same(reference, tmp_path)
 
 
+def test_ctrl_c_during_a_render_leaves_no_temp_file(sandbox, inputs, tmp_path):
+    """SIGINT while a render is being written: the driver stops the actors and removes the render's
+    temp file; exit 130."""
+    p = annotate(sandbox, inputs, tmp_path, "--actors", "1", "--render", "landmarks", wait=False)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and p.poll() is None:
+            if [f for f in os.listdir(tmp_path) if f.endswith(".tmp") and ".landmarks." in f]:
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("no render temp file was seen")
+        os.kill(p.pid, signal.SIGINT)
+        text, _ = p.communicate(timeout=120)
+    finally:
+        stop_sessions([p.pid], sandbox["RAY_AUTH_TOKEN"])
+    assert p.returncode == 130, text
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")], os.listdir(tmp_path)
+
+
 def test_a_video_that_kills_its_worker_costs_only_itself(sandbox, inputs, reference, tmp_path):
     """One actor, and a video whose worker dies every time it holds it (the worker's test hook
     SIGKILLs itself, as a decoder segfault would): the actor is replaced, the video quarantined
@@ -298,14 +318,19 @@ def test_a_stage_server_that_dies_is_restarted_and_the_outputs_stand(sandbox, in
     assert_same(reference, tmp_path)
 
 
-def test_when_every_stage_server_is_gone_each_video_fails_naming_it(sandbox, inputs, tmp_path):
-    """A server that dies at its first call on every life: its restarts are used up, and each
-    video fails saying so instead of the job waiting on it; nothing half-written is left."""
+def test_a_server_that_dies_under_every_call_costs_each_video_not_the_job(sandbox, inputs, tmp_path):
+    """A server that dies at its first call on every life (the test hook; as an input that kills
+    it would): the call that killed it twice fails its own video and is sent to no other server;
+    once the restarts are used up, each later video fails saying every server is gone, instead
+    of the job waiting on it. Nothing half-written is left."""
     code, text = annotate({**sandbox, KILL_SERVER: "always"}, inputs, tmp_path, "--stage-server", "--actors", "1")
     assert code == 1, text
     summary = json.loads((tmp_path / "_summary.json").read_text())
-    assert summary["videos"] and all(v["status"] == "failed" and "every stage server of the run is gone" in v["error"]
-                                     for v in summary["videos"].values()), summary["videos"]
+    errors = [v["error"] for v in summary["videos"].values() if v["status"] == "failed"]
+    assert len(errors) == len(summary["videos"]) == 3, summary["videos"]
+    assert any("StageCallKilled" in e and "an input that kills it?" in e for e in errors), errors
+    assert all("StageCallKilled" in e or "every stage server of the run is gone (1; the last one: ActorDiedError" in e
+               for e in errors), errors
     assert summary["actors"]["stage_servers"]["gone"] == 1
     assert not [f for f in os.listdir(tmp_path) if f.endswith((".parquet", ".tmp"))]
 
