@@ -56,34 +56,29 @@ STALE_TEMP_S = 24 * 3600      # a day: a live run's slowest piece is never that 
 def remove_stale_temps(fs: pafs.FileSystem, root: str, older_than_s: float = STALE_TEMP_S) -> int:
     """Delete temp files of our own naming that a killed run left under `root` (a render's can be
     gigabytes). Only those untouched for `older_than_s`: another run writing here keeps its own."""
-    try:
-        infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
-    except OSError:
-        return 0
-    now, removed = time.time(), 0
-    for info in infos:
-        if info.type == pafs.FileType.File and is_temp_name(info.base_name) and info.mtime is not None \
-                and now - info.mtime.timestamp() > older_than_s:
-            try:
-                fs.delete_file(info.path)
-                removed += 1
-            except OSError:
-                pass
-    return removed
+    now = time.time()
+    return _remove_temps(fs, pafs.FileSelector(root, recursive=True, allow_not_found=True),
+                         lambda info: info.mtime is not None and now - info.mtime.timestamp() > older_than_s)
 
 
 def remove_temps_of(fs: pafs.FileSystem, path: str) -> int:
     """Delete the temp files of `path` (`temp_name(path)`, any suffix), whatever their age: what a
     render of this run was writing when the run was interrupted (this run alone writes `path`)."""
     parent, _, base = path.rpartition("/")
+    return _remove_temps(fs, pafs.FileSelector(parent or ".", allow_not_found=True),
+                         lambda info: info.base_name.rsplit(".", 2)[0] == base)
+
+
+def _remove_temps(fs: pafs.FileSystem, where: pafs.FileSelector, wanted) -> int:
+    """Delete the files `where` selects that bear our temp naming and that `wanted(info)` picks;
+    how many. A file that cannot be listed or deleted is left."""
     try:
-        infos = fs.get_file_info(pafs.FileSelector(parent or ".", allow_not_found=True))
+        infos = fs.get_file_info(where)
     except OSError:
         return 0
     removed = 0
     for info in infos:
-        name = info.base_name
-        if info.type == pafs.FileType.File and is_temp_name(name) and name.rsplit(".", 2)[0] == base:
+        if info.type == pafs.FileType.File and is_temp_name(info.base_name) and wanted(info):
             try:
                 fs.delete_file(info.path)
                 removed += 1
