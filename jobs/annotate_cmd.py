@@ -13,6 +13,7 @@ from facetracks.models.registry import ModelCfg, load_checkpoint, resolve_weight
 from facetracks.pipeline.detect import HaarDetector
 from facetracks.pipeline.filters import FILTERS, get_filter
 from facetracks.pipeline.follow import FollowParams
+from facetracks.pipeline import sources
 from facetracks.pipeline.profiles import DEFAULT_PROFILE, DETECTOR_BACKENDS, PROFILES, get_profile
 from facetracks.pipeline.smoothing import SmoothParams, parse_smooth
 
@@ -179,7 +180,16 @@ def _read(path: str) -> bytes:
 
 def _usage_error(args: argparse.Namespace) -> str | None:
     """What makes the command unusable, found before anything starts (Ray takes seconds)."""
-    missing = [a for a in args.inputs if not glob.has_magic(a) and not os.path.exists(a)]
+    missing = []
+    for a in args.inputs:
+        if is_uri(a):
+            try:
+                if sources.info(a).kind == "missing":
+                    missing.append(a)
+            except (OSError, ValueError) as e:   # an unknown scheme, no credentials, no network
+                return f"cannot read {a} ({e})"
+        elif not glob.has_magic(a) and not os.path.exists(a):
+            missing.append(a)
     if missing:
         return f"no such file or folder: {', '.join(missing)}"
     if args.stage_server and args.gpus_per_actor is not None:
@@ -205,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
     error = _usage_error(args)
     if error:
         return _refuse(error)
-    items = expand_inputs(args.inputs, exclude_renders_under=None if is_uri(args.out) else args.out)
+    items = expand_inputs(args.inputs, exclude_renders_under=args.out)
     if not items:
         return _refuse(f"no videos or photos found in {' '.join(args.inputs)}")
     render = None

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from facetracks.pipeline.filters import FILTERS
 from facetracks.pipeline.render import OUTPUT_FORMATS
+from facetracks.pipeline import sources
+from facetracks.pipeline.sources import is_uri
 from facetracks.pipeline.video import text_path
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".wmv", ".asf", ".m4v", ".mpg", ".mpeg", ".m2v",
@@ -29,12 +31,12 @@ class VideoItem:
 
     def rendered(self, out_dir: str, filter_name: str) -> str:
         """A video renders to .mp4; a photo to its own format (`a.png` -> `a.png.<filter>.png`)."""
-        ext = os.path.splitext(self.path)[1].lower() if self.photo else ".mp4"
+        ext = os.path.splitext(sources.name_of(self.path))[1].lower() if self.photo else ".mp4"
         return os.path.join(out_dir, f"{_safe_name(self.name)}.{filter_name}{ext}")
 
 
 def is_photo(path: str) -> bool:
-    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
+    return os.path.splitext(sources.name_of(path))[1].lower() in IMAGE_EXTENSIONS
 
 
 def _safe_name(rel: str) -> str:
@@ -58,23 +60,41 @@ def _walk(root: str) -> list[str]:
 def _is_our_render(path: str, out_dir: str | None) -> bool:
     """A file `annotate --render` wrote (`<name>.<filter>.<ext>` inside the output folder): an
     output is never an input, also when --out lies inside an input folder."""
-    if not out_dir:
+    if not out_dir or is_uri(path) != is_uri(out_dir):
         return False
-    out = os.path.abspath(out_dir)
-    if os.path.commonpath([out, os.path.abspath(path)]) != out:
-        return False
-    parts = os.path.basename(path).rsplit(".", 2)
+    if is_uri(path):
+        out = out_dir.partition("?")[0].rstrip("/") + "/"
+        if not path.partition("?")[0].startswith(out):
+            return False
+    else:
+        out = os.path.abspath(out_dir)
+        if os.path.commonpath([out, os.path.abspath(path)]) != out:
+            return False
+    parts = sources.name_of(path).rsplit(".", 2)
     return len(parts) == 3 and (parts[1] in FILTERS or parts[1].startswith("overlay-")) \
         and "." + parts[2].lower() in (*OUTPUT_FORMATS, *IMAGE_EXTENSIONS)
+
+
+def _uri_items(uri: str, exclude_renders_under: str | None) -> list[VideoItem]:
+    """A URI that names a file is taken as given; a folder or prefix is searched recursively, as a
+    local folder is."""
+    if sources.info(uri).kind == "file":
+        return [VideoItem(uri, _safe_name(sources.name_of(uri)))]
+    return [VideoItem(u, _safe_name(rel)) for u, rel in sources.list_files(uri)
+            if rel.lower().endswith(VIDEO_EXTENSIONS + IMAGE_EXTENSIONS) and not _is_our_render(u, exclude_renders_under)]
 
 
 def expand_inputs(inputs: list[str], exclude_renders_under: str | None = None) -> list[VideoItem]:
     """Files are taken as given (any extension: a bad one is reported, not skipped); folders are
     searched recursively for video and photo extensions, globs expand relative to their fixed prefix, both
-    leaving out what an earlier `--render` wrote under `exclude_renders_under`."""
+    leaving out what an earlier `--render` wrote under `exclude_renders_under`. A URI (s3://…, a
+    file or a folder) is listed through pyarrow's filesystems and read there by the actors."""
     items: dict[str, VideoItem] = {}
     for arg in inputs:
-        if glob.has_magic(arg):
+        if is_uri(arg):               # read where it is by every actor (pipeline/sources.py); no globs
+            for it in _uri_items(arg, exclude_renders_under):
+                items.setdefault(it.path, it)
+        elif glob.has_magic(arg):
             base = arg.split("*")[0].split("?")[0].split("[")[0]
             base = base if base.endswith(os.sep) else os.path.dirname(base)
             for p in sorted(glob.glob(arg, recursive=True)):

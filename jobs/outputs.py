@@ -12,10 +12,9 @@ import time
 import pyarrow.fs as pafs
 
 from facetracks.pipeline.atomic import is_temp_name, write_atomic
+from facetracks.pipeline.sources import is_uri, resolve
 
-
-def is_uri(dest: str) -> bool:
-    return "://" in dest
+__all__ = ["clean_dest", "exists", "is_uri", "remove_stale_temps", "remove_temps_of", "resolve", "upload", "write_bytes"]
 
 
 def clean_dest(dest: str) -> str:
@@ -27,13 +26,6 @@ def clean_dest(dest: str) -> str:
     path, q, options = rest.partition("?")
     path = re.sub("/{2,}", "/", path)
     return f"{scheme}://{path.rstrip('/') or path}{q}{options}"
-
-
-def resolve(dest: str) -> tuple[pafs.FileSystem, str]:
-    """(filesystem, path inside it) for a local path or a URI."""
-    if is_uri(dest):
-        return pafs.FileSystem.from_uri(dest)
-    return pafs.LocalFileSystem(), os.path.abspath(dest)
 
 
 def exists(fs: pafs.FileSystem, path: str) -> bool:

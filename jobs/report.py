@@ -9,6 +9,7 @@ import shutil
 import cv2
 import numpy as np
 
+from facetracks.pipeline import sources
 from facetracks.pipeline.atomic import temp_name, temp_path
 from facetracks.pipeline.video import VideoError, text_path
 
@@ -59,6 +60,13 @@ def _frame_pictures(v: VideoReport, pics: VideoPictures, folder: str, key: str, 
         pics.notes.append(f"{missing} of {len(wanted)} frames could not be found again in the source")
 
 
+def _reachable(source: str) -> bool:
+    try:
+        return sources.info(source).kind == "file"
+    except (OSError, ValueError):
+        return False
+
+
 def video_pictures(v: VideoReport, folder: str, key: str, min_score: float | None,
                    n_frames: int = 6, n_worst: int = 4) -> VideoPictures:
     pics = VideoPictures()
@@ -69,7 +77,7 @@ def video_pictures(v: VideoReport, folder: str, key: str, min_score: float | Non
     if (v.frames or 0) > 1:      # a photo has no time to chart
         pics.timeline = _save(timeline_chart(faces, v.duration_s), folder, f"{key}/timeline.png")
         pics.score = _save(score_chart(faces, v.duration_s, min_score), folder, f"{key}/score.png")
-    if not v.source or not os.path.isfile(v.source):
+    if not v.source or not _reachable(v.source):
         pics.notes.append(f"no thumbnails: the source video {v.source or '(unknown)'} is not reachable from here")
     else:
         _frame_pictures(v, pics, folder, key, n_frames, n_worst)

@@ -6,13 +6,13 @@ video's run key, which tells whether its track file is current; and its render's
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pyarrow.fs as pafs
 
 from facetracks.pipeline.parquet import run_key
+from facetracks.pipeline import sources
 from facetracks.pipeline.render import render_key
 
 from .inputs import VideoItem
@@ -44,10 +44,12 @@ def _write_json(out: Out, name: str, data: dict) -> None:
 
 def _key(it: VideoItem, opt: RunOptions) -> dict | None:
     try:
-        st = os.stat(it.path)
+        st = sources.info(it.path)
     except OSError:
         return None
-    return run_key(st.st_size, st.st_mtime, opt.model_id, opt.params_for_key)
+    if st.kind != "file":
+        return None
+    return run_key(st.size, st.mtime, opt.model_id, opt.params_for_key)
 
 
 def _render_plan(it: VideoItem, opt: RunOptions, out: Out, key: dict | None) -> tuple[str, str] | None:

@@ -22,6 +22,7 @@ from facetracks.models.inference import LandmarkPredictor
 from .annotate import annotate_frames
 from .detect import FaceDetector
 from .filters import FilterFn
+from . import sources
 from .video import Frame, VideoError
 
 if TYPE_CHECKING:
@@ -51,8 +52,8 @@ class PhotoResult:
 def read_photo(path: str) -> Photo:
     """Raises PhotoError naming the file and the cause."""
     try:
-        data = np.fromfile(path, np.uint8)
-        st = os.stat(path)
+        data = np.frombuffer(sources.read_bytes(path), np.uint8)
+        st = sources.info(path)
     except FileNotFoundError:
         raise PhotoError(f"{path}: no such file") from None
     except OSError as e:
@@ -64,7 +65,7 @@ def read_photo(path: str) -> Photo:
         raise PhotoError(f"{path}: not a readable image (corrupt, or not the format its name says)")
     h, w = bgr.shape[:2]
     ext = os.path.splitext(path)[1].lower()
-    info = {"path": os.path.abspath(path), "size_bytes": st.st_size, "mtime": st.st_mtime, "width": w,
+    info = {"path": sources.absolute(path), "size_bytes": st.size, "mtime": st.mtime, "width": w,
             "height": h, "kind": "photo", "format": ext.lstrip("."), "header_frames": 1, "timing": "photo"}
     return Photo(bgr, info)
 

@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from . import sources
 from .atomic import temp_path
 from .filters import FilterFn
 from .parquet import read_meta
@@ -96,7 +97,7 @@ def load_tracks_for(video: str, tracks: str) -> tuple[dict[int, list[np.ndarray]
     meta = read_meta(tracks)
     if meta is None:
         raise TracksMismatch(f"{tracks}: not a facetracks track file (no metadata)")
-    size = os.path.getsize(video)
+    size = sources.info(video).size
     if meta["source"]["size_bytes"] != size:
         raise TracksMismatch(f"{tracks}: made from {meta['source']['path']} ({meta['source']['size_bytes']} bytes), "
                              f"not from {video} ({size} bytes)")

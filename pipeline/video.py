@@ -23,6 +23,8 @@ import av
 import cv2
 import numpy as np
 
+from . import sources
+
 # Formats whose first plane is 8-bit luma: the gray image is a view of it (or one table lookup).
 _Y8_FORMATS = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21",
                "yuv411p", "yuv410p", "yuv440p", "yuvj440p", "gray", "yuva420p"}
@@ -151,15 +153,19 @@ def pick_video_stream(container: av.container.InputContainer, path: str = "") ->
 
 
 def open_video(path: str) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
-    """Open a file for reading and pick its video stream; every failure is a VideoError naming the file."""
-    if not os.path.exists(path):
-        raise VideoError(f"{path}: no such file")
-    if os.path.getsize(path) == 0:
-        raise VideoError(f"{path}: empty file (0 bytes)")
+    """Open a file (a path or a URI: pipeline/sources.py) for reading and pick its video stream;
+    every failure is a VideoError naming the file."""
     try:
-        container = av.open(path)
+        found = sources.info(path)
+        if found.kind == "missing":
+            raise VideoError(f"{path}: no such file")
+        if found.size == 0 and found.kind == "file":
+            raise VideoError(f"{path}: empty file (0 bytes)")
+        container = av.open(sources.open_input(path))
     except av.error.FFmpegError as e:
         raise VideoError(f"{path}: not a readable video ({e.strerror or e})") from e
+    except OSError as e:             # a store that cannot be read (credentials, network), a folder
+        raise VideoError(f"{path}: cannot read ({e.strerror or e})") from e
     try:
         return container, pick_video_stream(container, path)
     except VideoError:
@@ -200,9 +206,9 @@ def probe(path: str) -> VideoInfo:
         w, h = s.codec_context.width, s.codec_context.height
         if o.k % 2:
             w, h = h, w
-        st = os.stat(path)
+        st = sources.info(path)
         sar = s.sample_aspect_ratio or s.codec_context.sample_aspect_ratio
-        return VideoInfo(path=os.path.abspath(path), size_bytes=st.st_size, mtime=st.st_mtime, width=w, height=h,
+        return VideoInfo(path=sources.absolute(path), size_bytes=st.size, mtime=st.mtime, width=w, height=h,
                          rotation=o.k * 90, codec=s.codec_context.name, time_base=str(s.time_base),
                          avg_fps=frame_rate(s), header_frames=int(s.frames or 0), stream_index=s.index,
                          flip=o.flip, sample_aspect=f"{sar.numerator}/{sar.denominator}" if sar else "1/1", pix_fmt=first.format.name,

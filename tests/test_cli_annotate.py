@@ -16,6 +16,7 @@ from facetracks.pipeline.parquet import read_meta
 from facetracks.pipeline.schema import POINT_COLUMNS, SCHEMA, SCHEMA_VERSION
 
 from .clips import audio_only, moving_clip, pick_faces, truncated_copy, vfr_clip
+from .compare import assert_tracks_match
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -250,3 +251,32 @@ def test_a_file_name_that_is_not_utf8_is_annotated_rendered_and_reported(job, tm
     assert "caf%E9.mp4" in page and "not reachable" not in page
     assert main(["annotate", str(d), "--out", str(out), "--progress", "never", "--render", "landmarks"]) == 0
     assert json.loads((out / "_summary.json").read_text())["videos"]["caf%E9.mp4"]["status"] == "skipped"
+
+
+def test_inputs_given_as_uris_are_read_where_they_are(job, videos_dir, tmp_path, capsys):
+    """A URI input (here file://, read through pyarrow's filesystem as s3:// and gs:// are) is listed
+    there and decoded from pyarrow's seekable file, by segments too: the same rows as the same
+    folder given as a path; the render reads it there as well; the metadata names the URI."""
+    src, _, _ = job
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    shutil.copy(os.path.join(videos_dir, "sadtalker_WDA_AlexandriaOcasioCortez_000.mp4"), d / "sub" / "talk.mp4")
+    shutil.copy(src / "sub" / "vfr.mp4", d / "vfr.mp4")
+    (d / "notes.txt").write_text("not an input\n")
+    uri = "file://" + str(d)
+    args = ["--progress", "never", "--segment-seconds", "2"]
+    assert main(["annotate", str(d), "--out", str(tmp_path / "path"), *args]) == 0
+    assert main(["annotate", uri, "--out", str(tmp_path / "uri"), *args]) == 0
+    s = json.loads((tmp_path / "uri" / "_summary.json").read_text())["videos"]
+    assert sorted(s) == ["sub/talk.mp4", "vfr.mp4"] and s["sub/talk.mp4"]["segments"] == 4
+    for name in s:
+        a = pd.read_parquet(tmp_path / "path" / (name + ".parquet"))
+        b = pd.read_parquet(tmp_path / "uri" / (name + ".parquet"))
+        assert_tracks_match(a, b)
+    assert read_meta(str(tmp_path / "uri" / "sub" / "talk.mp4.parquet"))["source"]["path"] == uri + "/sub/talk.mp4"
+    assert main(["annotate", uri + "/vfr.mp4", "--out", str(tmp_path / "render"), "--render", "landmarks",
+                 "--progress", "never"]) == 0
+    assert (tmp_path / "render" / "vfr.mp4.landmarks.mp4").exists()
+    capsys.readouterr()
+    assert main(["annotate", uri + "/missing.mp4", "--out", str(tmp_path / "none")]) == 2
+    assert "no such file or folder: " + uri + "/missing.mp4" in capsys.readouterr().err
