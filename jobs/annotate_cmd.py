@@ -215,7 +215,10 @@ def run(args: argparse.Namespace) -> int:
     error = _usage_error(args)
     if error:
         return _refuse(error)
-    items = expand_inputs(args.inputs, exclude_renders_under=args.out)
+    try:
+        items = expand_inputs(args.inputs, exclude_renders_under=args.out)
+    except (OSError, ValueError) as e:       # a store that cannot be listed (permissions, network)
+        return _refuse(f"cannot list the inputs ({e})")
     if not items:
         return _refuse(f"no videos or photos found in {' '.join(args.inputs)}")
     render = None

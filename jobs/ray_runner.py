@@ -158,6 +158,21 @@ def _estimated_pieces(it: VideoItem, opt: RunOptions) -> int:
     return max(1, int(seconds // opt.segment_s))
 
 
+def _count_pieces(tasks: deque, opt: RunOptions) -> int:
+    """The tasks the videos will make, counted until there are more than the cluster could hold
+    actors (a quarter CPU each at the smallest, or `--actors`): all the actor sizing needs. Each
+    video's header is read for its duration, and 10,000 files in an object store would be
+    10,000 reads on the driver before anything starts."""
+    cpus = sum(n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive"))
+    cap = max(opt.actors, int(4 * cpus)) + 1
+    n = 0
+    for it, seg in tasks:
+        n += 1 if seg == "photos" else _estimated_pieces(it, opt)
+        if n >= cap:
+            break
+    return n
+
+
 def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
     out = Out(*resolve(opt.out_dir))
     out.fs.create_dir(out.root, recursive=True)
@@ -210,7 +225,7 @@ def _run_tasks(tasks: deque, renders: dict, opt: RunOptions, out: Out, earlier: 
     """Ray, the stage servers if asked for, the actors, and the task loop (`drive._drive`)."""
     started = time.time()
     init_ray(opt.address)
-    n_tasks = sum(1 if seg == "photos" else _estimated_pieces(it, opt) for it, seg in tasks)
+    n_tasks = _count_pieces(tasks, opt)
     weights = ray.put(opt.weights)
     servers, server_device, left = _start_stage_servers(opt, weights) if opt.stage_server else ([], "", [])
     if servers:

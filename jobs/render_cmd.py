@@ -6,7 +6,7 @@ import os
 import sys
 
 from facetracks.pipeline.filters import ANCHORS, FILTERS, get_filter
-from facetracks.pipeline.photo import PhotoError, read_photo, render_photo
+from facetracks.pipeline.photo import read_photo, render_photo
 from facetracks.pipeline.render import OUTPUT_FORMATS, TracksMismatch, load_tracks_for, output_format, render_video
 from facetracks.pipeline.video import VideoError
 
@@ -66,7 +66,7 @@ def _photo(args: argparse.Namespace) -> int:
         faces, _ = load_tracks_for(args.video, args.tracks)
         data = render_photo(read_photo(args.video), faces.get(0, []), filt, ext)
         write_bytes(*resolve(args.out), data)
-    except (ValueError, PhotoError, TracksMismatch) as e:
+    except (ValueError, VideoError, TracksMismatch) as e:       # PhotoError is a VideoError
         print(f"facetracks render: {e}", file=sys.stderr)
         return 1
     print(f"render: photo, {len(faces.get(0, []))} faces -> {args.out}")

@@ -45,7 +45,7 @@ def _write_json(out: Out, name: str, data: dict) -> None:
 def _key(it: VideoItem, opt: RunOptions) -> dict | None:
     try:
         st = sources.info(it.path)
-    except OSError:
+    except (OSError, ValueError):     # unreadable now: its worker reports why
         return None
     if st.kind != "file":
         return None

@@ -56,15 +56,15 @@ def read_photo(path: str) -> Photo:
         st = sources.info(path)
     except FileNotFoundError:
         raise PhotoError(f"{path}: no such file") from None
-    except OSError as e:
-        raise PhotoError(f"{path}: cannot read ({e.strerror or e})") from None
+    except (OSError, ValueError) as e:
+        raise PhotoError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
     if not len(data):
         raise PhotoError(f"{path}: empty file (0 bytes)")
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)      # EXIF orientation applied
     if bgr is None:
         raise PhotoError(f"{path}: not a readable image (corrupt, or not the format its name says)")
     h, w = bgr.shape[:2]
-    ext = os.path.splitext(path)[1].lower()
+    ext = os.path.splitext(sources.name_of(path))[1].lower()
     info = {"path": sources.absolute(path), "size_bytes": st.size, "mtime": st.mtime, "width": w,
             "height": h, "kind": "photo", "format": ext.lstrip("."), "header_frames": 1, "timing": "photo"}
     return Photo(bgr, info)

@@ -97,7 +97,13 @@ def load_tracks_for(video: str, tracks: str) -> tuple[dict[int, list[np.ndarray]
     meta = read_meta(tracks)
     if meta is None:
         raise TracksMismatch(f"{tracks}: not a facetracks track file (no metadata)")
-    size = sources.info(video).size
+    try:
+        found = sources.info(video)
+    except (OSError, ValueError) as e:
+        raise VideoError(f"{video}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    if found.kind != "file":
+        raise VideoError(f"{video}: no such file")
+    size = found.size
     if meta["source"]["size_bytes"] != size:
         raise TracksMismatch(f"{tracks}: made from {meta['source']['path']} ({meta['source']['size_bytes']} bytes), "
                              f"not from {video} ({size} bytes)")

@@ -8,25 +8,44 @@ One definition of "a URI" and of how one is opened, for the inputs here and the 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import quote, unquote
 
 import pyarrow.fs as pafs
+
+READ_BUFFER = 4 << 20    # PyAV's reads from a store: 4 MiB a request (its own 32 KiB made one GET per 32 KiB)
+_BUCKETS = ("s3", "gs", "gcs")   # schemes whose path inside the filesystem is bucket/key: one filesystem per bucket
 
 
 def is_uri(path: str) -> bool:
     return "://" in path
 
 
+@lru_cache(maxsize=32)
+def _bucket_fs(root: str) -> pafs.FileSystem:
+    """One filesystem per scheme://bucket?options: making one can ask the store for the bucket's
+    region, once per file otherwise."""
+    return pafs.FileSystem.from_uri(root)[0]
+
+
 def resolve(path: str) -> tuple[pafs.FileSystem, str]:
-    """(filesystem, path inside it) for a local path or a URI."""
-    if is_uri(path):
-        return pafs.FileSystem.from_uri(path)
-    return pafs.LocalFileSystem(), os.path.abspath(path)
+    """(filesystem, path inside it) for a local path or a URI (percent-escapes decoded)."""
+    if not is_uri(path):
+        return pafs.LocalFileSystem(), os.path.abspath(path)
+    scheme, rest = path.split("://", 1)
+    where, q, options = rest.partition("?")
+    if scheme.lower() in _BUCKETS and "@" not in where.split("/", 1)[0]:
+        bucket = where.split("/", 1)[0]
+        return _bucket_fs(f"{scheme}://{bucket}{q}{options}"), unquote(where.rstrip("/"))
+    return pafs.FileSystem.from_uri(path)
 
 
 def absolute(path: str) -> str:
-    """What an output's metadata records as its source: the URI as given, or the absolute path."""
-    return path if is_uri(path) else os.path.abspath(path)
+    """What an output's metadata records as its source: the absolute path, or the URI without
+    any user:secret@ it was given."""
+    return re.sub(r"://[^/@?]*@", "://", path) if is_uri(path) else os.path.abspath(path)
 
 
 @dataclass(frozen=True)
@@ -36,8 +55,13 @@ class SourceInfo:
     mtime: float
 
 
+_LISTED: dict[str, SourceInfo] = {}     # what list_files saw: a driver checks 10,000 listed files without 10,000 requests
+
+
 def info(path: str) -> SourceInfo:
     """What is at `path` (OSError when the store cannot be asked: credentials, network)."""
+    if path in _LISTED:
+        return _LISTED[path]
     if not is_uri(path):
         try:
             st = os.stat(path)
@@ -51,11 +75,12 @@ def info(path: str) -> SourceInfo:
 
 
 def open_input(path: str):
-    """What PyAV opens: the path itself, or pyarrow's seekable file for a URI."""
+    """What PyAV opens (`av.open(*args, **kwargs)`): the path itself, or pyarrow's seekable file
+    for a URI, read in `READ_BUFFER` requests."""
     if not is_uri(path):
-        return path
+        return (path,), {}
     fs, inner = resolve(path)
-    return fs.open_input_file(inner)
+    return (fs.open_input_file(inner),), {"buffer_size": READ_BUFFER}
 
 
 def read_bytes(path: str) -> bytes:
@@ -68,8 +93,9 @@ def read_bytes(path: str) -> bytes:
 
 
 def list_files(uri: str) -> list[tuple[str, str]]:
-    """Every file under a URI folder or prefix, recursively (hidden names left out, as in a local
-    folder), sorted: (its URI, with the folder's ?options, and its path below the folder)."""
+    """Every file under a URI folder, recursively (hidden names left out, as in a local folder),
+    sorted: (its URI, escaped as a URI must be and with the folder's ?options, and its path below
+    the folder, as text)."""
     fs, inner = resolve(uri)
     base, q, options = uri.partition("?")
     root = inner.rstrip("/")
@@ -77,10 +103,13 @@ def list_files(uri: str) -> list[tuple[str, str]]:
     for fi in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
         rel = fi.path[len(root):].lstrip("/")
         if fi.type == pafs.FileType.File and not any(part.startswith(".") for part in rel.split("/")):
-            found.append((f"{base.rstrip('/')}/{rel}{q}{options}", rel))
+            uri = f"{base.rstrip('/')}/{quote(rel, safe='/')}{q}{options}"
+            _LISTED[uri] = SourceInfo("file", fi.size or 0, fi.mtime.timestamp() if fi.mtime is not None else 0.0)
+            found.append((uri, rel))
     return sorted(found)
 
 
-def name_of(uri: str) -> str:
-    """The last part of a URI's path (no ?options)."""
-    return uri.partition("?")[0].rstrip("/").rsplit("/", 1)[-1]
+def name_of(path: str) -> str:
+    """The last part of a path or a URI's path (no ?options, percent-escapes decoded)."""
+    last = path.partition("?")[0].rstrip("/").rsplit("/", 1)[-1] if is_uri(path) else os.path.basename(path)
+    return unquote(last) if is_uri(path) else last

@@ -161,11 +161,12 @@ def open_video(path: str) -> tuple[av.container.InputContainer, av.video.stream.
             raise VideoError(f"{path}: no such file")
         if found.size == 0 and found.kind == "file":
             raise VideoError(f"{path}: empty file (0 bytes)")
-        container = av.open(sources.open_input(path))
+        args, kwargs = sources.open_input(path)
+        container = av.open(*args, **kwargs)
     except av.error.FFmpegError as e:
         raise VideoError(f"{path}: not a readable video ({e.strerror or e})") from e
-    except OSError as e:             # a store that cannot be read (credentials, network), a folder
-        raise VideoError(f"{path}: cannot read ({e.strerror or e})") from e
+    except (OSError, ValueError) as e:   # a store that cannot be read (credentials, network), a bad URI
+        raise VideoError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from e
     try:
         return container, pick_video_stream(container, path)
     except VideoError:

@@ -256,11 +256,12 @@ def test_a_file_name_that_is_not_utf8_is_annotated_rendered_and_reported(job, tm
 def test_inputs_given_as_uris_are_read_where_they_are(job, videos_dir, tmp_path, capsys):
     """A URI input (here file://, read through pyarrow's filesystem as s3:// and gs:// are) is listed
     there and decoded from pyarrow's seekable file, by segments too: the same rows as the same
-    folder given as a path; the render reads it there as well; the metadata names the URI."""
+    folder given as a path, also for a name with a space and a '#'; the render reads it there as
+    well; the metadata names the URI."""
     src, _, _ = job
     d = tmp_path / "in"
     (d / "sub").mkdir(parents=True)
-    shutil.copy(os.path.join(videos_dir, "sadtalker_WDA_AlexandriaOcasioCortez_000.mp4"), d / "sub" / "talk.mp4")
+    shutil.copy(os.path.join(videos_dir, "sadtalker_WDA_AlexandriaOcasioCortez_000.mp4"), d / "sub" / "talk #1.mp4")
     shutil.copy(src / "sub" / "vfr.mp4", d / "vfr.mp4")
     (d / "notes.txt").write_text("not an input\n")
     uri = "file://" + str(d)
@@ -268,12 +269,13 @@ def test_inputs_given_as_uris_are_read_where_they_are(job, videos_dir, tmp_path,
     assert main(["annotate", str(d), "--out", str(tmp_path / "path"), *args]) == 0
     assert main(["annotate", uri, "--out", str(tmp_path / "uri"), *args]) == 0
     s = json.loads((tmp_path / "uri" / "_summary.json").read_text())["videos"]
-    assert sorted(s) == ["sub/talk.mp4", "vfr.mp4"] and s["sub/talk.mp4"]["segments"] == 4
+    assert sorted(s) == ["sub/talk #1.mp4", "vfr.mp4"] and s["sub/talk #1.mp4"]["segments"] == 4
     for name in s:
         a = pd.read_parquet(tmp_path / "path" / (name + ".parquet"))
         b = pd.read_parquet(tmp_path / "uri" / (name + ".parquet"))
         assert_tracks_match(a, b)
-    assert read_meta(str(tmp_path / "uri" / "sub" / "talk.mp4.parquet"))["source"]["path"] == uri + "/sub/talk.mp4"
+    # escaped as a URI must be: a '#' or a space in a name would cut or break it
+    assert read_meta(str(tmp_path / "uri" / "sub" / "talk #1.mp4.parquet"))["source"]["path"] == uri + "/sub/talk%20%231.mp4"
     assert main(["annotate", uri + "/vfr.mp4", "--out", str(tmp_path / "render"), "--render", "landmarks",
                  "--progress", "never"]) == 0
     assert (tmp_path / "render" / "vfr.mp4.landmarks.mp4").exists()
