@@ -12,6 +12,8 @@ stuck file would hold the job for ever.
 """
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -54,10 +56,25 @@ def _started(ready) -> str:
         raise WorkerStartError(f"a worker failed to start: {type(e).__name__}: {str(e)[:500]}") from None
 
 
+# Tests set this to part of a video's path: listing its keyframes never returns, as a read from a
+# hung mount would not. Never set in normal use.
+LISTING_STALL_HOOK = "FACETRACKS_TEST_STALL_LISTING_ON"
+
+
+def _list_segments(path: str, segment_s: float, overlap_s: float, on_frames) -> list:
+    """`pipeline.segments.segments_of`, as the Ray task below runs it (this module imports no
+    torch, so neither does the task's worker)."""
+    stuck = os.environ.get(LISTING_STALL_HOOK)
+    if stuck and stuck in path:
+        if on_frames is not None:
+            on_frames(0)
+        threading.Event().wait()
+    return segments_of(path, segment_s, overlap_s, on_frames)
+
+
 # Keyframes are listed by Ray tasks, a few at a time beside the actors (I/O bound, no CPU
-# reserved: the actors may hold every CPU), never serially on the driver. The function lives in
-# pipeline/segments.py, so a task's worker imports no torch.
-_segments_remote = ray.remote(num_cpus=0)(segments_of)
+# reserved: the actors may hold every CPU), never serially on the driver.
+_segments_remote = ray.remote(num_cpus=0)(_list_segments)
 
 
 def _submit(actor, it: VideoItem | PhotoBatch, seg, opt: RunOptions, out: Out, plan, on_frames):

@@ -21,6 +21,7 @@ import time
 import pandas as pd
 import pytest
 
+from facetracks.jobs.drive import LISTING_STALL_HOOK
 from facetracks.jobs.stage_server import KILL_HOOK as KILL_SERVER
 from facetracks.jobs.worker import KILL_HOOK, STALL_HOOK
 
@@ -222,6 +223,21 @@ def test_killed_driver_resumes_to_the_same_outputs(sandbox, inputs, reference, t
     after = json.loads(summary.read_text())["videos"]
     assert {k for k, v in after.items() if v["status"] == "skipped"} == done_before
     assert_same(reference, tmp_path)
+
+
+def test_a_keyframe_listing_that_hangs_sends_its_video_whole(sandbox, inputs, reference, tmp_path):
+    """Listing the 4-segment clip's keyframes never returns (the test hook, as on a hung mount):
+    with --stall-seconds 3 the listing is cancelled and the clip annotated whole, in one task;
+    the other videos are a clean run's."""
+    code, text = annotate({**sandbox, LISTING_STALL_HOOK: "sadtalker"}, inputs, tmp_path, "--actors", "1",
+                          "--stall-seconds", "3")
+    assert code == 0, text
+    assert "listing its keyframes read nothing for 3 s; it goes whole" in text, text
+    v = json.loads((tmp_path / "_summary.json").read_text())["videos"]
+    assert v[CLIP]["status"] == "ok" and v[CLIP]["frames"] == 200 and v[CLIP]["segments"] == 1, v[CLIP]
+    ref, got = tables(reference), tables(tmp_path)
+    for name in ("single.mp4.parquet", "single_copy.mp4.parquet"):
+        assert_tracks_match(ref[name], got[name])
 
 
 def test_ctrl_c_ends_the_driver_with_one_line_and_a_rerun_finishes(sandbox, inputs, reference, tmp_path):
