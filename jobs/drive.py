@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from facetracks.pipeline.parquet import meta_of
 from facetracks.pipeline.segments import segments_of
-from facetracks.pipeline.video import text_path
+from facetracks.pipeline.sources import text_path
 
 from .inputs import VideoItem
 from .outputs import remove_temps_of

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from facetracks.pipeline.filters import FILTERS
 from facetracks.pipeline.render import OUTPUT_FORMATS
 from facetracks.pipeline import sources
-from facetracks.pipeline.sources import is_uri
-from facetracks.pipeline.video import text_path
+from facetracks.pipeline.sources import is_uri, text_path
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".wmv", ".asf", ".m4v", ".mpg", ".mpeg", ".m2v",
                     ".vob", ".flv", ".ts", ".3gp", ".mts", ".m2ts", ".mxf", ".ogv", ".h264", ".264", ".h265", ".hevc",

@@ -11,7 +11,8 @@ import numpy as np
 
 from facetracks.pipeline import sources
 from facetracks.pipeline.atomic import temp_name, temp_path
-from facetracks.pipeline.video import VideoError, text_path
+from facetracks.pipeline.sources import text_path
+from facetracks.pipeline.video import VideoError
 
 from .report_charts import score_chart, timeline_chart
 from .report_data import VideoReport, face_rows, load_report, lowest_score_rows, spaced_frames

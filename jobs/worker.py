@@ -68,18 +68,18 @@ def _alive(on_frames):
 
 
 @contextlib.contextmanager
-def _beating(on_frames):
-    """Heartbeats from a thread while the task does work that reads no frames but always ends
+def _beating(alive):
+    """`alive()` from a thread while the task does work that reads no frames but always ends
     (smoothing and the pose fit of a long video, an upload): the watchdog looks for reads and
     decoders that never return, not for these."""
-    if on_frames is None:
+    if alive is None:
         yield
         return
     stop = threading.Event()
 
     def beat():
         while not stop.wait(HEARTBEAT_S):
-            on_frames(0)
+            alive()
     t = threading.Thread(target=beat, daemon=True)
     t.start()
     try:
@@ -169,7 +169,7 @@ class AnnotateWorker:
                 with tempfile.TemporaryDirectory() as d:
                     local = os.path.join(d, "rendered" + os.path.splitext(render_to)[1])
                     st = render_video(item.path, local, *args)
-                    with _beating(alive and (lambda _n: alive())):
+                    with _beating(alive):
                         upload(local, resolve(out)[0], render_to)
         except (VideoError, TracksMismatch, ValueError) as e:
             return {"status": "failed", "error": str(e)}
@@ -203,7 +203,7 @@ class AnnotateWorker:
         except Exception as e:   # anything else is a bug or an odd file: report it with the file's name
             return {**base, "status": "failed", "error": f"{item.path}: {type(e).__name__}: {e}",
                     "traceback": traceback.format_exc(limit=5)}
-        with _beating(on_frames):
+        with _beating(_alive(on_frames)):
             table = smooth_tracks(r.table, smoothing, (r.info.width, r.info.height))
         res = {**base, "status": "ok", "table": table, "info": r.info.to_dict(), "stats": r.stats.__dict__,
                "seconds": r.seconds, "damaged": r.damaged, "batching": self.batching(), "ready_at": self.ready_at}

@@ -69,7 +69,10 @@ def info(path: str) -> SourceInfo:
             return SourceInfo("missing", 0, 0.0)
         return SourceInfo("dir" if os.path.isdir(path) else "file", st.st_size, st.st_mtime)
     fs, inner = resolve(path)
-    fi = fs.get_file_info(inner)
+    return _info_of(fs.get_file_info(inner))
+
+
+def _info_of(fi: pafs.FileInfo) -> SourceInfo:
     kind = {pafs.FileType.File: "file", pafs.FileType.Directory: "dir"}.get(fi.type, "missing")
     return SourceInfo(kind, fi.size or 0, fi.mtime.timestamp() if fi.mtime is not None else 0.0)
 
@@ -104,12 +107,24 @@ def list_files(uri: str) -> list[tuple[str, str]]:
         rel = fi.path[len(root):].lstrip("/")
         if fi.type == pafs.FileType.File and not any(part.startswith(".") for part in rel.split("/")):
             uri = f"{base.rstrip('/')}/{quote(rel, safe='/')}{q}{options}"
-            _LISTED[uri] = SourceInfo("file", fi.size or 0, fi.mtime.timestamp() if fi.mtime is not None else 0.0)
+            _LISTED[uri] = _info_of(fi)
             found.append((uri, rel))
     return sorted(found)
 
 
 def name_of(path: str) -> str:
     """The last part of a path or a URI's path (no ?options, percent-escapes decoded)."""
-    last = path.partition("?")[0].rstrip("/").rsplit("/", 1)[-1] if is_uri(path) else os.path.basename(path)
-    return unquote(last) if is_uri(path) else last
+    if not is_uri(path):
+        return os.path.basename(path)
+    return unquote(path.partition("?")[0].rstrip("/").rsplit("/", 1)[-1])
+
+
+_UNDECODED = re.compile("[\udc80-\udcff]")     # a file name's non-UTF-8 bytes, as os.fsdecode holds them
+
+
+def text_path(path: str) -> str:
+    """`path` as text: the bytes of a file name that are not UTF-8 (a name from an old Windows or
+    Mac system, an archive unpacked with another code page; Python holds them as surrogates) as
+    `%XX`. Parquet strings, metadata and HTML must be valid Unicode; the file is opened by `path`."""
+    return _UNDECODED.sub(lambda m: f"%{ord(m.group()) - 0xDC00:02X}", path)
+

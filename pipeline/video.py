@@ -14,7 +14,6 @@ H.264 file) is stretched through a 256-entry table. Packets the decoder rejects 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Iterator
@@ -90,16 +89,6 @@ def display_matrix(frame: av.VideoFrame) -> np.ndarray | None:
         if sd.type.name == "DISPLAYMATRIX":
             return np.frombuffer(bytes(sd), np.int32).copy()
     return None
-
-
-_UNDECODED = re.compile("[\udc80-\udcff]")     # a file name's non-UTF-8 bytes, as os.fsdecode holds them
-
-
-def text_path(path: str) -> str:
-    """`path` as text: the bytes of a file name that are not UTF-8 (a name from an old Windows or
-    Mac system, an archive unpacked with another code page; Python holds them as surrogates) as
-    `%XX`. Parquet strings, metadata and HTML must be valid Unicode; the file is opened by `path`."""
-    return _UNDECODED.sub(lambda m: f"%{ord(m.group()) - 0xDC00:02X}", path)
 
 
 @dataclass
