@@ -45,11 +45,11 @@ class WorkerStartError(RuntimeError):
     """No worker could be started (the model does not load there, the node is gone)."""
 
 
-def _started(ready) -> str:
+def _started(ready, timeout: float = ACTOR_START_S) -> str:
     """Wait until an actor has loaded its model (`ready`: its `device` call); its device, or
     WorkerStartError with the cause."""
     try:
-        return ray.get(ready, timeout=ACTOR_START_S)
+        return ray.get(ready, timeout=timeout)
     except ray.exceptions.GetTimeoutError:
         raise WorkerStartError(f"a worker did not start within {ACTOR_START_S} s (no node can place it?)") from None
     except ray.exceptions.RayError as e:
@@ -106,17 +106,20 @@ class _Running:
 def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out, earlier: dict,
            renders: dict, make_actor, started: float) -> None:
     """Hand tasks to actors, at most `opt.inflight` queued on each, and collect results as they
-    come. The fault model: an actor whose process dies is replaced by a new one; every task it
-    held goes back to the queue, marked suspect, and a suspect runs alone on its actor, so the
-    next death is its own; a task whose actor died `opt.retries` times is quarantined (its video
-    fails, naming the cause) and everything else finishes. Any error in handling one result is
-    that video's failure, never the job's."""
+    come. The fault model: an actor whose process dies is replaced by a new one, which takes tasks
+    once it has loaded its model (the loop never waits for it: with its node gone it may find no
+    place while the others carry the work); every task it held goes back to the queue, marked
+    suspect, and a suspect runs alone on its actor, so the next death is its own; a task whose
+    actor died `opt.retries` times is quarantined (its video fails, naming the cause) and
+    everything else finishes. Any error in handling one result is that video's failure, never
+    the job's."""
     expected: dict[str, int] = {it.name: 1 for it, seg in tasks if seg != "plan"}
     expected.update({p.name: 1 for it, seg in tasks if seg == "photos" for p in it.items})
     queue = deque((it, seg, False) for it, seg in tasks if seg != "plan")
     to_plan = deque(it for it, seg in tasks if seg == "plan")
     planning: dict = {}                          # a keyframe listing's ref -> (its video, its bar/board id)
     live = set(range(len(actors)))              # slots with a working actor
+    starting: dict = {}                          # a replacement's ready ref -> (its slot, when it was made)
     received: dict[str, int] = {}               # results in, per video
     segmented: dict[str, SegmentedVideo] = {}
     inflight: dict = {}
@@ -182,6 +185,17 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                            f"{opt.stall_s:g} s; stopping its worker")
                 ray.kill(run.actor, no_restart=True)
 
+    def expire_starts() -> None:
+        """Replacements wait for a place as long as another actor carries the work (its node may be
+        gone; an autoscaler may bring another). With none working, each gets ACTOR_START_S."""
+        nonlocal no_worker
+        for ref, (slot, since) in list(starting.items()):
+            if not live and time.monotonic() - since > ACTOR_START_S:
+                del starting[ref]
+                ray.kill(actors[slot], no_restart=True)
+                no_worker = f"a worker did not start within {ACTOR_START_S} s (no node can place it?)"
+                tqdm.write(f"annotate: {no_worker}")
+
     def record_summary() -> None:
         try:                 # progress only: the final write after the loop must succeed
             _write_json(out, "_summary.json", summary)
@@ -194,7 +208,8 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                 it = to_plan.popleft()
                 task, on_frames = bar.reporter([it.name])
                 planning[_segments_remote.remote(it.path, opt.segment_s, opt.overlap_s, on_frames)] = it, task
-            if not live:                         # every worker failed to start: the rest cannot run
+            expire_starts()
+            if not live and not starting:        # every worker failed to start: the rest cannot run
                 for it, seg, _ in queue:
                     collect(it, {"item": it, "segment": seg, "status": "failed", "error": f"{it.path}: {no_worker}"})
                 queue.clear()
@@ -220,15 +235,25 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                     load[i] += 1
                     if suspect:
                         alone.add(i)
-            if not inflight and not planning:
+            if not inflight and not planning and not starting:
                 continue
-            done, _ = ray.wait(list(inflight) + list(planning), num_returns=1,
-                               timeout=POLL_EVERY_S if bar.show else STALL_CHECK_S if opt.stall_s > 0 else None)
+            done, _ = ray.wait(list(inflight) + list(planning) + list(starting), num_returns=1,
+                               timeout=POLL_EVERY_S if bar.show else STALL_CHECK_S if opt.stall_s > 0 or starting
+                               else None)
             bar.poll()
             if opt.stall_s > 0 and time.monotonic() - checked >= STALL_CHECK_S:
                 checked = time.monotonic()
                 stop_stuck()
             if not done:
+                continue
+            if done[0] in starting:         # a replacement loaded its model, or failed to
+                slot, _ = starting.pop(done[0])
+                try:
+                    _started(done[0], 0)
+                    live.add(slot)
+                except WorkerStartError as err:   # this slot is gone; the others carry on
+                    no_worker = str(err)
+                    tqdm.write(f"annotate: {err}")
                 continue
             if done[0] in planning:         # a video's keyframes are listed: its segments join the queue
                 it, task = planning.pop(done[0])
@@ -258,13 +283,10 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                 bar.task_ended(run.task, {})
                 if actors[run.slot] is run.actor and run.slot in live:   # replace it once, whichever task reports first
                     ray.kill(run.actor, no_restart=True)
+                    live.discard(run.slot)       # it takes tasks again once its model is loaded
                     actors[run.slot] = make_actor()
-                    try:
-                        _started(actors[run.slot].device.remote())
-                    except WorkerStartError as err:  # this slot is gone; the others carry on
-                        live.discard(run.slot)
-                        no_worker = str(err)
-                        tqdm.write(f"annotate: {err}")
+                    summary["actors"]["replaced"] = summary["actors"].get("replaced", 0) + 1
+                    starting[actors[run.slot].device.remote()] = run.slot, time.monotonic()
                 if id(run.actor) in stopped and run.task not in stuck:   # stopped for another task's stall
                     queue.appendleft((it, seg, run.suspect))
                     continue
@@ -288,6 +310,8 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                        "error": f"{it.path}: worker error ({type(e).__name__}: {str(e)[:300]})"}
             collect(it, res)
     finally:
+        for ref, (slot, _) in starting.items():   # replacements still waiting for a place: not needed now
+            ray.kill(actors[slot], no_restart=True)
         for seg_state in segmented.values():   # interrupted: leave no pieces behind
             seg_state.fail("the run was interrupted")
         if inflight:                           # interrupted: stop the renders and remove what they were writing

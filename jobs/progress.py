@@ -5,11 +5,16 @@ Workers count frames while a video runs (a two-hour file moves the bar): each ta
 running count to a small Ray actor (`FrameBoard`) at most every `SEND_EVERY_S`. The driver
 reads the board between results. Expected frames start as the container's estimate (header
 frame count, else duration x rate; 1 for a photo) and are corrected as decoding goes: a video
-that decodes past its estimate raises it, and a finished video counts what it really had.
+that decodes past its estimate raises it, and a finished video counts what it really had. The
+headers are read on threads beside the run, never before it: on an object store each read is a
+round trip (tens of milliseconds), and 10,000 of them in a row would hold the start for many
+minutes; the total grows as they come in.
 """
 from __future__ import annotations
 
+import queue
 import sys
+import threading
 import time
 
 import ray
@@ -22,6 +27,7 @@ from .inputs import VideoItem
 SEND_EVERY_S = 0.5       # a worker's reports: often enough for a live bar, few enough to cost nothing
 POLL_EVERY_S = 0.5       # the driver's reads of the board
 PROGRESS_CHOICES = ("auto", "always", "never")
+ESTIMATE_THREADS = 8     # header reads at once for the bar's total (I/O: each a round trip on an object store)
 
 
 def shows(progress: str) -> bool:
@@ -82,6 +88,25 @@ def estimate_frames(it: VideoItem) -> int:
         return 0
 
 
+def _read_estimates(items: list[VideoItem], into: queue.SimpleQueue) -> None:
+    """Each item's `estimate_frames` into `into`, read by ESTIMATE_THREADS daemon threads (a read
+    hung on a dead mount must not hold the driver's exit; the run's watchdog handles the tasks)."""
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+    for it in items:
+        todo.put(it)
+
+    def read() -> None:
+        while True:
+            try:
+                it = todo.get_nowait()
+            except queue.Empty:
+                return
+            into.put((it.name, estimate_frames(it)))
+
+    for _ in range(min(ESTIMATE_THREADS, len(items))):
+        threading.Thread(target=read, name="frame-estimates", daemon=True).start()
+
+
 class FrameBar:
     """The driver's side: one bar for the run, in frames, with the files finished beside it, and
     the tasks that went silent (`silent`). Shown or not, the driver calls it the same way; hidden
@@ -91,14 +116,18 @@ class FrameBar:
         """`no_frames`: files whose tasks decode nothing the bar counts (a render redone alone).
         `watch`: the tasks report even without a bar, so that a stuck one can be found."""
         self.show = show
-        self.estimate = {it.name: 0 if it.name in no_frames else estimate_frames(it) for it in items} if show else {}
+        self.estimate: dict[str, int] = {}      # per file, as the headers come in
+        self.estimates: queue.SimpleQueue = queue.SimpleQueue()   # (file, estimate) from the reading threads
         self.done: dict[str, int] = {}          # frames of finished tasks, per file
         self.running: dict[int, str | None] = {}   # task id -> its file (None: a batch of photos)
         self.live: dict[int, int] = {}
         # kept as sums, so a run of 10,000 photos costs no pass over every file per result
         self.done_n = 0                          # sum of done
-        self.expected_n = sum(self.estimate.values())   # sum of max(estimate, done) per file
+        self.expected_n = 0                      # sum of max(estimate, done) per file
         self.finished, self.files = 0, len(items)
+        self.final: set[str] = set()             # files finished: their count stands, a late estimate is dropped
+        if show:
+            _read_estimates([it for it in items if it.name not in no_frames], self.estimates)
         self.next_task, self.polled = 0, 0.0
         self.board = ray.remote(num_cpus=0)(FrameBoard).remote() if show or watch else None
         self.bar = tqdm(total=self.expected_n, desc="frames", unit="frame", disable=not show,
@@ -145,10 +174,22 @@ class FrameBar:
             self.estimate[name] = estimate
         self.expected_n += self._cap(name) - before
 
+    def _take_estimates(self) -> None:
+        while True:
+            try:
+                name, frames = self.estimates.get_nowait()
+            except queue.Empty:
+                return
+            if name not in self.final:
+                before = self._cap(name)
+                self.estimate[name] = frames
+                self.expected_n += self._cap(name) - before
+
     def file_done(self, name: str, frames: int) -> None:
         """A file's final count replaces its estimate and its tasks' counts (segments overlap)."""
         self.finished += 1
         if self.show:
+            self.final.add(name)
             self._set_done(name, frames, estimate=frames)
             self._postfix()
             self._redraw()
@@ -166,6 +207,7 @@ class FrameBar:
     def _redraw(self) -> None:
         """Finished tasks' sums plus the running tasks' live counts (a pass over the running only);
         a video decoding past its estimate raises the total."""
+        self._take_estimates()
         live: dict[str | None, int] = {}
         for task, name in self.running.items():
             live[name] = live.get(name, 0) + self.live.get(task, 0)

@@ -42,6 +42,7 @@ __all__ = ["ACTOR_START_S", "GPU_STREAMS", "ClusterError", "RunOptions", "Worker
 
 GPU_STREAMS = 16         # streams per GPU actor by default: batches of hundreds of crops
 SERVER_FED_STREAMS = 4   # streams per CPU actor feeding a stage server: its calls overlap the round trips
+STATS_WAIT_S = 30        # the servers' counters at the end: a server alive answers in milliseconds
 
 
 @dataclass
@@ -128,15 +129,23 @@ def _remote_detect(opt: RunOptions) -> bool:
 
 def _server_stats(servers: list[Server]) -> dict:
     """What the servers did, summed (calls, crops and frames, seconds; a restarted server's since
-    its restart), how many were restarted, and how many did not answer at the end (gone)."""
-    stats, gone = [], 0
-    for s in servers:
+    its restart), how many were restarted, and how many did not answer at the end (gone). Asked
+    all at once, within STATS_WAIT_S; a server whose node is gone could answer only if Ray already
+    restarted it elsewhere, so it is not waited for (it used to cost the job 30 s after a lost node)."""
+    refs = [s.handle.stats.remote() for s in servers]
+    dead = {n["NodeID"] for n in ray.nodes() if not n["Alive"]}
+    wait_for = [r for r, s in zip(refs, servers) if s.node not in dead]
+    if wait_for:
+        ray.wait(wait_for, num_returns=len(wait_for), timeout=STATS_WAIT_S)
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+    stats = []
+    for r in ready:
         try:
-            stats.append(ray.get(s.handle.stats.remote(), timeout=30))
+            stats.append(ray.get(r))
         except ray.exceptions.RayError:
-            gone += 1
+            pass
     calls = {k: sum(c[k] for c in stats) for k in stats[0] if k != "restarted"} if stats else {}
-    return {"calls": calls, "restarted": sum(c["restarted"] for c in stats), "gone": gone}
+    return {"calls": calls, "restarted": sum(c["restarted"] for c in stats), "gone": len(servers) - len(stats)}
 
 
 def _splits(opt: RunOptions) -> bool:

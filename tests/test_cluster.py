@@ -370,6 +370,38 @@ def test_cpu_actors_use_the_stage_server_on_their_own_node(inputs, reference, tm
     assert_same(reference, tmp_path)
 
 
+@pytest.mark.parametrize("servers", [False, True], ids=["actors", "stage_servers"])
+def test_a_node_lost_midway_costs_the_job_only_its_share(inputs, reference, tmp_path, servers):
+    """Two nodes, an actor on each (and with --stage-server a server on each, one GPU a node);
+    every process of the second node is killed while its actor holds a task, as when a spot
+    instance is taken back. Its tasks are redone on the first node and the outputs are a clean
+    run's. The replacement actor finds no place; the driver no longer waits for it (it waited
+    300 s), nor 30 s for the lost server's counters at the end."""
+    c = cluster([2, 2], node_gpus=[1, 1]) if servers else cluster([1, 1])
+    p = None
+    try:
+        p = annotate(c.env, inputs, tmp_path, "--address", c.address, *(["--stage-server"] if servers else []),
+                     wait=False)
+        deadline = time.monotonic() + 300
+        while not any(q.cmdline.startswith("ray::AnnotateWorker.__call__")
+                      for q in session_processes([c.sessions[1]], c.token)):
+            assert p.poll() is None and time.monotonic() < deadline, "no task started on the second node"
+            time.sleep(0.05)
+        stop_sessions([c.sessions[1]], c.token)
+        text, _ = p.communicate(timeout=200)
+    finally:
+        if p is not None:
+            stop_sessions([p.pid], c.token)
+        stop(c)
+    assert p.returncode == 0, text
+    assert "did not start within" not in text, text
+    actors = json.loads((tmp_path / "_summary.json").read_text())["actors"]
+    assert actors["count"] == 2 and actors["replaced"] == 1, actors
+    if servers:
+        assert (actors["stage_servers"]["count"], actors["stage_servers"]["gone"]) == (2, 1), actors
+    assert_same(reference, tmp_path)
+
+
 def test_a_cluster_started_before_the_tests_is_still_up(bystander):
     """Last in this file: the clusters and drivers above were started and stopped while the
     bystander ran. Run alone, it starts and stops one itself first."""

@@ -2,6 +2,7 @@
 the bar; the container's estimate is corrected by what decodes and by what a finished file had.
 (A whole run's bar, to the real total, is tested in test_photos.py.)"""
 import io
+import time
 
 import ray
 
@@ -21,16 +22,27 @@ def test_estimates_come_from_the_container(data_dir, tmp_path):
     assert shows("always") and not shows("never")
 
 
+def _estimates_in(bar, total):
+    """Poll until the header reads, on their threads, have brought the total to `total`."""
+    deadline = time.monotonic() + 60
+    while bar.bar.total != total and time.monotonic() < deadline:
+        bar.polled = 0
+        bar.poll()
+        time.sleep(0.01)
+    assert bar.bar.total == total
+
+
 def test_live_counts_move_the_bar_and_the_end_corrects_it(data_dir, tmp_path):
     moving_clip(str(tmp_path / "a.mp4"), pick_faces(data_dir, 1), frames_each=6)
     init_ray(None)
     a, p = VideoItem(str(tmp_path / "a.mp4"), "a.mp4"), VideoItem("/x/p.jpg", "p.jpg")
     bar = FrameBar([a, p], show=True)
     bar.bar.fp = io.StringIO()
-    assert bar.bar.total == 7
+    _estimates_in(bar, 7)
     task, report = bar.reporter(["a.mp4"])
     report(4)                                   # the first report goes at once, as a worker's does
     ray.get(bar.board.snapshot.remote([task]))  # the board has handled it (calls from one caller keep order)
+    bar.polled = 0
     bar.poll()
     assert (bar.bar.n, bar.bar.total) == (4, 7)
     bar.board.set.remote(task, 9)               # decoding went past the header's count: the total follows
