@@ -18,6 +18,7 @@ import threading
 import time
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tqdm import tqdm
 
 from facetracks.pipeline.video import VideoError, header_length
@@ -88,6 +89,13 @@ def estimate_frames(it: VideoItem) -> int:
         return 0
 
 
+def _start_board():
+    """The run's FrameBoard, on the driver's node: a lost node must not take the bar and the stall
+    watch with it."""
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    return ray.remote(FrameBoard).options(num_cpus=0, scheduling_strategy=here).remote()
+
+
 def _read_estimates(items: list[VideoItem], into: queue.SimpleQueue) -> None:
     """Each item's `estimate_frames` into `into`, read by ESTIMATE_THREADS daemon threads (a read
     hung on a dead mount must not hold the driver's exit; the run's watchdog handles the tasks)."""
@@ -129,7 +137,7 @@ class FrameBar:
         if show:
             _read_estimates([it for it in items if it.name not in no_frames], self.estimates)
         self.next_task, self.polled = 0, 0.0
-        self.board = ray.remote(num_cpus=0)(FrameBoard).remote() if show or watch else None
+        self.board = _start_board() if show or watch else None
         self.bar = tqdm(total=self.expected_n, desc="frames", unit="frame", disable=not show,
                         dynamic_ncols=True)
         self._postfix()
