@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 from dataclasses import dataclass
 
+from facetracks.pipeline.atomic import TEMP_EXTRA
 from facetracks.pipeline.filters import FILTERS
 from facetracks.pipeline.render import OUTPUT_FORMATS
 from facetracks.pipeline import sources
@@ -13,6 +15,8 @@ from facetracks.pipeline.sources import is_uri, text_path
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".wmv", ".asf", ".m4v", ".mpg", ".mpeg", ".m2v",
                     ".vob", ".flv", ".ts", ".3gp", ".mts", ".m2ts", ".mxf", ".ogv", ".h264", ".264", ".h265", ".hevc",
                     ".gif", ".y4m", ".f4v", ".divx", ".dv", ".rm", ".rmvb")   # animated GIFs: short clips people have
+NAME_MAX = 255     # bytes in one file name: ext4, XFS, Btrfs, APFS (NTFS: 255 UTF-16 units, as many or more)
+LONG_KEEP = 150    # bytes of a too-long name kept before its hash (`fit_name`)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")   # photos: pipeline/photo.py
 
 
@@ -22,7 +26,7 @@ class VideoItem:
     name: str        # path relative to its input root: the `video` column and the output's relative path
 
     def output(self, out_dir: str) -> str:
-        return os.path.join(out_dir, _safe_name(self.name) + ".parquet")
+        return os.path.join(out_dir, _out_name(self.name, ".parquet"))
 
     @property
     def photo(self) -> bool:
@@ -31,7 +35,7 @@ class VideoItem:
     def rendered(self, out_dir: str, filter_name: str) -> str:
         """A video renders to .mp4; a photo to its own format (`a.png` -> `a.png.<filter>.png`)."""
         ext = os.path.splitext(sources.name_of(self.path))[1].lower() if self.photo else ".mp4"
-        return os.path.join(out_dir, f"{_safe_name(self.name)}.{filter_name}{ext}")
+        return os.path.join(out_dir, _out_name(self.name, f".{filter_name}{ext}"))
 
 
 def is_photo(path: str) -> bool:
@@ -45,6 +49,29 @@ def _safe_name(rel: str) -> str:
     rel = text_path(rel)
     parts = [p for p in os.path.normpath(rel).replace("\\", "/").split("/") if p not in ("", ".", "..")]
     return "/".join(parts)
+
+
+def fit_name(name: str, suffix: str = "") -> str:
+    """`name` shortened, where needed, so that `name + suffix` is one file name that fits NAME_MAX
+    bytes with a temp file's ending (`pipeline.atomic.temp_name`). Unchanged when it fits; else
+    its first LONG_KEEP bytes (whole characters), `~`, 8 hex of the whole name's SHA-1 (two long
+    names with one start stay apart) and its extension. Downloaders name clips after their titles
+    up to 255 bytes, and `%XX` escapes triple a byte: `.parquet` on top failed ("File name too
+    long")."""
+    room = NAME_MAX - TEMP_EXTRA - len(suffix.encode())
+    if len(name.encode()) <= room:
+        return name
+    stem, ext = os.path.splitext(name)
+    tag = "~" + hashlib.sha1(name.encode()).hexdigest()[:8] + (ext if len(ext.encode()) <= 16 else "")
+    keep = max(0, min(LONG_KEEP, room - len(tag.encode())))
+    return stem.encode()[:keep].decode(errors="ignore") + tag
+
+
+def _out_name(name: str, suffix: str) -> str:
+    """An output's path below the output folder: the input's relative name, each part fitted
+    (`fit_name`), then `suffix`. The `video` column keeps the whole name."""
+    parts = _safe_name(name).split("/")
+    return "/".join([fit_name(p) for p in parts[:-1]] + [fit_name(parts[-1], suffix) + suffix])
 
 
 def _walk(root: str) -> list[str]:

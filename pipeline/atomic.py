@@ -12,6 +12,7 @@ from typing import Callable, Iterator
 import pyarrow.fs as pafs
 
 TEMP_SUFFIX = ".tmp"
+TEMP_EXTRA = len(".01234567" + TEMP_SUFFIX)    # bytes `temp_name` adds to a file name
 
 
 _TEMP = re.compile(r"\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + "$")

@@ -112,6 +112,21 @@ def test_names_cannot_escape_the_output_folder(tmp_path):
     assert os.path.abspath(VideoItem("/v", "../../etc/x").output(str(tmp_path))).startswith(str(tmp_path))
 
 
+def test_a_name_is_fitted_to_one_file_name_only_when_it_must_be():
+    from facetracks.jobs.inputs import NAME_MAX, fit_name
+    short = "talk.mp4"
+    assert fit_name(short, ".parquet") == short
+    edge = "x" * (NAME_MAX - 13 - len(".parquet") - 4) + ".mp4"          # fits with `.parquet` and a temp ending
+    assert fit_name(edge, ".parquet") == edge
+    long = "é" * 100 + "x.mp4"                                          # 205 bytes: fits alone, not with a render's suffix
+    assert fit_name(long) == long
+    fitted = fit_name(long, ".overlay-" + "o" * 40 + ".mp4")
+    assert fitted.endswith(".mp4") and "~" in fitted and fitted.startswith("é" * 75)   # 150 bytes, whole characters
+    assert len((fitted + ".overlay-" + "o" * 40 + ".mp4").encode()) <= NAME_MAX - 13
+    assert fit_name("é" * 100 + "y.mp4", ".overlay-" + "o" * 40 + ".mp4") != fitted    # the same start, apart
+    assert len(fit_name("z" * 300 + "." + "e" * 40, ".parquet").encode()) <= NAME_MAX - 13 - 8   # no 40-byte extension kept
+
+
 def test_a_stale_ray_cluster_file_does_not_capture_a_local_run(data_dir, tmp_path):
     """A killed `ray start` leaves its address in $RAY_TMPDIR/ray/ray_current_cluster; a local run
     must start its own Ray, not hang on that dead address (seen in CI)."""
@@ -251,6 +266,36 @@ def test_a_file_name_that_is_not_utf8_is_annotated_rendered_and_reported(job, tm
     assert "caf%E9.mp4" in page and "not reachable" not in page
     assert main(["annotate", str(d), "--out", str(out), "--progress", "never", "--render", "landmarks"]) == 0
     assert json.loads((out / "_summary.json").read_text())["videos"]["caf%E9.mp4"]["status"] == "skipped"
+
+
+def test_names_too_long_for_an_output_file_are_shortened_not_failed(job, tmp_path):
+    """Two clips named after long titles, as downloaders name them (240 bytes, one start): the
+    name with `.parquet` and a temp file's ending passes 255 bytes, the most one file name may
+    hold. It used to fail ("File name too long"). Each output name keeps 150 bytes, a hash of the
+    whole name and its extension, so the two stay apart; the `video` column keeps the whole name,
+    a rerun finds the outputs current, and export and report read them."""
+    src, _, _ = job
+    d = tmp_path / "in" / ("dir_" + "é" * 120)     # a folder name of 244 bytes too
+    d.mkdir(parents=True)
+    names = ["ab" * 60 + "é" * 58 + tail + ".mp4" for tail in ("_1", "_2")]
+    assert all(len(n.encode()) == 242 for n in names)
+    for n in names:
+        shutil.copy(src / "moving.mp4", d / n)
+    out = tmp_path / "out"
+    args = ["annotate", str(tmp_path / "in"), "--out", str(out), "--render", "landmarks", "--progress", "never"]
+    assert main([*args, "--report"]) == 0
+    v = json.loads((out / "_summary.json").read_text())["videos"]
+    assert sorted(v) == sorted(f"{d.name}/{n}" for n in names) and all(e["status"] == "ok" for e in v.values())
+    files = [os.path.join(r, f) for r, _, fs in os.walk(out) for f in fs if f.endswith((".parquet", ".landmarks.mp4"))]
+    assert len(files) == 4 and all(len(os.path.basename(f).encode()) <= 255 - 13 for f in files)
+    for name, entry in v.items():
+        assert os.path.basename(entry["output"]).endswith(".mp4.parquet")
+        assert set(pd.read_parquet(entry["output"]).video) == {name}
+        assert os.path.exists(entry["render"]["output"])
+    assert "not reachable" not in (out / "report.html").read_text(encoding="utf-8")
+    assert main(args) == 0
+    assert {e["status"] for e in json.loads((out / "_summary.json").read_text())["videos"].values()} == {"skipped"}
+    assert main(["export", str(out)]) == 0
 
 
 def test_inputs_given_as_uris_are_read_where_they_are(job, videos_dir, tmp_path, capsys):
