@@ -75,8 +75,17 @@ def _out_name(name: str, suffix: str) -> str:
 
 
 def _walk(root: str) -> list[str]:
-    found = []
-    for d, dirs, files in os.walk(root):
+    """A folder's video and photo files, recursively, in name order, hidden names left out.
+    Linked folders are followed (a dataset assembled from links to sessions' folders is a common
+    layout, and it used to give nothing); each real folder is read once, so a link to an ancestor
+    or to a folder already read adds nothing."""
+    found, seen = [], set()
+    for d, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(d)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
         dirs[:] = sorted(x for x in dirs if not x.startswith("."))
         found += [os.path.join(d, f) for f in sorted(files)
                   if not f.startswith(".") and f.lower().endswith(VIDEO_EXTENSIONS + IMAGE_EXTENSIONS)]

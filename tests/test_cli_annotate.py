@@ -112,6 +112,22 @@ def test_names_cannot_escape_the_output_folder(tmp_path):
     assert os.path.abspath(VideoItem("/v", "../../etc/x").output(str(tmp_path))).startswith(str(tmp_path))
 
 
+def test_linked_folders_are_followed_and_each_real_folder_read_once(tmp_path):
+    """A folder assembled from links to other folders gave no input at all (os.walk does not
+    follow them); links back to an ancestor or to the folder itself must not loop or repeat."""
+    from facetracks.jobs.inputs import expand_inputs
+    (tmp_path / "sessions" / "s1").mkdir(parents=True)
+    (tmp_path / "sessions" / "s1" / "a.mp4").write_bytes(b"")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "b.mp4").write_bytes(b"")
+    os.symlink(tmp_path / "sessions" / "s1", tmp_path / "in" / "day1")
+    os.symlink(tmp_path / "sessions" / "s1", tmp_path / "in" / "day1_again")
+    os.symlink("..", tmp_path / "in" / "up")
+    os.symlink(".", tmp_path / "in" / "self")
+    names = [i.name for i in expand_inputs([str(tmp_path / "in")])]
+    assert names == ["b.mp4", "day1/a.mp4"]
+
+
 def test_a_name_is_fitted_to_one_file_name_only_when_it_must_be():
     from facetracks.jobs.inputs import NAME_MAX, fit_name
     short = "talk.mp4"
