@@ -130,6 +130,7 @@ class LoopbackCluster:
     env: dict[str, str]
     port: int
     dashboard_port: int | None = None
+    client_port: int = field(default_factory=free_port)     # Ray Client's server on the head (ray://)
     sessions: list[int] = field(default_factory=list)
 
     @property
@@ -157,7 +158,7 @@ class LoopbackCluster:
                # fixed by default (52365), so two nodes, or a user's node, would collide
                "--dashboard-agent-listen-port", str(free_port())]
         if head:
-            cmd += ["--head", "--port", str(self.port), "--ray-client-server-port", str(free_port())]
+            cmd += ["--head", "--port", str(self.port), "--ray-client-server-port", str(self.client_port)]
             cmd += (["--include-dashboard", "true", "--dashboard-port", str(self.dashboard_port)]
                     if self.dashboard_port else ["--include-dashboard", "false"])
         else:

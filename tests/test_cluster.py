@@ -145,6 +145,19 @@ class TestTwoOneCpuNodes:
         assert not (tmp_path / "_summary.json").exists()
 
 
+def test_a_driver_joining_through_ray_client_gets_the_same_outputs(inputs, reference, tmp_path):
+    """`--address ray://HEAD:PORT`, as from a laptop outside the cluster: the actors run on the
+    cluster, the driver's outputs are written here."""
+    c = cluster([2])
+    try:
+        code, text = annotate(c.env, inputs, tmp_path, "--address", f"ray://127.0.0.1:{c.client_port}")
+    finally:
+        stop(c)
+    assert code == 0, text
+    assert json.loads((tmp_path / "_summary.json").read_text())["ray"]["nodes"] == 1
+    assert_same(reference, tmp_path)
+
+
 def test_ray_job_submit_runs_the_job_on_the_cluster(inputs, reference, tmp_path):
     """`ray job submit -- facetracks annotate ...`: the driver runs on the head, joins its cluster
     (RAY_ADDRESS, set by the job server) and writes what an in-process run writes."""
