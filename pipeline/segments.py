@@ -17,7 +17,9 @@ import pyarrow as pa
 
 from .schema import SCHEMA
 from .tracking import box_iou, greedy_match
-from .video import VideoError, keyframe_times
+from .video import VideoError, header_length, keyframe_times
+
+SHORT_MARGIN = 2   # a header's duration may be an estimate (MPEG-TS: from the bitrate): trusted below half a segment
 
 
 @dataclass(frozen=True)
@@ -31,13 +33,17 @@ class Segment:
 def segments_of(path: str, segment_s: float, overlap_s: float,
                 on_frames: Callable[[int], None] | None = None) -> list[Segment | None]:
     """The segments of one video, from its keyframes (reading every packet of the file); [None]
-    for one piece, or when the file cannot be read (its worker reports why). `on_frames(0)`: a
+    for one piece, or when the file cannot be read (its worker reports why). A video whose
+    header says it is under half a segment long is one piece without that read: a folder of
+    short clips read every clip twice, from an object store too. `on_frames(0)`: a
     heartbeat before the file is opened and for each packet read (a stuck read is found by its
     silence, as a worker's is)."""
     alive = (lambda: on_frames(0)) if on_frames is not None else None
     if alive:
         alive()
     try:
+        if 0 < header_length(path)[1] * SHORT_MARGIN < segment_s:
+            return [None]      # far shorter than a segment by its header: no packet need be read
         plan = plan_segments(keyframe_times(path, alive), segment_s, overlap_s)
     except VideoError:
         return [None]

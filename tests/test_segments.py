@@ -1,9 +1,11 @@
 """Segment planning and stitching, pure (a segmented run on real Ray actors, equal across actor counts: test_cluster.py)."""
+import os
+
 import numpy as np
 import pyarrow as pa
 
 from facetracks.pipeline.parquet import TableBuilder
-from facetracks.pipeline.segments import Segment, Stitcher, plan_segments
+from facetracks.pipeline.segments import Segment, Stitcher, plan_segments, segments_of
 
 
 def test_plan_aligns_to_keyframes_and_spans_everything():
@@ -57,3 +59,16 @@ def test_stitch_gives_the_id_of_the_track_that_reaches_the_boundary():
     t1 = _table([t for t in times if t >= 1.0], lambda t: [(0, 10)])
     out = stitch([t0, t1], seg).to_pandas()
     assert out[out.time_s >= 1.75].track_id.unique().tolist() == [1]
+
+
+def test_a_clip_far_shorter_than_a_segment_is_one_piece_without_reading_its_packets(videos_dir):
+    """Listing keyframes reads every packet (a heartbeat each); a clip whose header says it is
+    under half a segment long is one piece without that read."""
+    path = os.path.join(videos_dir, "sadtalker_WDA_AlexandriaOcasioCortez_000.mp4")   # 8 s, a keyframe every 0.48 s
+    beats = []
+    assert segments_of(path, 20.0, 1.0, beats.append) == [None]
+    assert len(beats) == 1                                  # the start's heartbeat alone
+    beats.clear()
+    assert len(segments_of(path, 2.0, 1.0, beats.append)) == 4 and len(beats) > 100
+    beats.clear()
+    assert segments_of(path, 12.0, 1.0, beats.append) == [None] and len(beats) > 100   # over half a segment: read
