@@ -40,19 +40,23 @@ if TYPE_CHECKING:
 ACTOR_START_S = 300
 STALL_CHECK_S = 5.0      # how often the driver asks the board which tasks went silent
 SUMMARY_SHARE = 0.05     # of the driver's time, at most, on rewriting _summary.json as results come
+SUMMARY_QUICK_S = 0.01   # a write this quick (under ~1,000 videos) is made after every result
 
 
 class WorkerStartError(RuntimeError):
     """No worker could be started (the model does not load there, the node is gone)."""
 
 
+NOT_STARTED = f"a worker did not start within {ACTOR_START_S} s (no node can place it?)"
+
+
 def _started(ready, timeout: float = ACTOR_START_S) -> str:
     """Wait until an actor has loaded its model (`ready`: its `device` call); its device, or
-    WorkerStartError with the cause."""
+    WorkerStartError with the cause (`timeout` 0: a ref `ray.wait` found ready)."""
     try:
         return ray.get(ready, timeout=timeout)
     except ray.exceptions.GetTimeoutError:
-        raise WorkerStartError(f"a worker did not start within {ACTOR_START_S} s (no node can place it?)") from None
+        raise WorkerStartError(NOT_STARTED) from None
     except ray.exceptions.RayError as e:
         raise WorkerStartError(f"a worker failed to start: {type(e).__name__}: {str(e)[:500]}") from None
 
@@ -121,6 +125,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
     planning: dict = {}                          # a keyframe listing's ref -> (its video, its bar/board id)
     live = set(range(len(actors)))              # slots with a working actor
     starting: dict = {}                          # a replacement's ready ref -> (its slot, when it was made)
+    none_live_since: float | None = None         # since when no slot has had a working actor
     received: dict[str, int] = {}               # results in, per video
     segmented: dict[str, SegmentedVideo] = {}
     inflight: dict = {}
@@ -137,6 +142,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                    watch=opt.stall_s > 0)
     no_worker = "no worker could be started"
     summary_at, summary_s = 0.0, 0.0             # the summary's last write: when it ended, how long it took
+    summary_dirty = False                        # results in since that write
 
     def collect(it: VideoItem | PhotoBatch, res: dict | list, record: bool = True) -> None:
         if isinstance(it, PhotoBatch):      # each photo is its own file; the summary written once a batch
@@ -189,29 +195,43 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
 
     def expire_starts() -> None:
         """Replacements wait for a place as long as another actor carries the work (its node may be
-        gone; an autoscaler may bring another). With none working, each gets ACTOR_START_S."""
-        nonlocal no_worker
+        gone; an autoscaler may bring another). With none working, each gets ACTOR_START_S from
+        when it was made or when the last working actor was lost, whichever is later."""
+        nonlocal no_worker, none_live_since
+        if live:
+            none_live_since = None
+            return
+        now = time.monotonic()
+        none_live_since = none_live_since or now
         for ref, (slot, since) in list(starting.items()):
-            if not live and time.monotonic() - since > ACTOR_START_S:
+            if now - max(since, none_live_since) > ACTOR_START_S:
                 del starting[ref]
                 ray.kill(actors[slot], no_restart=True)
-                no_worker = f"a worker did not start within {ACTOR_START_S} s (no node can place it?)"
+                no_worker = NOT_STARTED
                 tqdm.write(f"annotate: {no_worker}")
 
     def record_summary() -> None:
-        """The summary so far, after a result: every time while it is small; once it takes long to
-        write (10,000 videos: 90 ms, each time the whole file), only so often that writing it
-        costs the driver at most SUMMARY_SHARE of its time. Written after every result, a run of
-        10,000 videos spent 8 minutes of the driver's one thread on it, and of 100,000 half a day."""
-        nonlocal summary_at, summary_s
-        if time.monotonic() - summary_at < summary_s / SUMMARY_SHARE:
+        """The summary has news (a result is in): written now (`flush_summary`) or soon."""
+        nonlocal summary_dirty
+        summary_dirty = True
+        flush_summary()
+
+    def flush_summary() -> None:
+        """Write the summary if it has news: at once while a write is quick (under SUMMARY_QUICK_S);
+        once it is large (10,000 videos: 90 ms a write, the whole file each time), only so often
+        that writing costs the driver at most SUMMARY_SHARE of its time, the rest caught up within
+        seconds by the loop's calls. Written after every result, a run of 10,000 videos spent 8
+        minutes of the driver's one thread on it, and of 100,000 half a day."""
+        nonlocal summary_at, summary_s, summary_dirty
+        if not summary_dirty or (summary_s > SUMMARY_QUICK_S
+                                 and time.monotonic() - summary_at < summary_s / SUMMARY_SHARE):
             return
         start = time.monotonic()
         try:                 # progress only: the final write after the loop must succeed
             _write_json(out, "_summary.json", summary)
         except Exception as e:   # noqa: BLE001
             tqdm.write(f"annotate: could not update the summary ({e}); going on")
-        summary_at = time.monotonic()
+        summary_at, summary_dirty = time.monotonic(), False
         summary_s = summary_at - start
 
     try:
@@ -253,6 +273,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                                timeout=POLL_EVERY_S if bar.show else STALL_CHECK_S if opt.stall_s > 0 or starting
                                else None)
             bar.poll()
+            flush_summary()
             if opt.stall_s > 0 and time.monotonic() - checked >= STALL_CHECK_S:
                 checked = time.monotonic()
                 stop_stuck()
@@ -297,7 +318,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                     ray.kill(run.actor, no_restart=True)
                     live.discard(run.slot)       # it takes tasks again once its model is loaded
                     actors[run.slot] = make_actor()
-                    summary["actors"]["replaced"] = summary["actors"].get("replaced", 0) + 1
+                    summary["actors"]["replaced"] += 1
                     starting[actors[run.slot].device.remote()] = run.slot, time.monotonic()
                 if id(run.actor) in stopped and run.task not in stuck:   # stopped for another task's stall
                     queue.appendleft((it, seg, run.suspect))

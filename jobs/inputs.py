@@ -77,19 +77,31 @@ def _out_name(name: str, suffix: str) -> str:
 def _walk(root: str) -> list[str]:
     """A folder's video and photo files, recursively, in name order, hidden names left out.
     Linked folders are followed (a dataset assembled from links to sessions' folders is a common
-    layout, and it used to give nothing); each real folder is read once, so a link to an ancestor
-    or to a folder already read adds nothing."""
+    layout, and it used to give nothing), except a link to a folder of the tree itself (its files
+    keep the names their real place gives them), to the root or above it (a loop, or all of `/`)
+    or to a folder already read: each real folder is read once."""
+    real_root = os.path.realpath(root)
+    own = {os.path.realpath(d) for d, _, _ in os.walk(root)}      # the tree's folders, links not followed
     found, seen = [], set()
     for d, dirs, files in os.walk(root, followlinks=True):
         real = os.path.realpath(d)
-        if real in seen:
+        if real in seen:                # two links to one outside folder: the first one read it
             dirs[:] = []
             continue
         seen.add(real)
-        dirs[:] = sorted(x for x in dirs if not x.startswith("."))
+        dirs[:] = [x for x in sorted(dirs) if not x.startswith(".") and not _adds_nothing(os.path.join(d, x), own,
+                                                                                         real_root)]
         found += [os.path.join(d, f) for f in sorted(files)
                   if not f.startswith(".") and f.lower().endswith(VIDEO_EXTENSIONS + IMAGE_EXTENSIONS)]
     return found
+
+
+def _adds_nothing(path: str, own: set[str], real_root: str) -> bool:
+    """A link to a folder the walk reads anyway, or to the root or a folder above it."""
+    if not os.path.islink(path):
+        return False
+    real = os.path.realpath(path)
+    return real in own or real_root == real or real_root.startswith(real.rstrip("/") + "/")
 
 
 def _is_our_render(path: str, out_dir: str | None) -> bool:

@@ -96,15 +96,16 @@ def _start_board():
     return ray.remote(FrameBoard).options(num_cpus=0, scheduling_strategy=here).remote()
 
 
-def _read_estimates(items: list[VideoItem], into: queue.SimpleQueue) -> None:
-    """Each item's `estimate_frames` into `into`, read by ESTIMATE_THREADS daemon threads (a read
-    hung on a dead mount must not hold the driver's exit; the run's watchdog handles the tasks)."""
+def _read_estimates(items: list[VideoItem], into: queue.SimpleQueue, stop: threading.Event) -> None:
+    """Each item's `estimate_frames` into `into`, read by ESTIMATE_THREADS daemon threads until
+    `stop` is set (a read hung on a dead mount must not hold the driver's exit; the run's watchdog
+    handles the tasks)."""
     todo: queue.SimpleQueue = queue.SimpleQueue()
     for it in items:
         todo.put(it)
 
     def read() -> None:
-        while True:
+        while not stop.is_set():
             try:
                 it = todo.get_nowait()
             except queue.Empty:
@@ -134,8 +135,9 @@ class FrameBar:
         self.expected_n = 0                      # sum of max(estimate, done) per file
         self.finished, self.files = 0, len(items)
         self.final: set[str] = set()             # files finished: their count stands, a late estimate is dropped
+        self.stop_reading = threading.Event()    # set by close(): the run is over, the rest of the headers unread
         if show:
-            _read_estimates([it for it in items if it.name not in no_frames], self.estimates)
+            _read_estimates([it for it in items if it.name not in no_frames], self.estimates, self.stop_reading)
         self.next_task, self.polled = 0, 0.0
         self.board = _start_board() if show or watch else None
         self.bar = tqdm(total=self.expected_n, desc="frames", unit="frame", disable=not show,
@@ -174,13 +176,18 @@ class FrameBar:
     def _cap(self, name: str) -> int:
         return max(self.estimate.get(name, 0), self.done.get(name, 0))
 
+    def _set_estimate(self, name: str, frames: int) -> None:
+        before = self._cap(name)
+        self.estimate[name] = frames
+        self.expected_n += self._cap(name) - before
+
     def _set_done(self, name: str, frames: int, estimate: int | None = None) -> None:
         before = self._cap(name)
         self.done_n += frames - self.done.get(name, 0)
         self.done[name] = frames
-        if estimate is not None:
-            self.estimate[name] = estimate
         self.expected_n += self._cap(name) - before
+        if estimate is not None:
+            self._set_estimate(name, estimate)
 
     def _take_estimates(self) -> None:
         while True:
@@ -189,9 +196,7 @@ class FrameBar:
             except queue.Empty:
                 return
             if name not in self.final:
-                before = self._cap(name)
-                self.estimate[name] = frames
-                self.expected_n += self._cap(name) - before
+                self._set_estimate(name, frames)
 
     def file_done(self, name: str, frames: int) -> None:
         """A file's final count replaces its estimate and its tasks' counts (segments overlap)."""
@@ -228,6 +233,7 @@ class FrameBar:
         self.bar.set_postfix_str(f"{self.finished}/{self.files} files", refresh=False)
 
     def close(self) -> None:
+        self.stop_reading.set()
         self.bar.close()
         if self.board is not None:
             ray.kill(self.board)

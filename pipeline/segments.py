@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from .schema import SCHEMA
 from .tracking import box_iou, greedy_match
-from .video import VideoError, header_length, keyframe_times
+from .video import VideoError, keyframe_times
 
 SHORT_MARGIN = 2   # a header's duration may be an estimate (MPEG-TS: from the bitrate): trusted below half a segment
 
@@ -41,10 +41,8 @@ def segments_of(path: str, segment_s: float, overlap_s: float,
     alive = (lambda: on_frames(0)) if on_frames is not None else None
     if alive:
         alive()
-    try:
-        if 0 < header_length(path)[1] * SHORT_MARGIN < segment_s:
-            return [None]      # far shorter than a segment by its header: no packet need be read
-        plan = plan_segments(keyframe_times(path, alive), segment_s, overlap_s)
+    try:      # far shorter than a segment by its header: one piece, no packet read
+        plan = plan_segments(keyframe_times(path, alive, segment_s / SHORT_MARGIN), segment_s, overlap_s)
     except VideoError:
         return [None]
     return plan if len(plan) > 1 else [None]

@@ -173,8 +173,11 @@ def header_length(path: str) -> tuple[int, float, float]:
     (0 frames or 0 seconds where it states nothing): estimates, which decoding may correct."""
     container, s = open_video(path)
     with container:
-        seconds = float(s.duration * s.time_base) if s.duration else (container.duration or 0) / 1e6
-        return int(s.frames or 0), seconds, frame_rate(s)
+        return int(s.frames or 0), _header_seconds(container, s), frame_rate(s)
+
+
+def _header_seconds(container: av.container.InputContainer, s: av.video.stream.VideoStream) -> float:
+    return float(s.duration * s.time_base) if s.duration else (container.duration or 0) / 1e6
 
 
 def first_frame(container: av.container.InputContainer, s: av.video.stream.VideoStream, path: str) -> av.VideoFrame:
@@ -205,13 +208,16 @@ def probe(path: str) -> VideoInfo:
                          timing="pts" if first.pts is not None else "frame_rate")
 
 
-def keyframe_times(path: str, alive: Callable[[], None] | None = None) -> list[float]:
+def keyframe_times(path: str, alive: Callable[[], None] | None = None, shorter_than_s: float = 0.0) -> list[float]:
     """Times of the video's keyframes, from packets alone (no decoding): where segments may start.
-    Empty for a stream without PTS: such a stream cannot be cut by time and runs whole. `alive()`
-    is called for every packet read: whoever watches for a stuck read hears that this one is not."""
+    Empty for a stream without PTS (it cannot be cut by time and runs whole), and, without a
+    packet read, for one whose header says it lasts less than `shorter_than_s`. `alive()` is
+    called for every packet read: whoever watches for a stuck read hears that this one is not."""
     container, s = open_video(path)
     times = set()
     with container:
+        if 0 < _header_seconds(container, s) < shorter_than_s:
+            return []
         try:
             for p in container.demux(s):
                 if alive is not None:

@@ -114,18 +114,24 @@ def test_names_cannot_escape_the_output_folder(tmp_path):
 
 def test_linked_folders_are_followed_and_each_real_folder_read_once(tmp_path):
     """A folder assembled from links to other folders gave no input at all (os.walk does not
-    follow them); links back to an ancestor or to the folder itself must not loop or repeat."""
+    follow them). Links back to the folder itself or above it must not loop or reach outside it,
+    a second link to one folder adds nothing, and a link to a folder of the tree leaves its files
+    the names their real place gives them, whichever sorts first."""
     from facetracks.jobs.inputs import expand_inputs
     (tmp_path / "sessions" / "s1").mkdir(parents=True)
     (tmp_path / "sessions" / "s1" / "a.mp4").write_bytes(b"")
-    (tmp_path / "in").mkdir()
+    (tmp_path / "outside.mp4").write_bytes(b"")
+    (tmp_path / "in" / "real").mkdir(parents=True)
     (tmp_path / "in" / "b.mp4").write_bytes(b"")
+    (tmp_path / "in" / "real" / "r.mp4").write_bytes(b"")
     os.symlink(tmp_path / "sessions" / "s1", tmp_path / "in" / "day1")
     os.symlink(tmp_path / "sessions" / "s1", tmp_path / "in" / "day1_again")
+    os.symlink("real", tmp_path / "in" / "alias")
     os.symlink("..", tmp_path / "in" / "up")
     os.symlink(".", tmp_path / "in" / "self")
+    os.symlink("/", tmp_path / "in" / "zroot")
     names = [i.name for i in expand_inputs([str(tmp_path / "in")])]
-    assert names == ["b.mp4", "day1/a.mp4"]
+    assert names == ["b.mp4", "day1/a.mp4", "real/r.mp4"]
 
 
 def test_a_name_is_fitted_to_one_file_name_only_when_it_must_be():

@@ -53,6 +53,10 @@ def test_live_counts_move_the_bar_and_the_end_corrects_it(data_dir, tmp_path):
     bar.task_ended(task, {"a.mp4": 6})
     bar.file_done("a.mp4", 6)                   # what the file really had
     assert (bar.bar.n, bar.bar.total) == (6, 7)
+    bar.estimates.put(("a.mp4", 50))            # a header read that comes in after the file finished
+    bar.polled = 0
+    bar.poll()
+    assert (bar.bar.n, bar.bar.total) == (6, 7)
     photo_task, _ = bar.reporter(["p.jpg"])
     bar.task_ended(photo_task, {"p.jpg": 1})
     bar.file_done("p.jpg", 1)
