@@ -15,12 +15,14 @@ from facetracks.pipeline.sources import text_path
 from facetracks.pipeline.video import VideoError
 
 from .report_charts import score_chart, timeline_chart
-from .report_data import VideoReport, face_rows, load_report, lowest_score_rows, spaced_frames
+from .report_data import (VideoReport, face_rows, load_report, load_video, lowest_score_rows, spaced_frames,
+                          worth_a_look)
 from .report_frames import face_crop, frame_thumb, grab_frames
 from .report_html import Picture, VideoPictures, render_html
 
 REPORT_HTML = "report.html"
 REPORT_DIR = "report"
+VIDEOS_PICTURED = 40     # videos given pictures at most (`--videos`); every video has its row
 
 
 def _save(img: np.ndarray, folder: str, rel: str, caption: str = "") -> Picture:
@@ -85,17 +87,21 @@ def video_pictures(v: VideoReport, folder: str, key: str, min_score: float | Non
     return pics
 
 
-def write_report(out_dir: str, n_frames: int = 6, n_worst: int = 4) -> str:
+def write_report(out_dir: str, n_frames: int = 6, n_worst: int = 4, n_videos: int = VIDEOS_PICTURED) -> str:
     """Write OUT_DIR/report.html (and OUT_DIR/report/); returns the page's path. Raises ReportError
-    when OUT_DIR holds no run summary."""
+    when OUT_DIR holds no run summary. Every video has its row in the table; at most `n_videos`
+    have their pictures (`worth_a_look`)."""
     summary, videos = load_report(out_dir)
+    pictured = worth_a_look(videos, n_videos)
     min_score = (summary.get("params") or {}).get("follow", {}).get("min_score")
     final = os.path.join(out_dir, REPORT_DIR)
     build = temp_name(final)
     os.makedirs(build)
     try:
-        pictures = [video_pictures(v, build, f"v{i:03d}", min_score, n_frames, n_worst)
-                    for i, v in enumerate(videos)]
+        pictures: list[VideoPictures | None] = [None] * len(videos)
+        for i in pictured:
+            v = videos[i] = load_video(out_dir, videos[i].name, summary["videos"][videos[i].name])
+            pictures[i] = video_pictures(v, build, f"v{i:03d}", min_score, n_frames, n_worst)
         page = render_html(out_dir, summary, videos, pictures)
         old = temp_name(final) if os.path.exists(final) else None
         if old:

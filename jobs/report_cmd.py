@@ -7,7 +7,7 @@ import sys
 
 from .argtypes import nonneg_int
 from .outputs import is_uri
-from .report import write_report
+from .report import VIDEOS_PICTURED, write_report
 from .report_data import ReportError
 
 
@@ -17,17 +17,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out_dir", metavar="OUT_DIR", help="the --out folder of `facetracks annotate` (local)")
     p.add_argument("--frames", type=nonneg_int, default=6, help="evenly spaced frames shown per video (default 6)")
     p.add_argument("--lowest", type=nonneg_int, default=4, help="lowest-score faces shown per video (default 4)")
+    p.add_argument("--videos", type=nonneg_int, default=VIDEOS_PICTURED,
+                   help=f"videos given pictures at most; past that, those with no face, then the lowest mean score "
+                        f"(default {VIDEOS_PICTURED}); every video has its row")
     p.set_defaults(func=run)
 
 
-def report(out_dir: str, frames: int = 6, lowest: int = 4) -> int:
+def report(out_dir: str, frames: int = 6, lowest: int = 4, videos: int = VIDEOS_PICTURED) -> int:
     """Write the report and say where; one line and exit 2 when the folder holds no run."""
     if is_uri(out_dir):
         print(f"facetracks report: {out_dir}: the report is written to a local folder; copy the run here first",
               file=sys.stderr)
         return 2
     try:
-        path = write_report(out_dir, frames, lowest)
+        path = write_report(out_dir, frames, lowest, videos)
     except ReportError as e:
         print(f"facetracks report: {e}", file=sys.stderr)
         return 2
@@ -36,4 +39,4 @@ def report(out_dir: str, frames: int = 6, lowest: int = 4) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return report(args.out_dir, args.frames, args.lowest)
+    return report(args.out_dir, args.frames, args.lowest, args.videos)

@@ -62,8 +62,9 @@ def read_summary(out_dir: str) -> dict:
 _COLUMNS = ["frame_index", "time_s", "track_id", "score"]      # the points are read per picture (face_rows)
 
 
-def load_video(out_dir: str, name: str, entry: dict) -> VideoReport:
-    """One video's report from its summary entry and, unless it failed, its track file."""
+def load_video(out_dir: str, name: str, entry: dict, rows: bool = True) -> VideoReport:
+    """One video's report from its summary entry and, unless it failed, its track file; with
+    `rows`, its face rows and frame times too (what its pictures are made from)."""
     rep = VideoReport(name=name, status=entry.get("status", "?"), error=entry.get("error"), fps=entry.get("fps"),
                       frames=entry.get("frames"))
     if rep.status == "failed":
@@ -86,14 +87,29 @@ def load_video(out_dir: str, name: str, entry: dict) -> VideoReport:
     rep.tracks = int(faces.track_id.nunique())
     scores = faces.score.dropna()
     rep.mean_score = float(scores.mean()) if len(scores) else None
-    rep.tracks_df = faces.reset_index(drop=True)
-    rep.frame_times = df.drop_duplicates("frame_index").set_index("frame_index").time_s
+    if rows:
+        rep.tracks_df = faces.reset_index(drop=True)
+        rep.frame_times = df.drop_duplicates("frame_index").set_index("frame_index").time_s
     return rep
 
 
 def load_report(out_dir: str) -> tuple[dict, list[VideoReport]]:
+    """The summary and every video's numbers, without their rows (`load_video(rows=True)` for the
+    videos pictured: a large run's rows would not fit in memory)."""
     summary = read_summary(out_dir)
-    return summary, [load_video(out_dir, n, e) for n, e in sorted(summary["videos"].items())]
+    return summary, [load_video(out_dir, n, e, rows=False) for n, e in sorted(summary["videos"].items())]
+
+
+def worth_a_look(videos: list[VideoReport], n: int) -> list[int]:
+    """Which videos get pictures: every one, up to `n`; past that the `n` that most need a
+    person's eye, the ones with no face first, then by lowest mean score (a failed video has its
+    error in the table, and nothing to picture). A run of 10,000 videos made 10,000 sections:
+    most of two hours at 0.6 s each, and a page no one reads to the end."""
+    if len(videos) <= n:
+        return list(range(len(videos)))
+    readable = [i for i, v in enumerate(videos) if v.status != "failed" and v.note is None]
+    readable.sort(key=lambda i: (-1.0 if videos[i].mean_score is None else videos[i].mean_score, videos[i].name))
+    return sorted(readable[:n])
 
 
 def face_rows(rep: VideoReport, frames: list[int]) -> pd.DataFrame:

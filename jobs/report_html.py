@@ -53,9 +53,10 @@ def _img(p: Picture) -> str:
             f'alt="{_e(p.caption or p.src)}">{cap}</figure>')
 
 
-def _row(i: int, v: VideoReport) -> str:
+def _row(i: int, v: VideoReport, linked: bool) -> str:
     share = None if v.face_share is None else 100 * v.face_share
-    return (f'<tr><td class="name"><a href="#v{i:03d}">{_e(v.name)}</a></td>'
+    name = f'<a href="#v{i:03d}">{_e(v.name)}</a>' if linked else _e(v.name)
+    return (f'<tr><td class="name">{name}</td>'
             f'<td class="{_e(v.status)}">{_e(v.status)}</td><td>{_num(v.frames, "d")}</td>'
             f'<td>{_num(share, ".1f")}{"" if share is None else " %"}</td><td>{v.tracks if v.frames else "–"}</td>'
             f'<td>{_num(v.mean_score, ".3f")}</td><td>{_num(v.fps, ".1f")}</td>'
@@ -79,13 +80,20 @@ def _section(i: int, v: VideoReport, pics: VideoPictures) -> str:
     return "\n".join(out)
 
 
-def render_html(out_dir: str, summary: dict, videos: list[VideoReport], pictures: list[VideoPictures]) -> str:
+def render_html(out_dir: str, summary: dict, videos: list[VideoReport], pictures: list[VideoPictures | None]) -> str:
+    """The page: a row for every video, a section for each that has pictures (None: it has none,
+    a large run pictures only the videos most worth a look)."""
     counts = {s: sum(v.status == s for v in videos) for s in ("ok", "skipped", "failed")}
     head = (f"run {_e(summary.get('run', '?'))} · model {_e(summary.get('model', '?'))} · "
             f"{len(videos)} videos: {counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed · "
             f"{_num(summary.get('seconds'), '.1f')} s · report written {time.strftime('%Y-%m-%d %H:%M')}")
-    rows = "\n".join(_row(i, v) for i, v in enumerate(videos))
-    sections = "\n".join(_section(i, v, p) for i, (v, p) in enumerate(zip(videos, pictures)))
+    rows = "\n".join(_row(i, v, p is not None) for i, (v, p) in enumerate(zip(videos, pictures)))
+    sections = "\n".join(_section(i, v, p) for i, (v, p) in enumerate(zip(videos, pictures)) if p is not None)
+    shown = sum(p is not None for p in pictures)
+    if shown < len(videos):
+        sections = (f'<p class="note">Pictures for {shown} of the {len(videos)} videos, those most worth a look: '
+                    f'with no face first, then by lowest mean score (`facetracks report --videos N` for more).</p>\n'
+                    + sections)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>facetracks report: {_e(out_dir)}</title>
 <link rel="icon" href="data:,"><style>{CSS}</style></head>

@@ -115,6 +115,25 @@ def test_report_without_the_source_video_says_so(run, tmp_path):
     assert all((copy / s).exists() for s in page.images)
 
 
+def test_past_videos_n_only_those_most_worth_a_look_get_pictures(run, tmp_path):
+    """A run of 10,000 videos made 10,000 sections. With `--videos 1` every video keeps its row,
+    and only the one with the lowest mean score (no failed one: it has nothing to picture) gets
+    pictures and a link from its row."""
+    _, out, _ = run
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    assert main(["report", str(copy), "--videos", "1"]) == 0
+    page = _page(copy)
+    names = sorted(read_summary(str(copy))["videos"])
+    assert sorted(r[0] for r in page.rows) == names
+    means = {n: pq.read_table(copy / (n + ".parquet")).to_pandas().score.mean() for n in names if n != "notes.mp4"}
+    lowest = names.index(min(means, key=means.get))
+    assert {os.path.dirname(s) for s in page.images} == {f"report/v{lowest:03d}"}
+    html = (copy / "report.html").read_text(encoding="utf-8")
+    assert html.count('href="#v') == 1 and "Pictures for 1 of the 3 videos, those most worth a look" in html
+    assert sorted(os.listdir(copy / "report")) == [f"v{lowest:03d}"]
+
+
 def test_a_folder_without_a_run_is_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
