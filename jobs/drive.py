@@ -94,8 +94,11 @@ def _submit(actor, it: VideoItem | PhotoBatch, seg, opt: RunOptions, out: Out, p
         table = pq.read_table(it.output(out.root), filesystem=out.fs)
         frames = meta_of(table.schema)["frame_count"]
         return actor.__call__.remote(it, None, render, render_to, (table, frames), on_frames=on_frames)
-    # a whole video is smoothed by its worker; segments by the driver, once stitched
-    return actor.__call__.remote(it, seg, render, render_to, smooth=None if seg else opt.smooth, on_frames=on_frames)
+    # a whole video is smoothed by its worker, and comes back as its track file's bytes; segments
+    # come back as tables, smoothed by the driver once stitched
+    whole = seg is None
+    return actor.__call__.remote(it, seg, render, render_to, smooth=opt.smooth if whole else None, on_frames=on_frames,
+                                 file_meta={"model": opt.model_id, "params": opt.params_for_key} if whole else None)
 
 
 @dataclass

@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from facetracks.pipeline.parquet import TrackStream, track_meta, write_tracks
+from facetracks.pipeline.parquet import TrackStream, frame_count, track_meta, write_tracks
 from facetracks.pipeline.segments import Stitcher
 from facetracks.pipeline.smoothing import SmoothParams, smooth_tracks
 from facetracks.pipeline.video import VideoError, check_complete
 
 from .inputs import VideoItem
+from .outputs import write_bytes
 
 if TYPE_CHECKING:
     from .ray_runner import Out, RunOptions
@@ -54,12 +55,16 @@ def finish_whole(res: dict, opt: RunOptions, out: Out) -> dict:
                 "render": render_entry(res, it, opt)}
     if res["status"] != "ok":
         return {"status": "failed", "error": res["error"]}
-    table, info = res["table"], res["info"]     # smoothed by the worker (a whole video)
-    frames = len(set(table.column("frame_index").to_pylist()))
-    faces = table.num_rows - table.column("track_id").null_count
+    info = res["info"]
     try:
-        write_tracks(table, it.output(out.root), track_meta(info, it.name, frames, opt.model_id,
-                                                            opt.params_for_key), out.fs)
+        if "track_file" in res:       # a video: encoded by its worker, smoothed
+            frames, faces = res["frames"], res["faces"]
+            write_bytes(out.fs, it.output(out.root), res["track_file"])
+        else:                         # a photo: its table
+            table = res["table"]
+            frames, faces = frame_count(table), table.num_rows - table.column("track_id").null_count
+            write_tracks(table, it.output(out.root), track_meta(info, it.name, frames, opt.model_id,
+                                                                opt.params_for_key), out.fs)
     except (OSError, pa.ArrowException) as e:
         return {"status": "failed", "error": f"{it.output(opt.out_dir)}: cannot write ({e})"}
     return entry_of(it, opt, frames, faces, info, [res])

@@ -7,6 +7,7 @@ from typing import Callable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -67,12 +68,30 @@ def _target(path: str, filesystem: pafs.FileSystem | None) -> tuple[pafs.FileSys
     return (filesystem, path) if filesystem else (pafs.LocalFileSystem(), os.path.abspath(path))
 
 
+def _encode(table: pa.Table, meta: dict, sink) -> None:
+    """The one way a whole track file is laid out: the table, its metadata, zstd."""
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **_schema_with(meta).metadata})
+    pq.write_table(table, sink, compression="zstd")
+
+
 def write_tracks(table: pa.Table, path: str, meta: dict, filesystem: pafs.FileSystem | None = None) -> None:
     """Write to a temp name beside `path`, then move it into place: a reader never sees half a
     file."""
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **_schema_with(meta).metadata})
     fs, path = _target(path, filesystem)
-    write_atomic(fs, path, lambda f: pq.write_table(table, f, compression="zstd"))
+    write_atomic(fs, path, lambda f: _encode(table, meta, f))
+
+
+def track_file_bytes(table: pa.Table, meta: dict) -> bytes:
+    """A track file's bytes, as `write_tracks` writes them: made where the table is (a Ray
+    actor), so that whoever writes the file only moves bytes."""
+    sink = pa.BufferOutputStream()
+    _encode(table, meta, sink)
+    return sink.getvalue().to_pybytes()
+
+
+def frame_count(table: pa.Table) -> int:
+    """Frames a track table covers (every decoded frame has at least one row)."""
+    return pc.count_distinct(table.column("frame_index")).as_py()
 
 
 class TrackStream:
