@@ -100,8 +100,8 @@ def write_report(out_dir: str, n_frames: int = 6, n_worst: int = 4, n_videos: in
     try:
         pictures: list[VideoPictures | None] = [None] * len(videos)
         for i in pictured:
-            v = videos[i] = load_video(out_dir, videos[i].name, summary["videos"][videos[i].name])
-            pictures[i] = video_pictures(v, build, f"v{i:03d}", min_score, n_frames, n_worst)
+            with_rows = load_video(out_dir, videos[i].name, summary["videos"][videos[i].name])   # let go after
+            pictures[i] = video_pictures(with_rows, build, f"v{i:03d}", min_score, n_frames, n_worst)
         page = render_html(out_dir, summary, videos, pictures)
         old = temp_name(final) if os.path.exists(final) else None
         if old:

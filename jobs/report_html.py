@@ -92,7 +92,7 @@ def render_html(out_dir: str, summary: dict, videos: list[VideoReport], pictures
     shown = sum(p is not None for p in pictures)
     if shown < len(videos):
         sections = (f'<p class="note">Pictures for {shown} of the {len(videos)} videos, those most worth a look: '
-                    f'with no face first, then by lowest mean score (`facetracks report --videos N` for more).</p>\n'
+                    f'with no face first, then by lowest mean score (<code>facetracks report --videos N</code> for more).</p>\n'
                     + sections)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>facetracks report: {_e(out_dir)}</title>

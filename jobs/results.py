@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from facetracks.pipeline.parquet import TrackStream, frame_count, track_meta, write_tracks
+from facetracks.pipeline.parquet import TrackStream, face_count, frame_count, track_meta, write_tracks
 from facetracks.pipeline.segments import Stitcher
 from facetracks.pipeline.smoothing import SmoothParams, smooth_tracks
 from facetracks.pipeline.video import VideoError, check_complete
@@ -57,12 +57,13 @@ def finish_whole(res: dict, opt: RunOptions, out: Out) -> dict:
         return {"status": "failed", "error": res["error"]}
     info = res["info"]
     try:
-        if "track_file" in res:       # a video: encoded by its worker, smoothed
-            frames, faces = res["frames"], res["faces"]
-            write_bytes(out.fs, it.output(out.root), res["track_file"])
+        if "track_file" in res:       # a video: smoothed and encoded by its worker
+            tf = res["track_file"]
+            frames, faces = tf["frames"], tf["faces"]
+            write_bytes(out.fs, it.output(out.root), tf["bytes"])
         else:                         # a photo: its table
             table = res["table"]
-            frames, faces = frame_count(table), table.num_rows - table.column("track_id").null_count
+            frames, faces = frame_count(table), face_count(table)
             write_tracks(table, it.output(out.root), track_meta(info, it.name, frames, opt.model_id,
                                                                 opt.params_for_key), out.fs)
     except (OSError, pa.ArrowException) as e:

@@ -18,12 +18,13 @@ import traceback
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
 import torch
 
 from facetracks.pipeline.annotate import annotate_video
 from facetracks.pipeline.batching import SharedStages
 from facetracks.pipeline.filters import FilterFn, get_filter
-from facetracks.pipeline.parquet import frame_count, track_file_bytes, track_meta
+from facetracks.pipeline.parquet import face_count, frame_count, track_file_bytes, track_meta
 from facetracks.pipeline.photo import annotate_photo, read_photo, render_photo
 from facetracks.pipeline.profiles import build_parts
 from facetracks.pipeline.render import TracksMismatch, faces_by_frame, render_video
@@ -188,7 +189,7 @@ class AnnotateWorker:
         the frames done, as they are done (the run's progress). `file_meta` ({model, params}; a
         whole video): the track file comes back as its bytes (`track_file_bytes`), not as a
         table, so the driver only writes them: encoding one took it about 8 ms a file, a cap of
-        ~100 short clips a second for a whole cluster, and reading the table back about 4 more."""
+        ~100 short clips a second for a whole cluster, and reading the table back about 3 more."""
         base = {"item": item, "segment": segment}
         _started(on_frames)
         _test_hooks(item)
@@ -216,8 +217,11 @@ class AnnotateWorker:
             res["render"] = self._render(item, table, r.stats.frames, render, render_to, _alive(on_frames))
         if file_meta is not None:
             frames = frame_count(table)
-            res.update(frames=frames, faces=table.num_rows - table.column("track_id").null_count,
-                       track_file=track_file_bytes(table, track_meta(res["info"], item.name, frames, **file_meta)))
+            try:
+                data = track_file_bytes(table, track_meta(res["info"], item.name, frames, **file_meta))
+            except (pa.ArrowException, OSError, ValueError) as e:
+                return {**base, "status": "failed", "error": f"{item.path}: cannot encode its track file ({e})"}
+            res["track_file"] = {"bytes": data, "frames": frames, "faces": face_count(table)}
             del res["table"]
         return res
 

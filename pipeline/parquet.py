@@ -81,17 +81,22 @@ def write_tracks(table: pa.Table, path: str, meta: dict, filesystem: pafs.FileSy
     write_atomic(fs, path, lambda f: _encode(table, meta, f))
 
 
-def track_file_bytes(table: pa.Table, meta: dict) -> bytes:
+def track_file_bytes(table: pa.Table, meta: dict) -> pa.Buffer:
     """A track file's bytes, as `write_tracks` writes them: made where the table is (a Ray
     actor), so that whoever writes the file only moves bytes."""
     sink = pa.BufferOutputStream()
     _encode(table, meta, sink)
-    return sink.getvalue().to_pybytes()
+    return sink.getvalue()
 
 
 def frame_count(table: pa.Table) -> int:
     """Frames a track table covers (every decoded frame has at least one row)."""
     return pc.count_distinct(table.column("frame_index")).as_py()
+
+
+def face_count(table: pa.Table) -> int:
+    """Face rows of a track table (a frame without a face has one row, with no track)."""
+    return table.num_rows - table.column("track_id").null_count
 
 
 class TrackStream:
@@ -115,7 +120,7 @@ class TrackStream:
 
     def write(self, table: pa.Table) -> None:
         self._writer.write_table(table)
-        self.faces += table.num_rows - table.column("track_id").null_count
+        self.faces += face_count(table)
 
     def close(self, meta: dict, whole: Callable[[pa.Table], pa.Table] | None = None) -> None:
         """`whole`, if given, is applied to the whole table before it is written (smoothing needs

@@ -175,6 +175,17 @@ def test_frames_are_spread_and_lowest_scores_kept_apart():
     assert low.frame_index.tolist() == [10, 20, 30]
 
 
+def test_worth_a_look_puts_no_face_first_then_the_lowest_score():
+    from facetracks.jobs.report_data import VideoReport, worth_a_look
+    videos = [VideoReport("a", "ok", mean_score=0.9), VideoReport("b", "failed", error="x"),
+              VideoReport("c", "ok", mean_score=0.5), VideoReport("d", "ok", note="cannot read the track file"),
+              VideoReport("e", "skipped", mean_score=None), VideoReport("f", "ok", mean_score=0.7)]
+    assert worth_a_look(videos, 6) == [0, 1, 2, 3, 4, 5]       # all of them, up to n
+    assert worth_a_look(videos, 2) == [2, 4]                    # no face (e), then the lowest score (c)
+    assert worth_a_look(videos, 3) == [2, 4, 5]
+    assert worth_a_look(videos, 5) == [0, 2, 4, 5]              # never the failed one or the unreadable one
+
+
 def test_timeline_gives_many_tracks_one_shared_lane():
     faces = pd.DataFrame({"track_id": np.arange(30) % 15, "time_s": np.arange(30) / 10.0})
     few = timeline_chart(faces[faces.track_id < 3], 3.0)
