@@ -1,14 +1,15 @@
 """The driver's task loop (`_drive`): hands tasks to the actors, keeps at most `inflight` tasks
 queued per actor (backpressure: the driver never holds more than actors x inflight results in
-flight), lists long videos' keyframes beside the actors and queues their segments, stitches each
-video's segments, writes its table itself (temp name, then rename; `results.py`) and rewrites
-`_summary.json` as videos finish (`record_summary`). It replaces an actor whose process dies and retries the tasks
-it held, a suspect alone on its actor; a video that kills its worker `retries` times is
-quarantined and reported, and the job goes on. A task that has started and then reports nothing
-for `stall_s` (no frame decoded or rendered: a read from a hung mount, a decoder that never
-returns) is stuck: its actor is stopped and replaced, the stuck task tried again alone (then
-quarantined as a death would be), the others it held put back as they were. Without that one
-stuck file would hold the job for ever.
+flight), lists long videos' keyframes beside the actors and queues their segments, writes each
+track file itself (a whole video's bytes as its actor encoded them; a segmented video's stitched
+segments; temp name, then rename: `results.py`) and rewrites `_summary.json` as videos finish
+(`record_summary`). It replaces an actor whose process dies and retries the tasks it held, a
+suspect alone on its actor; a video that kills its worker `retries` times is quarantined and
+reported, and the job goes on. A task that has started and then reports nothing for `stall_s`
+(no frame decoded or rendered: a read from a hung mount, a decoder that never returns) is stuck:
+its actor is stopped and replaced, the stuck task tried again alone (then quarantined as a death
+would be), the others it held put back as they were. Without that one stuck file would hold the
+job for ever.
 """
 from __future__ import annotations
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import itertools
 import os
-from concurrent.futures import ThreadPoolExecutor
 import time
 import uuid
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import cv2
@@ -266,8 +266,8 @@ def _run_tasks(tasks: deque, renders: dict, opt: RunOptions, out: Out, earlier: 
                                 decode_threads(cpa, streams), stages)
     actors = [make_actor() for _ in range(n)]
     summary["ray"] = {"gcs_address": ray.get_runtime_context().gcs_address, "nodes": len(ray.nodes())}
-    summary["actors"] = {"count": n, "replaced": 0, "cpus_per_actor": cpa, "gpus_per_actor": gpa, "streams": streams,
-                         "decode_threads": decode_threads(cpa, streams),
+    summary["actors"] = {"count": n, "replaced": 0, "cpus_per_actor": cpa, "gpus_per_actor": gpa,
+                         "streams": streams, "decode_threads": decode_threads(cpa, streams),
                          "device": _started(actors[0].device.remote())}
     if servers:
         summary["actors"]["stage_servers"] = {"count": len(servers), "nodes": len({s.node for s in servers}),
