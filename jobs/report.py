@@ -15,8 +15,8 @@ from facetracks.pipeline.sources import text_path
 from facetracks.pipeline.video import VideoError
 
 from .report_charts import score_chart, timeline_chart
-from .report_data import (VideoReport, face_rows, load_report, load_video, lowest_score_rows, spaced_frames,
-                          worth_a_look)
+from .report_data import (EARLIER, VideoReport, face_rows, load_report, load_video, lowest_score_rows,
+                          spaced_frames, worth_a_look)
 from .report_frames import face_crop, frame_thumb, grab_frames
 from .report_html import Picture, VideoPictures, render_html
 
@@ -100,7 +100,8 @@ def write_report(out_dir: str, n_frames: int = 6, n_worst: int = 4, n_videos: in
     try:
         pictures: list[VideoPictures | None] = [None] * len(videos)
         for i in pictured:
-            with_rows = load_video(out_dir, videos[i].name, summary["videos"][videos[i].name])   # let go after
+            entry = summary["videos"].get(videos[i].name, {"status": EARLIER})
+            with_rows = load_video(out_dir, videos[i].name, entry)   # its rows, let go after its pictures
             pictures[i] = video_pictures(with_rows, build, f"v{i:03d}", min_score, n_frames, n_worst)
         page = render_html(out_dir, summary, videos, pictures)
         old = temp_name(final) if os.path.exists(final) else None

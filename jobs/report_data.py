@@ -10,12 +10,13 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from facetracks.pipeline.parquet import meta_of
+from facetracks.pipeline.parquet import meta_of, read_meta
 from facetracks.pipeline.schema import BOX_COLUMNS, POINT_COLUMNS
 
 from .inputs import VideoItem
 
 SUMMARY = "_summary.json"
+EARLIER = "earlier"      # the status of a video whose track file an earlier run wrote, not in this summary
 
 
 class ReportError(RuntimeError):
@@ -95,9 +96,29 @@ def load_video(out_dir: str, name: str, entry: dict, rows: bool = True) -> Video
 
 def load_report(out_dir: str) -> tuple[dict, list[VideoReport]]:
     """The summary and every video's numbers, without their rows (`load_video(rows=True)` for the
-    videos pictured: a large run's rows would not fit in memory)."""
+    videos pictured: a large run's rows would not fit in memory). Track files the summary does
+    not list are there too, as `earlier`: the summary is the last run's, and a folder filled by
+    two runs (`annotate A --out X`, then `annotate B --out X`) used to report only B."""
     summary = read_summary(out_dir)
-    return summary, [load_video(out_dir, n, e, rows=False) for n, e in sorted(summary["videos"].items())]
+    entries = {**{n: {"status": EARLIER} for n in _unlisted_track_files(out_dir, summary["videos"])},
+               **summary["videos"]}
+    return summary, [load_video(out_dir, n, e, rows=False) for n, e in sorted(entries.items())]
+
+
+def _unlisted_track_files(out_dir: str, listed: dict) -> list[str]:
+    """The names of the track files under `out_dir` that no summary entry names (read from each
+    file's metadata; files the summary names are not opened)."""
+    known = {os.path.abspath(VideoItem("", n).output(out_dir)) for n in listed}
+    names = []
+    for d, dirs, files in os.walk(out_dir):
+        dirs[:] = sorted(x for x in dirs if not x.startswith("."))
+        for f in sorted(files):
+            path = os.path.abspath(os.path.join(d, f))
+            if f.endswith(".parquet") and not f.startswith(".") and path not in known:
+                name = ((read_meta(path) or {}).get("source") or {}).get("name")
+                if name and name not in listed:
+                    names.append(name)
+    return names
 
 
 def worth_a_look(videos: list[VideoReport], n: int) -> list[int]:

@@ -83,9 +83,10 @@ def _section(i: int, v: VideoReport, pics: VideoPictures) -> str:
 def render_html(out_dir: str, summary: dict, videos: list[VideoReport], pictures: list[VideoPictures | None]) -> str:
     """The page: a row for every video, a section for each that has pictures (None: it has none,
     a large run pictures only the videos most worth a look)."""
-    counts = {s: sum(v.status == s for v in videos) for s in ("ok", "skipped", "failed")}
+    counts = {s: sum(v.status == s for v in videos) for s in ("ok", "skipped", "failed", "earlier")}
+    earlier = f", {counts['earlier']} from earlier runs" if counts["earlier"] else ""
     head = (f"run {_e(summary.get('run', '?'))} · model {_e(summary.get('model', '?'))} · "
-            f"{len(videos)} videos: {counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed · "
+            f"{len(videos)} videos: {counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed{earlier} · "
             f"{_num(summary.get('seconds'), '.1f')} s · report written {time.strftime('%Y-%m-%d %H:%M')}")
     rows = "\n".join(_row(i, v, p is not None) for i, (v, p) in enumerate(zip(videos, pictures)))
     sections = "\n".join(_section(i, v, p) for i, (v, p) in enumerate(zip(videos, pictures)) if p is not None)

@@ -3,6 +3,7 @@ the summary with the numbers of its track file, every image it shows exists, and
 Chromium opens it from disk without a console error and draws something."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from html.parser import HTMLParser
@@ -132,6 +133,24 @@ def test_past_videos_n_only_those_most_worth_a_look_get_pictures(run, tmp_path):
     html = (copy / "report.html").read_text(encoding="utf-8")
     assert html.count('href="#v') == 1 and "Pictures for 1 of the 3 videos, those most worth a look" in html
     assert sorted(os.listdir(copy / "report")) == [f"v{lowest:03d}"]
+
+
+def test_track_files_of_an_earlier_run_into_the_same_folder_are_reported(run, tmp_path):
+    """The summary is the last run's: after `annotate A --out X` then `annotate B --out X` it
+    lists only B, and the report used to show only B. A track file it does not list is reported
+    as `earlier`, with its numbers and pictures."""
+    _, out, _ = run
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    summary = json.loads((copy / "_summary.json").read_text())
+    del summary["videos"]["two faces.mp4"]                      # as a later run over other inputs leaves it
+    (copy / "_summary.json").write_text(json.dumps(summary))
+    assert main(["report", str(copy)]) == 0
+    page = _page(copy)
+    rows = {r[0]: r for r in page.rows}
+    assert set(rows) == set(NAMES) and rows["two faces.mp4"][1] == "earlier" and int(rows["two faces.mp4"][4]) == 2
+    assert "1 from earlier runs" in " ".join(page.text)
+    assert any(s.startswith("report/v002/") for s in page.images)   # sorted: notes, sub/then_nothing, two faces
 
 
 def test_a_folder_without_a_run_is_one_line(tmp_path, capsys):
