@@ -10,10 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from facetracks.pipeline.atomic import temp_path
-from facetracks.pipeline.parquet import read_meta
 
 from .export import to_openface, write_csv
-from .outputs import is_uri
+from .outputs import is_uri, track_files
 
 FORMATS = ("openface",)
 
@@ -25,16 +24,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dest", default=None,
                    help="folder for the CSVs (default OUT_DIR/openface): <relative path>.csv per video")
     p.set_defaults(func=run)
-
-
-def track_files(out_dir: str, skip: str | None = None) -> list[str]:
-    """Every track file under `out_dir` (ours: facetracks metadata), by relative path; `skip` is a
-    folder not to search (the CSVs' own)."""
-    found = []
-    for d, dirs, files in os.walk(out_dir):
-        dirs[:] = sorted(x for x in dirs if not x.startswith(".") and os.path.abspath(os.path.join(d, x)) != skip)
-        found += [os.path.join(d, f) for f in sorted(files) if f.endswith(".parquet") and not f.startswith(".")]
-    return [p for p in found if read_meta(p) is not None]
 
 
 def export_file(parquet: str, csv_path: str) -> int:
@@ -50,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"facetracks export: {args.out_dir}: no such local folder", file=sys.stderr)
         return 2
     dest = os.path.abspath(args.dest or os.path.join(args.out_dir, "openface"))
-    files = track_files(args.out_dir, skip=dest)
+    files = [p for p, _ in track_files(args.out_dir, skip=dest)]
     if not files:
         print(f"facetracks export: no track files in {args.out_dir}", file=sys.stderr)
         return 2

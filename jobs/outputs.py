@@ -12,6 +12,7 @@ import time
 import pyarrow.fs as pafs
 
 from facetracks.pipeline.atomic import is_temp_name, write_atomic
+from facetracks.pipeline.parquet import read_meta
 from facetracks.pipeline.sources import is_uri, resolve
 
 __all__ = ["clean_dest", "exists", "is_uri", "remove_stale_temps", "remove_temps_of", "resolve", "upload", "write_bytes"]
@@ -77,3 +78,16 @@ def _remove_temps(fs: pafs.FileSystem, where: pafs.FileSelector, wanted) -> int:
             except OSError:
                 pass
     return removed
+
+
+def track_files(out_dir: str, skip: str | None = None, known: frozenset[str] | set[str] = frozenset()
+                ) -> list[tuple[str, dict]]:
+    """Every track file under a local `out_dir` (ours: it has facetracks metadata), in path order,
+    with its metadata. `skip`: a folder not to search (export's CSVs); `known`: files (absolute
+    paths) not to open, already accounted for (the report's, from the summary)."""
+    found = []
+    for d, dirs, files in os.walk(out_dir):
+        dirs[:] = sorted(x for x in dirs if not x.startswith(".") and os.path.abspath(os.path.join(d, x)) != skip)
+        found += [p for f in sorted(files) if f.endswith(".parquet") and not f.startswith(".")
+                  and os.path.abspath(p := os.path.join(d, f)) not in known]
+    return [(p, meta) for p in found if (meta := read_meta(p)) is not None]

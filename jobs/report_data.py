@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from facetracks.pipeline.parquet import meta_of, read_meta
+from facetracks.pipeline.parquet import meta_of
 from facetracks.pipeline.schema import BOX_COLUMNS, POINT_COLUMNS
 
 from .inputs import VideoItem
+from .outputs import track_files
 
 SUMMARY = "_summary.json"
 EARLIER = "earlier"      # the status of a video whose track file an earlier run wrote, not in this summary
@@ -109,16 +110,8 @@ def _unlisted_track_files(out_dir: str, listed: dict) -> list[str]:
     """The names of the track files under `out_dir` that no summary entry names (read from each
     file's metadata; files the summary names are not opened)."""
     known = {os.path.abspath(VideoItem("", n).output(out_dir)) for n in listed}
-    names = []
-    for d, dirs, files in os.walk(out_dir):
-        dirs[:] = sorted(x for x in dirs if not x.startswith("."))
-        for f in sorted(files):
-            path = os.path.abspath(os.path.join(d, f))
-            if f.endswith(".parquet") and not f.startswith(".") and path not in known:
-                name = ((read_meta(path) or {}).get("source") or {}).get("name")
-                if name and name not in listed:
-                    names.append(name)
-    return names
+    names = [(meta.get("source") or {}).get("name") for _, meta in track_files(out_dir, known=known)]
+    return [n for n in names if n and n not in listed]
 
 
 def worth_a_look(videos: list[VideoReport], n: int) -> list[int]:
