@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import time
 import uuid
 from collections import deque
@@ -73,6 +74,14 @@ class RunOptions:
     params_for_key: dict = field(default_factory=dict)
 
 
+# Ray Client's head starts a server per driver by forking its own multithreaded process; on Ray
+# 2.60 that child died of SIGSEGV before exec in 5 connections of 29 (a loopback head, 2 CPUs;
+# the head's log: "SpecificServer startup failed"), and in 0 of 39 when the head ran with
+# GRPC_ENABLE_FORK_SUPPORT=0. Each failed try costs about 30-40 s.
+CLIENT_ATTEMPTS = 3
+CLIENT_SERVER_FAILED = ("Starting Ray client server failed", "Proxy failed to Connect to backend")
+
+
 class ClusterError(RuntimeError):
     """The cluster named by --address (or RAY_ADDRESS) cannot be reached."""
 
@@ -84,14 +93,30 @@ def init_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    if address:
+    if not address:
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
+        return
+    for attempt in range(1, CLIENT_ATTEMPTS + 1):
         try:
             ray.init(address=address, log_to_driver=False)
+            return
         except ConnectionError as e:
-            raise ClusterError(f"no Ray cluster at --address {address} ({str(e).split('.')[0]}); "
-                               f"start one with `ray start --head`, or leave --address out to run here") from None
-    else:
-        ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
+            cause = _last_line(str(e))
+            if not any(m in cause for m in CLIENT_SERVER_FAILED):
+                raise ClusterError(f"no Ray cluster at --address {address} ({cause}); start one with "
+                                   f"`ray start --head`, or leave --address out to run here") from None
+            if attempt < CLIENT_ATTEMPTS:
+                print(f"facetracks: the Ray Client server at {address} failed to start this driver's "
+                      f"server ({cause}); trying again", file=sys.stderr, flush=True)
+    raise ClusterError(f"the Ray Client server at --address {address} failed {CLIENT_ATTEMPTS} times to start a "
+                       f"server for this driver ({cause}); on Ray 2.60 its fork can crash (signal 11), which "
+                       f"GRPC_ENABLE_FORK_SUPPORT=0 in the environment of the head's `ray start` avoids")
+
+
+def _last_line(message: str) -> str:
+    """A Ray Client failure carries the server's traceback; its last line names the cause."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    return lines[-1] if lines else "no reason given"
 
 
 def _plan_actors(opt: RunOptions, n_tasks: int) -> tuple[int, float, float]:

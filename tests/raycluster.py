@@ -91,19 +91,26 @@ def _cmdline(pid: int) -> str:
 
 def session_processes(sessions: list[int], token: str) -> list[Proc]:
     """Live processes in these sessions, and every descendant of them wherever its session, that
-    carry RAY_AUTH_TOKEN=token in their environment."""
+    carry RAY_AUTH_TOKEN=token in their environment or descend from one that does. Ray's agents
+    (ray::DashboardAgent, ray::RuntimeEnvAgent) set their process title over the memory that
+    /proc/PID/environ reads, so they show no token; they are the raylet's children, and would
+    outlive every cluster a test stopped if only the token counted."""
     stats = {}
     for name in os.listdir("/proc"):
         if name.isdigit() and (st := _stat(int(name))) is not None and st[2] != "Z":
             stats[int(name)] = st
-    ours = {pid for pid, st in stats.items() if st[1] in sessions}
-    grew = True
-    while grew:
-        more = {pid for pid, st in stats.items() if st[0] in ours} - ours
-        ours |= more
-        grew = bool(more)
+    candidates = _descendants({pid for pid, st in stats.items() if st[1] in sessions}, stats)
     entry = f"RAY_AUTH_TOKEN={token}".encode()
-    return [Proc(pid, stats[pid][3], _cmdline(pid)) for pid in sorted(ours) if _has_env(pid, entry)]
+    ours = _descendants({pid for pid in candidates if _has_env(pid, entry)}, stats)
+    return [Proc(pid, stats[pid][3], _cmdline(pid)) for pid in sorted(ours)]
+
+
+def _descendants(roots: set[int], stats: dict[int, tuple[int, int, str, int]]) -> set[int]:
+    """`roots` and every process below them."""
+    found = set(roots)
+    while more := {pid for pid, st in stats.items() if st[0] in found} - found:
+        found |= more
+    return found
 
 
 def stop_sessions(sessions: list[int], token: str, timeout: float = 60) -> None:
@@ -138,12 +145,14 @@ class LoopbackCluster:
         return f"127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, node_cpus: list[int], dashboard: bool = False, node_gpus: list[int] | None = None) -> LoopbackCluster:
+    def start(cls, node_cpus: list[int], dashboard: bool = False, node_gpus: list[int] | None = None,
+              env: dict[str, str] | None = None) -> LoopbackCluster:
         """A head with node_cpus[0] CPUs, then one worker node per further entry. `node_gpus`:
         the GPUs each node declares (Ray's resource; on a machine without one, what Ray places
-        on them runs on the CPU)."""
+        on them runs on the CPU). `env`: more environment for the nodes (and the drivers a test
+        starts with `c.env`)."""
         root = short_tempdir()
-        c = cls(root, sandbox_env(root), free_port(), free_port() if dashboard else None)
+        c = cls(root, {**sandbox_env(root), **(env or {})}, free_port(), free_port() if dashboard else None)
         try:
             for i, cpus in enumerate(node_cpus):
                 c._start_node(i == 0, cpus, node_gpus[i] if node_gpus else 0)
