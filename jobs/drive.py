@@ -14,6 +14,7 @@ job for ever.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -59,7 +60,42 @@ def _started(ready, timeout: float = ACTOR_START_S) -> str:
     except ray.exceptions.GetTimeoutError:
         raise WorkerStartError(NOT_STARTED) from None
     except ray.exceptions.RayError as e:
-        raise WorkerStartError(f"a worker failed to start: {type(e).__name__}: {str(e)[:500]}") from None
+        raise WorkerStartError(start_failure(e)) from None
+
+
+def _first_started(probes: list, timeout: float = ACTOR_START_S) -> str:
+    """The device of the first actor to load its model (`probes`: their `device` calls).
+    WorkerStartError only when none can: a node that cannot start one (facetracks missing there,
+    or other facetracks code) costs the job that node's actors, not the run. Those actors' tasks
+    come back as `actor_init_failed` and go to the others (`_drive`)."""
+    deadline = time.monotonic() + timeout
+    pending, failure = list(probes), WorkerStartError(NOT_STARTED)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
+        if not done:
+            break
+        try:
+            return _started(done[0], 0)
+        except WorkerStartError as e:
+            failure = e
+    raise failure
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def start_failure(e: ray.exceptions.RayError) -> str:
+    """One line for an actor that could not start: its node and the error its constructor raised.
+    Ray's text holds the whole traceback, with colour codes, and its last line is the cause
+    (`ModuleNotFoundError: No module named 'facetracks'`, `CodeMismatch: ...`)."""
+    text = _ANSI.sub("", str(e))
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    cause = lines[-1] if lines else type(e).__name__
+    node = re.search(r"\bip=([^,)\s]+)", text)
+    where = f" on node {node.group(1)}" if node else ""
+    hint = ("; facetracks and its dependencies must be installed on every node"
+            if cause.startswith(("ModuleNotFoundError", "ImportError")) else "")
+    return f"a worker failed to start{where}: {cause}{hint}"
 
 
 # Tests set this to part of a video's path: listing its keyframes never returns, as a read from a
@@ -145,6 +181,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                    shows(opt.progress), no_frames={it.name for it, seg in tasks if seg == "render"},
                    watch=opt.stall_s > 0)
     no_worker = "no worker could be started"
+    told: set[str] = set()                       # lines already on stderr (`tell`)
     summary_at, summary_s = 0.0, 0.0             # the summary's last write: when it ended, how long it took
     summary_dirty = False                        # results in since that write
 
@@ -212,7 +249,15 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                 del starting[ref]
                 ray.kill(actors[slot], no_restart=True)
                 no_worker = NOT_STARTED
-                tqdm.write(f"annotate: {no_worker}")
+                tell(no_worker)
+
+    def tell(message: str) -> None:
+        """An actor that could not start: a line on stderr and in the summary's
+        `actors.start_failures`, once per cause (a bad node's actors all fail the same way)."""
+        if message not in told:
+            told.add(message)
+            summary["actors"].setdefault("start_failures", []).append(message)
+            tqdm.write(f"annotate: {message}")
 
     def record_summary() -> None:
         """The summary has news (a result is in): written now (`flush_summary`) or soon."""
@@ -290,7 +335,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                     live.add(slot)
                 except WorkerStartError as err:   # this slot is gone; the others carry on
                     no_worker = str(err)
-                    tqdm.write(f"annotate: {err}")
+                    tell(no_worker)
                 continue
             if done[0] in planning:         # a video's keyframes are listed: its segments join the queue
                 it, task = planning.pop(done[0])
@@ -324,6 +369,10 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                     actors[run.slot] = make_actor()
                     summary["actors"]["replaced"] += 1
                     starting[actors[run.slot].device.remote()] = run.slot, time.monotonic()
+                if e.actor_init_failed:          # it never ran: its actor could not start (a bad node)
+                    tell(start_failure(e))
+                    queue.appendleft((it, seg, run.suspect))
+                    continue
                 if id(run.actor) in stopped and run.task not in stuck:   # stopped for another task's stall
                     queue.appendleft((it, seg, run.suspect))
                     continue

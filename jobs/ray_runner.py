@@ -30,7 +30,8 @@ from facetracks.pipeline.render import read_render_key
 from facetracks.pipeline.smoothing import SmoothParams
 from facetracks.pipeline.video import VideoError, header_length
 
-from .drive import ACTOR_START_S, WorkerStartError, _drive, _started
+from .code_id import code_id
+from .drive import ACTOR_START_S, WorkerStartError, _drive, _first_started, _started
 from .inputs import VideoItem
 from .outputs import remove_stale_temps, resolve
 from .photos import batches, render_current as photo_render_current
@@ -140,7 +141,7 @@ def _start_stage_servers(opt: RunOptions, weights) -> tuple[list[Server], str, l
     store = f"facetracks-weights-{uuid.uuid4().hex}"     # on the driver's node: it lives and dies with the run
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
     held = ray.remote(WeightsStore).options(name=store, num_cpus=0, scheduling_strategy=here).remote(weights)
-    handles = [cls.remote(None, opt.detector, opt.predictor, store=store) for _ in range(count)]
+    handles = [cls.remote(None, opt.detector, opt.predictor, store=store, code=code_id()) for _ in range(count)]
     devices = [_started(h.device.remote()) for h in handles]
     servers = [Server(h, n, held) for h, n in zip(handles, ray.get([h.node.remote() for h in handles]))]
     return servers, devices[0], left
@@ -288,12 +289,12 @@ def _run_tasks(tasks: deque, renders: dict, opt: RunOptions, out: Out, earlier: 
     def make_actor():
         stages = RemoteStages(servers, _remote_detect(opt), server_device, next(made)) if servers else None
         return actor_cls.remote(weights, opt.detector, opt.follow, opt.predictor, None, max(1, int(cpa)),
-                                decode_threads(cpa, streams), stages)
+                                decode_threads(cpa, streams), stages, code_id())
     actors = [make_actor() for _ in range(n)]
     summary["ray"] = {"gcs_address": ray.get_runtime_context().gcs_address, "nodes": len(ray.nodes())}
     summary["actors"] = {"count": n, "replaced": 0, "cpus_per_actor": cpa, "gpus_per_actor": gpa,
                          "streams": streams, "decode_threads": decode_threads(cpa, streams),
-                         "device": _started(actors[0].device.remote())}
+                         "device": _first_started([a.device.remote() for a in actors])}
     if servers:
         summary["actors"]["stage_servers"] = {"count": len(servers), "nodes": len({s.node for s in servers}),
                                               "detect": _remote_detect(opt)}

@@ -37,6 +37,8 @@ from facetracks.models.inference import LandmarkPredictor
 from facetracks.pipeline.batching import SharedStages
 from facetracks.pipeline.profiles import make_detector
 
+from .code_id import check_code
+
 SERVER_CALLS = 32        # calls a server takes at once (Ray's max_concurrency): what one batch can merge
 SERVER_RESTARTS = 5      # times Ray restarts a server whose process died (then it is gone for good)
 CALL_RETRIES = 1         # times a call is sent again to its restarted server (more: a call that kills it would use up its restarts)
@@ -85,9 +87,10 @@ class StageServer:
     answers at once. Its threads only wait on each other; no stream's Python runs here."""
 
     def __init__(self, weights: bytes | str | None, detector: dict, predictor: dict, device: str | None = None,
-                 store: str = ""):
+                 store: str = "", code: str | None = None):
         """`store`: the name of the run's `WeightsStore`, read for the weights (instead of `weights`)
-        when the server starts and each time Ray restarts it."""
+        when the server starts and each time Ray restarts it. `code`: as `AnnotateWorker`'s."""
+        check_code(code)
         if store:
             weights = ray.get(ray.get_actor(store).get.remote())
         self.predictor = LandmarkPredictor.load(weights, device=device, **predictor)

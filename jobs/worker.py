@@ -32,6 +32,7 @@ from facetracks.pipeline.segments import Segment
 from facetracks.pipeline.smoothing import NONE, SmoothParams, smooth_tracks
 from facetracks.pipeline.video import VideoError
 
+from .code_id import check_code
 from .inputs import VideoItem
 from .outputs import is_uri, resolve, upload, write_bytes
 
@@ -114,11 +115,14 @@ class _PhotoDrawer:
 class AnnotateWorker:
     def __init__(self, weights: bytes | str | None, detector: dict, follow: dict, predictor: dict,
                  device: str | None = None, threads: int = 0, decode_threads: int = 0,
-                 stages: RemoteStages | None = None):
+                 stages: RemoteStages | None = None, code: str | None = None):
         """`threads`: torch's (0: its default); `decode_threads`: each stream's decoder's (0:
         FFmpeg's choice, a thread per core: right for one stream, a pile-up for 16 on 4 cores).
         `stages`: a GPU process's network (and cascade, with `stages.detect`) instead of this
-        actor's own (jobs/stage_server.py); the actor then runs on the CPU and cuts the crops."""
+        actor's own (jobs/stage_server.py); the actor then runs on the CPU and cuts the crops.
+        `code`: the driver's `code_id()`; on a node with other facetracks code the actor does not
+        start (jobs/code_id.py)."""
+        check_code(code)
         self.decode_threads = decode_threads
         self.stages = stages
         if threads:

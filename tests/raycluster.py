@@ -24,7 +24,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib import import_module
 from dataclasses import dataclass, field
+
+from facetracks.jobs.code_id import PARTS
 
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
 
@@ -161,7 +164,12 @@ class LoopbackCluster:
             raise
         return c
 
-    def _start_node(self, head: bool, cpus: int, gpus: int = 0) -> None:
+    def add_node(self, cpus: int, env: dict[str, str]) -> None:
+        """One more worker node, its processes (and the actors on it) with `env` on top of the
+        cluster's: a node set up unlike the others."""
+        self._start_node(False, cpus, env=env)
+
+    def _start_node(self, head: bool, cpus: int, gpus: int = 0, env: dict[str, str] | None = None) -> None:
         cmd = [RAY, "start", "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus), "--num-gpus", str(gpus),
                "--temp-dir", os.path.join(self.root, "ray"), "--disable-usage-stats",
                # fixed by default (52365), so two nodes, or a user's node, would collide
@@ -172,7 +180,7 @@ class LoopbackCluster:
                     if self.dashboard_port else ["--include-dashboard", "false"])
         else:
             cmd += ["--address", self.address]
-        p = subprocess.Popen(cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        p = subprocess.Popen(cmd, env={**self.env, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True, start_new_session=True)
         self.sessions.append(p.pid)
         out, _ = p.communicate(timeout=180)
@@ -195,3 +203,16 @@ class LoopbackCluster:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def other_release(root, changed: bool = True) -> str:
+    """The installed package copied under `root`, one file changed, as a node left on another
+    release has it (`changed=False`: the same code, installed elsewhere): `root` goes first on
+    that node's PYTHONPATH."""
+    for name in PARTS:
+        shutil.copytree(import_module(name).__path__[0], os.path.join(root, *name.split(".")),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    if changed:
+        with open(os.path.join(root, "facetracks", "pipeline", "follow.py"), "a") as f:
+            f.write("\n# the next release\n")
+    return str(root)

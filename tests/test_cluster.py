@@ -21,12 +21,14 @@ import time
 import pandas as pd
 import pytest
 
+from facetracks.jobs.code_id import code_id
 from facetracks.jobs.drive import LISTING_STALL_HOOK
 from facetracks.jobs.stage_server import KILL_HOOK as KILL_SERVER
 from facetracks.jobs.worker import KILL_HOOK, STALL_HOOK
 
 from .compare import assert_tracks_match
-from .raycluster import RAY, LoopbackCluster, sandbox_env, session_processes, short_tempdir, stop_sessions
+from .raycluster import (RAY, LoopbackCluster, other_release, sandbox_env, session_processes, short_tempdir,
+                         stop_sessions)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIP = "sadtalker_WDA_AlexandriaOcasioCortez_000.mp4"      # 200 frames, a keyframe every 0.48 s
@@ -35,10 +37,11 @@ STARTED: list[tuple[list[int], str]] = []   # (sessions, token) of each driver a
 STOPPED_CLUSTERS: list[str] = []
 
 
-def annotate(env, inp, out, *extra, wait=True):
-    """`facetracks annotate` in a session of its own (it and the in-process Ray it may start)."""
+def annotate(env, inp, out, *extra, wait=True, cwd=ROOT):
+    """`facetracks annotate` in a session of its own (it and the in-process Ray it may start).
+    Ray puts the driver's sys.path, `cwd` first, on every worker's."""
     cmd = [sys.executable, "-m", "facetracks.jobs.cli", "annotate", str(inp), "--out", str(out), *ARGS, *extra]
-    p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True, start_new_session=True)
     STARTED.append(([p.pid], env["RAY_AUTH_TOKEN"]))
     if not wait:
@@ -143,6 +146,27 @@ class TestTwoOneCpuNodes:
         assert len(lines) == 1, text
         assert "{CPU: 2} (--cpus-per-actor 2)" in lines[0] and "2 x {CPU: 1}" in lines[0], lines[0]
         assert not (tmp_path / "_summary.json").exists()
+
+
+def test_a_node_with_other_facetracks_code_costs_the_job_that_node_only(inputs, reference, tmp_path):
+    """An actor refuses to start on a node whose facetracks differs from the driver's, saying so
+    once; its tasks go to the other node's actor (they never ran, so they count as no video's
+    death), and the outputs are a clean run's. Before, that node annotated its share with its
+    own code, and nothing told the two apart."""
+    c = cluster([1])
+    try:
+        c.add_node(1, {"PYTHONPATH": other_release(tmp_path / "other")})
+        # run from elsewhere: from the checkout, every worker would import the checkout's package
+        code, text = annotate(c.env, inputs, tmp_path / "out", "--address", c.address, cwd=tmp_path)
+    finally:
+        stop(c)
+    assert code == 0, text
+    told = [ln for ln in text.splitlines() if "CodeMismatch" in ln]
+    assert len(told) == 1 and f"the driver {code_id()}: install the same facetracks" in told[0], text
+    summary = json.loads((tmp_path / "out" / "_summary.json").read_text())
+    assert summary["actors"]["count"] == 2 and summary["actors"]["replaced"] >= 1, summary["actors"]
+    assert ["annotate: " + m for m in summary["actors"]["start_failures"]] == told
+    assert_same(reference, tmp_path / "out")
 
 
 def test_a_driver_joining_through_ray_client_gets_the_same_outputs(inputs, reference, tmp_path):
