@@ -23,7 +23,7 @@ from .outputs import clean_dest, is_uri
 from .render_cmd import add_render_options
 from .report_cmd import report
 from .progress import PROGRESS_CHOICES
-from .ray_runner import ClusterError, RunOptions, WorkerStartError, run_annotate
+from .ray_runner import ClusterError, OutputFull, RunOptions, WorkerStartError, run_annotate
 from .sizing import ActorSizeError
 
 
@@ -267,6 +267,9 @@ def run(args: argparse.Namespace) -> int:
         return _refuse(str(e))
     except WorkerStartError as e:
         return _refuse(str(e), 1)
+    except OutputFull as e:
+        return _refuse(f"{e}; stopped. Every file written is complete (no partial file is left); with space "
+                       f"freed, the same command again does the rest", 1)
     except KeyboardInterrupt:
         print("facetracks annotate: interrupted; every file written is complete (no partial file is left); "
               "the same command again does the rest", file=sys.stderr)

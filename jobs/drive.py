@@ -9,10 +9,12 @@ reported, and the job goes on. A task that has started and then reports nothing 
 (no frame decoded or rendered: a read from a hung mount, a decoder that never returns) is stuck:
 its actor is stopped and replaced, the stuck task tried again alone (then quarantined as a death
 would be), the others it held put back as they were. Without that one stuck file would hold the
-job for ever.
+job for ever. A task whose actor could not start, or whose node was lost, is not the video's
+fault: it goes back as it was (`start_failure`, `lost_node`).
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import threading
@@ -43,6 +45,20 @@ ACTOR_START_S = 300
 STALL_CHECK_S = 5.0      # how often the driver asks the board which tasks went silent
 SUMMARY_SHARE = 0.05     # of the driver's time, at most, on rewriting _summary.json as results come
 SUMMARY_QUICK_S = 0.01   # a write this quick (under ~1,000 videos) is made after every result
+
+
+class OutputFull(RuntimeError):
+    """The output's filesystem is full (or over quota): no file this run could still write would
+    be written, so the run stops instead of annotating every remaining video for nothing."""
+
+
+def out_of_space(e: BaseException) -> bool:
+    """ENOSPC or EDQUOT, as Python or pyarrow raises them (pyarrow's OSError may carry the
+    errno only in its text)."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(e)
+    return isinstance(e, OSError) and any(m in text for m in ("No space left on device", "Disk quota exceeded"))
 
 
 class WorkerStartError(RuntimeError):
@@ -79,6 +95,35 @@ def _first_started(probes: list, timeout: float = ACTOR_START_S) -> str:
         except WorkerStartError as e:
             failure = e
     raise failure
+
+
+NODE_LOSSES = 3          # a task on a node lost this often counts the next loss as its actor's death
+
+
+def lost_node(e: ray.exceptions.RayActorError) -> str | None:
+    """Where an actor was lost with its node (a spot instance taken back, a machine gone, the
+    network to it cut), else None: `IP (node id)` when Ray says its node died, `actor ID` when
+    Ray lost contact with it first (the driver hears the socket close before the cluster
+    declares the node dead; a worker process that dies on a live node is reported dead at once,
+    as ActorDiedError). Its tasks were not the cause: they go back to the queue as they were,
+    not as suspects that would each run alone (a lost GPU node's dozens of streams, one at a
+    time), and count toward no quarantine, up to NODE_LOSSES times (a video that brings its node
+    down, by exhausting its memory, is then quarantined as any killer)."""
+    text = str(e)
+    if isinstance(e, ray.exceptions.ActorUnavailableError):
+        return f"actor {(e.actor_id or '')[:8]}"
+    died = re.search(r"its node has died\. Node Id: ([0-9a-f]+)", text)
+    if not died and not e.preempted:
+        return None
+    ip = re.search(r"\bip: ([^\s]+)", text)
+    node = died.group(1)[:8] if died else "preempted"
+    return f"{ip.group(1)} ({node})" if ip else node
+
+
+def _last_words(e: ray.exceptions.RayActorError) -> str:
+    """Ray's reason, shortened: `Socket closed`, `its node has died`."""
+    m = re.search(r"(Socket closed|its node has died|preempted)", str(e))
+    return m.group(1) if m else type(e).__name__
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -173,6 +218,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
     alone: set[int] = set()                      # slots running a suspect
     deaths: dict[tuple, int] = {}                # task -> times its actor died under it
     stalls: dict[tuple, int] = {}                # ... of which, times it was stopped for being stuck
+    losses: dict[tuple, int] = {}                # task -> times its actor's node was lost under it (`lost_node`)
     stuck: set[int] = set()                      # tasks (their bar ids) found silent for opt.stall_s
     stopped: dict[int, object] = {}              # id() -> actor handle stopped for a stuck task (held: ids stay unique)
     checked = time.monotonic()
@@ -204,6 +250,8 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
         try:
             entry = segmented.pop(it.name).finish() if expected[it.name] > 1 else finish_whole(res, opt, out)
         except Exception as e:     # noqa: BLE001 - one video's failure, never the job's
+            if out_of_space(e):     # ... except a full disk: every write after it fails too
+                raise OutputFull(f"the output is full: writing {it.name}'s tracks failed ({e})") from None
             entry = {"status": "failed", "error": f"{it.path}: writing the result failed: {type(e).__name__}: {e}"}
         wrote = entry["status"] == "ok"          # a failure or a render-only rerun wrote no tracks
         entry["written_by"] = summary["run"] if wrote else earlier.get(it.name, {}).get("written_by")
@@ -279,6 +327,8 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
         try:                 # progress only: the final write after the loop must succeed
             _write_json(out, "_summary.json", summary)
         except Exception as e:   # noqa: BLE001
+            if out_of_space(e):
+                raise OutputFull(f"the output is full: updating _summary.json failed ({e})") from None
             tqdm.write(f"annotate: could not update the summary ({e}); going on")
         summary_at, summary_dirty = time.monotonic(), False
         summary_s = summary_at - start
@@ -373,10 +423,20 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                     tell(start_failure(e))
                     queue.appendleft((it, seg, run.suspect))
                     continue
+                key = (it.name, getattr(seg, "index", seg))
+                node = lost_node(e)
+                if node and losses.get(key, 0) < NODE_LOSSES:   # the node went, not the video's fault
+                    losses[key] = losses.get(key, 0) + 1
+                    lost = summary["actors"].setdefault("lost_contact", {})
+                    if node not in lost:
+                        tqdm.write(f"annotate: lost {node} ({_last_words(e)}): its node died or cannot be "
+                                   f"reached; its tasks are redone on the others")
+                    lost[node] = lost.get(node, 0) + 1
+                    queue.appendleft((it, seg, run.suspect))
+                    continue
                 if id(run.actor) in stopped and run.task not in stuck:   # stopped for another task's stall
                     queue.appendleft((it, seg, run.suspect))
                     continue
-                key = (it.name, getattr(seg, "index", seg))
                 deaths[key] = deaths.get(key, 0) + 1
                 stalls[key] = stalls.get(key, 0) + (run.task in stuck)
                 if deaths[key] < opt.retries:

@@ -8,7 +8,9 @@ name, then rename) and rewrites `_summary.json` after every video, so a killed d
 truthful record and a rerun picks up where it stopped. The loop replaces an actor whose process
 dies, or whose task is stuck (silent for `stall_s`), and retries the tasks it held, a suspect
 alone on its actor; a video that kills or hangs its worker `retries` times is quarantined and
-reported, and the job goes on.
+reported, and the job goes on. Tasks that never ran (their actor could not start: facetracks
+missing on its node, or other facetracks code, `code_id.py`) or whose node was lost go back to
+the queue as they were.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from facetracks.pipeline.smoothing import SmoothParams
 from facetracks.pipeline.video import VideoError, header_length
 
 from .code_id import code_id
-from .drive import ACTOR_START_S, WorkerStartError, _drive, _first_started, _started
+from .drive import ACTOR_START_S, OutputFull, WorkerStartError, _drive, _first_started, _started, out_of_space
 from .inputs import VideoItem
 from .outputs import remove_stale_temps, resolve
 from .photos import batches, render_current as photo_render_current
@@ -40,7 +42,7 @@ from .sizing import decode_threads, plan_actors, without_stage_servers
 from .stage_server import CALL_RETRIES, SERVER_CALLS, SERVER_RESTARTS, RemoteStages, Server, StageServer, WeightsStore
 from .worker import AnnotateWorker
 
-__all__ = ["ACTOR_START_S", "GPU_STREAMS", "ClusterError", "RunOptions", "WorkerStartError", "init_ray",
+__all__ = ["ACTOR_START_S", "GPU_STREAMS", "ClusterError", "OutputFull", "RunOptions", "WorkerStartError", "init_ray",
            "run_annotate"]
 
 GPU_STREAMS = 16         # streams per GPU actor by default: batches of hundreds of crops
@@ -227,8 +229,20 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
             summary.update(interrupted=True, seconds=round(time.perf_counter() - t0, 2))
             _write_json(out, "_summary.json", summary)
             raise
+        except OutputFull as e:        # stopped as Ctrl-C stops it; the summary is written if it now fits
+            summary.update(stopped=str(e), seconds=round(time.perf_counter() - t0, 2))
+            try:
+                _write_json(out, "_summary.json", summary)
+            except OSError:
+                pass                   # the last one written stays, whole (temp name, then rename)
+            raise
     summary["seconds"] = round(time.perf_counter() - t0, 2)
-    _write_json(out, "_summary.json", summary)
+    try:
+        _write_json(out, "_summary.json", summary)
+    except OSError as e:
+        if out_of_space(e):
+            raise OutputFull(f"the output is full: writing _summary.json failed ({e})") from None
+        raise
     return summary
 
 

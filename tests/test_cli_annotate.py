@@ -349,3 +349,56 @@ def test_inputs_given_as_uris_are_read_where_they_are(job, videos_dir, tmp_path,
     capsys.readouterr()
     assert main(["annotate", uri + "/missing.mp4", "--out", str(tmp_path / "none")]) == 2
     assert "no such file or folder: " + uri + "/missing.mp4" in capsys.readouterr().err
+
+
+FULL_DISK = """
+mount -t tmpfs -o size={small} tmpfs "$1" || exit 97
+cd "$2"
+"$3" -m facetracks.jobs.cli annotate "$4" --out "$1/t" --actors 1; echo "first=$?"
+cp -a "$1/t" "$5/first"
+mount -o remount,size=64m "$1"
+"$3" -m facetracks.jobs.cli annotate "$4" --out "$1/t" --actors 1; echo "second=$?"
+cp -a "$1/t" "$5/second"
+"""
+
+
+def test_a_full_output_disk_stops_the_run_and_a_rerun_with_space_does_the_rest(data_dir, tmp_path):
+    """The output filesystem fills up midway (here a tmpfs of 48 KB, mounted in a mount namespace
+    of this test's own, `unshare -rm`): the run stops at the first write that finds no space,
+    with one line saying so and exit 1, instead of annotating the remaining videos to fail each
+    one; the files written are whole; with space freed the same command does the rest."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) to mount a small filesystem")
+    src = tmp_path / "in"
+    src.mkdir()
+    faces = pick_faces(data_dir, 8)
+    for i, face in enumerate(faces):
+        moving_clip(str(src / f"v{i}.mp4"), [face], frames_each=4)
+    mnt, keep = tmp_path / "mnt", tmp_path / "keep"
+    mnt.mkdir()
+    keep.mkdir()
+    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")      # short: Ray's socket paths must fit
+    try:
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        env["RAY_TMPDIR"] = ray_tmp
+        r = subprocess.run(["unshare", "-rm", "sh", "-c", FULL_DISK.format(small="48k"), "sh", str(mnt), ROOT,
+                            sys.executable, str(src), str(keep)],
+                           env=env, capture_output=True, text=True, timeout=600, start_new_session=True)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    if r.returncode == 97 or "first=" not in r.stdout:
+        pytest.skip(f"cannot mount a tmpfs in a new mount namespace here: {r.stderr[-300:]}")
+    text = r.stdout + r.stderr
+    assert "first=1" in r.stdout and "second=0" in r.stdout, text
+    assert "facetracks annotate: the output is full: " in r.stderr and "stopped" in r.stderr, text
+    assert "writing the result failed" not in text, text       # no video failed for want of space
+    first = sorted(os.listdir(keep / "first"))
+    assert not [f for f in first if f.endswith(".tmp")], first
+    done = [f for f in first if f.endswith(".parquet")]
+    assert len(done) < len(faces), first                         # it stopped before the end
+    for f in done:                                               # what it wrote is whole
+        assert pq.read_table(keep / "first" / f).num_rows == 4
+    summary = json.loads((keep / "second" / "_summary.json").read_text())["videos"]
+    assert sorted(summary) == [f"v{i}.mp4" for i in range(len(faces))]
+    assert {summary[f[:-len(".parquet")]]["status"] for f in done} == {"skipped"}
+    assert {e["status"] for e in summary.values()} <= {"ok", "skipped"}

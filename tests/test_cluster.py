@@ -413,8 +413,8 @@ def test_cpu_actors_use_the_stage_server_on_their_own_node(inputs, reference, tm
 def test_a_node_lost_midway_costs_the_job_only_its_share(inputs, reference, tmp_path, servers):
     """Two nodes, an actor on each (and with --stage-server a server on each, one GPU a node);
     every process of the second node is killed while its actor holds a task, as when a spot
-    instance is taken back. Its tasks are redone on the first node and the outputs are a clean
-    run's. The replacement actor finds no place; the driver no longer waits for it (it waited
+    instance is taken back. Its tasks are redone on the first node, not as suspects (the driver
+    says the node was lost), and the outputs are a clean run's. The replacement actor finds no place; the driver no longer waits for it (it waited
     300 s), nor 30 s for the lost server's counters at the end."""
     c = cluster([2, 2], node_gpus=[1, 1]) if servers else cluster([1, 1])
     p = None
@@ -436,6 +436,9 @@ def test_a_node_lost_midway_costs_the_job_only_its_share(inputs, reference, tmp_
     assert "did not start within" not in text, text
     actors = json.loads((tmp_path / "_summary.json").read_text())["actors"]
     assert actors["count"] == 2 and actors["replaced"] == 1, actors
+    assert "lost_contact" in actors, text
+    (where, tasks), = actors["lost_contact"].items()     # its tasks went back as they were, not as suspects
+    assert tasks >= 1 and f"annotate: lost {where} (" in text, text
     if servers:
         assert (actors["stage_servers"]["count"], actors["stage_servers"]["gone"]) == (2, 1), actors
     assert_same(reference, tmp_path)
