@@ -12,8 +12,10 @@ import os
 
 import facetracks
 
-# the installed package and its subpackages (setup.cfg's package_dir): every .py file in them counts
-PARTS = ("facetracks", "facetracks.models", "facetracks.pipeline", "facetracks.training", "facetracks.jobs")
+# the installed package and its subpackages (setup.cfg): every file in them counts, the shipped
+# weights and the face shape prior that actors read from their own install too
+PARTS = ("facetracks", "facetracks.models", "facetracks.models.weights", "facetracks.pipeline",
+         "facetracks.training", "facetracks.jobs")
 
 
 class CodeMismatch(RuntimeError):
@@ -22,15 +24,17 @@ class CodeMismatch(RuntimeError):
 
 @functools.cache
 def code_id() -> str:
-    """The version and a hash of the package's source files (`0.1.0+3f2a…`): equal on two machines
-    exactly when they would run the same code, however it was installed (a wheel, an editable
-    checkout). The version alone stays 0.1.0 from one commit to the next."""
+    """The version and a hash of the package's files (`0.1.0+3f2a…`: sources, weights, data; 7 MB,
+    about 20 ms): equal on two machines exactly when they would run the same code, however it was
+    installed (a wheel, an editable checkout). The version alone stays 0.1.0 from one commit to
+    the next."""
     h = hashlib.sha256()
     for name in PARTS:
         folder = importlib.import_module(name).__path__[0]
         for f in sorted(os.listdir(folder)):
-            if f.endswith(".py"):
-                with open(os.path.join(folder, f), "rb") as src:
+            path = os.path.join(folder, f)
+            if os.path.isfile(path) and not f.endswith((".pyc", ".pyo")):
+                with open(path, "rb") as src:
                     h.update(f"{name}/{f}\0".encode() + src.read() + b"\0")
     return f"{facetracks.__version__}+{h.hexdigest()[:12]}"
 

@@ -14,7 +14,6 @@ fault: it goes back as it was (`start_failure`, `lost_node`).
 """
 from __future__ import annotations
 
-import errno
 import os
 import re
 import threading
@@ -32,7 +31,7 @@ from facetracks.pipeline.segments import segments_of
 from facetracks.pipeline.sources import text_path
 
 from .inputs import VideoItem
-from .outputs import remove_temps_of
+from .outputs import OutputFull, raise_if_full, remove_temps_of
 from .photos import PhotoBatch, failed_each
 from .progress import POLL_EVERY_S, FrameBar, shows
 from .results import SegmentedVideo, finish_whole, frames_done
@@ -45,20 +44,6 @@ ACTOR_START_S = 300
 STALL_CHECK_S = 5.0      # how often the driver asks the board which tasks went silent
 SUMMARY_SHARE = 0.05     # of the driver's time, at most, on rewriting _summary.json as results come
 SUMMARY_QUICK_S = 0.01   # a write this quick (under ~1,000 videos) is made after every result
-
-
-class OutputFull(RuntimeError):
-    """The output's filesystem is full (or over quota): no file this run could still write would
-    be written, so the run stops instead of annotating every remaining video for nothing."""
-
-
-def out_of_space(e: BaseException) -> bool:
-    """ENOSPC or EDQUOT, as Python or pyarrow raises them (pyarrow's OSError may carry the
-    errno only in its text)."""
-    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    text = str(e)
-    return isinstance(e, OSError) and any(m in text for m in ("No space left on device", "Disk quota exceeded"))
 
 
 class WorkerStartError(RuntimeError):
@@ -79,25 +64,30 @@ def _started(ready, timeout: float = ACTOR_START_S) -> str:
         raise WorkerStartError(start_failure(e)) from None
 
 
-def _first_started(probes: list, timeout: float = ACTOR_START_S) -> str:
-    """The device of the first actor to load its model (`probes`: their `device` calls).
-    WorkerStartError only when none can: a node that cannot start one (facetracks missing there,
-    or other facetracks code) costs the job that node's actors, not the run. Those actors' tasks
-    come back as `actor_init_failed` and go to the others (`_drive`)."""
+def _first_started(probes: list, timeout: float = ACTOR_START_S) -> tuple[str, list[str]]:
+    """The device of the first actor to load its model (`probes`: their `device` calls), and the
+    start failures seen before it, one line per cause. WorkerStartError only when none can: a
+    node that cannot start one (facetracks missing there, or other facetracks code) costs the
+    job that node's actors, not the run. Those actors' tasks come back as `actor_init_failed`
+    and go to the others (`_drive`)."""
     deadline = time.monotonic() + timeout
-    pending, failure = list(probes), WorkerStartError(NOT_STARTED)
+    pending, failures = list(probes), []
     while pending:
         done, pending = ray.wait(pending, num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
         if not done:
             break
         try:
-            return _started(done[0], 0)
+            return _started(done[0], 0), failures
         except WorkerStartError as e:
-            failure = e
-    raise failure
+            if str(e) not in failures:
+                failures.append(str(e))
+    raise WorkerStartError(failures[-1] if failures else NOT_STARTED)
 
 
-NODE_LOSSES = 3          # a task on a node lost this often counts the next loss as its actor's death
+# A task whose actor was lost this often counts the next loss as its actor's death. One: Ray
+# reports a crash on a busy node as lost contact too when news of the death takes over a second
+# (timeout_ms_task_wait_for_death_info), so a killer video gets one free try, not more.
+NODE_LOSSES = 1
 
 
 def lost_node(e: ray.exceptions.RayActorError) -> str | None:
@@ -107,8 +97,8 @@ def lost_node(e: ray.exceptions.RayActorError) -> str | None:
     declares the node dead; a worker process that dies on a live node is reported dead at once,
     as ActorDiedError). Its tasks were not the cause: they go back to the queue as they were,
     not as suspects that would each run alone (a lost GPU node's dozens of streams, one at a
-    time), and count toward no quarantine, up to NODE_LOSSES times (a video that brings its node
-    down, by exhausting its memory, is then quarantined as any killer)."""
+    time), and count toward no quarantine, NODE_LOSSES times (then a loss counts as a death: a
+    video that brings its node down, by exhausting its memory, is quarantined as any killer)."""
     text = str(e)
     if isinstance(e, ray.exceptions.ActorUnavailableError):
         return f"actor {(e.actor_id or '')[:8]}"
@@ -129,13 +119,18 @@ def _last_words(e: ray.exceptions.RayActorError) -> str:
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+def last_line(text: str) -> str:
+    """The last non-blank line: where a Ray error that carries a traceback names its cause."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
 def start_failure(e: ray.exceptions.RayError) -> str:
     """One line for an actor that could not start: its node and the error its constructor raised.
     Ray's text holds the whole traceback, with colour codes, and its last line is the cause
     (`ModuleNotFoundError: No module named 'facetracks'`, `CodeMismatch: ...`)."""
     text = _ANSI.sub("", str(e))
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    cause = lines[-1] if lines else type(e).__name__
+    cause = last_line(text) or type(e).__name__
     node = re.search(r"\bip=([^,)\s]+)", text)
     where = f" on node {node.group(1)}" if node else ""
     hint = ("; facetracks and its dependencies must be installed on every node"
@@ -227,7 +222,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                    shows(opt.progress), no_frames={it.name for it, seg in tasks if seg == "render"},
                    watch=opt.stall_s > 0)
     no_worker = "no worker could be started"
-    told: set[str] = set()                       # lines already on stderr (`tell`)
+    told = set(summary["actors"].get("start_failures", []))   # lines already on stderr (`tell`, `_first_started`)
     summary_at, summary_s = 0.0, 0.0             # the summary's last write: when it ended, how long it took
     summary_dirty = False                        # results in since that write
 
@@ -243,15 +238,17 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
             try:
                 seg.add(res)
             except Exception as e:     # noqa: BLE001 - one video's failure, never the job's
+                raise_if_full(e, f"writing {it.name}'s tracks")
                 seg.fail(f"{it.path}: stitching failed: {type(e).__name__}: {e}")
         if received[it.name] < expected[it.name]:
             return
         del received[it.name]
         try:
             entry = segmented.pop(it.name).finish() if expected[it.name] > 1 else finish_whole(res, opt, out)
+        except OutputFull:
+            raise
         except Exception as e:     # noqa: BLE001 - one video's failure, never the job's
-            if out_of_space(e):     # ... except a full disk: every write after it fails too
-                raise OutputFull(f"the output is full: writing {it.name}'s tracks failed ({e})") from None
+            raise_if_full(e, f"writing {it.name}'s tracks")      # ... but a full disk is every video's
             entry = {"status": "failed", "error": f"{it.path}: writing the result failed: {type(e).__name__}: {e}"}
         wrote = entry["status"] == "ok"          # a failure or a render-only rerun wrote no tracks
         entry["written_by"] = summary["run"] if wrote else earlier.get(it.name, {}).get("written_by")
@@ -299,12 +296,13 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                 no_worker = NOT_STARTED
                 tell(no_worker)
 
-    def tell(message: str) -> None:
-        """An actor that could not start: a line on stderr and in the summary's
-        `actors.start_failures`, once per cause (a bad node's actors all fail the same way)."""
+    def tell(message: str, start: bool = True) -> None:
+        """A line on stderr once per run (a bad node's actors all fail the same way); `start`: an
+        actor that could not start, also listed in the summary's `actors.start_failures`."""
         if message not in told:
             told.add(message)
-            summary["actors"].setdefault("start_failures", []).append(message)
+            if start:
+                summary["actors"].setdefault("start_failures", []).append(message)
             tqdm.write(f"annotate: {message}")
 
     def record_summary() -> None:
@@ -327,8 +325,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
         try:                 # progress only: the final write after the loop must succeed
             _write_json(out, "_summary.json", summary)
         except Exception as e:   # noqa: BLE001
-            if out_of_space(e):
-                raise OutputFull(f"the output is full: updating _summary.json failed ({e})") from None
+            raise_if_full(e, "updating _summary.json")
             tqdm.write(f"annotate: could not update the summary ({e}); going on")
         summary_at, summary_dirty = time.monotonic(), False
         summary_s = summary_at - start
@@ -423,18 +420,16 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                     tell(start_failure(e))
                     queue.appendleft((it, seg, run.suspect))
                     continue
-                key = (it.name, getattr(seg, "index", seg))
-                node = lost_node(e)
-                if node and losses.get(key, 0) < NODE_LOSSES:   # the node went, not the video's fault
-                    losses[key] = losses.get(key, 0) + 1
-                    lost = summary["actors"].setdefault("lost_contact", {})
-                    if node not in lost:
-                        tqdm.write(f"annotate: lost {node} ({_last_words(e)}): its node died or cannot be "
-                                   f"reached; its tasks are redone on the others")
-                    lost[node] = lost.get(node, 0) + 1
+                if id(run.actor) in stopped and run.task not in stuck:   # stopped for another task's stall
                     queue.appendleft((it, seg, run.suspect))
                     continue
-                if id(run.actor) in stopped and run.task not in stuck:   # stopped for another task's stall
+                key = (it.name, getattr(seg, "index", seg))
+                node = None if id(run.actor) in stopped else lost_node(e)
+                if node and losses.get(key, 0) < NODE_LOSSES:   # the node went, not the video's fault
+                    losses[key] = losses.get(key, 0) + 1
+                    summary["actors"]["lost_contact"] = summary["actors"].get("lost_contact", 0) + 1
+                    tell(f"lost {node} ({_last_words(e)}): its node died or cannot be reached; its tasks "
+                         f"are redone on the others", start=False)
                     queue.appendleft((it, seg, run.suspect))
                     continue
                 deaths[key] = deaths.get(key, 0) + 1

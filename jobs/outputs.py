@@ -4,6 +4,7 @@ so a reader never sees half of one; on object stores the move is a server-side c
 complete object."""
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -16,6 +17,19 @@ from facetracks.pipeline.parquet import read_meta
 from facetracks.pipeline.sources import is_uri, resolve
 
 __all__ = ["clean_dest", "exists", "is_uri", "remove_stale_temps", "remove_temps_of", "resolve", "upload", "write_bytes"]
+
+
+class OutputFull(RuntimeError):
+    """The output's filesystem is full (or over quota): no file this run could still write would
+    be written, so the run stops instead of annotating every remaining video for nothing."""
+
+
+def raise_if_full(e: BaseException, writing: str) -> None:
+    """OutputFull when `e` is ENOSPC or EDQUOT, as Python or pyarrow raises them (pyarrow's
+    OSError may carry the errno only in its text); otherwise nothing: the caller handles `e`."""
+    if isinstance(e, OSError) and (e.errno in (errno.ENOSPC, errno.EDQUOT)
+                                   or any(m in str(e) for m in ("No space left on device", "Disk quota exceeded"))):
+        raise OutputFull(f"the output is full: {writing} failed ({e})") from None
 
 
 def clean_dest(dest: str) -> str:

@@ -33,9 +33,9 @@ from facetracks.pipeline.smoothing import SmoothParams
 from facetracks.pipeline.video import VideoError, header_length
 
 from .code_id import code_id
-from .drive import ACTOR_START_S, OutputFull, WorkerStartError, _drive, _first_started, _started, out_of_space
+from .drive import ACTOR_START_S, WorkerStartError, _drive, _first_started, _started, last_line
 from .inputs import VideoItem
-from .outputs import remove_stale_temps, resolve
+from .outputs import OutputFull, raise_if_full, remove_stale_temps, resolve
 from .photos import batches, render_current as photo_render_current
 from .run_state import Out, _key, _read_summary, _render_plan, _skipped, _write_json
 from .sizing import decode_threads, plan_actors, without_stage_servers
@@ -104,7 +104,7 @@ def init_ray(address: str | None) -> None:
             ray.init(address=address, log_to_driver=False)
             return
         except ConnectionError as e:
-            cause = _last_line(str(e))
+            cause = last_line(str(e)) or "no reason given"     # the server's traceback ends with it
             if not any(m in cause for m in CLIENT_SERVER_FAILED):
                 raise ClusterError(f"no Ray cluster at --address {address} ({cause}); start one with "
                                    f"`ray start --head`, or leave --address out to run here") from None
@@ -114,12 +114,6 @@ def init_ray(address: str | None) -> None:
     raise ClusterError(f"the Ray Client server at --address {address} failed {CLIENT_ATTEMPTS} times to start a "
                        f"server for this driver ({cause}); on Ray 2.60 its fork can crash (signal 11), which "
                        f"GRPC_ENABLE_FORK_SUPPORT=0 in the environment of the head's `ray start` avoids")
-
-
-def _last_line(message: str) -> str:
-    """A Ray Client failure carries the server's traceback; its last line names the cause."""
-    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
-    return lines[-1] if lines else "no reason given"
 
 
 def _plan_actors(opt: RunOptions, n_tasks: int) -> tuple[int, float, float]:
@@ -225,23 +219,22 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
     if tasks:
         try:
             _run_tasks(tasks, renders, opt, out, earlier, summary)
-        except KeyboardInterrupt:      # Ctrl-C: the summary says so, and what finished; a rerun does the rest
-            summary.update(interrupted=True, seconds=round(time.perf_counter() - t0, 2))
-            _write_json(out, "_summary.json", summary)
-            raise
-        except OutputFull as e:        # stopped as Ctrl-C stops it; the summary is written if it now fits
-            summary.update(stopped=str(e), seconds=round(time.perf_counter() - t0, 2))
+        except (KeyboardInterrupt, OutputFull) as e:   # Ctrl-C or a full disk: the summary says so, and
+            summary["seconds"] = round(time.perf_counter() - t0, 2)    # what finished; a rerun does the rest
+            if isinstance(e, OutputFull):
+                summary["stopped"] = str(e)
+            else:
+                summary["interrupted"] = True
             try:
                 _write_json(out, "_summary.json", summary)
             except OSError:
-                pass                   # the last one written stays, whole (temp name, then rename)
+                pass                   # the disk is full: the last one written stays, whole
             raise
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     try:
         _write_json(out, "_summary.json", summary)
     except OSError as e:
-        if out_of_space(e):
-            raise OutputFull(f"the output is full: writing _summary.json failed ({e})") from None
+        raise_if_full(e, "writing _summary.json")
         raise
     return summary
 
@@ -308,7 +301,11 @@ def _run_tasks(tasks: deque, renders: dict, opt: RunOptions, out: Out, earlier: 
     summary["ray"] = {"gcs_address": ray.get_runtime_context().gcs_address, "nodes": len(ray.nodes())}
     summary["actors"] = {"count": n, "replaced": 0, "cpus_per_actor": cpa, "gpus_per_actor": gpa,
                          "streams": streams, "decode_threads": decode_threads(cpa, streams),
-                         "device": _first_started([a.device.remote() for a in actors])}
+                         "device": None}
+    summary["actors"]["device"], failures = _first_started([a.device.remote() for a in actors])
+    for line in failures:        # an actor of a node set up unlike the others; the rest go on (drive.py)
+        print(f"annotate: {line}", file=sys.stderr, flush=True)
+        summary["actors"].setdefault("start_failures", []).append(line)
     if servers:
         summary["actors"]["stage_servers"] = {"count": len(servers), "nodes": len({s.node for s in servers}),
                                               "detect": _remote_detect(opt)}

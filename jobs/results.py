@@ -14,7 +14,7 @@ from facetracks.pipeline.smoothing import SmoothParams, smooth_tracks
 from facetracks.pipeline.video import VideoError, check_complete
 
 from .inputs import VideoItem
-from .outputs import write_bytes
+from .outputs import raise_if_full, write_bytes
 
 if TYPE_CHECKING:
     from .ray_runner import Out, RunOptions
@@ -67,6 +67,7 @@ def finish_whole(res: dict, opt: RunOptions, out: Out) -> dict:
             write_tracks(table, it.output(out.root), track_meta(info, it.name, frames, opt.model_id,
                                                                 opt.params_for_key), out.fs)
     except (OSError, pa.ArrowException) as e:
+        raise_if_full(e, f"writing {it.name}'s tracks")
         return {"status": "failed", "error": f"{it.output(opt.out_dir)}: cannot write ({e})"}
     return entry_of(it, opt, frames, faces, info, [res])
 
@@ -119,5 +120,6 @@ class SegmentedVideo:
             self.stream.close(track_meta(info, self.it.name, frames, self.opt.model_id, self.opt.params_for_key),
                               lambda table: smooth_tracks(table, smooth, (info["width"], info["height"])))
         except (OSError, pa.ArrowException) as e:
+            raise_if_full(e, f"writing {self.it.name}'s tracks")
             return {"status": "failed", "error": f"{self.it.output(self.opt.out_dir)}: cannot write ({e})"}
         return entry_of(self.it, self.opt, frames, faces, info, self.done)

@@ -211,7 +211,7 @@ def other_release(root, changed: bool = True) -> str:
     that node's PYTHONPATH."""
     for name in PARTS:
         shutil.copytree(import_module(name).__path__[0], os.path.join(root, *name.split(".")),
-                        ignore=shutil.ignore_patterns("__pycache__"))
+                        ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
     if changed:
         with open(os.path.join(root, "facetracks", "pipeline", "follow.py"), "a") as f:
             f.write("\n# the next release\n")

@@ -436,9 +436,7 @@ def test_a_node_lost_midway_costs_the_job_only_its_share(inputs, reference, tmp_
     assert "did not start within" not in text, text
     actors = json.loads((tmp_path / "_summary.json").read_text())["actors"]
     assert actors["count"] == 2 and actors["replaced"] == 1, actors
-    assert "lost_contact" in actors, text
-    (where, tasks), = actors["lost_contact"].items()     # its tasks went back as they were, not as suspects
-    assert tasks >= 1 and f"annotate: lost {where} (" in text, text
+    assert actors.get("lost_contact", 0) >= 1 and "annotate: lost " in text, text   # not as suspects
     if servers:
         assert (actors["stage_servers"]["count"], actors["stage_servers"]["gone"]) == (2, 1), actors
     assert_same(reference, tmp_path)
