@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import threading
 import time
 from collections import deque
@@ -125,6 +126,15 @@ def last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
+def note_start_failure(summary: dict, message: str) -> None:
+    """An actor that could not start: a line on stderr and in the summary's
+    `actors.start_failures`, once per cause (a bad node's actors all fail the same way)."""
+    failures = summary["actors"].setdefault("start_failures", [])
+    if message not in failures:
+        failures.append(message)
+        tqdm.write(f"annotate: {message}", file=sys.stderr)
+
+
 def start_failure(e: ray.exceptions.RayError) -> str:
     """One line for an actor that could not start: its node and the error its constructor raised.
     Ray's text holds the whole traceback, with colour codes, and its last line is the cause
@@ -222,7 +232,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                    shows(opt.progress), no_frames={it.name for it, seg in tasks if seg == "render"},
                    watch=opt.stall_s > 0)
     no_worker = "no worker could be started"
-    told = set(summary["actors"].get("start_failures", []))   # lines already on stderr (`tell`, `_first_started`)
+    told: set[str] = set()                       # lost-contact lines already on stderr
     summary_at, summary_s = 0.0, 0.0             # the summary's last write: when it ended, how long it took
     summary_dirty = False                        # results in since that write
 
@@ -294,16 +304,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                 del starting[ref]
                 ray.kill(actors[slot], no_restart=True)
                 no_worker = NOT_STARTED
-                tell(no_worker)
-
-    def tell(message: str, start: bool = True) -> None:
-        """A line on stderr once per run (a bad node's actors all fail the same way); `start`: an
-        actor that could not start, also listed in the summary's `actors.start_failures`."""
-        if message not in told:
-            told.add(message)
-            if start:
-                summary["actors"].setdefault("start_failures", []).append(message)
-            tqdm.write(f"annotate: {message}")
+                note_start_failure(summary, no_worker)
 
     def record_summary() -> None:
         """The summary has news (a result is in): written now (`flush_summary`) or soon."""
@@ -382,7 +383,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                     live.add(slot)
                 except WorkerStartError as err:   # this slot is gone; the others carry on
                     no_worker = str(err)
-                    tell(no_worker)
+                    note_start_failure(summary, no_worker)
                 continue
             if done[0] in planning:         # a video's keyframes are listed: its segments join the queue
                 it, task = planning.pop(done[0])
@@ -417,7 +418,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                     summary["actors"]["replaced"] += 1
                     starting[actors[run.slot].device.remote()] = run.slot, time.monotonic()
                 if e.actor_init_failed:          # it never ran: its actor could not start (a bad node)
-                    tell(start_failure(e))
+                    note_start_failure(summary, start_failure(e))
                     queue.appendleft((it, seg, run.suspect))
                     continue
                 if id(run.actor) in stopped and run.task not in stuck:   # stopped for another task's stall
@@ -428,8 +429,11 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                 if node and losses.get(key, 0) < NODE_LOSSES:   # the node went, not the video's fault
                     losses[key] = losses.get(key, 0) + 1
                     summary["actors"]["lost_contact"] = summary["actors"].get("lost_contact", 0) + 1
-                    tell(f"lost {node} ({_last_words(e)}): its node died or cannot be reached; its tasks "
-                         f"are redone on the others", start=False)
+                    line = f"annotate: lost {node} ({_last_words(e)}): its node died or cannot be reached; its tasks " \
+                           f"are redone on the others"
+                    if line not in told:
+                        told.add(line)
+                        tqdm.write(line, file=sys.stderr)
                     queue.appendleft((it, seg, run.suspect))
                     continue
                 deaths[key] = deaths.get(key, 0) + 1

@@ -33,7 +33,7 @@ from facetracks.pipeline.smoothing import SmoothParams
 from facetracks.pipeline.video import VideoError, header_length
 
 from .code_id import code_id
-from .drive import ACTOR_START_S, WorkerStartError, _drive, _first_started, _started, last_line
+from .drive import ACTOR_START_S, WorkerStartError, _drive, _first_started, _started, last_line, note_start_failure
 from .inputs import VideoItem
 from .outputs import OutputFull, raise_if_full, remove_stale_temps, resolve
 from .photos import batches, render_current as photo_render_current
@@ -299,13 +299,11 @@ def _run_tasks(tasks: deque, renders: dict, opt: RunOptions, out: Out, earlier: 
                                 decode_threads(cpa, streams), stages, code_id())
     actors = [make_actor() for _ in range(n)]
     summary["ray"] = {"gcs_address": ray.get_runtime_context().gcs_address, "nodes": len(ray.nodes())}
+    device, failures = _first_started([a.device.remote() for a in actors])
     summary["actors"] = {"count": n, "replaced": 0, "cpus_per_actor": cpa, "gpus_per_actor": gpa,
-                         "streams": streams, "decode_threads": decode_threads(cpa, streams),
-                         "device": None}
-    summary["actors"]["device"], failures = _first_started([a.device.remote() for a in actors])
+                         "streams": streams, "decode_threads": decode_threads(cpa, streams), "device": device}
     for line in failures:        # an actor of a node set up unlike the others; the rest go on (drive.py)
-        print(f"annotate: {line}", file=sys.stderr, flush=True)
-        summary["actors"].setdefault("start_failures", []).append(line)
+        note_start_failure(summary, line)
     if servers:
         summary["actors"]["stage_servers"] = {"count": len(servers), "nodes": len({s.node for s in servers}),
                                               "detect": _remote_detect(opt)}
