@@ -3,7 +3,9 @@
 The detector runs on a frame only when it must: every `detect_every` frames while faces are
 followed, on every `idle_detect_every`-th frame while none are, at once when a face's landmark
 confidence drops below `min_score`, and on the first frame of a new shot (a frame unlike the
-one before, `shots.py`): a cut ends every track, and the new shot's faces start new ones. Between
+one before, `shots.py`): a cut ends the tracks of the faces it changed (every one, where the
+whole picture changed), and the new shot's faces start new ones; a change undone within two frames
+(a flash) is no cut. Between
 detections each face is cropped around its own latest landmarks. Frames are handled in chunks that
 end at the next scheduled detection; all faces of all frames of a chunk go through the network
 together (each pass one batch), and the refine pass re-crops every face around its first-pass
@@ -35,6 +37,7 @@ from .tracking import FaceTracker, upright
 from .video import Frame
 
 
+FACE_CUT_SHARE = 0.4   # of the cut threshold: a face square that changed less at a cut keeps its track (shots.Cut)
 HELD_CHUNK = 1      # most frames between looks for a held face (Schedule.chunk_size): every frame
 
 
@@ -94,6 +97,7 @@ class FollowStats:
     partial_scans: int = 0       # detections that rescanned only what changed (change_scan.py) ...
     skipped_scans: int = 0       # ... or nothing, as nothing had changed
     cuts: int = 0                # scene cuts seen (each forces a detection)
+    transients: int = 0          # changes undone within shots.TRANSIENT frames (a flash): no cut
     faces: int = 0
     crops: int = 0
     detect_s: float = 0.0        # time in the detector
@@ -268,10 +272,12 @@ def follow_faces(frames: Iterable[Frame], detector: FaceDetector, predictor: Lan
     plan = Schedule(p)
     scan = ChangeScan(p.rescan_changed, p.full_scan_every, oversize=p.oversize) if p.rescan_changed > 0 else None
     while ahead.fill():
-        if ahead.take_cut():             # a new shot: its faces are new tracks, found by the detector
-            tracker.end_all()
+        cut = ahead.take_cut()
+        if cut is not None:              # a new shot: faces where it changed are new tracks, found by the detector
+            tracker.end(cut.changed(tracker.squares(), p.cut_threshold * FACE_CUT_SHARE))
             plan.new_shot()
             st.cuts += 1
+        st.transients = ahead.transients
         lost = any(t.lost and not t.held for t in tracker.tracks)
         held = any(t.held for t in tracker.tracks)
         detected = plan.detect_now(bool(tracker.tracks), lost and not p.look_near)

@@ -149,9 +149,10 @@ class FaceTracker:
         for t in self.tracks:
             t.lost = t.lost or t.id in ids
 
-    def end_all(self) -> None:
-        """A scene cut: the faces of the new shot are new tracks, wherever they are."""
-        self.tracks = []
+    def end(self, which: np.ndarray) -> None:
+        """A scene cut: the tracks `which` flags (those whose squares it changed) end; the faces
+        the new shot has there are new tracks, found by the detector."""
+        self.tracks = [t for t, gone in zip(self.tracks, which) if not gone]
 
     def drop_lost(self) -> None:
         self.tracks = [t for t in self.tracks if not t.lost]

@@ -61,6 +61,37 @@ def test_a_scene_cut_ends_tracks_and_the_new_shot_is_landmarked_at_once(tmp_path
     assert nme(points(df.iloc[6])[None], truth[6][None])[0] <= 0.08
 
 
+def test_a_flash_keeps_the_track_and_a_tile_that_switches_ends_only_its_own(tmp_path, faces, predictor):
+    """A camera flash on one frame is no cut. A split screen whose right half switches to another
+    person (a video call's tile, a cut in one window) ends the right face's track only."""
+    from .conftest import face_canvas, write_video
+    frames = []
+    for k in range(12):
+        img, _ = face_canvas(faces[0].gray, faces[0].points, at=(4 + k, 4))
+        frames.append(np.clip(img.astype(np.float32) * 1.8, 0, 255).astype(np.uint8) if k == 5 else img)
+    path = str(tmp_path / "flash.mp4")
+    write_video(path, frames)
+    r, df = run(type("C", (), {"path": path}), predictor)
+    assert (r.stats.cuts, r.stats.transients) == (0, 1)
+    assert list(df.frame_index.drop_duplicates()) == list(range(12)) and df.track_id.nunique() == 1
+
+    frames = []
+    for k in range(12):
+        left, _ = face_canvas(faces[0].gray, faces[0].points, at=(4 + k, 4))
+        face, at, bg = (faces[1], (4, 4), 60) if k < 6 else (faces[2], (8, 6), 200)
+        right, _ = face_canvas(face.gray, face.points, at=at, bg=bg)
+        frames.append(np.hstack([left, right]))
+    path = str(tmp_path / "split.mp4")
+    write_video(path, frames)
+    r, df = run(type("C", (), {"path": path}), predictor)
+    assert r.stats.cuts == 1
+    left, right = df[df.x < 320], df[df.x >= 320]
+    assert left.frame_index.tolist() == list(range(12)) and left.track_id.nunique() == 1
+    assert right.frame_index.tolist() == list(range(12))
+    assert right.track_id[right.frame_index < 6].nunique() == right.track_id[right.frame_index >= 6].nunique() == 1
+    assert set(right.track_id[right.frame_index < 6]) != set(right.track_id[right.frame_index >= 6])
+
+
 def test_two_faces_keep_distinct_stable_ids(tmp_path, faces, predictor):
     clip = two_face_clip(str(tmp_path / "two.mp4"), faces[0], faces[1])
     _, df = run(clip, predictor)

@@ -117,6 +117,40 @@ def test_a_cut_ends_the_tracks_forces_a_detection_and_splits_the_batch():
     assert st.cuts == 1
 
 
+@pytest.mark.parametrize("shots", [{10: 200, 11: 100}, {10: 200, 12: 100}, {10: 30, 11: 180, 12: 100}])
+def test_a_change_undone_within_two_frames_is_no_cut(shots):
+    """A flash (one frame or two), or a frame the decoder garbled: the frame after it is like the
+    one before, so the face keeps its track and the detector its cadence."""
+    det, pred = Detector(), Predictor()
+    ids, st = run(clip(20, shots=shots), det, pred, detect_every=8, batch_size=8)
+    assert {tuple(v) for v in ids.values()} == {(0,)}
+    assert (st.cuts, st.transients) == (0, 1) and det.calls == [0, 8, 16]
+
+
+def test_a_change_that_lasts_three_frames_is_a_cut_and_so_is_one_through_a_black_frame():
+    det, pred = Detector(), Predictor()
+    ids, st = run(clip(20, shots={10: 200, 13: 100}), det, pred, detect_every=8, batch_size=8)
+    assert [ids[i] for i in (9, 10, 12, 13)] == [[0], [1], [1], [2]] and (st.cuts, st.transients) == (2, 0)
+    det, pred = Detector(), Predictor()
+    ids, st = run(clip(20, shots={10: 0, 11: 200}), det, pred, detect_every=8, batch_size=8)
+    assert [ids[i] for i in (9, 10, 11, 19)] == [[0], [1], [2], [2]] and st.cuts == 2
+
+
+def test_a_cut_in_part_of_the_frame_ends_only_the_tracks_there():
+    """A split screen or a video call's tile that switches: the face beside it keeps its track; the
+    new shot's face where the picture changed is a new track, found at once."""
+    frames = []
+    for i in range(20):
+        g = np.full((32, 32), 100, np.uint8)
+        g[:, 16:] = 250 if i >= 10 else 100         # the right half changes: 75 grey levels on average
+        g[0, 0] = i
+        frames.append(Frame(i, i, i / 25, g))
+    det, pred = Detector(boxes=[(1, 8, 12, 12), (19, 8, 12, 12)]), Predictor()
+    ids, st = run(frames, det, pred, detect_every=8, batch_size=8)
+    assert ids[9] == [0, 1] and ids[10] == ids[19] == [0, 2]
+    assert st.cuts == 1 and 10 in det.calls
+
+
 def test_a_low_face_on_a_cut_frame_is_dropped_without_detecting_that_frame_again():
     """Its square came from the detector on that very frame: detecting it again would give the same
     square and the same score, so the first failure is the last."""
