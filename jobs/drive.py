@@ -264,10 +264,13 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
         entry["written_by"] = summary["run"] if wrote else earlier.get(it.name, {}).get("written_by")
         if it.photo:
             entry["kind"] = "photo"
+        full = entry.get("render", {}).pop("full", False)
         summary["videos"][it.name] = entry
         bar.file_done(it.name, entry.get("frames", 0))
         if record:
             record_summary()
+        if full:                                 # a render found the disk full: so would every later one
+            raise OutputFull(f"the output is full: rendering {it.name} failed ({entry['render']['error']})")
 
     def stop_stuck() -> None:
         """Stop the actors of tasks started and silent for opt.stall_s; their results then come

@@ -16,7 +16,7 @@ from facetracks.pipeline.atomic import is_temp_name, write_atomic
 from facetracks.pipeline.parquet import read_meta
 from facetracks.pipeline.sources import is_uri, resolve
 
-__all__ = ["clean_dest", "exists", "is_uri", "remove_stale_temps", "remove_temps_of", "resolve", "upload", "write_bytes"]
+__all__ = ["clean_dest", "exists", "is_full", "is_uri", "remove_stale_temps", "remove_temps_of", "resolve", "upload", "write_bytes"]
 
 
 class OutputFull(RuntimeError):
@@ -24,11 +24,16 @@ class OutputFull(RuntimeError):
     be written, so the run stops instead of annotating every remaining video for nothing."""
 
 
+def is_full(e: BaseException) -> bool:
+    """Whether `e` is ENOSPC or EDQUOT, as Python, PyAV or pyarrow raise them (pyarrow's OSError
+    may carry the errno only in its text)."""
+    return isinstance(e, OSError) and (e.errno in (errno.ENOSPC, errno.EDQUOT)
+                                       or any(m in str(e) for m in ("No space left on device", "Disk quota exceeded")))
+
+
 def raise_if_full(e: BaseException, writing: str) -> None:
-    """OutputFull when `e` is ENOSPC or EDQUOT, as Python or pyarrow raises them (pyarrow's
-    OSError may carry the errno only in its text); otherwise nothing: the caller handles `e`."""
-    if isinstance(e, OSError) and (e.errno in (errno.ENOSPC, errno.EDQUOT)
-                                   or any(m in str(e) for m in ("No space left on device", "Disk quota exceeded"))):
+    """OutputFull when `e` is a full disk (`is_full`); otherwise nothing: the caller handles `e`."""
+    if is_full(e):
         raise OutputFull(f"the output is full: {writing} failed ({e})") from None
 
 

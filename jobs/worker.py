@@ -34,7 +34,7 @@ from facetracks.pipeline.video import VideoError
 
 from .code_id import check_code
 from .inputs import VideoItem
-from .outputs import is_uri, resolve, upload, write_bytes
+from .outputs import is_full, is_uri, resolve, upload, write_bytes
 
 if TYPE_CHECKING:
     from .stage_server import RemoteStages
@@ -56,6 +56,12 @@ def _test_hooks(item: VideoItem) -> None:
     stuck = os.environ.get(STALL_HOOK)
     if stuck and stuck in item.name:        # stands for a read that never returns
         threading.Event().wait()
+
+
+def _render_failed(error: str, e: BaseException) -> dict:
+    """A failed render's entry; `full` when the output's disk was full: the driver then stops the
+    run (every later render, each reading its whole video, would fail the same way)."""
+    return {"status": "failed", "error": error, **({"full": True} if is_full(e) else {})}
 
 
 def _started(on_frames) -> None:
@@ -180,7 +186,7 @@ class AnnotateWorker:
         except (VideoError, TracksMismatch, ValueError) as e:
             return {"status": "failed", "error": str(e)}
         except Exception as e:    # noqa: BLE001 - any failure of the render is the render's, not the video's
-            return {"status": "failed", "error": f"{item.path}: {type(e).__name__}: {e}"}
+            return _render_failed(f"{item.path}: {type(e).__name__}: {e}", e)
         return {"status": "ok", "audio": st.audio, "padded": st.padded, "frames": st.frames}
 
     def __call__(self, item: VideoItem, segment: Segment | None = None, render: dict | None = None,
@@ -260,5 +266,5 @@ class AnnotateWorker:
                 write_bytes(drawer.fs, plan[0], data)
                 res["render"] = {"status": "ok", "key": plan[1], "frames": 1}
             except Exception as e:   # noqa: BLE001 - a failed render never costs the tracks
-                res["render"] = {"status": "failed", "error": f"{item.path}: render: {type(e).__name__}: {e}"}
+                res["render"] = _render_failed(f"{item.path}: render: {type(e).__name__}: {e}", e)
         return res

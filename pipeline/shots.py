@@ -62,7 +62,8 @@ class Cut:
         99th percentile of one shot against 23.7, less apart): 0.4 of the cut threshold (12) keeps a track only where the face did not change."""
         if self.before.shape != self.after.shape:
             return np.ones(len(squares), bool)
-        return np.array([float(np.median(np.abs(_samples(self.after, s) - _samples(self.before, s)))) > threshold
+        return np.array([not np.isfinite(s[:3]).all()
+                         or float(np.median(np.abs(_samples(self.after, s) - _samples(self.before, s)))) > threshold
                          for s in squares], bool)
 
 
@@ -110,7 +111,8 @@ class Lookahead:
             if len(later) < TRANSIENT and not self._exhausted:
                 return
             base = self._thumbs[j - 1] if j else (self._before[1] if self._before else None)
-            back = next((k for k, t in enumerate(later, j + 1) if not is_cut(base, t, self._threshold)), None)
+            back = next((k for k, t in enumerate(later, j + 1)
+                         if base is not None and base.shape == t.shape and not is_cut(base, t, self._threshold)), None)
             self._settled[j] = True
             if back is not None:
                 self.transients += 1
@@ -131,6 +133,7 @@ class Lookahead:
         return Cut(self._before[0].gray, self.frames[0].gray)
 
     def drop(self, n: int) -> None:
-        """The first `n` frames are handled."""
-        self._before = (self.frames[n - 1], self._thumbs[n - 1])
+        """The first `n` frames are handled (0: the first is tried again)."""
+        if n:
+            self._before = (self.frames[n - 1], self._thumbs[n - 1])
         del self.frames[:n], self.cuts[:n], self._thumbs[:n], self._settled[:n]

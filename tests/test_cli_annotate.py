@@ -320,6 +320,33 @@ def test_names_too_long_for_an_output_file_are_shortened_not_failed(job, tmp_pat
     assert main(["export", str(out)]) == 0
 
 
+def test_a_render_that_finds_the_output_disk_full_stops_the_run(tmp_path):
+    """Renders are written by the actors: one that finds no space (here a 256 KB tmpfs, a render
+    of noise needs megabytes, the tracks of a faceless clip 10 KB) stops the run as a track file
+    would, instead of every later video decoding and encoding its whole length to fail the same
+    way. The tracks that fitted are kept; with space, the same command redoes the render only."""
+    from facetracks.jobs.clips import write_video
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        write_video(str(src / f"v{i}.mp4"), [rng.integers(0, 256, (240, 320, 3), np.uint8) for _ in range(12)])
+    keep = tmp_path / "keep"
+    r = on_a_small_disk(src, keep, "256k", "--render landmarks")
+    text = r.stdout + r.stderr
+    assert "first=1" in r.stdout and "second=0" in r.stdout, text
+    assert "facetracks annotate: the output is full: rendering v0.mp4 failed" in r.stderr, text
+    assert "No space left on device" in r.stderr and "v1.mp4" not in r.stderr.split("the output is full")[0], text
+    first = sorted(os.listdir(keep / "first"))
+    assert first == ["_summary.json", "v0.mp4.parquet"], first            # whole files only, no temp left
+    entry = json.loads((keep / "first" / "_summary.json").read_text())["videos"]["v0.mp4"]
+    assert entry["status"] == "ok" and entry["render"]["status"] == "failed" and "full" not in entry["render"]
+    summary = json.loads((keep / "second" / "_summary.json").read_text())["videos"]
+    assert summary["v0.mp4"]["status"] == "skipped" and summary["v0.mp4"]["render"]["status"] == "ok"
+    assert [summary[f"v{i}.mp4"]["status"] for i in (1, 2)] == ["ok", "ok"]
+    assert all((keep / "second" / f"v{i}.mp4.landmarks.mp4").exists() for i in range(3))
+
+
 def test_inputs_given_as_uris_are_read_where_they_are(job, videos_dir, tmp_path, capsys):
     """A URI input (here file://, read through pyarrow's filesystem as s3:// and gs:// are) is listed
     there and decoded from pyarrow's seekable file, by segments too: the same rows as the same
@@ -354,12 +381,35 @@ def test_inputs_given_as_uris_are_read_where_they_are(job, videos_dir, tmp_path,
 FULL_DISK = """
 mount -t tmpfs -o size={small} tmpfs "$1" || exit 97
 cd "$2"
-"$3" -m facetracks.jobs.cli annotate "$4" --out "$1/t" --actors 1; echo "first=$?"
+"$3" -m facetracks.jobs.cli annotate "$4" --out "$1/t" --actors 1 {extra}; echo "first=$?"
 cp -a "$1/t" "$5/first"
 mount -o remount,size=64m "$1"
-"$3" -m facetracks.jobs.cli annotate "$4" --out "$1/t" --actors 1; echo "second=$?"
+"$3" -m facetracks.jobs.cli annotate "$4" --out "$1/t" --actors 1 {extra}; echo "second=$?"
 cp -a "$1/t" "$5/second"
 """
+
+
+def on_a_small_disk(src, keep, small: str, extra: str = "") -> subprocess.CompletedProcess:
+    """FULL_DISK's two runs of `annotate src` (`extra` options) into a tmpfs of `small`, mounted in
+    a mount namespace of the test's own (`unshare -rm`), then remounted at 64 MB; the output
+    after each run copied to `keep`/first and /second. Skips where no tmpfs can be mounted."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) to mount a small filesystem")
+    mnt = keep.parent / "mnt"
+    mnt.mkdir()
+    keep.mkdir()
+    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")      # short: Ray's socket paths must fit
+    try:
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        env["RAY_TMPDIR"] = ray_tmp
+        r = subprocess.run(["unshare", "-rm", "sh", "-c", FULL_DISK.format(small=small, extra=extra), "sh", str(mnt),
+                            ROOT, sys.executable, str(src), str(keep)],
+                           env=env, capture_output=True, text=True, timeout=600, start_new_session=True)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    if r.returncode == 97 or "first=" not in r.stdout:
+        pytest.skip(f"cannot mount a tmpfs in a new mount namespace here: {r.stderr[-300:]}")
+    return r
 
 
 def test_a_full_output_disk_stops_the_run_and_a_rerun_with_space_does_the_rest(data_dir, tmp_path):
@@ -369,27 +419,13 @@ def test_a_full_output_disk_stops_the_run_and_a_rerun_with_space_does_the_rest(d
     failing it and every video after it one by one (a failed write frees its space, so the small
     summary still fitted and nothing stopped the run); the files written are whole; with space
     freed the same command does the rest."""
-    if shutil.which("unshare") is None:
-        pytest.skip("needs unshare(1) to mount a small filesystem")
     src = tmp_path / "in"
     src.mkdir()
     faces = pick_faces(data_dir, 8)
     for i, face in enumerate(faces):
         moving_clip(str(src / f"v{i}.mp4"), [face], frames_each=4)
-    mnt, keep = tmp_path / "mnt", tmp_path / "keep"
-    mnt.mkdir()
-    keep.mkdir()
-    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")      # short: Ray's socket paths must fit
-    try:
-        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-        env["RAY_TMPDIR"] = ray_tmp
-        r = subprocess.run(["unshare", "-rm", "sh", "-c", FULL_DISK.format(small="64k"), "sh", str(mnt), ROOT,
-                            sys.executable, str(src), str(keep)],
-                           env=env, capture_output=True, text=True, timeout=600, start_new_session=True)
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    if r.returncode == 97 or "first=" not in r.stdout:
-        pytest.skip(f"cannot mount a tmpfs in a new mount namespace here: {r.stderr[-300:]}")
+    keep = tmp_path / "keep"
+    r = on_a_small_disk(src, keep, "64k")
     text = r.stdout + r.stderr
     assert "first=1" in r.stdout and "second=0" in r.stdout, text
     assert "facetracks annotate: the output is full: writing v" in r.stderr and "stopped" in r.stderr, text

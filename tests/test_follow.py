@@ -389,3 +389,22 @@ def test_a_face_the_round_did_not_examine_is_neither_seen_nor_missed():
     tr.detections(np.array([b], np.float32))
     assert [t.id for t in tr.tracks] == [1]                          # unseen twice when looked at: ended
 
+
+
+def test_a_cut_followed_by_a_change_of_frame_size_stays_a_cut():
+    """The frame after a cut has another size (a rotation that changes midway): it cannot be
+    compared with the frame before the cut, so it does not undo the cut."""
+    frames = [Frame(i, i, i / 25, np.full((32, 32) if i < 11 else (32, 24), 100 if i < 10 else 220, np.uint8))
+              for i in range(14)]
+    for f in frames:
+        f.gray[0, 0] = f.index
+    det, pred = Detector(), Predictor()
+    ids, st = run(frames, det, pred, detect_every=8, batch_size=8)
+    assert st.cuts == 1 and st.transients == 0 and ids[9] != ids[10]
+
+
+def test_a_square_that_is_not_finite_counts_as_changed_at_a_cut():
+    from facetracks.pipeline.shots import Cut
+    a, b = np.full((32, 32), 100, np.uint8), np.full((32, 32), 100, np.uint8)
+    sq = np.array([[16, 16, 10, 0], [np.nan, 16, 10, 0], [16, 16, np.inf, 0]], np.float32)
+    assert Cut(a, b).changed(sq, 12).tolist() == [False, True, True]
