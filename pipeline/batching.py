@@ -15,6 +15,8 @@ Threads suffice: decoding (PyAV), the detector and the network release the GIL, 
 """
 from __future__ import annotations
 
+import gc
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -42,9 +44,25 @@ class BatchStats:
     waiting_s: float = 0.0        # no batch running, calls waiting for the other streams (up to wait_s)
     idle_s: float = 0.0           # no batch running, no call waiting: every stream busy with its own
                                   # work (decoding, following); on a GPU actor, the GPU idles then
+    memory_splits: int = 0        # batches that ran out of memory and were run again in halves
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """Whether `e` says an allocation failed: torch's CUDA or CPU allocator, numpy's."""
+    text = str(e).lower()
+    return isinstance(e, MemoryError) or (isinstance(e, RuntimeError)
+                                          and ("out of memory" in text or "can't allocate memory" in text))
+
+
+def _free_memory() -> None:
+    """What a failed batch left: its garbage, and the blocks torch's CUDA allocator caches."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 @dataclass
@@ -127,15 +145,30 @@ class SharedStages:
         """Every waiting call, as one batch per kind; an error is every caller's of that batch."""
         for kind, run in (("detect", self._detect), ("landmarks", self._landmarks), ("forward", self._forward)):
             calls = [c for c in batch if c.kind == kind]
-            if not calls:
-                continue
-            try:
-                run(calls)
-            except BaseException as e:       # noqa: BLE001 - handed to each caller, raised on its thread
-                for c in calls:
-                    c.error = e
-            for c in calls:
-                c.done = True
+            if calls:
+                self._run_halving(run, calls)
+
+    def _run_halving(self, run, calls: list[_Call]) -> None:
+        """`run(calls)`; where it runs out of memory (a GPU shared by several actors, frames of 8K
+        from 16 streams at once), the memory is freed and each half of the calls run on its own,
+        down to one call: each caller still gets what it would alone, and only a call that does not
+        fit by itself fails (its video). Before, one batch too large failed every video in it."""
+        try:
+            run(calls)
+            error = None
+        except BaseException as e:       # noqa: BLE001 - handed to each caller, raised on its thread
+            error = e
+        if error is not None and len(calls) > 1 and out_of_memory(error):
+            error = None                 # dropped before freeing: its traceback holds the batch's tensors
+            _free_memory()
+            self.stats.memory_splits += 1
+            half = len(calls) // 2
+            self._run_halving(run, calls[:half])
+            self._run_halving(run, calls[half:])
+            return
+        for c in calls:
+            c.error = error
+            c.done = True
 
     def _detect(self, calls: list[_Call]) -> None:
         t = time.perf_counter()

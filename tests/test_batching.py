@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from facetracks.models.crop import crop_matrices, warp_crop
 from facetracks.pipeline.annotate import annotate_video
@@ -102,6 +103,52 @@ def test_an_error_reaches_its_stream_and_the_others_finish(videos_dir, fast):
         list(pool.map(one, CLIPS[:2]))
     assert errors == [("pyfeat_single_face.mp4", "detector broke")]
     assert [n for n, _ in done] == ["liveportrait_driving_d0.mp4"] and done[0][1] == 78
+
+
+class _SmallDevice:
+    """The real model and detector on a device that holds `crops` crops and `frames` frames a call
+    at most: a larger call raises what torch raises when a GPU runs out of memory."""
+    def __init__(self, parts, crops: int, frames: int):
+        self.predictor, self.detector, self.crops, self.frames = parts.predictor, parts.detector, crops, frames
+
+    def squares_from_boxes(self, boxes):
+        return self.predictor.squares_from_boxes(boxes)
+
+    def predict_with_score(self, grays, squares):
+        if len(grays) > self.crops:
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {len(grays)} crops")
+        return self.predictor.predict_with_score(grays, squares)
+
+    def detect(self, gray):
+        return self.detector.detect(gray)
+
+    def detect_batch(self, grays):
+        if len(grays) > self.frames:
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {len(grays)} frames")
+        return [self.detector.detect(g) for g in grays]
+
+
+def test_a_batch_that_runs_out_of_memory_is_run_in_halves_and_each_video_keeps_its_rows(videos_dir, fast):
+    """Four streams whose merged calls do not fit (more than one chunk of one face and 8 crops, or 2 frames, at once): each
+    batch that fails is run again in halves, down to one stream's call, and every video gets the
+    rows it gets alone; a call too large by itself still fails, its video alone."""
+    ref = alone(videos_dir, fast)
+    small = _SmallDevice(fast, crops=fast.follow.batch_size + 8, frames=2)
+    shared = SharedStages(small, small, wait_s=2.0)
+
+    def one(clip):
+        name, end = clip
+        with shared.stream() as (det, pred):
+            return annotate_video(os.path.join(videos_dir, name), name, det, pred, fast.follow, end_s=end)
+    with ThreadPoolExecutor(len(CLIPS)) as pool:
+        got = [r.table.to_pandas() for r in pool.map(one, CLIPS)]
+    for a, b in zip(ref, got):
+        assert_tracks_match(a, b)
+    assert shared.stats.memory_splits > 0 and shared.stats.landmark_calls > 0
+    tiny = _SmallDevice(fast, crops=0, frames=8)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        with SharedStages(tiny, tiny).stream() as (det, pred):
+            annotate_video(os.path.join(videos_dir, CLIPS[0][0]), CLIPS[0][0], det, pred, fast.follow, end_s=1.0)
 
 
 def test_a_lone_stream_is_not_held_up(videos_dir, fast):
