@@ -44,9 +44,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default=None,
                    help="landmark checkpoint file or shipped model name (default: the profile's model)")
     p.add_argument("--address", default=None, help="Ray cluster (auto, ray://host:port); default: start Ray here")
-    p.add_argument("--actors", type=nonneg_int, default=0, help="model actors (default: one per GPU, or per 2 CPUs)")
+    p.add_argument("--actors", type=nonneg_int, default=0,
+                   help="model actors (default: one per GPU and one per CPU of the nodes without a GPU, or one per CPU)")
     p.add_argument("--cpus-per-actor", type=nonneg_float, default=0)
     p.add_argument("--gpus-per-actor", type=nonneg_float, default=None, help="fractions allowed; default 1 if GPUs")
+    p.add_argument("--gpu-only", action="store_true",
+                   help="on a cluster with GPU nodes, leave the nodes without a GPU idle (default: a one-CPU actor per CPU "
+                        "there, beside the GPU actors)")
     p.add_argument("--streams", type=nonneg_int, default=0,
                    help="videos or segments one actor follows at once, their faces sharing each forward pass and "
                         "their frames each detector call (default 0: 16 on a GPU actor, 1 on a CPU one)")
@@ -248,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
     opt = RunOptions(out_dir=args.out, weights=weights_bytes, model_id=f"{cfg.name}@{cfg.version}", detector=detector,
                      follow=follow, predictor=predictor, address=args.address, actors=args.actors,
                      cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor, streams=args.streams,
-                     stage_server=args.stage_server,
+                     stage_server=args.stage_server, cpu_beside=not args.gpu_only,
                      overwrite=args.overwrite, render=render, segment_s=args.segment_seconds,
                      smooth=args.smooth.to_dict(), progress=args.progress, stall_s=args.stall_seconds,
                      # trackers restart per segment, so the segment length is part of the result

@@ -19,7 +19,7 @@ import re
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -199,7 +199,7 @@ class _Running:
 
 
 def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out, earlier: dict,
-           renders: dict, make_actor, started: float) -> None:
+           renders: dict, make_actor, started: float, inflight_of: list[int] | None = None) -> Counter:
     """Hand tasks to actors, at most `opt.inflight` queued on each, and collect results as they
     come. The fault model: an actor whose process dies is replaced by a new one, which takes tasks
     once it has loaded its model (the loop never waits for it: with its node gone it may find no
@@ -207,7 +207,8 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
     suspect, and a suspect runs alone on its actor, so the next death is its own; a task whose
     actor died `opt.retries` times is quarantined (its video fails, naming the cause) and
     everything else finishes. Any error in handling one result is that video's failure, never
-    the job's."""
+    the job's. `make_actor(slot)` makes a slot's replacement; `inflight_of`: each slot's most
+    queued tasks (default `opt.inflight`). Returns the tasks each slot's actors carried through."""
     expected: dict[str, int] = {it.name: 1 for it, seg in tasks if seg != "plan"}
     expected.update({p.name: 1 for it, seg in tasks if seg == "photos" for p in it.items})
     queue = deque((it, seg, False) for it, seg in tasks if seg != "plan")
@@ -228,6 +229,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
     stopped: dict[int, object] = {}              # id() -> actor handle stopped for a stuck task (held: ids stay unique)
     checked = time.monotonic()
     batching: dict = {}                          # actor -> its shared stages' counters (worker.batching)
+    finished: Counter = Counter()                # slot -> tasks its actors carried through (returned)
     bar = FrameBar([p for it, seg in tasks for p in (it.items if seg == "photos" else (it,))],
                    shows(opt.progress), no_frames={it.name for it, seg in tasks if seg == "render"},
                    watch=opt.stall_s > 0)
@@ -334,6 +336,21 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
         summary_at, summary_dirty = time.monotonic(), False
         summary_s = summary_at - start
 
+    def limit(i: int) -> int:
+        return inflight_of[i] if inflight_of else opt.inflight
+
+    def next_task() -> tuple[int, int] | None:
+        """(actor slot, queue position) of the next task to hand out: one at a time to the least
+        loaded actor for its size (a GPU actor of 16 streams takes 17, a CPU actor 2), so tasks
+        spread over every actor before any fills up; a suspect runs alone, on an idle actor, and
+        other work may pass it meanwhile."""
+        for i in sorted((i for i in live if load[i] < limit(i) and i not in alone),
+                        key=lambda i: (load[i] / limit(i), i)):
+            k = next((k for k, q in enumerate(queue) if not q[2] or not load[i]), None)
+            if k is not None:
+                return i, k
+        return None
+
     try:
         while queue or inflight or planning or to_plan:
             while to_plan and len(planning) < 2 * max(1, len(live)):
@@ -345,28 +362,24 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                 for it, seg, _ in queue:
                     collect(it, {"item": it, "segment": seg, "status": "failed", "error": f"{it.path}: {no_worker}"})
                 queue.clear()
-            for i in sorted(live, key=load.get):
-                while queue and load[i] < opt.inflight and i not in alone:
-                    # a suspect runs alone, on an idle actor; other work may pass it meanwhile
-                    k = next((k for k, q in enumerate(queue) if not q[2] or not load[i]), None)
-                    if k is None:
-                        break
-                    it, seg, suspect = queue[k]
-                    del queue[k]
-                    photos = it.items if seg == "photos" else None
-                    task, on_frames = bar.reporter([p.name for p in photos] if photos else [it.name])
-                    try:
-                        plan = [renders[p.name] for p in photos] if photos else renders[it.name]
-                        ref = _submit(actors[i], it, seg, opt, out, plan, on_frames)
-                    except Exception as e:   # noqa: BLE001 - e.g. current tracks unreadable for a render
-                        bar.task_ended(task, {})
-                        collect(it, {"item": it, "segment": seg, "status": "failed",
-                                     "error": f"{it.path}: {type(e).__name__}: {e}"})
-                        continue
-                    inflight[ref] = _Running(actors[i], i, it, seg, suspect, task)
-                    load[i] += 1
-                    if suspect:
-                        alone.add(i)
+            while queue and (picked := next_task()) is not None:
+                i, k = picked
+                it, seg, suspect = queue[k]
+                del queue[k]
+                photos = it.items if seg == "photos" else None
+                task, on_frames = bar.reporter([p.name for p in photos] if photos else [it.name])
+                try:
+                    plan = [renders[p.name] for p in photos] if photos else renders[it.name]
+                    ref = _submit(actors[i], it, seg, opt, out, plan, on_frames)
+                except Exception as e:   # noqa: BLE001 - e.g. current tracks unreadable for a render
+                    bar.task_ended(task, {})
+                    collect(it, {"item": it, "segment": seg, "status": "failed",
+                                 "error": f"{it.path}: {type(e).__name__}: {e}"})
+                    continue
+                inflight[ref] = _Running(actors[i], i, it, seg, suspect, task)
+                load[i] += 1
+                if suspect:
+                    alone.add(i)
             if not inflight and not planning and not starting:
                 continue
             done, _ = ray.wait(list(inflight) + list(planning) + list(starting), num_returns=1,
@@ -404,6 +417,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
             it, seg = run.item, run.segment
             try:
                 res = ray.get(done[0])
+                finished[run.slot] += 1
                 counters = res.pop("batching", None) if isinstance(res, dict) else None
                 if counters:                   # the actor's totals so far: the summary sums the latest of each
                     batching[(run.slot, id(run.actor))] = counters
@@ -417,7 +431,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                 if actors[run.slot] is run.actor and run.slot in live:   # replace it once, whichever task reports first
                     ray.kill(run.actor, no_restart=True)
                     live.discard(run.slot)       # it takes tasks again once its model is loaded
-                    actors[run.slot] = make_actor()
+                    actors[run.slot] = make_actor(run.slot)
                     summary["actors"]["replaced"] += 1
                     starting[actors[run.slot].device.remote()] = run.slot, time.monotonic()
                 if e.actor_init_failed:          # it never ran: its actor could not start (a bad node)
@@ -471,3 +485,4 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                     if target:
                         remove_temps_of(out.fs, target[0])
         bar.close()
+    return finished

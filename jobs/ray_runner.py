@@ -38,7 +38,7 @@ from .inputs import VideoItem
 from .outputs import OutputFull, raise_if_full, remove_stale_temps, resolve
 from .photos import batches, render_current as photo_render_current
 from .run_state import Out, _key, _read_summary, _render_plan, _skipped, _write_json
-from .sizing import decode_threads, plan_actors, without_stage_servers
+from .sizing import MAX_DEFAULT_CPUS, decode_threads, plan_actors, plan_beside_gpus, without_stage_servers
 from .stage_server import CALL_RETRIES, SERVER_CALLS, SERVER_RESTARTS, RemoteStages, Server, StageServer, WeightsStore
 from .worker import AnnotateWorker
 
@@ -74,6 +74,7 @@ class RunOptions:
     progress: str = "auto"           # the frames bar: auto (when stderr is a terminal), always, never
     stall_s: float = 600.0           # a task silent this long is stuck: its worker is stopped (0: never; drive.py)
     stage_server: bool = False       # the network (and torch cascade) in one process per GPU, fed by CPU actors
+    cpu_beside: bool = True          # with GPU nodes, CPU actors on the nodes without a GPU (sizing.plan_beside_gpus)
     params_for_key: dict = field(default_factory=dict)
 
 
@@ -280,6 +281,7 @@ def _run_tasks(tasks: deque, renders: dict, opt: RunOptions, out: Out, earlier: 
     n_tasks = _count_pieces(tasks, opt)
     weights = ray.put(opt.weights)
     servers, server_device, left = _start_stage_servers(opt, weights) if opt.stage_server else ([], "", [])
+    beside: list[str] = []       # node ids of CPU actors on the nodes without a GPU (sizing.plan_beside_gpus)
     if servers:
         plan = plan_actors(left, n_tasks, opt.actors, opt.cpus_per_actor or 1.0, 0.0)
         n, cpa, gpa = plan.count, plan.cpus, 0.0
@@ -287,27 +289,39 @@ def _run_tasks(tasks: deque, renders: dict, opt: RunOptions, out: Out, earlier: 
     else:
         n, cpa, gpa = _plan_actors(opt, n_tasks)
         streams = opt.streams or (GPU_STREAMS if gpa else 1)
+        if gpa and opt.cpu_beside and not opt.actors:
+            beside = plan_beside_gpus(ray.nodes(), n_tasks, n)
     # no restarts by Ray: the driver replaces a dead actor itself and decides where its tasks go;
     # each of an actor's concurrent calls is one stream of its shared stages (jobs/worker.py)
     actor_cls = ray.remote(AnnotateWorker).options(num_cpus=cpa, num_gpus=gpa, max_restarts=0,
                                                    max_concurrency=streams)
     made = itertools.count()     # each CPU actor (replacements too) starts from the next of its node's servers
 
-    def make_actor():
+    def make_actor(slot: int):
+        if slot >= n:            # on its node while it has room, else where Ray finds some (its node lost)
+            where = NodeAffinitySchedulingStrategy(beside[slot - n], soft=True)
+            return ray.remote(AnnotateWorker).options(num_cpus=MAX_DEFAULT_CPUS, num_gpus=0, max_restarts=0,
+                                                      max_concurrency=1, scheduling_strategy=where).remote(
+                weights, opt.detector, opt.follow, opt.predictor, "cpu", int(MAX_DEFAULT_CPUS), 0, None, code_id())
         stages = RemoteStages(servers, _remote_detect(opt), server_device, next(made)) if servers else None
         return actor_cls.remote(weights, opt.detector, opt.follow, opt.predictor, None, max(1, int(cpa)),
                                 decode_threads(cpa, streams), stages, code_id())
-    actors = [make_actor() for _ in range(n)]
+    actors = [make_actor(slot) for slot in range(n + len(beside))]
     summary["ray"] = {"gcs_address": ray.get_runtime_context().gcs_address, "nodes": len(ray.nodes())}
-    device, failures = _first_started([a.device.remote() for a in actors])
+    device, failures = _first_started([a.device.remote() for a in actors[:n]])
     summary["actors"] = {"count": n, "replaced": 0, "cpus_per_actor": cpa, "gpus_per_actor": gpa,
                          "streams": streams, "decode_threads": decode_threads(cpa, streams), "device": device}
+    if beside:                   # their start failures, as any actor's, come back through the task loop
+        summary["actors"]["beside_gpus"] = {"count": len(beside), "nodes": len(set(beside)),
+                                            "cpus_per_actor": float(MAX_DEFAULT_CPUS), "streams": 1, "device": "cpu"}
     for line in failures:        # an actor of a node set up unlike the others; the rest go on (drive.py)
         note_start_failure(summary, line)
     if servers:
         summary["actors"]["stage_servers"] = {"count": len(servers), "nodes": len({s.node for s in servers}),
                                               "detect": _remote_detect(opt)}
-    opt = replace(opt, inflight=max(opt.inflight, streams + 1))
-    _drive(actors, tasks, opt, summary, out, earlier, renders, make_actor, started)
+    inflight = [max(opt.inflight, streams + 1)] * n + [opt.inflight] * len(beside)
+    finished = _drive(actors, tasks, opt, summary, out, earlier, renders, make_actor, started, inflight)
+    if beside:                   # how much of the job the nodes without a GPU carried
+        summary["actors"]["beside_gpus"]["tasks"] = sum(k for slot, k in finished.items() if slot >= n)
     if servers:
         summary["actors"]["stage_servers"].update(_server_stats(servers))

@@ -8,6 +8,7 @@ nodes have. Pure functions of the node list, so they are tested with plain dicts
 """
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ class Node:
     address: str
     cpus: float
     gpus: float
+    node_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ def alive_nodes(nodes: list[dict]) -> list[Node]:
     """The alive entries of `ray.nodes()`, reduced to what sizing uses (total, not free, resources:
     another job's actors end, a node that is too small never grows)."""
     return [Node(n.get("NodeManagerAddress", "?"), float(n["Resources"].get("CPU", 0)),
-                 float(n["Resources"].get("GPU", 0)))
+                 float(n["Resources"].get("GPU", 0)), n.get("NodeID", ""))
             for n in nodes if n.get("Alive")]
 
 
@@ -138,6 +140,20 @@ def plan_actors(nodes: list[dict], n_tasks: int, actors: int = 0, cpus_per_actor
         raise ActorSizeError(f"{count} actors of {asked} do not fit at once: the nodes ({describe(alive)}) "
                              f"hold {room}; ask for fewer --actors or smaller ones")
     return ActorPlan(count, cpus, gpus)
+
+
+def plan_beside_gpus(nodes: list[dict], n_tasks: int, gpu_actors: int) -> list[str]:
+    """CPU actors for the nodes without a GPU of a cluster that has GPU nodes (a CPU head, CPU
+    workers beside GPU ones): the node id of each, MAX_DEFAULT_CPUS apiece, as many as those
+    nodes' CPUs hold and at most one for each task beyond one per GPU actor. Before, the default
+    sizing made GPU actors only, and those nodes did nothing. [] where no node has a GPU, or every
+    node has one."""
+    alive = alive_nodes(nodes)
+    if not any(n.gpus for n in alive):
+        return []
+    per_node = [[n.node_id] * fits(n, MAX_DEFAULT_CPUS, 0) for n in alive if not n.gpus]
+    ids = [i for turn in itertools.zip_longest(*per_node) for i in turn if i is not None]   # spread over the nodes
+    return ids[:max(0, n_tasks - gpu_actors)]
 
 
 def decode_threads(cpus: float, streams: int) -> int:

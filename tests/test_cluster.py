@@ -409,6 +409,31 @@ def test_cpu_actors_use_the_stage_server_on_their_own_node(inputs, reference, tm
     assert_same(reference, tmp_path)
 
 
+def test_nodes_without_a_gpu_beside_a_gpu_node_take_a_share_of_the_work(inputs, reference, tmp_path):
+    """A head of 1 CPU and one GPU (Ray's resource: its actor runs on the CPU here) and a worker
+    node of 2 CPUs and no GPU: one GPU actor on the head, and a one-CPU actor per CPU of the
+    second node, which carry part of the tasks (handed out one at a time to the least loaded:
+    the GPU actor's 17 places no longer fill before the others get one); the outputs are a
+    clean run's. With --gpu-only the second node is left idle, as before."""
+    c = cluster([1, 2], node_gpus=[1, 0])
+    try:
+        code, text = annotate(c.env, inputs, tmp_path / "mixed", "--address", c.address)
+        assert code == 0, text
+        code, text = annotate(c.env, inputs, tmp_path / "gpu_only", "--address", c.address, "--gpu-only")
+        assert code == 0, text
+    finally:
+        stop(c)
+    actors = json.loads((tmp_path / "mixed" / "_summary.json").read_text())["actors"]
+    assert (actors["count"], actors["gpus_per_actor"], actors["streams"]) == (1, 1.0, 16), actors
+    beside = actors["beside_gpus"]
+    assert (beside["count"], beside["nodes"], beside["cpus_per_actor"]) == (2, 1, 1.0), actors
+    assert 2 <= beside["tasks"] < 6, actors          # 6 tasks: the clip's 4 segments and two short clips
+    assert_same(reference, tmp_path / "mixed")
+    actors = json.loads((tmp_path / "gpu_only" / "_summary.json").read_text())["actors"]
+    assert actors["count"] == 1 and "beside_gpus" not in actors, actors
+    assert_same(reference, tmp_path / "gpu_only")
+
+
 @pytest.mark.parametrize("servers", [False, True], ids=["actors", "stage_servers"])
 def test_a_node_lost_midway_costs_the_job_only_its_share(inputs, reference, tmp_path, servers):
     """Two nodes, an actor on each (and with --stage-server a server on each, one GPU a node);

@@ -7,7 +7,8 @@ import itertools
 
 import pytest
 
-from facetracks.jobs.sizing import ActorSizeError, alive_nodes, capacity, decode_threads, describe, fits, plan_actors
+from facetracks.jobs.sizing import (ActorSizeError, alive_nodes, capacity, decode_threads, describe, fits, plan_actors,
+                                   plan_beside_gpus)
 
 
 def node(cpus, gpus=0, alive=True, ip="10.0.0.1"):
@@ -148,3 +149,19 @@ def test_stage_servers_take_a_gpu_and_a_core_each_from_what_cpu_actors_get():
     nodes, servers, cpus = without_stage_servers([{"Alive": True, "Resources": {"CPU": 1.0}}])
     assert servers == 1 and cpus == 0.5 and nodes[0]["Resources"] == {"CPU": 0.5}
     assert gpu_node["Resources"] == {"CPU": 16.0, "GPU": 2.0}         # the caller's entries untouched
+
+
+def test_nodes_without_a_gpu_beside_gpu_nodes_get_cpu_actors_of_their_own():
+    """A CPU head and a CPU worker beside two GPU nodes: GPU actors on the GPU nodes, and a
+    one-CPU actor per CPU of the others (placed by node id, spread over them), no more than the
+    tasks the GPU actors leave; none on a cluster of GPU nodes only, or of CPU nodes only."""
+    nodes = [node(4, ip="10.0.0.1"), node(16, 1, ip="10.0.0.2"), node(16, 1, ip="10.0.0.3"),
+             node(3, ip="10.0.0.4"), node(8, alive=False, ip="10.0.0.5")]
+    gpu = plan_actors(nodes, n_tasks=100)
+    assert (gpu.count, gpu.cpus, gpu.gpus) == (2, 16.0, 1.0)
+    ids = plan_beside_gpus(nodes, 100, gpu.count)
+    assert ids == ["10.0.0.1-4-0", "10.0.0.4-3-0"] * 3 + ["10.0.0.1-4-0"]
+    assert plan_beside_gpus(nodes, 5, gpu.count) == ["10.0.0.1-4-0", "10.0.0.4-3-0", "10.0.0.1-4-0"]
+    assert plan_beside_gpus(nodes, 2, gpu.count) == []
+    assert plan_beside_gpus([node(16, 1), node(16, 1, ip="10.0.0.2")], 100, 2) == []
+    assert plan_beside_gpus([node(4), node(4, ip="10.0.0.2")], 100, 0) == []
