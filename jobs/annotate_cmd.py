@@ -50,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpus-per-actor", type=nonneg_float, default=None, help="fractions allowed; default 1 if GPUs")
     p.add_argument("--gpu-only", action="store_true",
                    help="on a cluster with GPU nodes, leave the nodes without a GPU idle (default: a one-CPU actor per CPU "
-                        "there, beside the GPU actors)")
+                        "there, beside the GPU actors; none with --actors or --stage-server, which size all actors)")
     p.add_argument("--streams", type=nonneg_int, default=0,
                    help="videos or segments one actor follows at once, their faces sharing each forward pass and "
                         "their frames each detector call (default 0: 16 on a GPU actor, 1 on a CPU one)")

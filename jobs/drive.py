@@ -336,16 +336,26 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
         summary_at, summary_dirty = time.monotonic(), False
         summary_s = summary_at - start
 
+    def drop_render_temps(run: _Running) -> None:
+        """Delete the temp files of the renders a task was writing when its actor died, was lost
+        or was stopped: it will not finish them, and its retry writes its own. Before, they stayed
+        until a run a day later swept them (a render's can be gigabytes)."""
+        items = run.item.items if run.segment == "photos" else (run.item,)
+        for target in (renders.get(p.name) for p in items):
+            if target:
+                remove_temps_of(out.fs, target[0])
+
     def limit(i: int) -> int:
         return inflight_of[i] if inflight_of else opt.inflight
 
     def next_task() -> tuple[int, int] | None:
-        """(actor slot, queue position) of the next task to hand out: one at a time to the least
-        loaded actor for its size (a GPU actor of 16 streams takes 17, a CPU actor 2), so tasks
-        spread over every actor before any fills up; a suspect runs alone, on an idle actor, and
-        other work may pass it meanwhile."""
+        """(actor slot, queue position) of the next task to hand out: one at a time, first to an
+        actor with a stream free (its limit less the one task queued behind them: a GPU actor of
+        16 streams holds 17, a CPU actor 2), then to the least loaded for its size, so no task
+        waits behind another while a stream idles elsewhere; a suspect runs alone, on an idle
+        actor, and other work may pass it meanwhile."""
         for i in sorted((i for i in live if load[i] < limit(i) and i not in alone),
-                        key=lambda i: (load[i] / limit(i), i)):
+                        key=lambda i: (load[i] >= limit(i) - 1, load[i] / limit(i), i)):
             k = next((k for k, q in enumerate(queue) if not q[2] or not load[i]), None)
             if k is not None:
                 return i, k
@@ -428,6 +438,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                 bar.task_ended(run.task, frames_done(res))
             except ray.exceptions.RayActorError as e:
                 bar.task_ended(run.task, {})
+                drop_render_temps(run)           # what its render was writing: this run alone writes there
                 if actors[run.slot] is run.actor and run.slot in live:   # replace it once, whichever task reports first
                     ray.kill(run.actor, no_restart=True)
                     live.discard(run.slot)       # it takes tasks again once its model is loaded
@@ -480,9 +491,6 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
             for run in inflight.values():
                 ray.kill(run.actor, no_restart=True)
             for run in inflight.values():
-                items = run.item.items if run.segment == "photos" else (run.item,)
-                for target in (renders.get(p.name) for p in items):
-                    if target:
-                        remove_temps_of(out.fs, target[0])
+                drop_render_temps(run)
         bar.close()
     return finished

@@ -296,12 +296,13 @@ def _run_tasks(tasks: deque, renders: dict, opt: RunOptions, out: Out, earlier: 
     actor_cls = ray.remote(AnnotateWorker).options(num_cpus=cpa, num_gpus=gpa, max_restarts=0,
                                                    max_concurrency=streams)
     made = itertools.count()     # each CPU actor (replacements too) starts from the next of its node's servers
+    cpu_cls = ray.remote(AnnotateWorker)
 
     def make_actor(slot: int):
         if slot >= n:            # on its node while it has room, else where Ray finds some (its node lost)
             where = NodeAffinitySchedulingStrategy(beside[slot - n], soft=True)
-            return ray.remote(AnnotateWorker).options(num_cpus=MAX_DEFAULT_CPUS, num_gpus=0, max_restarts=0,
-                                                      max_concurrency=1, scheduling_strategy=where).remote(
+            return cpu_cls.options(num_cpus=MAX_DEFAULT_CPUS, num_gpus=0, max_restarts=0, max_concurrency=1,
+                                   scheduling_strategy=where).remote(
                 weights, opt.detector, opt.follow, opt.predictor, "cpu", int(MAX_DEFAULT_CPUS), 0, None, code_id())
         stages = RemoteStages(servers, _remote_detect(opt), server_device, next(made)) if servers else None
         return actor_cls.remote(weights, opt.detector, opt.follow, opt.predictor, None, max(1, int(cpa)),
@@ -312,8 +313,13 @@ def _run_tasks(tasks: deque, renders: dict, opt: RunOptions, out: Out, earlier: 
     summary["actors"] = {"count": n, "replaced": 0, "cpus_per_actor": cpa, "gpus_per_actor": gpa,
                          "streams": streams, "decode_threads": decode_threads(cpa, streams), "device": device}
     if beside:                   # their start failures, as any actor's, come back through the task loop
+        try:
+            beside_device, _ = _first_started([a.device.remote() for a in actors[n:]])
+        except WorkerStartError:
+            beside_device = "none started"
         summary["actors"]["beside_gpus"] = {"count": len(beside), "nodes": len(set(beside)),
-                                            "cpus_per_actor": float(MAX_DEFAULT_CPUS), "streams": 1, "device": "cpu"}
+                                            "cpus_per_actor": float(MAX_DEFAULT_CPUS), "streams": 1,
+                                            "device": beside_device}
     for line in failures:        # an actor of a node set up unlike the others; the rest go on (drive.py)
         note_start_failure(summary, line)
     if servers:

@@ -325,6 +325,32 @@ def test_ctrl_c_during_a_render_leaves_no_temp_file(sandbox, inputs, tmp_path):
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")], os.listdir(tmp_path)
 
 
+def test_a_worker_killed_during_a_render_leaves_no_temp_file(sandbox, inputs, tmp_path):
+    """An actor's process dies while it writes a render (a segfault, the OOM killer): the driver
+    deletes what that render was writing when it hears of the death, and the retry writes the
+    render whole. The temp file used to stay until a run a day later swept it."""
+    p, token = annotate(sandbox, inputs, tmp_path, "--actors", "1", "--render", "landmarks", wait=False), \
+        sandbox["RAY_AUTH_TOKEN"]
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and p.poll() is None:
+            if [f for f in os.listdir(tmp_path) if f.endswith(".tmp") and ".landmarks." in f] and \
+                    (actor := _busy_actor(p.pid, token)) is not None:
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("no render temp file was seen")
+        os.kill(actor.pid, signal.SIGKILL)
+        text, _ = p.communicate(timeout=600)
+    finally:
+        stop_sessions([p.pid], token)
+    assert p.returncode == 0, text
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")], os.listdir(tmp_path)
+    videos = json.loads((tmp_path / "_summary.json").read_text())["videos"]
+    assert {v["render"]["status"] for v in videos.values()} == {"ok"}, videos
+    assert len([f for f in os.listdir(tmp_path) if f.endswith(".landmarks.mp4")]) == len(videos) == 3
+
+
 def test_a_video_that_kills_its_worker_costs_only_itself(sandbox, inputs, reference, tmp_path):
     """One actor, and a video whose worker dies every time it holds it (the worker's test hook
     SIGKILLs itself, as a decoder segfault would): the actor is replaced, the video quarantined
