@@ -305,18 +305,22 @@ def test_ctrl_c_ends_the_driver_with_one_line_and_a_rerun_finishes(sandbox, inpu
     assert_same(reference, tmp_path)
 
 
+def while_rendering(p, out) -> None:
+    """Returns once a render's temp file is in `out` (the driver `p` still running)."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and p.poll() is None:
+        if [f for f in os.listdir(out) if f.endswith(".tmp") and ".landmarks." in f]:
+            return
+        time.sleep(0.02)
+    pytest.fail("no render temp file was seen")
+
+
 def test_ctrl_c_during_a_render_leaves_no_temp_file(sandbox, inputs, tmp_path):
     """SIGINT while a render is being written: the driver stops the actors and removes the render's
     temp file; exit 130."""
     p = annotate(sandbox, inputs, tmp_path, "--actors", "1", "--render", "landmarks", wait=False)
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and p.poll() is None:
-            if [f for f in os.listdir(tmp_path) if f.endswith(".tmp") and ".landmarks." in f]:
-                break
-            time.sleep(0.02)
-        else:
-            pytest.fail("no render temp file was seen")
+        while_rendering(p, tmp_path)
         os.kill(p.pid, signal.SIGINT)
         text, _ = p.communicate(timeout=120)
     finally:
@@ -332,14 +336,9 @@ def test_a_worker_killed_during_a_render_leaves_no_temp_file(sandbox, inputs, tm
     p, token = annotate(sandbox, inputs, tmp_path, "--actors", "1", "--render", "landmarks", wait=False), \
         sandbox["RAY_AUTH_TOKEN"]
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and p.poll() is None:
-            if [f for f in os.listdir(tmp_path) if f.endswith(".tmp") and ".landmarks." in f] and \
-                    (actor := _busy_actor(p.pid, token)) is not None:
-                break
-            time.sleep(0.02)
-        else:
-            pytest.fail("no render temp file was seen")
+        while_rendering(p, tmp_path)
+        actor = _busy_actor(p.pid, token)
+        assert actor, "no actor of this driver is rendering"
         os.kill(actor.pid, signal.SIGKILL)
         text, _ = p.communicate(timeout=600)
     finally:
