@@ -42,6 +42,9 @@ def entry_of(it: VideoItem, opt: RunOptions, frames: int, faces: int, info: dict
     if damaged:      # decoding skipped packets it could not read: the frames they held have no rows
         at = sorted({round(t, 3) for t in damaged if t is not None})   # once, where segments overlap
         entry["damaged"] = {"packets": len(at) + damaged.count(None), "at_s": at[:20]}
+    devices = sorted({r["device"] for r in results if r.get("device")})
+    if devices:      # which kind of actor read it: on a cluster of GPU and CPU nodes, rows depend on it
+        entry["device"] = devices[0] if len(devices) == 1 else devices
     if results[0].get("render"):
         entry["render"] = render_entry(results[0], it, opt)
     return entry

@@ -61,7 +61,7 @@ def _render_plan(it: VideoItem, opt: RunOptions, out: Out, key: dict | None) -> 
                                                         r["crf"], r["preset"])
 
 
-_KEPT = ("frames", "faces", "timing", "detections", "segments", "damaged", "written_by")
+_KEPT = ("frames", "faces", "timing", "detections", "segments", "damaged", "device", "written_by")
 
 
 def _skipped(before: dict, it: VideoItem, opt: RunOptions) -> dict:

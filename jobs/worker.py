@@ -222,6 +222,7 @@ class AnnotateWorker:
         with _beating(_alive(on_frames)):
             table = smooth_tracks(r.table, smoothing, (r.info.width, r.info.height))
         res = {**base, "status": "ok", "table": table, "info": r.info.to_dict(), "stats": r.stats.__dict__,
+               "device": self.device(),
                "seconds": r.seconds, "damaged": r.damaged, "batching": self.batching(), "ready_at": self.ready_at}
         if render:                   # drawn from the points the track file holds
             res["render"] = self._render(item, table, r.stats.frames, render, render_to, _alive(on_frames))
@@ -257,6 +258,7 @@ class AnnotateWorker:
             return {**base, "status": "failed", "error": f"{item.path}: {type(e).__name__}: {e}",
                     "traceback": traceback.format_exc(limit=5)}
         res = {**base, "status": "ok", "table": r.table, "info": r.info, "stats": r.stats.__dict__,
+               "device": self.device(),
                "seconds": r.seconds}
         if drawer and plan:
             try:

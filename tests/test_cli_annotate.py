@@ -44,6 +44,7 @@ def test_bad_inputs_are_reported_and_good_files_finish(job):
     assert code == 1
     summary = json.loads((out / "_summary.json").read_text())["videos"]
     assert summary["moving.mp4"]["status"] == "ok" and summary["sub/vfr.mp4"]["status"] == "ok"
+    assert summary["moving.mp4"]["device"].startswith("cpu (")      # the kind of actor that read it
     expect = {"empty.mp4": "empty file", "notes.mp4": "not a readable video",
               "audio_only.mp4": "no video stream", "truncated.mp4": "truncated or corrupt",
               "headless.mp4": "not a readable video"}

@@ -453,6 +453,9 @@ def test_nodes_without_a_gpu_beside_a_gpu_node_take_a_share_of_the_work(inputs, 
     beside = actors["beside_gpus"]
     assert (beside["count"], beside["nodes"], beside["cpus_per_actor"]) == (2, 1, 1.0), actors
     assert 2 <= beside["tasks"] < 6, actors          # 6 tasks: the clip's 4 segments and two short clips
+    assert beside["device"].startswith("cpu (")
+    videos = json.loads((tmp_path / "mixed" / "_summary.json").read_text())["videos"]
+    assert all(v["device"].startswith("cpu (") for v in videos.values()), videos   # str: one kind (here)
     assert_same(reference, tmp_path / "mixed")
     actors = json.loads((tmp_path / "gpu_only" / "_summary.json").read_text())["actors"]
     assert actors["count"] == 1 and "beside_gpus" not in actors, actors
