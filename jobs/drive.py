@@ -36,7 +36,7 @@ from .outputs import OutputFull, raise_if_full, remove_temps_of
 from .photos import PhotoBatch, failed_each
 from .progress import POLL_EVERY_S, FrameBar, shows
 from .results import SegmentedVideo, finish_whole, frames_done
-from .run_state import Out, _write_json
+from .run_state import KEPT, Out, _write_json
 
 if TYPE_CHECKING:
     from .ray_runner import RunOptions
@@ -263,6 +263,8 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
             raise_if_full(e, f"writing {it.name}'s tracks")      # ... but a full disk is every video's
             entry = {"status": "failed", "error": f"{it.path}: writing the result failed: {type(e).__name__}: {e}"}
         wrote = entry["status"] == "ok"          # a failure or a render-only rerun wrote no tracks
+        if entry["status"] == "skipped":         # a render-only rerun: the tracks' record as it was
+            entry = {**{k: v for k, v in earlier.get(it.name, {}).items() if k in KEPT}, **entry}
         entry["written_by"] = summary["run"] if wrote else earlier.get(it.name, {}).get("written_by")
         if it.photo:
             entry["kind"] = "photo"
@@ -344,6 +346,42 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
         for target in (renders.get(p.name) for p in items):
             if target:
                 remove_temps_of(out.fs, target[0])
+
+    def replace(run: _Running) -> None:
+        """A new actor in the slot of `run`'s, once, whichever of its tasks reports first; it takes
+        tasks once its model is loaded."""
+        if actors[run.slot] is run.actor and run.slot in live:
+            ray.kill(run.actor, no_restart=True)
+            live.discard(run.slot)
+            actors[run.slot] = make_actor(run.slot)
+            summary["actors"]["replaced"] += 1
+            starting[actors[run.slot].device.remote()] = run.slot, time.monotonic()
+
+    def device_failed(run: _Running, res: dict) -> dict | None:
+        """A task failed because its actor's device did (a CUDA error: every later call of that
+        process fails too): the actor is replaced and the task redone, None, as after a death. The
+        first such task of an actor counts as one of its video's deaths (a video that breaks the
+        device each time is quarantined); those that fail after it on the same broken actor, and
+        its tasks still running (stopped with it), go back as they were. Before, every task that
+        actor was handed failed, until the run ended."""
+        it, seg = run.item, run.segment
+        if actors[run.slot] is run.actor:
+            stopped[id(run.actor)] = run.actor       # its other tasks: redone, no one's fault
+            summary["actors"]["device_errors"] = summary["actors"].get("device_errors", 0) + 1
+            line = f"annotate: an actor's device failed ({last_line(res['error'])}); it is replaced and its tasks redone"
+            if line not in told:
+                told.add(line)
+                tqdm.write(line, file=sys.stderr)
+            replace(run)
+            key = (it.name, getattr(seg, "index", seg))
+            deaths[key] = deaths.get(key, 0) + 1
+            if deaths[key] >= opt.retries:
+                return {**res, "error": f"{res['error']} (quarantined: the device failed {deaths[key]} times "
+                                        f"while it held this video)"}
+            queue.appendleft((it, seg, True))
+            return None
+        queue.appendleft((it, seg, run.suspect))
+        return None
 
     def limit(i: int) -> int:
         return inflight_of[i] if inflight_of else opt.inflight
@@ -439,12 +477,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
             except ray.exceptions.RayActorError as e:
                 bar.task_ended(run.task, {})
                 drop_render_temps(run)           # what its render was writing: this run alone writes there
-                if actors[run.slot] is run.actor and run.slot in live:   # replace it once, whichever task reports first
-                    ray.kill(run.actor, no_restart=True)
-                    live.discard(run.slot)       # it takes tasks again once its model is loaded
-                    actors[run.slot] = make_actor(run.slot)
-                    summary["actors"]["replaced"] += 1
-                    starting[actors[run.slot].device.remote()] = run.slot, time.monotonic()
+                replace(run)
                 if e.actor_init_failed:          # it never ran: its actor could not start (a bad node)
                     note_start_failure(summary, start_failure(e))
                     queue.appendleft((it, seg, run.suspect))
@@ -481,6 +514,8 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                 bar.task_ended(run.task, {})
                 res = {"item": it, "segment": seg, "status": "failed",
                        "error": f"{it.path}: worker error ({type(e).__name__}: {str(e)[:300]})"}
+            if isinstance(res, dict) and res.get("device_error") and (res := device_failed(run, res)) is None:
+                continue
             collect(it, res)
     finally:
         for ref, (slot, _) in starting.items():   # replacements still waiting for a place: not needed now

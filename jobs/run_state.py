@@ -61,14 +61,14 @@ def _render_plan(it: VideoItem, opt: RunOptions, out: Out, key: dict | None) -> 
                                                         r["crf"], r["preset"])
 
 
-_KEPT = ("frames", "faces", "timing", "detections", "segments", "damaged", "device", "written_by")
+KEPT = ("frames", "faces", "timing", "detections", "segments", "damaged", "device", "written_by")
 
 
 def _skipped(before: dict, it: VideoItem, opt: RunOptions) -> dict:
     """A skipped video's entry: what the run that wrote its output said of it (never an old
     error, and its render only when this run asks for that render, which is then current)."""
     entry = {"status": "skipped", "reason": "output is current", "output": it.output(opt.out_dir),
-             **{k: before[k] for k in _KEPT if k in before}}
+             **{k: before[k] for k in KEPT if k in before}}
     if opt.render and before.get("render", {}).get("status") == "ok":
         entry["render"] = before["render"]
     if it.photo:

@@ -45,6 +45,14 @@ if TYPE_CHECKING:
 # in normal use.
 KILL_HOOK = "FACETRACKS_TEST_KILL_WORKER_ON"
 STALL_HOOK = "FACETRACKS_TEST_STALL_WORKER_ON"
+# "NAME:FLAG": the first worker to hold a video whose name has NAME (while FLAG, a file, does not
+# exist yet: it is made) finds its device broken, for good, as after a CUDA illegal memory access;
+# "NAME": every worker that holds it.
+DEVICE_ERROR_HOOK = "FACETRACKS_TEST_DEVICE_ERROR_ON"
+# What torch says when the device, not the video, failed. CUDA errors are sticky: every later call
+# of that process fails the same way, so the actor is replaced (jobs/drive.py), not the video failed.
+DEVICE_ERRORS = ("CUDA error", "CUDA-capable device", "CUBLAS_STATUS_", "CUDNN_STATUS_", "cuDNN error",
+                 "device-side assert triggered")
 GPU_SWITCH_INTERVAL_S = 0.0005
 HEARTBEAT_S = 1.0        # a busy phase's heartbeats (the reporter sends at most every 0.5 s anyway)
 
@@ -58,10 +66,15 @@ def _test_hooks(item: VideoItem) -> None:
         threading.Event().wait()
 
 
+def is_device_error(e: BaseException) -> bool:
+    return isinstance(e, RuntimeError) and any(m in str(e) for m in DEVICE_ERRORS)
+
+
 def _render_failed(error: str, e: BaseException) -> dict:
     """A failed render's entry; `full` when the output's disk was full: the driver then stops the
     run (every later render, each reading its whole video, would fail the same way)."""
-    return {"status": "failed", "error": error, **({"full": True} if is_full(e) else {})}
+    full = is_full(e) or (e.__cause__ is not None and is_full(e.__cause__))   # render.py wraps the muxer's
+    return {"status": "failed", "error": error, **({"full": True} if full else {})}
 
 
 def _started(on_frames) -> None:
@@ -158,6 +171,18 @@ class AnnotateWorker:
         served = self.stages.stats() if self.stages is not None else {}
         return {**self.shared.stats.to_dict(), **served, "process_cpu_s": time.process_time() - self._cpu_at_ready}
 
+    def _test_device(self, item: VideoItem) -> None:
+        """DEVICE_ERROR_HOOK: this process's device breaks on the named video, and stays broken."""
+        hook = os.environ.get(DEVICE_ERROR_HOOK)
+        if hook and not getattr(self, "_broken", False):
+            name, _, flag = hook.partition(":")
+            if name in item.name and not (flag and os.path.exists(flag)):
+                if flag:
+                    open(flag, "w").close()
+                self._broken = True
+        if getattr(self, "_broken", False):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
     def device(self) -> str:
         if self.stages is not None:
             return f"{self.stages.device} (stage server; crops cut on the CPU actors)"
@@ -184,7 +209,7 @@ class AnnotateWorker:
                     with _beating(alive):
                         upload(local, resolve(out)[0], render_to)
         except (VideoError, TracksMismatch, ValueError) as e:
-            return {"status": "failed", "error": str(e)}
+            return _render_failed(str(e), e)
         except Exception as e:    # noqa: BLE001 - any failure of the render is the render's, not the video's
             return _render_failed(f"{item.path}: {type(e).__name__}: {e}", e)
         return {"status": "ok", "audio": st.audio, "padded": st.padded, "frames": st.frames}
@@ -209,6 +234,7 @@ class AnnotateWorker:
                     "render": self._render(item, table, frames, render, render_to, _alive(on_frames))}
         smoothing = SmoothParams(**smooth) if smooth else NONE
         try:
+            self._test_device(item)
             with self.shared.stream() as (detector, predictor):
                 r = annotate_video(item.path, item.name, detector, predictor, self.follow,
                                    segment.decode_from_s if segment else None, segment.end_s if segment else None,
@@ -218,7 +244,8 @@ class AnnotateWorker:
             return {**base, "status": "failed", "error": str(e)}
         except Exception as e:   # anything else is a bug or an odd file: report it with the file's name
             return {**base, "status": "failed", "error": f"{item.path}: {type(e).__name__}: {e}",
-                    "traceback": traceback.format_exc(limit=5)}
+                    "traceback": traceback.format_exc(limit=5),
+                    **({"device_error": True} if self.stages is None and is_device_error(e) else {})}
         with _beating(_alive(on_frames)):
             table = smooth_tracks(r.table, smoothing, (r.info.width, r.info.height))
         res = {**base, "status": "ok", "table": table, "info": r.info.to_dict(), "stats": r.stats.__dict__,

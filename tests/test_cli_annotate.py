@@ -85,6 +85,15 @@ def test_rerun_skips_current_outputs_and_overwrite_redoes_them(job, tmp_path):
     shutil.copytree(out, copy)
     assert main(["annotate", str(src / "moving.mp4"), "--out", str(copy), "--detect-every", "4"]) == 0
     assert os.path.getmtime(copy / "moving.mp4.parquet") > before       # new parameters: not current
+    # the tracks current, the render asked for anew (another filter): only the render is redone,
+    # and the entry keeps what the run that wrote the tracks said of them
+    assert main(["annotate", str(src / "moving.mp4"), "--out", str(copy), "--render", "landmarks"]) == 0
+    first = json.loads((copy / "_summary.json").read_text())["videos"]["moving.mp4"]
+    assert main(["annotate", str(src / "moving.mp4"), "--out", str(copy), "--render", "sunglasses"]) == 0
+    entry = json.loads((copy / "_summary.json").read_text())["videos"]["moving.mp4"]
+    assert entry.get("reason") == "tracks are current; render redone" and entry["render"]["status"] == "ok", entry
+    assert {k: entry[k] for k in ("frames", "faces", "device", "written_by")} == \
+        {k: first[k] for k in ("frames", "faces", "device", "written_by")}
 
 
 def test_real_clips_pass_the_independent_check(videos_dir, tmp_path):
@@ -388,6 +397,22 @@ mount -o remount,size=64m "$1"
 "$3" -m facetracks.jobs.cli annotate "$4" --out "$1/t" --actors 1 {extra}; echo "second=$?"
 cp -a "$1/t" "$5/second"
 """
+
+
+def test_a_render_error_wrapped_by_the_renderer_still_says_the_disk_is_full():
+    """render.py turns PyAV's errors in its frame loop into VideoError (from the original): on a
+    disk that reports ENOSPC at the write itself, as /dev/full does, the cause carries it."""
+    import errno
+    from facetracks.jobs.worker import _render_failed
+    from facetracks.pipeline.video import VideoError
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as e:
+            raise VideoError("v.mp4: render failed at frame 41") from e
+    except VideoError as wrapped:
+        assert _render_failed(str(wrapped), wrapped)["full"] is True
+    assert "full" not in _render_failed("v.mp4: render failed", VideoError("v.mp4: bad packet"))
 
 
 def on_a_small_disk(src, keep, small: str, extra: str = "") -> subprocess.CompletedProcess:

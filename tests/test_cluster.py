@@ -24,7 +24,7 @@ import pytest
 from facetracks.jobs.code_id import code_id
 from facetracks.jobs.drive import LISTING_STALL_HOOK
 from facetracks.jobs.stage_server import KILL_HOOK as KILL_SERVER
-from facetracks.jobs.worker import KILL_HOOK, STALL_HOOK
+from facetracks.jobs.worker import DEVICE_ERROR_HOOK, KILL_HOOK, STALL_HOOK
 
 from .compare import assert_tracks_match
 from .raycluster import (RAY, LoopbackCluster, other_release, sandbox_env, session_processes, short_tempdir,
@@ -348,6 +348,28 @@ def test_a_worker_killed_during_a_render_leaves_no_temp_file(sandbox, inputs, tm
     videos = json.loads((tmp_path / "_summary.json").read_text())["videos"]
     assert {v["render"]["status"] for v in videos.values()} == {"ok"}, videos
     assert len([f for f in os.listdir(tmp_path) if f.endswith(".landmarks.mp4")]) == len(videos) == 3
+
+
+def test_a_worker_whose_device_fails_is_replaced_and_its_tasks_redone(sandbox, inputs, reference, tmp_path):
+    """One actor, whose device breaks for good on the first video named single (as CUDA does after
+    an illegal memory access: every later call of that process fails). It used to fail every
+    task it was handed until the run ended; it is replaced, and its tasks are redone on the new
+    actor: the outputs are a clean run's, stderr says so once."""
+    flag = tmp_path / "broke"
+    code, text = annotate({**sandbox, DEVICE_ERROR_HOOK: f"single:{flag}"}, inputs, tmp_path / "out", "--actors", "1")
+    assert code == 0, text
+    assert flag.exists()
+    actors = json.loads((tmp_path / "out" / "_summary.json").read_text())["actors"]
+    assert actors["device_errors"] == 1 and actors["replaced"] == 1, actors
+    assert text.count("an actor's device failed") == 1 and "illegal memory access" in text, text
+    assert_same(reference, tmp_path / "out")
+    # a video that breaks the device every time is quarantined after two; the others finish
+    code, text = annotate({**sandbox, DEVICE_ERROR_HOOK: "single_copy"}, inputs, tmp_path / "q", "--actors", "1")
+    assert code == 1, text
+    videos = json.loads((tmp_path / "q" / "_summary.json").read_text())["videos"]
+    assert videos["single_copy.mp4"]["status"] == "failed", videos
+    assert "quarantined: the device failed 2 times" in videos["single_copy.mp4"]["error"]
+    assert {v["status"] for k, v in videos.items() if k != "single_copy.mp4"} == {"ok"}
 
 
 def test_a_video_that_kills_its_worker_costs_only_itself(sandbox, inputs, reference, tmp_path):
