@@ -359,28 +359,28 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
 
     def device_failed(run: _Running, res: dict) -> dict | None:
         """A task failed because its actor's device did (a CUDA error: every later call of that
-        process fails too): the actor is replaced and the task redone, None, as after a death. The
-        first such task of an actor counts as one of its video's deaths (a video that breaks the
-        device each time is quarantined); those that fail after it on the same broken actor, and
-        its tasks still running (stopped with it), go back as they were. Before, every task that
-        actor was handed failed, until the run ended."""
+        process fails too): the actor is replaced (once: its tasks still running are stopped with
+        it and redone as they were) and the task is redone as after a death: one of its video's
+        deaths, a suspect that runs alone, quarantined at `opt.retries`. Every task of the
+        failing batch reports the error, and which came first says nothing, so each is a
+        suspect: the video that breaks the device breaks it again alone. None when redone.
+        Before, every task that actor was handed failed, until the run ended."""
         it, seg = run.item, run.segment
+        finished[run.slot] -= 1                      # not carried through: redone, or failed
         if actors[run.slot] is run.actor:
-            stopped[id(run.actor)] = run.actor       # its other tasks: redone, no one's fault
+            stopped[id(run.actor)] = run.actor
             summary["actors"]["device_errors"] = summary["actors"].get("device_errors", 0) + 1
-            line = f"annotate: an actor's device failed ({last_line(res['error'])}); it is replaced and its tasks redone"
+            line = f"annotate: an actor's device failed ({res['device_error']}); it is replaced and its tasks redone"
             if line not in told:
                 told.add(line)
                 tqdm.write(line, file=sys.stderr)
             replace(run)
-            key = (it.name, getattr(seg, "index", seg))
-            deaths[key] = deaths.get(key, 0) + 1
-            if deaths[key] >= opt.retries:
-                return {**res, "error": f"{res['error']} (quarantined: the device failed {deaths[key]} times "
-                                        f"while it held this video)"}
-            queue.appendleft((it, seg, True))
-            return None
-        queue.appendleft((it, seg, run.suspect))
+        key = (it.name, getattr(seg, "index", seg))
+        deaths[key] = deaths.get(key, 0) + 1
+        if deaths[key] >= opt.retries:
+            return {**res, "error": f"{res['error']} (quarantined: its worker failed {deaths[key]} times while it "
+                                    f"held this video, the last time its device: {res['device_error']})"}
+        queue.appendleft((it, seg, True))
         return None
 
     def limit(i: int) -> int:

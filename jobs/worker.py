@@ -66,8 +66,12 @@ def _test_hooks(item: VideoItem) -> None:
         threading.Event().wait()
 
 
-def is_device_error(e: BaseException) -> bool:
-    return isinstance(e, RuntimeError) and any(m in str(e) for m in DEVICE_ERRORS)
+def device_error(e: BaseException) -> str | None:
+    """The line of `e` that says the device failed (torch's CUDA errors run to several lines, the
+    last a hint about TORCH_USE_CUDA_DSA), or None when it is no device error."""
+    if not isinstance(e, RuntimeError):
+        return None
+    return next((ln.strip() for ln in str(e).splitlines() if any(m in ln for m in DEVICE_ERRORS)), None)
 
 
 def _render_failed(error: str, e: BaseException) -> dict:
@@ -181,7 +185,10 @@ class AnnotateWorker:
                     open(flag, "w").close()
                 self._broken = True
         if getattr(self, "_broken", False):
-            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+            raise RuntimeError("CUDA error: an illegal memory access was encountered\nCUDA kernel errors might be "
+                               "asynchronously reported at some other API call, so the stacktrace below might be "
+                               "incorrect.\nFor debugging consider passing CUDA_LAUNCH_BLOCKING=1\nCompile with "
+                               "`TORCH_USE_CUDA_DSA` to enable device-side assertions.\n")
 
     def device(self) -> str:
         if self.stages is not None:
@@ -245,7 +252,7 @@ class AnnotateWorker:
         except Exception as e:   # anything else is a bug or an odd file: report it with the file's name
             return {**base, "status": "failed", "error": f"{item.path}: {type(e).__name__}: {e}",
                     "traceback": traceback.format_exc(limit=5),
-                    **({"device_error": True} if self.stages is None and is_device_error(e) else {})}
+                    **({"device_error": line} if self.stages is None and (line := device_error(e)) else {})}
         with _beating(_alive(on_frames)):
             table = smooth_tracks(r.table, smoothing, (r.info.width, r.info.height))
         res = {**base, "status": "ok", "table": table, "info": r.info.to_dict(), "stats": r.stats.__dict__,

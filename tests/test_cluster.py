@@ -361,14 +361,15 @@ def test_a_worker_whose_device_fails_is_replaced_and_its_tasks_redone(sandbox, i
     assert flag.exists()
     actors = json.loads((tmp_path / "out" / "_summary.json").read_text())["actors"]
     assert actors["device_errors"] == 1 and actors["replaced"] == 1, actors
-    assert text.count("an actor's device failed") == 1 and "illegal memory access" in text, text
+    assert text.count("an actor's device failed (CUDA error: an illegal memory access was encountered)") == 1, text
     assert_same(reference, tmp_path / "out")
     # a video that breaks the device every time is quarantined after two; the others finish
     code, text = annotate({**sandbox, DEVICE_ERROR_HOOK: "single_copy"}, inputs, tmp_path / "q", "--actors", "1")
     assert code == 1, text
     videos = json.loads((tmp_path / "q" / "_summary.json").read_text())["videos"]
     assert videos["single_copy.mp4"]["status"] == "failed", videos
-    assert "quarantined: the device failed 2 times" in videos["single_copy.mp4"]["error"]
+    assert "quarantined: its worker failed 2 times while it held this video, the last time its device: " \
+        "CUDA error: an illegal memory access was encountered" in videos["single_copy.mp4"]["error"]
     assert {v["status"] for k, v in videos.items() if k != "single_copy.mp4"} == {"ok"}
 
 
