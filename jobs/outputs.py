@@ -16,7 +16,8 @@ from facetracks.pipeline.atomic import is_temp_name, write_atomic
 from facetracks.pipeline.parquet import read_meta
 from facetracks.pipeline.sources import is_uri, resolve
 
-__all__ = ["clean_dest", "exists", "is_full", "is_uri", "remove_stale_temps", "remove_temps_of", "resolve", "upload", "write_bytes"]
+__all__ = ["clean_dest", "exists", "is_full", "is_uri", "remove_stale_temps", "remove_temps_of", "resolve", "upload",
+           "write_bytes"]
 
 
 class OutputFull(RuntimeError):

@@ -59,7 +59,8 @@ class Cut:
         that median is 1 grey level between frames of one shot (8 at the 99th percentile, 15.4 at
         the 99.9th: fast head turns), and 15.0 or more (0.1st percentile of 6,659 pairs; 19 at the
         1st) between two different people's faces, each in its own square (the means: 19.3 at the
-        99th percentile of one shot against 23.7, less apart): 0.4 of the cut threshold (12) keeps a track only where the face did not change."""
+        99th percentile of one shot against 23.7, less apart): 0.4 of the cut threshold (12) keeps
+        a track only where the face did not change."""
         if self.before.shape != self.after.shape:
             return np.ones(len(squares), bool)
         return np.array([not np.isfinite(s[:3]).all()
