@@ -234,7 +234,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                    shows(opt.progress), no_frames={it.name for it, seg in tasks if seg == "render"},
                    watch=opt.stall_s > 0)
     no_worker = "no worker could be started"
-    told: set[str] = set()                       # lost-contact lines already on stderr
+    told: set[str] = set()                       # lines already on stderr (`tell_once`)
     summary_at, summary_s = 0.0, 0.0             # the summary's last write: when it ended, how long it took
     summary_dirty = False                        # results in since that write
 
@@ -338,6 +338,12 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
         summary_at, summary_dirty = time.monotonic(), False
         summary_s = summary_at - start
 
+    def tell_once(line: str) -> None:
+        """A line on stderr, once per run: many tasks of one lost node or broken device say the same."""
+        if line not in told:
+            told.add(line)
+            tqdm.write(line, file=sys.stderr)
+
     def drop_render_temps(run: _Running) -> None:
         """Delete the temp files of the renders a task was writing when its actor died, was lost
         or was stopped: it will not finish them, and its retry writes its own. Before, they stayed
@@ -366,14 +372,10 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
         suspect: the video that breaks the device breaks it again alone. None when redone.
         Before, every task that actor was handed failed, until the run ended."""
         it, seg = run.item, run.segment
-        finished[run.slot] -= 1                      # not carried through: redone, or failed
         if actors[run.slot] is run.actor:
             stopped[id(run.actor)] = run.actor
             summary["actors"]["device_errors"] = summary["actors"].get("device_errors", 0) + 1
-            line = f"annotate: an actor's device failed ({res['device_error']}); it is replaced and its tasks redone"
-            if line not in told:
-                told.add(line)
-                tqdm.write(line, file=sys.stderr)
+            tell_once(f"annotate: an actor's device failed ({res['device_error']}); it is replaced and its tasks redone")
             replace(run)
         key = (it.name, getattr(seg, "index", seg))
         deaths[key] = deaths.get(key, 0) + 1
@@ -465,7 +467,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
             it, seg = run.item, run.segment
             try:
                 res = ray.get(done[0])
-                finished[run.slot] += 1
+                finished[run.slot] += not (isinstance(res, dict) and res.get("device_error"))   # else redone
                 counters = res.pop("batching", None) if isinstance(res, dict) else None
                 if counters:                   # the actor's totals so far: the summary sums the latest of each
                     batching[(run.slot, id(run.actor))] = counters
@@ -490,11 +492,8 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                 if node and losses.get(key, 0) < NODE_LOSSES:   # the node went, not the video's fault
                     losses[key] = losses.get(key, 0) + 1
                     summary["actors"]["lost_contact"] = summary["actors"].get("lost_contact", 0) + 1
-                    line = f"annotate: lost {node} ({_last_words(e)}): its node died or cannot be reached; its tasks " \
-                           f"are redone on the others"
-                    if line not in told:
-                        told.add(line)
-                        tqdm.write(line, file=sys.stderr)
+                    tell_once(f"annotate: lost {node} ({_last_words(e)}): its node died or cannot be reached; its "
+                              f"tasks are redone on the others")
                     queue.appendleft((it, seg, run.suspect))
                     continue
                 deaths[key] = deaths.get(key, 0) + 1

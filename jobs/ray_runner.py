@@ -312,14 +312,10 @@ def _run_tasks(tasks: deque, renders: dict, opt: RunOptions, out: Out, earlier: 
     device, failures = _first_started([a.device.remote() for a in actors[:n]])
     summary["actors"] = {"count": n, "replaced": 0, "cpus_per_actor": cpa, "gpus_per_actor": gpa,
                          "streams": streams, "decode_threads": decode_threads(cpa, streams), "device": device}
+    beside_probes = [a.device.remote() for a in actors[n:]]   # read at the end: the run does not wait for them
     if beside:                   # their start failures, as any actor's, come back through the task loop
-        try:
-            beside_device, _ = _first_started([a.device.remote() for a in actors[n:]])
-        except WorkerStartError:
-            beside_device = "none started"
         summary["actors"]["beside_gpus"] = {"count": len(beside), "nodes": len(set(beside)),
-                                            "cpus_per_actor": float(MAX_DEFAULT_CPUS), "streams": 1,
-                                            "device": beside_device}
+                                            "cpus_per_actor": float(MAX_DEFAULT_CPUS), "streams": 1}
     for line in failures:        # an actor of a node set up unlike the others; the rest go on (drive.py)
         note_start_failure(summary, line)
     if servers:
@@ -327,7 +323,11 @@ def _run_tasks(tasks: deque, renders: dict, opt: RunOptions, out: Out, earlier: 
                                               "detect": _remote_detect(opt)}
     inflight = [max(opt.inflight, streams + 1)] * n + [opt.inflight] * len(beside)
     finished = _drive(actors, tasks, opt, summary, out, earlier, renders, make_actor, started, inflight)
-    if beside:                   # how much of the job the nodes without a GPU carried
+    if beside:                   # how much of the job the nodes without a GPU carried, and on what
         summary["actors"]["beside_gpus"]["tasks"] = sum(k for slot, k in finished.items() if slot >= n)
+        try:
+            summary["actors"]["beside_gpus"]["device"] = _first_started(beside_probes, timeout=0)[0]
+        except WorkerStartError:
+            summary["actors"]["beside_gpus"]["device"] = "none started"
     if servers:
         summary["actors"]["stage_servers"].update(_server_stats(servers))
