@@ -35,6 +35,7 @@ from facetracks.pipeline.video import VideoError, header_length
 from .code_id import code_id
 from .drive import ACTOR_START_S, WorkerStartError, _drive, _first_started, _started, last_line, note_start_failure
 from .inputs import VideoItem
+from .out_lease import Lease, OutputBusy, describe
 from .outputs import OutputFull, raise_if_full, remove_stale_temps, resolve
 from .photos import batches, render_current as photo_render_current
 from .run_state import Out, _key, _read_summary, _render_plan, _skipped, _write_json
@@ -42,8 +43,8 @@ from .sizing import MAX_DEFAULT_CPUS, decode_threads, plan_actors, plan_beside_g
 from .stage_server import CALL_RETRIES, SERVER_CALLS, SERVER_RESTARTS, RemoteStages, Server, StageServer, WeightsStore
 from .worker import AnnotateWorker
 
-__all__ = ["ACTOR_START_S", "GPU_STREAMS", "ClusterError", "OutputFull", "RunOptions", "WorkerStartError", "init_ray",
-           "run_annotate"]
+__all__ = ["ACTOR_START_S", "GPU_STREAMS", "ClusterError", "OutputBusy", "OutputFull", "RunOptions", "WorkerStartError",
+           "init_ray", "run_annotate"]
 
 GPU_STREAMS = 16         # streams per GPU actor by default: batches of hundreds of crops
 SERVER_FED_STREAMS = 4   # streams per CPU actor feeding a stage server: its calls overlap the round trips
@@ -210,9 +211,22 @@ def _count_pieces(tasks: deque, opt: RunOptions) -> int:
 def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
     out = Out(*resolve(opt.out_dir))
     out.fs.create_dir(out.root, recursive=True)
+    run_id = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
+    with Lease(out.fs, out.root, run_id) as lease:     # OutputBusy: another run writes here now
+        if lease.took_over:
+            print(f"facetracks: an earlier {describe(lease.took_over)} ended without finishing; "
+                  f"this run takes over its output folder", file=sys.stderr, flush=True)
+        summary = _annotate(items, opt, out, run_id)
+        if lease.lost:
+            print(f"facetracks: while this run could not renew its hold on the output folder (the machine "
+                  f"was suspended?), {describe(lease.lost)} took it over: the two may have overwritten each "
+                  f"other's files; run the command again once that run has finished", file=sys.stderr)
+        return summary
+
+
+def _annotate(items: list[VideoItem], opt: RunOptions, out: Out, run_id: str) -> dict:
     removed = remove_stale_temps(out.fs, out.root)
     earlier = _read_summary(out)
-    run_id = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
     summary = {"run": run_id, "model": opt.model_id, "params": opt.params_for_key, "videos": {},
                "stale_temp_files_removed": removed}
     tasks, renders = _plan_tasks(items, opt, out, earlier, summary)
