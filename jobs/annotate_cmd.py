@@ -23,7 +23,7 @@ from .outputs import clean_dest, is_uri
 from .render_cmd import add_render_options
 from .report_cmd import report
 from .progress import PROGRESS_CHOICES
-from .ray_runner import ClusterError, OutputBusy, OutputFull, RunOptions, WorkerStartError, run_annotate
+from .ray_runner import ClusterError, LeaseError, OutputBusy, OutputFull, RunOptions, WorkerStartError, run_annotate
 from .sizing import ActorSizeError
 
 
@@ -267,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
         return _refuse(error)
     try:
         summary = run_annotate(items, opt)
-    except (ActorSizeError, ClusterError, OutputBusy) as e:     # before any actor was created: nothing to clean up
+    except (ActorSizeError, ClusterError, LeaseError, OutputBusy) as e:   # before any actor: nothing to clean up
         return _refuse(str(e))
     except WorkerStartError as e:
         return _refuse(str(e), 1)

@@ -8,10 +8,11 @@ stops at once, naming the run that holds it.
 
 A lease whose run is gone is taken over: at once when that run was on this machine (its process
 no longer exists: a run killed with SIGKILL, a laptop that rebooted), else when it has not been
-renewed for `STALE_S` (a node that died). On a local or network disk the lease is created with
-O_EXCL, so of two runs started at the same instant exactly one gets it; on an object store
-(s3://, gs://), which has no exclusive create here, it is written and read back, which catches
-all but two runs started within the same `SETTLE_S`.
+renewed for `STALE_S` (a node that died). On a local or network disk the lease is written whole
+under a temp name and hard-linked into place, which fails where one exists, so of two runs
+started at the same instant exactly one gets it (O_EXCL where links are not supported); on an
+object store (s3://, gs://), which has no exclusive create here, it is written and read back,
+which catches all but two runs started within the same `SETTLE_S`.
 """
 from __future__ import annotations
 
@@ -24,16 +25,24 @@ from dataclasses import asdict, dataclass
 
 import pyarrow.fs as pafs
 
-from .outputs import write_bytes
+from facetracks.pipeline.atomic import temp_name
+
+from .outputs import is_full, write_bytes
 
 LEASE = "_running.json"
 RENEW_S = 20.0        # how often a live run rewrites its lease
 STALE_S = 120.0       # a lease not renewed this long belongs to a run that is gone
 SETTLE_S = 1.0        # object stores: how long after writing the lease it is read back
 
+_HELD: set[tuple] = set()     # the leases this process holds now (a pid alone does not say: notebooks, tests)
+
 
 class OutputBusy(RuntimeError):
     """Another run is writing to this output folder now."""
+
+
+class LeaseError(RuntimeError):
+    """The output folder's lease cannot be read or written (permissions, a store that fails)."""
 
 
 @dataclass(frozen=True)
@@ -45,13 +54,24 @@ class Holder:
     started: float     # epoch seconds
     renewed: float
 
+    @property
+    def ident(self) -> tuple:
+        """Who holds it: two containers may both run as pid 1 and start runs in the same second."""
+        return self.run, self.host, self.pid, self.started
 
-def _proc_start(pid: int) -> str:
+
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat after the command's name (field 3 on: state, ..., start time at [19])."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]     # field 22: start time in clock ticks
+            return f.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return ""
+        return []
+
+
+def _proc_start(pid: int) -> str:
+    fields = _stat_fields(pid)
+    return fields[19] if len(fields) > 19 else ""
 
 
 def _this_host() -> str:
@@ -68,20 +88,28 @@ def _this_host() -> str:
 
 
 def _alive_here(h: Holder) -> bool | None:
-    """Whether the holder's process still runs; None when it ran on another machine."""
+    """Whether the holder's process still runs; None when that cannot be told from here (another
+    machine, or no /proc to tell a reused pid from the holder's)."""
     if h.host != _this_host():
         return None
+    if h.pid == os.getpid():
+        return h.ident in _HELD           # this process, which may have run (and left) an earlier one
     try:
         os.kill(h.pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        pass                            # another user's process: it exists
-    return not h.pid_start or _proc_start(h.pid) in ("", h.pid_start)
+        pass                              # another user's process: it exists
+    fields = _stat_fields(h.pid)
+    if not fields or not h.pid_start:
+        return None                       # it exists, but is it the holder? the renewals say
+    return fields[0] != "Z" and fields[19] == h.pid_start       # a zombie was killed, only not reaped
 
 
 def describe(h: Holder, now: float | None = None) -> str:
     now = time.time() if now is None else now
+    if not h.host:
+        return f"an unreadable {LEASE} written {max(0.0, now - h.renewed):.0f} s ago"
     return (f"run {h.run} (pid {h.pid} on {h.host.split()[0]}, started "
             f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(h.started))}, "
             f"last renewed {max(0.0, now - h.renewed):.0f} s ago)")
@@ -104,48 +132,77 @@ class Lease:
         return json.dumps(asdict(self.holder), indent=2).encode()
 
     def read(self) -> Holder | None:
+        """The lease there now; None when there is none. A file that does not parse (edited by
+        hand, cut short) is an unnamed holder renewed when the file was written. OSError when it
+        cannot be read (a store's blip, no permission): that says nothing about who holds it."""
         try:
             with self.fs.open_input_stream(self.path) as f:
-                return Holder(**json.loads(f.read()))
+                data = json.loads(f.read())
+            return Holder(**{k: data[k] for k in Holder.__dataclass_fields__})
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, TypeError):    # half-written by hand, another version's: not a live run's
-            return Holder("unreadable", "", 0, "", 0.0, 0.0)
+        except (ValueError, TypeError, KeyError):
+            info = self.fs.get_file_info(self.path)
+            if info.type == pafs.FileType.NotFound:
+                return None
+            return Holder("unreadable", "", 0, "", 0.0, info.mtime.timestamp() if info.mtime else 0.0)
 
     def take(self) -> Lease:
-        """Hold the folder, or raise OutputBusy naming the live run that holds it."""
-        for _ in range(3):          # a stale lease removed, then someone else's new one found: look again
-            other = self.read()
-            if other is not None:
-                alive = _alive_here(other)
-                if alive or (alive is None and time.time() - other.renewed < STALE_S):
-                    raise OutputBusy(f"another facetracks run is writing to {self.root}: "
-                                     f"{describe(other)}. Wait for it to finish, or use another --out "
-                                     f"(a run that died is taken over {STALE_S:.0f} s after its last "
-                                     f"renewal; at once on the machine it ran on)")
-                self._remove(other)
-                self.took_over = other
-            if self._create():
-                self._start_renewing()
-                return self
+        """Hold the folder, or raise OutputBusy naming the live run that holds it (LeaseError when
+        the lease cannot be read or written, OSError ENOSPC when the disk is full)."""
+        try:
+            for _ in range(3):          # a stale lease removed, then someone else's new one found: look again
+                other = self.read()
+                if other is not None:
+                    alive = _alive_here(other)
+                    if alive or (alive is None and time.time() - other.renewed < STALE_S):
+                        raise OutputBusy(f"another facetracks run is writing to {self.root}: "
+                                         f"{describe(other)}. Wait for it to finish, or use another --out "
+                                         f"(a run that died is taken over {STALE_S:.0f} s after its last "
+                                         f"renewal, at once on the machine it ran on; its lease is {LEASE} there)")
+                    self._remove(other)
+                    self.took_over = other
+                if self._create():
+                    _HELD.add(self.holder.ident)
+                    self._start_renewing()
+                    return self
+        except BaseException as e:       # Ctrl-C midway included: never leave a lease of ours behind
+            self._drop_own()
+            if isinstance(e, OSError) and not isinstance(e, (FileNotFoundError, FileExistsError)):
+                if not is_full(e):
+                    raise LeaseError(f"cannot hold the output folder {self.root}: {LEASE} there cannot be "
+                                     f"read or written ({e})") from e
+            raise
         raise OutputBusy(f"another facetracks run is writing to {self.root} ({LEASE} there keeps changing)")
 
     def _create(self) -> bool:
         """Write the lease; False when another run's appeared first."""
-        if self.local:
+        if self.local:                    # whole before it is visible: a reader never sees it empty
+            tmp = temp_name(self.path)
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                return False
-            with os.fdopen(fd, "wb") as f:
-                f.write(self._bytes())
+                with open(tmp, "wb") as f:
+                    f.write(self._bytes())
+                try:
+                    os.link(tmp, self.path)   # fails where the lease exists: one of two runs gets it
+                except FileExistsError:
+                    return False
+                except OSError:               # no hard links here (SMB, some FUSE mounts): O_EXCL; a reader
+                    try:                      # that finds it still empty reads a fresh unnamed lease: busy
+                        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                    except FileExistsError:
+                        return False
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(self._bytes())
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
             return True
         if self.read() is not None:
             return False
         write_bytes(self.fs, self.path, self._bytes())
         time.sleep(SETTLE_S)
         mine = self.read()
-        return mine is not None and mine.run == self.holder.run
+        return mine is not None and mine.ident == self.holder.ident
 
     def _remove(self, stale: Holder) -> None:
         """Delete a gone run's lease, unless it changed since it was read (another run took it)."""
@@ -154,6 +211,15 @@ class Lease:
                 self.fs.delete_file(self.path)
             except FileNotFoundError:
                 pass
+
+    def _drop_own(self) -> None:
+        _HELD.discard(self.holder.ident)
+        try:
+            current = self.read()
+            if current is not None and current.ident == self.holder.ident:
+                self.fs.delete_file(self.path)
+        except OSError:
+            pass        # left behind, it is taken over: this process is gone by then, or holds nothing
 
     def _start_renewing(self) -> None:
         self._thread = threading.Thread(target=self._renew_loop, name="facetracks-lease", daemon=True)
@@ -164,29 +230,25 @@ class Lease:
             self.renew()
 
     def renew(self) -> None:
-        """Stamp the lease with the time now, unless it is no longer ours (this run was frozen past
-        STALE_S, a suspended laptop, and another run took the folder): then stop renewing."""
-        current = self.read()
-        if current is not None and current.run != self.holder.run:
-            self.lost = current
-            self._stop.set()
-            return
-        self.holder = Holder(**{**asdict(self.holder), "renewed": time.time()})
+        """Stamp the lease with the time now, unless another run holds it now (this run was frozen
+        past STALE_S, a suspended laptop, and another took the folder): then stop renewing. A read
+        or write that fails (a store's blip, a full disk) skips this round: STALE_S is six of them."""
         try:
+            current = self.read()
+            if current is not None and current.host and current.ident != self.holder.ident:
+                self.lost = current
+                self._stop.set()
+                return
+            self.holder = Holder(**{**asdict(self.holder), "renewed": time.time()})
             write_bytes(self.fs, self.path, self._bytes())
         except OSError:
-            pass            # a full disk or a blip: the next renewal tries again, STALE_S is six of them
+            pass
 
     def release(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        current = self.read()
-        if current is not None and current.run == self.holder.run:
-            try:
-                self.fs.delete_file(self.path)
-            except OSError:
-                pass        # left behind, it is taken over: its process is gone
+        self._drop_own()
 
     def __enter__(self) -> Lease:
         return self.take()

@@ -35,7 +35,7 @@ from facetracks.pipeline.video import VideoError, header_length
 from .code_id import code_id
 from .drive import ACTOR_START_S, WorkerStartError, _drive, _first_started, _started, last_line, note_start_failure
 from .inputs import VideoItem
-from .out_lease import Lease, OutputBusy, describe
+from .out_lease import LEASE, Lease, LeaseError, OutputBusy, describe
 from .outputs import OutputFull, raise_if_full, remove_stale_temps, resolve
 from .photos import batches, render_current as photo_render_current
 from .run_state import Out, _key, _read_summary, _render_plan, _skipped, _write_json
@@ -43,8 +43,8 @@ from .sizing import MAX_DEFAULT_CPUS, decode_threads, plan_actors, plan_beside_g
 from .stage_server import CALL_RETRIES, SERVER_CALLS, SERVER_RESTARTS, RemoteStages, Server, StageServer, WeightsStore
 from .worker import AnnotateWorker
 
-__all__ = ["ACTOR_START_S", "GPU_STREAMS", "ClusterError", "OutputBusy", "OutputFull", "RunOptions", "WorkerStartError",
-           "init_ray", "run_annotate"]
+__all__ = ["ACTOR_START_S", "GPU_STREAMS", "ClusterError", "LeaseError", "OutputBusy", "OutputFull", "RunOptions",
+           "WorkerStartError", "init_ray", "run_annotate"]
 
 GPU_STREAMS = 16         # streams per GPU actor by default: batches of hundreds of crops
 SERVER_FED_STREAMS = 4   # streams per CPU actor feeding a stage server: its calls overlap the round trips
@@ -212,7 +212,12 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
     out = Out(*resolve(opt.out_dir))
     out.fs.create_dir(out.root, recursive=True)
     run_id = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
-    with Lease(out.fs, out.root, run_id) as lease:     # OutputBusy: another run writes here now
+    try:
+        lease = Lease(out.fs, out.root, run_id).take()   # OutputBusy: another run writes here now
+    except OSError as e:
+        raise_if_full(e, f"writing {LEASE}")
+        raise
+    try:
         if lease.took_over:
             print(f"facetracks: an earlier {describe(lease.took_over)} ended without finishing; "
                   f"this run takes over its output folder", file=sys.stderr, flush=True)
@@ -222,6 +227,8 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
                   f"was suspended?), {describe(lease.lost)} took it over: the two may have overwritten each "
                   f"other's files; run the command again once that run has finished", file=sys.stderr)
         return summary
+    finally:
+        lease.release()
 
 
 def _annotate(items: list[VideoItem], opt: RunOptions, out: Out, run_id: str) -> dict:

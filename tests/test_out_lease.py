@@ -1,5 +1,6 @@
 """One run at a time per output folder (`jobs/out_lease.py`), on real filesystems and real processes."""
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 
 from facetracks.jobs import out_lease
 from facetracks.jobs.cli import main
-from facetracks.jobs.out_lease import LEASE, STALE_S, Holder, Lease, OutputBusy
+from facetracks.jobs.out_lease import LEASE, STALE_S, Holder, Lease, LeaseError, OutputBusy
 
 from .clips import moving_clip, pick_faces
 from .raycluster import sandbox_env, short_tempdir, stop_sessions
@@ -59,11 +60,27 @@ def test_a_run_killed_on_this_machine_is_taken_over_at_once(tmp_path):
     lease.release()
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="a process's start time is read from /proc")
 def test_a_reused_pid_is_not_the_run_that_held_it(tmp_path):
-    """The holder's pid now belongs to another process (this one, started at another time)."""
-    _plant(tmp_path, _holder("gone", pid_start="1"))
+    """The holder's pid now belongs to another process (started at another time)."""
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _plant(tmp_path, _holder("gone", pid=p.pid, pid_start="1"))
+        with Lease(LOCAL, str(tmp_path), "mine") as lease:
+            assert lease.took_over.run == "gone"
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_a_lease_this_process_left_behind_is_taken_over_and_one_it_holds_is_not(tmp_path):
+    """A notebook or a test suite runs annotate twice in one process: the first run's lease (left
+    by an interrupt) names this live pid, but this process no longer holds it."""
+    _plant(tmp_path, _holder("earlier-in-this-process", pid_start=out_lease._proc_start(os.getpid())))
     with Lease(LOCAL, str(tmp_path), "mine") as lease:
-        assert lease.took_over.run == "gone"
+        assert lease.took_over.run == "earlier-in-this-process"
+        with pytest.raises(OutputBusy, match="run mine"):
+            Lease(LOCAL, str(tmp_path), "again").take()
 
 
 def test_a_run_on_another_machine_holds_until_it_stops_renewing(tmp_path):
@@ -75,18 +92,81 @@ def test_a_run_on_another_machine_holds_until_it_stops_renewing(tmp_path):
         assert lease.took_over.run == "remote"
 
 
-def test_an_unreadable_lease_is_no_live_run(tmp_path):
+def test_an_unreadable_lease_holds_while_it_is_young(tmp_path):
+    """A lease cut short (a run killed as it wrote it, or one being written now) holds the folder
+    for STALE_S from its file's time, then is taken over."""
     (tmp_path / LEASE).write_text('{"run": "x", "pi')
+    with pytest.raises(OutputBusy, match=f"an unreadable {LEASE} written 0 s ago"):
+        Lease(LOCAL, str(tmp_path), "mine").take()
+    old = time.time() - STALE_S - 1
+    os.utime(tmp_path / LEASE, (old, old))
     with Lease(LOCAL, str(tmp_path), "mine") as lease:
         assert lease.took_over.run == "unreadable"
 
 
-def test_renewal_stamps_the_time_and_a_lease_taken_by_another_run_is_left_to_it(tmp_path):
+def test_a_lease_with_fields_of_a_newer_version_is_still_read(tmp_path):
+    _plant(tmp_path, _holder("newer", host="node-7 some-boot pid:[1]", pid=1))
+    data = json.loads((tmp_path / LEASE).read_text())
+    (tmp_path / LEASE).write_text(json.dumps({**data, "gpu": "H200"}))
+    with pytest.raises(OutputBusy, match="run newer"):
+        Lease(LOCAL, str(tmp_path), "mine").take()
+
+
+def test_a_lease_that_cannot_be_read_is_an_error_not_a_free_folder(tmp_path):
+    (tmp_path / LEASE).mkdir()             # a real read error, as a store's failure or EACCES would be
+    with pytest.raises(LeaseError, match=f"cannot hold the output folder {tmp_path}: {LEASE} there"):
+        Lease(LOCAL, str(tmp_path), "mine").take()
+    (tmp_path / LEASE).rmdir()
+    lease = Lease(LOCAL, str(tmp_path), "mine").take()
+    (tmp_path / LEASE).unlink()
+    (tmp_path / LEASE).mkdir()
+    lease.renew()                          # one failed round: skipped, the run keeps the folder
+    assert lease.lost is None
+    (tmp_path / LEASE).rmdir()
+    lease.renew()
+    assert json.loads((tmp_path / LEASE).read_text())["run"] == "mine"
+    lease.release()
+    assert not (tmp_path / LEASE).exists()
+
+
+def _contend(root: str, rounds: int, barrier, results) -> None:
+    for r in range(rounds):
+        barrier.wait()
+        try:
+            Lease(LOCAL, f"{root}/{r}", f"p{os.getpid()}").take()     # kept: the others of its round find it
+            results.put((r, 1))
+        except OutputBusy:
+            results.put((r, 0))
+
+
+def test_of_runs_started_at_the_same_instant_exactly_one_gets_the_folder(tmp_path):
+    """Three processes take one folder at once, 40 times: never two holders (a lease created
+    empty and then written was read as unreadable, so stale, and taken over: 15 of 150 rounds)."""
+    rounds, n = 40, 3
+    for r in range(rounds):
+        (tmp_path / str(r)).mkdir()
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=_contend, args=(str(tmp_path), rounds, barrier, results)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    got = [results.get(timeout=120) for _ in range(rounds * n)]
+    for p in procs:
+        p.join(timeout=60)
+    holders = [sum(g for r, g in got if r == k) for k in range(rounds)]
+    assert holders == [1] * rounds
+
+
+def test_renewal_stamps_the_time_and_a_lease_taken_by_another_run_is_left_to_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(out_lease, "RENEW_S", 0.05)
     lease = Lease(LOCAL, str(tmp_path), "mine").take()
     before = json.loads((tmp_path / LEASE).read_text())["renewed"]
-    time.sleep(0.05)
-    lease.renew()
+    deadline = time.monotonic() + 10
+    while json.loads((tmp_path / LEASE).read_text())["renewed"] == before and time.monotonic() < deadline:
+        time.sleep(0.02)                             # the renewing thread's work
     assert json.loads((tmp_path / LEASE).read_text())["renewed"] > before
+    monkeypatch.setattr(out_lease, "RENEW_S", 3600)
+    time.sleep(0.1)
     other = _holder("after-suspend", host="elsewhere", pid=1)
     _plant(tmp_path, other)                          # this run was frozen past STALE_S and lost the folder
     lease.renew()
