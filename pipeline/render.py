@@ -6,9 +6,10 @@ to the stored orientation and encoded with its original PTS in the input's time 
 frame rate survives. Everything the container header carries (the display matrix, sample aspect,
 colour tags, the render key) is set before the first packet is muxed: the header is written then,
 and the first packet is often audio. Audio is copied packet for packet when the output container
-can hold it, else transcoded (AAC; Opus for WebM). H.264 in 4:2:0 needs even sizes: an odd width or
-height is padded by one pixel, repeating the last column or row. The output is written to a temp
-name and moved into place only when complete.
+can hold it and players play it from there, else transcoded (AAC; Opus for WebM), each track with
+its language, title and default flag. Times start at 0, as ffmpeg's output does. H.264 in 4:2:0
+needs even sizes: an odd width or height is padded by one pixel, repeating the last column or row.
+The output is written to a temp name and moved into place only when complete.
 """
 from __future__ import annotations
 
@@ -170,8 +171,21 @@ def _first_look(src: str) -> _Look:
                      f.color_primaries or cc.color_primaries, f.color_trc or cc.color_trc)
 
 
+# What players play from an MP4 (browsers, QuickTime, phones); anything else MP4 can hold (PCM,
+# Vorbis, MP2) is transcoded: copied, it played silent in most of them.
+MP4_PLAYABLE = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
+_TAGS = ("language", "title")         # what says which audio track is which
+
+
 def _can_copy(ain: av.audio.stream.AudioStream, muxer: str) -> bool:
-    """Ask the muxer itself: write a header with this stream into memory."""
+    """Whether copying this stream into `muxer` gives a file that plays: MP4 only what players
+    play there; MP4 and MOV no channels without a layout (PCM from an AVI: the muxer takes the
+    header and fails at the trailer, "unsupported channel layout"); then the muxer itself is asked,
+    with a header written into memory."""
+    if muxer in ("mp4", "mov") and ain.layout.name.endswith("channels"):
+        return False
+    if muxer == "mp4" and ain.codec_context.codec.canonical_name not in MP4_PLAYABLE:
+        return False
     try:
         with av.open(io.BytesIO(), "w", format=muxer) as probe:
             probe.add_stream_from_template(ain)
@@ -182,13 +196,19 @@ def _can_copy(ain: av.audio.stream.AudioStream, muxer: str) -> bool:
 
 
 def _audio_out(out, ain, fmt: OutputFormat):
-    """(output stream, copy?) for one input audio stream."""
-    if _can_copy(ain, fmt.muxer):
-        return out.add_stream_from_template(ain), True
-    rate = 48000 if fmt.audio_codec == "libopus" else (ain.rate or 48000)
-    aout = out.add_stream(fmt.audio_codec, rate=rate)
-    aout.layout = "stereo" if ain.channels >= 2 else "mono"
-    return aout, False
+    """(output stream, copy?) for one input audio stream, with its language, title and default
+    flag: a player picks the track the input would have played."""
+    copy = _can_copy(ain, fmt.muxer)
+    if copy:
+        aout = out.add_stream_from_template(ain)
+    else:
+        aout = out.add_stream(fmt.audio_codec, rate=48000 if fmt.audio_codec == "libopus" else (ain.rate or 48000))
+        aout.layout = "stereo" if ain.channels >= 2 else "mono"
+    for k in _TAGS:
+        if ain.metadata.get(k):
+            aout.metadata[k] = ain.metadata[k]
+    aout.disposition = ain.disposition & av.stream.Disposition.default
+    return aout, copy
 
 
 def _render(src: str, f, faces, filt, crf: int, preset: str, fmt: OutputFormat, key: str | None,
@@ -222,6 +242,11 @@ def _render(src: str, f, faces, filt, crf: int, preset: str, fmt: OutputFormat, 
         if look.matrix is not None:
             vout.set_display_matrix([int(v) for v in look.matrix])
         audio = {a: _audio_out(out, a, fmt) for a in ains}
+        # the output starts at 0, as ffmpeg's does: a broadcast recording starting at 5 h made an MP4
+        # with a 5-hour empty edit before its video, and times before a PTS wrap (negative) were cut
+        origin = Fraction(inp.start_time or 0, 1_000_000)
+        shift = {a: round(origin / a.time_base) for a in ains if a.time_base}
+        vshift = round(origin / tb)
         frames = with_faces = packets = 0
         last_pts = None
         step = 1.0 / fps
@@ -229,14 +254,20 @@ def _render(src: str, f, faces, filt, crf: int, preset: str, fmt: OutputFormat, 
             for packet in inp.demux([vin] + ains):
                 if packet.stream is not vin:
                     aout, copy = audio[packet.stream]
+                    back = shift.get(packet.stream, 0)
                     if copy:
                         if packet.size == 0:
                             continue
+                        if back:
+                            packet.pts = packet.pts - back if packet.pts is not None else None
+                            packet.dts = packet.dts - back if packet.dts is not None else None
                         packet.stream = aout
                         out.mux(packet)
                         packets += 1
                     else:
                         for af in decode_packet(packet) or []:
+                            if back and af.pts is not None:
+                                af.pts -= back
                             for p in aout.encode(af):
                                 out.mux(p)
                                 packets += 1
@@ -248,7 +279,7 @@ def _render(src: str, f, faces, filt, crf: int, preset: str, fmt: OutputFormat, 
                     new = _filtered(frame, here, filt, o, look, (vout.width, vout.height))
                     with_faces += bool(here)
                     # no PTS (raw .h264): the frame rate's time, as the tracks' time_s
-                    pts = frame.pts if frame.pts is not None else round(frames * step / tb)
+                    pts = frame.pts - vshift if frame.pts is not None else round(frames * step / tb)
                     if last_pts is not None and pts <= last_pts:
                         pts = last_pts + 1       # the encoder needs increasing PTS; odd inputs only
                     new.pts, new.time_base, last_pts = pts, tb, pts

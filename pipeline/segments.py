@@ -60,7 +60,7 @@ def plan_segments(keyframes: list[float], segment_s: float, overlap_s: float) ->
             last = t
     starts = [None] + bounds
     ends = bounds + [None]
-    return [Segment(i, s, e, None if s is None else max(0.0, s - overlap_s))
+    return [Segment(i, s, e, None if s is None else s - overlap_s)
             for i, (s, e) in enumerate(zip(starts, ends))]
 
 

@@ -131,14 +131,18 @@ def _is_cover_art(s: av.stream.Stream) -> bool:
 
 
 def pick_video_stream(container: av.container.InputContainer, path: str = "") -> av.video.stream.VideoStream:
-    """The stream a player shows: the default-flagged video stream, else the first; never cover art
-    (an `attached_pic` is one still image, as MP3s and M4As carry album art)."""
+    """The stream a player shows: the default-flagged video stream, else the largest (as ffmpeg
+    picks: a file with a 160x90 preview stream first and no flags shows its 640x360 one), the
+    first of equals; never cover art (an `attached_pic` is one still image, as MP3s and M4As carry
+    album art)."""
     real = [s for s in container.streams.video if not _is_cover_art(s)]
     if not real:
         what = "only cover art, no video" if container.streams.video else "no video stream"
         raise VideoError(f"{path or container.name}: {what} (audio-only or data file)")
     default = [s for s in real if s.disposition & av.stream.Disposition.default]
-    return (default or real)[0]
+    if default:
+        return default[0]
+    return max(real, key=lambda s: (s.codec_context.width or 0) * (s.codec_context.height or 0))
 
 
 def open_video(path: str) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
@@ -168,12 +172,23 @@ def frame_rate(s: av.video.stream.VideoStream) -> float:
     return float(rate) if rate else DEFAULT_FPS
 
 
+def indexed_frames(s: av.video.stream.VideoStream) -> int:
+    """Frames the container says will be shown: its count less the samples its edit list hides. A
+    lossless trim (LosslessCut, `ffmpeg -ss … -c copy`) keeps the packets from the keyframe before
+    the cut and hides those before the cut point; they decode (the frames after need them) and are
+    dropped, so counted as shown they made a trimmed file look truncated (60 of 120)."""
+    n = int(s.frames or 0)
+    if n:
+        n -= sum(1 for e in s.index_entries if e.is_discard)
+    return max(n, 0)
+
+
 def header_length(path: str) -> tuple[int, float, float]:
     """(frames, seconds, frames per second) as the container's header states them, nothing decoded
     (0 frames or 0 seconds where it states nothing): estimates, which decoding may correct."""
     container, s = open_video(path)
     with container:
-        return int(s.frames or 0), _header_seconds(container, s), frame_rate(s)
+        return indexed_frames(s), _header_seconds(container, s), frame_rate(s)
 
 
 def _header_seconds(container: av.container.InputContainer, s: av.video.stream.VideoStream) -> float:
@@ -203,7 +218,7 @@ def probe(path: str) -> VideoInfo:
         sar = s.sample_aspect_ratio or s.codec_context.sample_aspect_ratio
         return VideoInfo(path=sources.absolute(path), size_bytes=st.size, mtime=st.mtime, width=w, height=h,
                          rotation=o.k * 90, codec=s.codec_context.name, time_base=str(s.time_base),
-                         avg_fps=frame_rate(s), header_frames=int(s.frames or 0), stream_index=s.index,
+                         avg_fps=frame_rate(s), header_frames=indexed_frames(s), stream_index=s.index,
                          flip=o.flip, sample_aspect=f"{sar.numerator}/{sar.denominator}" if sar else "1/1", pix_fmt=first.format.name,
                          timing="pts" if first.pts is not None else "frame_rate")
 
@@ -283,6 +298,34 @@ def _decoded(container: av.container.InputContainer, s: av.video.stream.VideoStr
         yield from frames
 
 
+SEEK_BACK_S = (1.0, 4.0, 16.0, 64.0)     # how much earlier to seek again when a seek landed past its target
+
+
+def _sought(container: av.container.InputContainer, s: av.video.stream.VideoStream, start_s: float,
+            damaged: list[float | None]) -> Iterator[av.VideoFrame]:
+    """The frames from the keyframe before `start_s` on. A seek may land past its target: in
+    MPEG-TS the first frame decoded after seeking to a keyframe was the next keyframe's, a GOP
+    late, so a segment lost the overlap its tracks are stitched by (a 192-frame broadcast clip in
+    1 s segments: 8 track ids for one face). Then seek again, further back, until the first frame
+    is at or before `start_s` or is the stream's first; frames before `start_s` are the caller's
+    to drop."""
+    tb = s.time_base
+    origin = float(s.start_time * tb) if s.start_time is not None else None
+    for back in (0.0, *SEEK_BACK_S):
+        target = start_s - back
+        container.seek(int(target / tb), stream=s, backward=True)
+        frames = _decoded(container, s, damaged)
+        first = next(frames, None)
+        if first is None:
+            return
+        t = float(first.pts * tb) if first.pts is not None else None
+        at_start = origin is not None and t is not None and t <= origin + 1e-3     # nothing before it
+        if t is None or t <= start_s + 1e-6 or at_start or back == SEEK_BACK_S[-1]:
+            yield first
+            yield from frames
+            return
+
+
 def iter_frames(path: str, color: bool = False, start_s: float | None = None,
                 end_s: float | None = None, threads: int = 0,
                 damaged: list[float | None] | None = None) -> Iterator[Frame]:
@@ -304,12 +347,11 @@ def iter_frames(path: str, color: bool = False, start_s: float | None = None,
             s.codec_context.thread_count = threads
         tb, step = s.time_base, 1.0 / frame_rate(s)
         size = (s.codec_context.width, s.codec_context.height)     # the stream's, as `probe` reports it
-        if start_s:
-            container.seek(int(start_s / tb), stream=s, backward=True)
-        index, t = 0, None
         damaged = [] if damaged is None else damaged
+        frames = _decoded(container, s, damaged) if not start_s else _sought(container, s, start_s, damaged)
+        index, t = 0, None
         try:
-            for f in _decoded(container, s, damaged):
+            for f in frames:
                 pts = f.pts
                 # no PTS: the frame rate's time after the previous frame
                 t = float(pts * tb) if pts is not None else (0.0 if t is None else t + step)
@@ -339,4 +381,4 @@ def iter_frames(path: str, color: bool = False, start_s: float | None = None,
                                  f"as invalid data and made no frame of the rest")
             if index == 0:
                 raise VideoError(f"{path}: the video stream holds no frames")
-            check_complete(path, index, int(s.frames or 0))
+            check_complete(path, index, indexed_frames(s))

@@ -42,12 +42,14 @@ def canvas(face: np.ndarray, size: tuple[int, int], at=(8, 4), bg: int = 110) ->
     return img
 
 
-def _audio_frames(rate: int, seconds: float):
+def _audio_frames(rate: int, seconds: float, layout: str = "mono", start_s: float = 0.0):
     n = int(rate * seconds)
-    samples = (0.2 * np.sin(2 * np.pi * 440 * np.arange(n) / rate)).astype(np.float32)[None]
+    channels = 2 if layout == "stereo" else 1
+    samples = (0.2 * np.sin(2 * np.pi * 440 * np.arange(n) / rate)).astype(np.float32)
+    samples = np.ascontiguousarray(np.repeat(samples[None], channels, 0))
     for k in range(0, n, 1024):
-        f = av.AudioFrame.from_ndarray(samples[:, k:k + 1024], format="flt", layout="mono")
-        f.sample_rate, f.pts = rate, k
+        f = av.AudioFrame.from_ndarray(samples[:, k:k + 1024], format="fltp", layout=layout)
+        f.sample_rate, f.pts = rate, round(start_s * rate) + k
         yield f
 
 
@@ -62,13 +64,14 @@ def _mux_second_of_sound(c, a) -> None:
 def write(path: str, frames: list[np.ndarray], *, fmt: str | None = None, codec: str = "libx264",
           pix_fmt: str = "yuv420p", pts: list[int] | None = None, time_base: Fraction = Fraction(1, 1000),
           matrix: list[int] | None = None, rotation: int = 0, sar: Fraction | None = None,
-          audio: tuple[str, int] | None = None, audio_first: bool = True, options: dict | None = None,
+          audio: tuple[str, int] | tuple[str, int, str] | None = None, audio_first: bool = True,
+          options: dict | None = None,
           color_range: int | None = None, container_options: dict | None = None,
           color_tags: tuple[int, int, int] | None = None) -> list[int]:
-    """Encode BGR frames; `audio` (codec, rate) adds a second of sine, muxed before the video when
-    `audio_first` (a header written at the first mux is then written at an audio packet)."""
+    """Encode BGR frames; `audio` (codec, rate[, layout]) adds a second of sine, muxed before the
+    video when `audio_first` (a header written at the first mux is then written at an audio packet)."""
     h, w = frames[0].shape[:2]
-    if codec in ("wmv2", "flv", "mpeg4"):       # these encoders count frames: time base 1/fps
+    if codec in ("wmv2", "flv", "mpeg4") or fmt == "avi":   # these count frames: time base 1/fps
         time_base, pts = Fraction(1, FPS), None
     pts = pts if pts is not None else [round(i / FPS / time_base) for i in range(len(frames))]
     with av.open(path, "w", format=fmt, options=container_options or {}) as c:
@@ -93,12 +96,12 @@ def write(path: str, frames: list[np.ndarray], *, fmt: str | None = None, codec:
         a = None
         if audio:
             a = c.add_stream(audio[0], rate=audio[1])
-            a.layout = "mono"
+            a.layout = audio[2] if len(audio) > 2 else "mono"
             if audio[0] == "wmav2":
                 a.bit_rate = 64000
         packets = []
-        if a is not None:
-            for af in _audio_frames(audio[1], len(frames) / FPS):
+        if a is not None:            # the sound starts with the pictures
+            for af in _audio_frames(audio[1], len(frames) / FPS, a.layout.name, start_s=float(pts[0] * time_base)):
                 packets += [("a", p) for p in a.encode(af)]
             packets += [("a", p) for p in a.encode(None)]
         vpk = []
@@ -224,9 +227,10 @@ def empty_track(d: str) -> Case:
     return Case(path, None, error="holds no frames")
 
 
-def two_streams(d: str, face: np.ndarray) -> Case:
-    """A small preview stream first, the main stream second and flagged default."""
-    path = os.path.join(d, "two_streams.mkv")
+def two_streams(d: str, face: np.ndarray, flagged: bool = True) -> Case:
+    """A small preview stream first, the main stream second and flagged default (`flagged`), or
+    neither flagged: the larger is the one shown."""
+    path = os.path.join(d, "two_streams.mkv" if flagged else "two_streams_unflagged.mkv")
     main = _frames(face, (320, 240))
     with av.open(path, "w") as c:
         prev = c.add_stream("libx264", rate=FPS)
@@ -234,7 +238,7 @@ def two_streams(d: str, face: np.ndarray) -> Case:
         prev.disposition = 0
         s = c.add_stream("libx264", rate=FPS)
         s.width, s.height, s.pix_fmt = 320, 240, "yuv420p"
-        s.disposition = av.stream.Disposition.default
+        s.disposition = av.stream.Disposition.default if flagged else 0
         for st, frames in ((prev, [np.full((64, 96, 3), 30, np.uint8)] * 5), (s, main)):
             st.options = {"bf": "0"}
             for i, img in enumerate(frames):
@@ -281,14 +285,93 @@ def limited_range(d: str, face: np.ndarray) -> Case:
     return Case(path, len(frames), upright=(320, 240), pts=pts)
 
 
-def long_video(d: str, face: np.ndarray, seconds: int = 4) -> str:
-    """A few seconds with a keyframe every 10 frames: long enough to split into 1 s segments. The
-    index comes first (faststart), so a copy cut short still opens and still lists every frame."""
-    path = os.path.join(d, "long.mp4")
+def long_video(d: str, face: np.ndarray, seconds: int = 4, name: str = "long.mp4", start_s: float = 0.0) -> str:
+    """A few seconds with a keyframe every 10 frames (25 in MPEG-TS): long enough to split into 1 s segments. The
+    index comes first (faststart), so a copy cut short still opens and still lists every frame.
+    `start_s`: the first frame's time (an MPEG-TS starts where its recording did)."""
+    path = os.path.join(d, name)
     frames = [canvas(face, (320, 240), at=(8 + (i % 20), 4)) for i in range(seconds * FPS)]
-    write(path, frames, options={"g": "10", "keyint_min": "10", "sc_threshold": "0"},
-          container_options={"movflags": "faststart"})
+    ts = name.endswith(".ts")
+    tb = Fraction(1, 90000) if ts else Fraction(1, 1000)
+    k = "25" if ts else "10"              # TS as broadcast: B-frames, a keyframe a second
+    gop = {"g": k, "keyint_min": k, "sc_threshold": "0", **({"bf": "3"} if ts else {})}
+    write(path, frames, options=gop, time_base=tb,
+          pts=[round((start_s + i / FPS) / tb) for i in range(len(frames))], audio=("aac", 16000) if ts else None,
+          container_options={} if ts else {"movflags": "faststart"})
     return path
+
+
+PTS_WRAP_S = 2 ** 33 / 90000          # MPEG-TS clocks count 33 bits of 90 kHz: they wrap every 26.5 h
+
+
+def trimmed(d: str, face: np.ndarray) -> Case:
+    """A lossless trim (LosslessCut, `ffmpeg -ss … -c copy`): the packets from the keyframe before
+    the cut point, the first 4 hidden by the MP4 edit list (negative times). 8 frames show."""
+    path = os.path.join(d, "trimmed.mp4")
+    frames = _frames(face, (320, 240))
+    pts = write(path, frames, pts=[(i - 4) * 40 for i in range(12)], audio=("aac", 16000))
+    return Case(path, 8, upright=(320, 240), audio=True, pts=pts[4:])
+
+
+def broadcast(d: str, face: np.ndarray) -> Case:
+    """A TV recording: MPEG-TS whose clock reads 5 hours at its first frame, with sound."""
+    path = os.path.join(d, "broadcast.ts")
+    frames = _frames(face, (320, 240))
+    tb = Fraction(1, 90000)
+    write(path, frames, fmt="mpegts", time_base=tb, pts=[round((5 * 3600 + i / FPS) / tb) for i in range(12)],
+          audio=("aac", 16000))
+    return Case(path, len(frames), upright=(320, 240), audio=True)
+
+
+def ts_wrap(d: str, face: np.ndarray) -> Case:
+    """MPEG-TS whose 33-bit clock wraps after its fourth frame: FFmpeg gives the frames before the
+    wrap negative times."""
+    path = os.path.join(d, "ts_wrap.ts")
+    frames = _frames(face, (320, 240))
+    tb = Fraction(1, 90000)
+    write(path, frames, fmt="mpegts", time_base=tb,
+          pts=[round((PTS_WRAP_S + (i - 4) / FPS) / tb) for i in range(12)])      # the muxer writes 33 bits
+    return Case(path, len(frames), upright=(320, 240))
+
+
+def camera_avi(d: str, face: np.ndarray) -> Case:
+    """A camera's or screen recorder's AVI: MJPEG with stereo PCM, whose channels have no layout
+    (AVI stores a count only)."""
+    path = os.path.join(d, "camera.avi")
+    write(path, _frames(face, (320, 240)), fmt="avi", codec="mjpeg", pix_fmt="yuvj420p",
+          audio=("pcm_s16le", 16000, "stereo"))
+    return Case(path, 12, upright=(320, 240), audio=True)
+
+
+def dubbed(d: str, face: np.ndarray) -> Case:
+    """Two sound tracks in Matroska, English then German, German the default: a player plays German."""
+    path = os.path.join(d, "dubbed.mkv")
+    frames = _frames(face, (320, 240))
+    with av.open(path, "w") as c:
+        s = c.add_stream("libx264", rate=FPS)
+        s.width, s.height, s.pix_fmt, s.options = 320, 240, "yuv420p", {"bf": "0"}
+        tracks = []
+        for lang, title, flag in (("eng", "English", 0), ("deu", "Deutsch", av.stream.Disposition.default)):
+            a = c.add_stream("aac", rate=16000)
+            a.layout = "mono"
+            a.metadata["language"], a.metadata["title"] = lang, title
+            a.disposition = flag
+            tracks.append(a)
+        s.disposition = av.stream.Disposition.default
+        for a in tracks:
+            for af in _audio_frames(16000, len(frames) / FPS):
+                for p in a.encode(af):
+                    c.mux(p)
+            for p in a.encode(None):
+                c.mux(p)
+        for i, img in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(img, format="bgr24")
+            f.pts = i
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    return Case(path, len(frames), upright=(320, 240), audio=True)
 
 
 def gif(d: str, face: np.ndarray) -> Case:
@@ -322,7 +405,9 @@ def build(d: str, face: np.ndarray) -> dict[str, Case]:
              "anamorphic": anamorphic(d, face), "no_pts": no_pts(d, face), "dup_pts": duplicate_pts(d, face),
              "cover_art": cover_art(d), "empty_track": empty_track(d), "two_streams": two_streams(d, face),
              "ten_bit": ten_bit(d, face), "full_range": full_range(d, face), "limited_range": limited_range(d, face),
-             "hlg": hdr_tagged(d, face), "gif": gif(d, face)}
+             "hlg": hdr_tagged(d, face), "gif": gif(d, face), "trimmed": trimmed(d, face),
+             "broadcast": broadcast(d, face), "ts_wrap": ts_wrap(d, face), "camera_avi": camera_avi(d, face),
+             "dubbed": dubbed(d, face), "two_streams_unflagged": two_streams(d, face, flagged=False)}
     for c in old_formats(d, face):
         cases[os.path.splitext(os.path.basename(c.path))[1][1:]] = c
     return cases

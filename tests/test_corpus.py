@@ -29,7 +29,8 @@ from . import corpus
 from .clips import damaged_copy, pick_faces, truncated_copy
 
 VIDEO_KINDS = ["phone", "mirrored", "odd", "anamorphic", "no_pts", "dup_pts", "two_streams", "ten_bit",
-               "full_range", "limited_range", "hlg", "wmv", "flv", "avi", "gif"]
+               "full_range", "limited_range", "hlg", "wmv", "flv", "avi", "gif", "trimmed", "broadcast", "ts_wrap",
+               "camera_avi", "dubbed", "two_streams_unflagged"]
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +111,20 @@ def test_duplicate_pts_keep_distinct_frame_indices(annotated):
 
 def test_the_default_stream_is_the_one_annotated(annotated):
     assert annotated["two_streams"].info.stream_index == 1
+    assert annotated["two_streams_unflagged"].info.stream_index == 1      # none flagged: the larger
+
+
+def test_a_lossless_trim_is_the_frames_it_shows_not_truncated(cases, annotated):
+    """The edit list hides 4 of its 12 packets: 8 frames, not "truncated: 12 indexed, 8 decode"."""
+    r = annotated["trimmed"]
+    assert r.stats.frames == 8 and r.info.header_frames == 8
+    assert r.table.to_pandas().groupby("frame_index").time_s.first().tolist() == pytest.approx(
+        [i / corpus.FPS for i in range(8)])
+
+
+def test_times_before_a_ts_clock_wrap_are_negative_and_in_order(annotated):
+    times = annotated["ts_wrap"].table.to_pandas().groupby("frame_index").time_s.first().to_numpy()
+    assert times == pytest.approx([(i - 4) / corpus.FPS for i in range(12)], abs=1e-4)
 
 
 def test_gray_is_full_range_whatever_the_pixel_format(cases):
@@ -134,10 +149,13 @@ def test_render_keeps_what_the_input_has(cases, rendered, kind):
     assert (w, h) == (uw + uw % 2, uh + uh % 2)            # upright as shown; odd sizes padded by one
     assert out_sar == c.sar
     assert out_audio == c.audio and (st.audio != "none") == c.audio
+    with av.open(c.path) as src, av.open(dst) as out:
+        origin = (src.start_time or 0) / 1e6             # the output starts at 0, as ffmpeg's does
+        assert out.duration / 1e6 < c.frames / corpus.FPS + 0.5    # no empty lead-in (5 h of it)
     if kind == "no_pts":
         assert np.allclose(out_times, np.arange(c.frames) / corpus.FPS, atol=1e-3)
     else:
-        assert np.all(np.diff(out_times) > 0) and np.allclose(out_times, src_times, atol=2e-3)
+        assert np.all(np.diff(out_times) > 0) and np.allclose(out_times, np.array(src_times) - origin, atol=2e-3)
     # as displayed, away from the face (bottom bars), the output is the input: right way up, not mirrored
     for a, b in zip(src_frames, out_frames):
         b = b[:a.shape[0], :a.shape[1]]
@@ -162,6 +180,16 @@ def test_audio_that_mp4_cannot_hold_is_transcoded(rendered):
     assert rendered["flv"][1].audio == "transcoded adpcm_swf -> aac"
     assert rendered["avi"][1].audio == "transcoded pcm_mulaw -> aac"
     assert rendered["phone"][1].audio == "copied aac"
+    # PCM whose channels have no layout (AVI): copied, the MP4 muxer took its header and failed at
+    # the trailer ("unsupported channel layout"), and players play little PCM from an MP4
+    assert rendered["camera_avi"][1].audio == "transcoded pcm_s16le -> aac"
+
+
+def test_each_sound_track_keeps_its_language_and_the_default_stays_where_it_was(rendered):
+    with av.open(rendered["dubbed"][0]) as c:
+        tracks = [(a.metadata.get("language"), bool(a.disposition & av.stream.Disposition.default))
+                  for a in c.streams.audio]
+    assert tracks == [("eng", False), ("deu", True)]
 
 
 @pytest.mark.parametrize("ext", [".mkv", ".webm", ".mov"])
@@ -287,14 +315,20 @@ def test_segmented_videos_keep_every_frame_and_are_checked_whole(face, tmp_path)
     d.mkdir()
     long = corpus.long_video(str(d), face, seconds=3)
     truncated_copy(long, str(d / "cut.mp4"), share=0.5)
+    # an MPEG-TS whose clock wraps 2 s in: its second segment's times are negative (they were read
+    # from 0, and lost), and seeking in it lands a keyframe late (the overlap was lost: one id a segment)
+    corpus.long_video(str(d), face, seconds=3, name="wrap.ts", start_s=corpus.PTS_WRAP_S - 2.0)
     out = tmp_path / "out"
     assert main(["annotate", str(d), "--out", str(out), "--segment-seconds", "1"]) == 1
-    df = pd.read_parquet(out / "long.mp4.parquet")
-    frames = df.groupby("frame_index").time_s.first()
-    assert list(frames.index) == list(range(75)) and frames.is_monotonic_increasing
     with open(out / "_summary.json") as f:
         v = json.load(f)["videos"]
-    assert v["long.mp4"]["segments"] == 3
+    for name in ("long.mp4", "wrap.ts"):
+        df = pd.read_parquet(out / f"{name}.parquet")
+        frames = df.groupby("frame_index").time_s.first()
+        assert list(frames.index) == list(range(75)) and frames.is_monotonic_increasing, name
+        assert df.track_id.dropna().unique().tolist() == [0], name        # stitched: one face, one id
+        assert v[name]["segments"] == 3, name
+    assert frames.iloc[0] == pytest.approx(-2.0)
     assert "truncated" in v["cut.mp4"]["error"] and not (out / "cut.mp4.parquet").exists()
 
 
