@@ -241,14 +241,19 @@ def two_streams(d: str, face: np.ndarray, flagged: bool = True) -> Case:
         s.disposition = av.stream.Disposition.default if flagged else 0
         for st, frames in ((prev, [np.full((64, 96, 3), 30, np.uint8)] * 5), (s, main)):
             st.options = {"bf": "0"}
-            for i, img in enumerate(frames):
-                f = av.VideoFrame.from_ndarray(img, format="bgr24")
-                f.pts = i
-                for p in st.encode(f):
-                    c.mux(p)
-            for p in st.encode(None):
-                c.mux(p)
+            _mux_all(c, st, [av.VideoFrame.from_ndarray(img, format="bgr24") for img in frames])
     return Case(path, len(main), upright=(320, 240))
+
+
+def _mux_all(c, stream, frames) -> None:
+    """Encode and mux `frames` (video frames numbered 0, 1, …; audio frames as they are), then flush."""
+    for i, f in enumerate(frames):
+        if isinstance(f, av.VideoFrame):
+            f.pts = i
+        for p in stream.encode(f):
+            c.mux(p)
+    for p in stream.encode(None):
+        c.mux(p)
 
 
 def ten_bit(d: str, face: np.ndarray) -> Case:
@@ -359,18 +364,8 @@ def dubbed(d: str, face: np.ndarray) -> Case:
             tracks.append(a)
         s.disposition = av.stream.Disposition.default
         for a in tracks:
-            for af in _audio_frames(16000, len(frames) / FPS):
-                for p in a.encode(af):
-                    c.mux(p)
-            for p in a.encode(None):
-                c.mux(p)
-        for i, img in enumerate(frames):
-            f = av.VideoFrame.from_ndarray(img, format="bgr24")
-            f.pts = i
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
+            _mux_all(c, a, _audio_frames(16000, len(frames) / FPS))
+        _mux_all(c, s, [av.VideoFrame.from_ndarray(img, format="bgr24") for img in frames])
     return Case(path, len(frames), upright=(320, 240), audio=True)
 
 
