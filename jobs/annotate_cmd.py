@@ -220,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
     if error:
         return _refuse(error)
     try:
-        items = expand_inputs(args.inputs, exclude_renders_under=args.out)
+        items = expand_inputs(args.inputs, exclude_outputs_of=args.out)
     except (OSError, ValueError) as e:       # a store that cannot be listed (permissions, network)
         return _refuse(f"cannot list the inputs ({e})")
     if not items:
@@ -286,9 +286,11 @@ def run(args: argparse.Namespace) -> int:
     renders = {n: e["render"] for n, e in v.items() if e.get("render")}
     print(f"annotate: {len(ok)} ok, {len(skipped)} skipped (current), {len(failed)} failed; "
           f"{frames} frames in {summary['seconds']:.1f} s; summary in {os.path.join(args.out, '_summary.json')}")
-    for r in renders.values():
+    for name, r in renders.items():
         if r["status"] == "ok":
-            print(f"  rendered: {r['output']}" + (f" (audio: {r['audio']})" if "audio" in r else ""))
+            made = v[name].get("reason") != "output is current"       # else an earlier run's, current
+            audio = f" (audio: {r['audio']})" if "audio" in r else ""
+            print(f"  {'rendered' if made else 'current'}: {r['output']}{audio}")
     for name, e in v.items():
         if e.get("damaged"):
             d = e["damaged"]

@@ -39,11 +39,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"facetracks export: {args.out_dir}: no such local folder", file=sys.stderr)
         return 2
     dest = os.path.abspath(args.dest or os.path.join(args.out_dir, "openface"))
-    files = [p for p, _ in track_files(args.out_dir, skip=dest)]
-    if not files:
+    damaged: list[tuple[str, str]] = []
+    files = [p for p, _ in track_files(args.out_dir, skip=dest, damaged=damaged)]
+    if not files and not damaged:
         print(f"facetracks export: no track files in {args.out_dir}", file=sys.stderr)
         return 2
-    failed = 0
+    for p, why in damaged:           # a damaged file is one that failed, not one left out unsaid
+        print(f"  failed: {p}: cannot read it ({why})", file=sys.stderr)
+    failed = len(damaged)
+    files_total = len(files) + failed
     for p in files:
         rel = os.path.relpath(p, args.out_dir)[:-len(".parquet")]
         out = os.path.join(dest, rel + ".csv")
@@ -54,5 +58,5 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             continue
         print(f"  {os.path.normpath(out)}: {rows} rows")
-    print(f"export: {len(files) - failed} of {len(files)} track files as OpenFace CSV in {os.path.normpath(dest)}")
+    print(f"export: {files_total - failed} of {files_total} track files as OpenFace CSV in {os.path.normpath(dest)}")
     return 1 if failed else 0

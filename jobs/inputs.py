@@ -6,11 +6,13 @@ import hashlib
 import os
 from dataclasses import dataclass
 
-from facetracks.pipeline.atomic import TEMP_EXTRA
+from facetracks.pipeline.atomic import TEMP_EXTRA, is_temp_name
 from facetracks.pipeline.filters import FILTERS
 from facetracks.pipeline.render import OUTPUT_FORMATS
 from facetracks.pipeline import sources
 from facetracks.pipeline.sources import is_uri, text_path
+
+from .outputs import REPORT_DIR
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".wmv", ".asf", ".m4v", ".mpg", ".mpeg", ".m2v",
                     ".vob", ".flv", ".ts", ".3gp", ".mts", ".m2ts", ".mxf", ".ogv", ".h264", ".264", ".h265", ".hevc",
@@ -104,9 +106,11 @@ def _adds_nothing(path: str, own: set[str], real_root: str) -> bool:
     return real in own or real_root == real or real_root.startswith(real.rstrip("/") + "/")
 
 
-def _is_our_render(path: str, out_dir: str | None) -> bool:
-    """A file `annotate --render` wrote (`<name>.<filter>.<ext>` inside the output folder): an
-    output is never an input, also when --out lies inside an input folder."""
+def _is_our_output(path: str, out_dir: str | None) -> bool:
+    """A file `annotate --render` wrote (`<name>.<filter>.<ext>` inside the output folder) or a
+    picture of `--report`'s (`report/…/*.png`, or its folder being built): an output is never an
+    input, also when --out lies inside an input folder (a second run with --report took the
+    first report's pictures for photos, and each report pictured the last one's)."""
     if not out_dir or is_uri(path) != is_uri(out_dir):
         return False
     if is_uri(path):
@@ -117,40 +121,45 @@ def _is_our_render(path: str, out_dir: str | None) -> bool:
         out = os.path.abspath(out_dir)
         if os.path.commonpath([out, os.path.abspath(path)]) != out:
             return False
+    rel = (path.partition("?")[0] if is_uri(path) else os.path.abspath(path))[len(out.rstrip("/")) + 1:]
+    top = rel.split("/", 1)[0]
+    if "/" in rel and (top == REPORT_DIR or is_temp_name(top) and top.startswith(REPORT_DIR + ".")) \
+            and rel.lower().endswith(".png"):
+        return True
     parts = sources.name_of(path).rsplit(".", 2)
     return len(parts) == 3 and (parts[1] in FILTERS or parts[1].startswith("overlay-")) \
         and "." + parts[2].lower() in (*OUTPUT_FORMATS, *IMAGE_EXTENSIONS)
 
 
-def _uri_items(uri: str, exclude_renders_under: str | None) -> list[VideoItem]:
+def _uri_items(uri: str, exclude_outputs_of: str | None) -> list[VideoItem]:
     """A URI that names a file is taken as given; a folder or prefix is searched recursively, as a
     local folder is."""
     if sources.info(uri).kind == "file":
         return [VideoItem(uri, _safe_name(sources.name_of(uri)))]
     return [VideoItem(u, _safe_name(rel)) for u, rel in sources.list_files(uri)
-            if rel.lower().endswith(VIDEO_EXTENSIONS + IMAGE_EXTENSIONS) and not _is_our_render(u, exclude_renders_under)]
+            if rel.lower().endswith(VIDEO_EXTENSIONS + IMAGE_EXTENSIONS) and not _is_our_output(u, exclude_outputs_of)]
 
 
-def expand_inputs(inputs: list[str], exclude_renders_under: str | None = None) -> list[VideoItem]:
+def expand_inputs(inputs: list[str], exclude_outputs_of: str | None = None) -> list[VideoItem]:
     """Files are taken as given (any extension: a bad one is reported, not skipped); folders are
     searched recursively for video and photo extensions, globs expand relative to their fixed prefix, both
-    leaving out what an earlier `--render` wrote under `exclude_renders_under`. A URI (s3://…, a
+    leaving out what an earlier `--render` or `--report` wrote under `exclude_outputs_of`. A URI (s3://…, a
     file or a folder) is listed through pyarrow's filesystems and read there by the actors."""
     items: dict[str, VideoItem] = {}
     for arg in inputs:
         if is_uri(arg):               # read where it is by every actor (pipeline/sources.py); no globs
-            for it in _uri_items(arg, exclude_renders_under):
+            for it in _uri_items(arg, exclude_outputs_of):
                 items.setdefault(it.path, it)
         elif glob.has_magic(arg):
             base = arg.split("*")[0].split("?")[0].split("[")[0]
             base = base if base.endswith(os.sep) else os.path.dirname(base)
             for p in sorted(glob.glob(arg, recursive=True)):
-                if os.path.isfile(p) and not _is_our_render(p, exclude_renders_under):
+                if os.path.isfile(p) and not _is_our_output(p, exclude_outputs_of):
                     items.setdefault(os.path.abspath(p), VideoItem(os.path.abspath(p),
                                                                    _safe_name(os.path.relpath(p, base or "."))))
         elif os.path.isdir(arg):
             for p in _walk(arg):
-                if _is_our_render(p, exclude_renders_under):
+                if _is_our_output(p, exclude_outputs_of):
                     continue
                 items.setdefault(os.path.abspath(p), VideoItem(os.path.abspath(p), _safe_name(os.path.relpath(p, arg))))
         else:

@@ -10,14 +10,19 @@ import re
 import shutil
 import time
 
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from facetracks.pipeline.atomic import is_temp_name, write_atomic
-from facetracks.pipeline.parquet import read_meta
+from facetracks.pipeline.parquet import meta_of
 from facetracks.pipeline.sources import is_uri, resolve
 
 __all__ = ["clean_dest", "exists", "is_full", "is_uri", "remove_stale_temps", "remove_temps_of", "resolve", "upload",
            "write_bytes"]
+
+
+REPORT_DIR = "report"     # OUT/report/: the pictures of `--report` (jobs/report.py), never inputs (jobs/inputs.py)
 
 
 class OutputFull(RuntimeError):
@@ -100,14 +105,26 @@ def _remove_temps(fs: pafs.FileSystem, where: pafs.FileSelector, wanted) -> int:
     return removed
 
 
-def track_files(out_dir: str, skip: str | None = None, known: frozenset[str] | set[str] = frozenset()
-                ) -> list[tuple[str, dict]]:
+def track_files(out_dir: str, skip: str | None = None, known: frozenset[str] | set[str] = frozenset(),
+                damaged: list[tuple[str, str]] | None = None) -> list[tuple[str, dict]]:
     """Every track file under a local `out_dir` (ours: it has facetracks metadata), in path order,
     with its metadata. `skip`: a folder not to search (export's CSVs); `known`: files (absolute
-    paths) not to open, already accounted for (the report's, from the summary)."""
+    paths) not to open, already accounted for (the report's, from the summary); `damaged`, when
+    given, gets the `.parquet` files that cannot be read at all, with why (a Parquet of someone
+    else's, readable, is simply not ours)."""
     found = []
     for d, dirs, files in os.walk(out_dir):
         dirs[:] = sorted(x for x in dirs if not x.startswith(".") and os.path.abspath(os.path.join(d, x)) != skip)
         found += [p for f in sorted(files) if f.endswith(".parquet") and not f.startswith(".")
                   and os.path.abspath(p := os.path.join(d, f)) not in known]
-    return [(p, meta) for p in found if (meta := read_meta(p)) is not None]
+    ours = []
+    for p in found:
+        try:
+            meta = meta_of(pq.read_schema(p))
+        except (OSError, ValueError, pa.ArrowException) as e:
+            if damaged is not None:
+                damaged.append((p, str(e)))
+            continue
+        if meta is not None:
+            ours.append((p, meta))
+    return ours

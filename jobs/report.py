@@ -14,6 +14,7 @@ from facetracks.pipeline.atomic import temp_name, temp_path
 from facetracks.pipeline.sources import text_path
 from facetracks.pipeline.video import VideoError
 
+from .outputs import REPORT_DIR
 from .report_charts import score_chart, timeline_chart
 from .report_data import (EARLIER, VideoReport, face_rows, load_report, load_video, lowest_score_rows,
                           spaced_frames, worth_a_look)
@@ -21,7 +22,6 @@ from .report_frames import face_crop, frame_thumb, grab_frames
 from .report_html import Picture, VideoPictures, render_html
 
 REPORT_HTML = "report.html"
-REPORT_DIR = "report"
 VIDEOS_PICTURED = 40     # videos given pictures at most (`--videos`); every video has its row
 
 

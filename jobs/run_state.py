@@ -66,11 +66,14 @@ KEPT = ("frames", "faces", "timing", "detections", "segments", "damaged", "devic
 
 def _skipped(before: dict, it: VideoItem, opt: RunOptions) -> dict:
     """A skipped video's entry: what the run that wrote its output said of it (never an old
-    error, and its render only when this run asks for that render, which is then current)."""
+    error). Its render is this run's, which is current: the earlier entry's when that run wrote
+    this render, else its path alone (the summary named the last run's render, another filter's)."""
     entry = {"status": "skipped", "reason": "output is current", "output": it.output(opt.out_dir),
              **{k: before[k] for k in KEPT if k in before}}
-    if opt.render and before.get("render", {}).get("status") == "ok":
-        entry["render"] = before["render"]
+    if opt.render:
+        path = it.rendered(opt.out_dir, opt.render["name"])
+        r = before.get("render", {})
+        entry["render"] = r if r.get("status") == "ok" and r.get("output") == path else {"status": "ok", "output": path}
     if it.photo:
         entry["kind"] = "photo"
     return entry

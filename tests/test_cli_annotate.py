@@ -74,7 +74,7 @@ def test_output_mirrors_tree_with_schema_and_metadata(job):
     np.testing.assert_allclose(df.time_s, [0, 0.04, 0.12, 0.133, 0.2, 0.4, 0.433, 1.0], atol=1e-6)
 
 
-def test_rerun_skips_current_outputs_and_overwrite_redoes_them(job, tmp_path):
+def test_rerun_skips_current_outputs_and_overwrite_redoes_them(job, tmp_path, capsys):
     src, out, _ = job
     before = os.path.getmtime(out / "moving.mp4.parquet")
     assert main(["annotate", str(src / "moving.mp4"), "--out", str(out), "--render", "landmarks"]) == 0
@@ -94,6 +94,13 @@ def test_rerun_skips_current_outputs_and_overwrite_redoes_them(job, tmp_path):
     assert entry.get("reason") == "tracks are current; render redone" and entry["render"]["status"] == "ok", entry
     assert {k: entry[k] for k in ("frames", "faces", "device", "written_by")} == \
         {k: first[k] for k in ("frames", "faces", "device", "written_by")}
+    # back to the first filter, whose render is current: the entry names that render, not the last
+    # run's (it named the sunglasses file), and the line says it was current, not rendered
+    assert main(["annotate", str(src / "moving.mp4"), "--out", str(copy), "--render", "landmarks"]) == 0
+    entry = json.loads((copy / "_summary.json").read_text())["videos"]["moving.mp4"]
+    assert entry["reason"] == "output is current"
+    assert entry["render"] == {"status": "ok", "output": str(copy / "moving.mp4.landmarks.mp4")}
+    assert f"  current: {copy / 'moving.mp4.landmarks.mp4'}" in capsys.readouterr().out
 
 
 def test_real_clips_pass_the_independent_check(videos_dir, tmp_path):
@@ -142,6 +149,24 @@ def test_linked_folders_are_followed_and_each_real_folder_read_once(tmp_path):
     os.symlink("/", tmp_path / "in" / "zroot")
     names = [i.name for i in expand_inputs([str(tmp_path / "in")])]
     assert names == ["b.mp4", "day1/a.mp4", "real/r.mp4"]
+
+
+def test_what_render_and_report_wrote_is_never_an_input(tmp_path):
+    """--out inside the input folder, or the input folder itself: the renders and the report's
+    pictures of a first run are not a second run's photos (they were: 11 report PNGs annotated,
+    then pictured by the next report); a photo of the user's own in a folder named report is."""
+    from facetracks.jobs.inputs import expand_inputs
+    shoot = tmp_path / "shoot"
+    for rel in ("a.mp4", "photos/p.png", "tracks/a.mp4.sunglasses.mp4", "tracks/report/v000/frame_0.png",
+                "tracks/report.0badf00d.tmp/v000/crop.png", "tracks/photos/p.png.sunglasses.png", "report/mine.png",
+                "tracks/report/notes/own.mp4"):
+        (shoot / rel).parent.mkdir(parents=True, exist_ok=True)
+        (shoot / rel).write_bytes(b"")
+    names = sorted(i.name for i in expand_inputs([str(shoot)], exclude_outputs_of=str(shoot / "tracks")))
+    assert names == ["a.mp4", "photos/p.png", "report/mine.png", "tracks/report/notes/own.mp4"]
+    names = sorted(i.name for i in expand_inputs([str(shoot)], exclude_outputs_of=str(shoot)))
+    assert names == ["a.mp4", "photos/p.png", "tracks/report.0badf00d.tmp/v000/crop.png",    # the report is
+                     "tracks/report/notes/own.mp4", "tracks/report/v000/frame_0.png"]        # shoot/report now
 
 
 def test_a_name_is_fitted_to_one_file_name_only_when_it_must_be():

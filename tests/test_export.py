@@ -94,3 +94,21 @@ def test_no_pose_columns_without_pose_and_unmeasured_score_is_empty():
 def test_a_folder_without_tracks_is_one_line(tmp_path, capsys):
     assert main(["export", str(tmp_path)]) == 2
     assert "no track files" in capsys.readouterr().err
+
+
+def test_a_damaged_track_file_is_a_failure_named_not_left_out(exported, tmp_path, capsys):
+    """A track file cut short (a copy interrupted, a full disk elsewhere) was skipped without a word:
+    "2 of 2", exit 0. Now it is one of the files, failed and named; the others are exported."""
+    import shutil
+    out, _ = exported
+    run = tmp_path / "run"
+    shutil.copytree(out, run, ignore=shutil.ignore_patterns("openface"))
+    data = (run / "two faces.mp4.parquet").read_bytes()
+    (run / "two faces.mp4.parquet").write_bytes(data[:len(data) // 2])
+    pd.DataFrame({"a": [1]}).to_parquet(run / "someone_elses.parquet")        # readable, not ours: not a track file
+    assert main(["export", str(run)]) == 1
+    captured = capsys.readouterr()
+    assert f"failed: {run / 'two faces.mp4.parquet'}: cannot read it (" in captured.err
+    assert "someone_elses" not in captured.err + captured.out
+    assert "export: 1 of 2 track files" in captured.out
+    assert (run / "openface" / "sub" / "then_nothing.mp4.csv").exists()
