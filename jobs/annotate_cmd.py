@@ -24,6 +24,7 @@ from .render_cmd import add_render_options
 from .report_cmd import report
 from .progress import PROGRESS_CHOICES
 from .ray_runner import ClusterError, LeaseError, OutputBusy, OutputFull, RunOptions, WorkerStartError, run_annotate
+from . import stopping
 from .sizing import ActorSizeError
 
 
@@ -275,9 +276,10 @@ def run(args: argparse.Namespace) -> int:
         return _refuse(f"{e}; stopped. Every file written is complete (no partial file is left); with space "
                        f"freed, the same command again does the rest", 1)
     except KeyboardInterrupt:
-        print("facetracks annotate: interrupted; every file written is complete (no partial file is left); "
+        what = "terminated (SIGTERM)" if stopping.terminated() else "interrupted"
+        print(f"facetracks annotate: {what}; every file written is complete (no partial file is left); "
               "the same command again does the rest", file=sys.stderr)
-        return 130
+        return 143 if stopping.terminated() else 130
     v = summary["videos"]
     ok = [n for n, e in v.items() if e["status"] == "ok"]
     skipped = [n for n, e in v.items() if e["status"] == "skipped"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import annotate_cmd, bench, evaluate_cmd, export_cmd, render_cmd, report_cmd, train_cmd
+from . import annotate_cmd, bench, evaluate_cmd, export_cmd, render_cmd, report_cmd, stopping, train_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +17,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    with stopping.on_signals():
+        try:
+            return int(args.func(args) or 0)
+        except KeyboardInterrupt:           # a command that has no words of its own for it
+            what = "terminated (SIGTERM)" if stopping.terminated() else "interrupted"
+            print(f"facetracks {args.command}: {what}; every file written is complete", file=sys.stderr)
+            return 143 if stopping.terminated() else 130
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from facetracks.pipeline.render import read_render_key
 from facetracks.pipeline.smoothing import SmoothParams
 from facetracks.pipeline.video import VideoError, header_length
 
+from . import stopping
 from .code_id import code_id
 from .drive import ACTOR_START_S, WorkerStartError, _drive, _first_started, _started, last_line, note_start_failure
 from .inputs import VideoItem
@@ -100,10 +101,12 @@ def init_ray(address: str | None) -> None:
     address = address or os.environ.get("RAY_ADDRESS")
     if not address:
         ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
+        stopping.install()           # Ray's SIGTERM handler aborts with a stack dump: ours stops the run
         return
     for attempt in range(1, CLIENT_ATTEMPTS + 1):
         try:
             ray.init(address=address, log_to_driver=False)
+            stopping.install()
             return
         except ConnectionError as e:
             cause = last_line(str(e)) or "no reason given"     # the server's traceback ends with it

@@ -315,18 +315,28 @@ def while_rendering(p, out) -> None:
     pytest.fail("no render temp file was seen")
 
 
-def test_ctrl_c_during_a_render_leaves_no_temp_file(sandbox, inputs, tmp_path):
+@pytest.mark.parametrize("sig, code, said", [(signal.SIGINT, 130, "interrupted"),
+                                             (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_ctrl_c_or_sigterm_during_a_render_leaves_no_temp_file(sandbox, inputs, tmp_path, sig, code, said):
     """SIGINT while a render is being written: the driver stops the actors and removes the render's
-    temp file; exit 130."""
+    temp file; exit 130. SIGTERM (timeout, docker stop, Slurm, Kubernetes) the same, exit 143: it
+    used to abort in Ray's handler with a stack dump, the summary not saying so, and the actor
+    went on to move its render into place after the driver was gone."""
     p = annotate(sandbox, inputs, tmp_path, "--actors", "1", "--render", "landmarks", wait=False)
     try:
         while_rendering(p, tmp_path)
-        os.kill(p.pid, signal.SIGINT)
+        os.kill(p.pid, sig)
         text, _ = p.communicate(timeout=120)
+        time.sleep(3)                   # an actor left running would move its render into place by now
     finally:
         stop_sessions([p.pid], sandbox["RAY_AUTH_TOKEN"])
-    assert p.returncode == 130, text
-    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")], os.listdir(tmp_path)
+    assert p.returncode == code, text
+    assert f"facetracks annotate: {said}; every file written is complete" in text and "Traceback" not in text, text
+    assert json.loads((tmp_path / "_summary.json").read_text())["interrupted"] is True
+    left = os.listdir(tmp_path)
+    assert not [f for f in left if f.endswith(".tmp")] and "_running.json" not in left, left
+    renders = {f[:-len(".landmarks.mp4")] for f in left if f.endswith(".landmarks.mp4")}
+    assert renders <= {f[:-len(".parquet")] for f in left if f.endswith(".parquet")}, left    # never without tracks
 
 
 def test_a_worker_killed_during_a_render_leaves_no_temp_file(sandbox, inputs, tmp_path):
