@@ -70,9 +70,23 @@ def finish_whole(res: dict, opt: RunOptions, out: Out) -> dict:
             write_tracks(table, it.output(out.root), track_meta(info, it.name, frames, opt.model_id,
                                                                 opt.params_for_key), out.fs)
     except (OSError, pa.ArrowException) as e:
+        dropped = _drop_render(res, it, opt, out)
         raise_if_full(e, f"writing {it.name}'s tracks")
-        return {"status": "failed", "error": f"{it.output(opt.out_dir)}: cannot write ({e})"}
+        return {"status": "failed", "error": f"{it.output(opt.out_dir)}: cannot write ({e})"
+                + ("; its render, made before, removed: a render is never left without its tracks" if dropped else "")}
     return entry_of(it, opt, frames, faces, info, [res])
+
+
+def _drop_render(res: dict, it: VideoItem, opt: RunOptions, out: Out) -> bool:
+    """Delete the render this result's worker moved into place (renders are written by the actors,
+    before the driver writes the tracks); whether there was one."""
+    if not (opt.render and res.get("render", {}).get("status") == "ok"):
+        return False
+    try:
+        out.fs.delete_file(it.rendered(out.root, opt.render["name"]))
+    except OSError:
+        return False
+    return True
 
 
 class SegmentedVideo:

@@ -49,9 +49,13 @@ def segments_of(path: str, segment_s: float, overlap_s: float,
 
 
 def plan_segments(keyframes: list[float], segment_s: float, overlap_s: float) -> list[Segment]:
-    """Boundaries at keyframes at least `segment_s` apart; one segment when the video is short."""
+    """Boundaries at keyframes at least `segment_s` apart; one segment when the video is short.
+    A segment decodes from `overlap_s` before its start, but never from before the first keyframe:
+    times may be negative (a TS clock that wrapped), and AVI and FLV refuse a seek before their
+    first packet."""
+    keyframes = sorted(keyframes)
     bounds, last = [], None
-    for t in sorted(keyframes):
+    for t in keyframes:
         if last is None:
             last = t
             continue
@@ -60,7 +64,7 @@ def plan_segments(keyframes: list[float], segment_s: float, overlap_s: float) ->
             last = t
     starts = [None] + bounds
     ends = bounds + [None]
-    return [Segment(i, s, e, None if s is None else s - overlap_s)
+    return [Segment(i, s, e, None if s is None else max(keyframes[0], s - overlap_s))
             for i, (s, e) in enumerate(zip(starts, ends))]
 
 

@@ -142,7 +142,8 @@ def pick_video_stream(container: av.container.InputContainer, path: str = "") ->
     default = [s for s in real if s.disposition & av.stream.Disposition.default]
     if default:
         return default[0]
-    return max(real, key=lambda s: (s.codec_context.width or 0) * (s.codec_context.height or 0))
+    return max(real, key=lambda s: (s.codec_context.width or 0) * (s.codec_context.height or 0)
+               if s.codec_context else -1)       # no decoder for it: its own error, when it is the one
 
 
 def open_video(path: str) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
@@ -161,7 +162,10 @@ def open_video(path: str) -> tuple[av.container.InputContainer, av.video.stream.
     except (OSError, ValueError) as e:   # a store that cannot be read (credentials, network), a bad URI
         raise VideoError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from e
     try:
-        return container, pick_video_stream(container, path)
+        s = pick_video_stream(container, path)
+        if s.codec_context is None:        # FFmpeg has no decoder for it (an unknown fourcc)
+            raise VideoError(f"{path}: no decoder for its video codec ({getattr(s, 'codec_tag', '') or 'unknown'})")
+        return container, s
     except VideoError:
         container.close()
         raise
@@ -173,13 +177,17 @@ def frame_rate(s: av.video.stream.VideoStream) -> float:
 
 
 def indexed_frames(s: av.video.stream.VideoStream) -> int:
-    """Frames the container says will be shown: its count less the samples its edit list hides. A
-    lossless trim (LosslessCut, `ffmpeg -ss … -c copy`) keeps the packets from the keyframe before
-    the cut and hides those before the cut point; they decode (the frames after need them) and are
-    dropped, so counted as shown they made a trimmed file look truncated (60 of 120)."""
+    """Frames the container says will be shown. In MP4/MOV, the index's samples less those its edit
+    list hides: a lossless trim (LosslessCut, `ffmpeg -ss … -c copy`) keeps the packets from the
+    keyframe before the cut and hides those before the cut point (they decode, the frames after
+    need them, and are dropped), and leaves the samples after its end out of the index, while the
+    stream's count has them all: a trimmed file looked truncated (60 of 120). A file cut short
+    keeps its whole index (at its front, else it does not open), so truncation is still seen.
+    Elsewhere the stream's count (an index there may list keyframes only)."""
     n = int(s.frames or 0)
-    if n:
-        n -= sum(1 for e in s.index_entries if e.is_discard)
+    if n and "mp4" in s.container.format.name.split(","):
+        entries = s.index_entries
+        n = min(n, len(entries) - sum(1 for e in entries if e.is_discard)) if len(entries) else n
     return max(n, 0)
 
 
@@ -312,15 +320,22 @@ def _sought(container: av.container.InputContainer, s: av.video.stream.VideoStre
     tb = s.time_base
     origin = float(s.start_time * tb) if s.start_time is not None else None
     for back in (0.0, *SEEK_BACK_S):
-        target = start_s - back
-        container.seek(int(target / tb), stream=s, backward=True)
+        target, last = start_s - back, back == SEEK_BACK_S[-1]
+        try:
+            container.seek(int(target / tb), stream=s, backward=True)
+        except av.error.FFmpegError:
+            if not back:
+                raise
+            # before the first packet: AVI and FLV refuse that seek (EPERM); go to the first one
+            container.seek(int((origin or 0.0) / tb), stream=s, backward=True)
+            last = True
         frames = _decoded(container, s, damaged)
         first = next(frames, None)
         if first is None:
             return
         t = float(first.pts * tb) if first.pts is not None else None
         at_start = origin is not None and t is not None and t <= origin + 1e-3     # nothing before it
-        if t is None or t <= start_s + 1e-6 or at_start or back == SEEK_BACK_S[-1]:
+        if t is None or t <= start_s + 1e-6 or at_start or last:
             yield first
             yield from frames
             return

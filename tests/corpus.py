@@ -348,6 +348,17 @@ def camera_avi(d: str, face: np.ndarray) -> Case:
     return Case(path, 12, upright=(320, 240), audio=True)
 
 
+def unknown_codec(d: str, face: np.ndarray) -> Case:
+    """An AVI whose video fourcc FFmpeg knows no decoder for (a camera maker's own)."""
+    path = os.path.join(d, "unknown_codec.avi")
+    write(path, _frames(face, (320, 240)), fmt="avi", codec="mjpeg", pix_fmt="yuvj420p")
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data.replace(b"MJPG", b"QQQQ"))
+    return Case(path, None, error="no decoder for its video codec")
+
+
 def dubbed(d: str, face: np.ndarray) -> Case:
     """Two sound tracks in Matroska, English then German, German the default: a player plays German."""
     path = os.path.join(d, "dubbed.mkv")
@@ -402,7 +413,8 @@ def build(d: str, face: np.ndarray) -> dict[str, Case]:
              "ten_bit": ten_bit(d, face), "full_range": full_range(d, face), "limited_range": limited_range(d, face),
              "hlg": hdr_tagged(d, face), "gif": gif(d, face), "trimmed": trimmed(d, face),
              "broadcast": broadcast(d, face), "ts_wrap": ts_wrap(d, face), "camera_avi": camera_avi(d, face),
-             "dubbed": dubbed(d, face), "two_streams_unflagged": two_streams(d, face, flagged=False)}
+             "dubbed": dubbed(d, face), "two_streams_unflagged": two_streams(d, face, flagged=False),
+             "unknown_codec": unknown_codec(d, face)}
     for c in old_formats(d, face):
         cases[os.path.splitext(os.path.basename(c.path))[1][1:]] = c
     return cases

@@ -493,3 +493,18 @@ def test_a_full_output_disk_stops_the_run_and_a_rerun_with_space_does_the_rest(d
     assert sorted(summary) == [f"v{i}.mp4" for i in range(len(faces))]
     assert {summary[f[:-len(".parquet")]]["status"] for f in done} == {"skipped"}
     assert {e["status"] for e in summary.values()} <= {"ok", "skipped"}
+
+
+def test_a_render_is_never_left_without_its_tracks(job, tmp_path, capsys):
+    """The actor renders and moves its render into place before the driver writes the tracks: when
+    that write fails (here a folder holds the track file's name; a file made immutable, a
+    permission), the render it would belong to is removed, and the error says so."""
+    src, _, _ = job
+    out = tmp_path / "out"
+    (out / "moving.mp4.parquet").mkdir(parents=True)
+    assert main(["annotate", str(src / "moving.mp4"), "--out", str(out), "--render", "landmarks",
+                 "--profile", "fast"]) == 1
+    entry = json.loads((out / "_summary.json").read_text())["videos"]["moving.mp4"]
+    assert entry["status"] == "failed" and "cannot write" in entry["error"], entry
+    assert "its render, made before, removed" in entry["error"]
+    assert sorted(os.listdir(out)) == ["_summary.json", "moving.mp4.parquet"]      # the folder, and no render

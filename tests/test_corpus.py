@@ -75,7 +75,7 @@ def shown(path: str) -> tuple[list[np.ndarray], list[float], Fraction, bool]:
         return frames, times, Fraction(sar), bool(c.streams.audio)
 
 
-@pytest.mark.parametrize("kind", ["cover_art", "empty_track"])
+@pytest.mark.parametrize("kind", ["cover_art", "empty_track", "unknown_codec"])
 def test_files_without_a_video_to_show_are_named_errors(cases, predictor, kind):
     c = cases[kind]
     with pytest.raises(VideoError) as e:
@@ -267,6 +267,7 @@ def test_job_over_the_corpus_reports_each_file(job):
     assert code == 1                                            # something failed, and said so
     assert "truncated" in v["cut/long_cut.mp4"]["error"]
     assert "only cover art" in v["song.mp4"]["error"]
+    assert "no decoder for its video codec" in v["unknown_codec.avi"]["error"]    # one file's, not the job's
     long = v["long.mp4"]
     assert long["status"] == "ok" and long["frames"] == 100 and long["segments"] == 1   # rendering: whole
     for name in ("phone_rotated.mp4", "old.wmv", "raw.h264", "odd_321x181.mkv", "clip.gif"):
@@ -406,3 +407,36 @@ def test_the_job_annotates_and_renders_a_damaged_video_and_says_so(tmp_path, cap
     df = pd.read_parquet(out / "bad.mp4.parquet")
     assert sorted(df.frame_index.unique()) == list(range(e["frames"]))
     assert "damaged: bad.mp4: the decoder rejected" in capsys.readouterr().err
+
+
+def test_segments_never_seek_before_the_first_packet(face, tmp_path):
+    """Half-second segments with the one-second overlap: the second segment would decode from
+    before 0, and AVI refuses that seek (EPERM: "decoding failed at frame 0"); it decodes from the
+    first keyframe. Every frame is owned by exactly one segment."""
+    from facetracks.pipeline.segments import segments_of
+    path = str(tmp_path / "cam.avi")
+    corpus.write(path, [corpus.canvas(face, (320, 240), at=(8 + i % 20, 4)) for i in range(50)], fmt="avi",
+                 codec="mjpeg", pix_fmt="yuvj420p")
+    segs = segments_of(path, 0.5, 1.0)
+    assert len(segs) > 3 and min(s.decode_from_s for s in segs[1:]) == 0.0
+    owned = []
+    for s in segs:
+        times = [f.time_s for f in iter_frames(path, start_s=s.decode_from_s, end_s=s.end_s)]
+        owned += [t for t in times if s.start_s is None or t >= s.start_s - 1e-6]
+    assert owned == pytest.approx([i / corpus.FPS for i in range(50)])
+
+
+def test_an_edit_list_that_ends_early_is_the_frames_it_shows(face, tmp_path):
+    """An editor's trim of the end: the edit list shows the first 9 of 24 samples, and the whole
+    GOPs after it are left out of the index while the stream's count keeps them (it read as
+    truncated: 24 indexed, 9 decode)."""
+    import struct
+    path = str(tmp_path / "tail.mp4")
+    corpus.write(path, corpus._frames(face, (320, 240), 24), options={"g": "4"},
+                 container_options={"use_editlist": "1"})
+    data = bytearray(open(path, "rb").read())
+    at = data.find(b"elst") + 12                 # version 0: 32-bit segment duration, first entry
+    (duration,) = struct.unpack(">I", data[at:at + 4])
+    data[at:at + 4] = struct.pack(">I", duration * 9 // 24)
+    open(path, "wb").write(bytes(data))
+    assert [f.index for f in iter_frames(path)] == list(range(9))
