@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from facetracks.pipeline.video import VideoError
+
 from . import annotate_cmd, bench, evaluate_cmd, export_cmd, render_cmd, report_cmd, stopping, train_cmd
 
 
@@ -20,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     with stopping.on_signals():
         try:
             return int(args.func(args) or 0)
+        except (VideoError, FileNotFoundError) as e:    # a file named on the command line: one line, no traceback
+            what = f"no such file: {e.filename}" if isinstance(e, FileNotFoundError) and e.filename else str(e)
+            print(f"facetracks {args.command}: {what}", file=sys.stderr)
+            return 2
         except KeyboardInterrupt:           # a command that has no words of its own for it
             what = "terminated (SIGTERM)" if stopping.terminated() else "interrupted"
             print(f"facetracks {args.command}: {what}; every file written is complete", file=sys.stderr)

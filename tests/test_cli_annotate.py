@@ -508,3 +508,12 @@ def test_a_render_is_never_left_without_its_tracks(job, tmp_path, capsys):
     assert entry["status"] == "failed" and "cannot write" in entry["error"], entry
     assert "its render, made before, removed" in entry["error"]
     assert sorted(os.listdir(out)) == ["_summary.json", "moving.mp4.parquet"]      # the folder, and no render
+
+
+def test_a_missing_file_given_to_other_commands_is_one_line(tmp_path, capsys):
+    """`evaluate --data` or `bench VIDEO` naming what is not there ended in a traceback."""
+    assert main(["evaluate", "--data", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"facetracks evaluate: no such file: {tmp_path / 'nowhere'}") and "Traceback" not in err
+    assert main(["bench", str(tmp_path / "nothing.mp4"), "--no-memory", "--no-accuracy"]) == 2
+    assert f"facetracks bench: {tmp_path / 'nothing.mp4'}: no such file" in capsys.readouterr().err
