@@ -299,6 +299,10 @@ def run(args: argparse.Namespace) -> int:
             near = f" (from {d['at_s'][0]:.1f} s)" if d["at_s"] else ""
             print(f"  damaged: {name}: the decoder rejected {d['packets']} packets{near}, skipped as players do; "
                   f"the frames they held have no rows", file=sys.stderr)
+    for name, e in v.items():
+        if e.get("changed_while_read"):
+            print(f"  changed: {name}: the file changed while it was read (still being written?): its tracks hold "
+                  f"what was there then; the same command again redoes it", file=sys.stderr)
     for name, err in failed.items():
         print(f"  failed: {name}: {err}", file=sys.stderr)
     bad_renders = {n: r["error"] for n, r in renders.items() if r["status"] != "ok"}

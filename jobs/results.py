@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from facetracks.pipeline import sources
 from facetracks.pipeline.parquet import TrackStream, face_count, frame_count, track_meta, write_tracks
 from facetracks.pipeline.segments import Stitcher
 from facetracks.pipeline.smoothing import SmoothParams, smooth_tracks
@@ -45,6 +46,8 @@ def entry_of(it: VideoItem, opt: RunOptions, frames: int, faces: int, info: dict
     devices = sorted({r["device"] for r in results if r.get("device")})
     if devices:      # which kind of actor read it: on a cluster of GPU and CPU nodes, rows depend on it
         entry["device"] = devices[0] if len(devices) == 1 else devices
+    if sources.changed_since(it.path, info["size_bytes"], info["mtime"]):
+        entry["changed_while_read"] = True      # the tracks hold what was there; its run key, what a rerun redoes
     if results[0].get("render"):
         entry["render"] = render_entry(results[0], it, opt)
     return entry

@@ -72,6 +72,17 @@ def info(path: str) -> SourceInfo:
     return _info_of(fs.get_file_info(inner))
 
 
+def changed_since(path: str, size: int, mtime: float) -> bool:
+    """Whether the file at `path` is no longer the one of that size and time (asked anew, not
+    from a listing): a recording still being written when it was read. False when it cannot be
+    asked."""
+    try:
+        now = info(path) if not is_uri(path) else _info_of(resolve(path)[0].get_file_info(resolve(path)[1]))
+    except (OSError, ValueError):
+        return False
+    return now.kind == "file" and (now.size != size or now.mtime != mtime)
+
+
 def _info_of(fi: pafs.FileInfo) -> SourceInfo:
     kind = {pafs.FileType.File: "file", pafs.FileType.Directory: "dir"}.get(fi.type, "missing")
     return SourceInfo(kind, fi.size or 0, fi.mtime.timestamp() if fi.mtime is not None else 0.0)

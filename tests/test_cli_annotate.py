@@ -517,3 +517,18 @@ def test_a_missing_file_given_to_other_commands_is_one_line(tmp_path, capsys):
     assert err.startswith(f"facetracks evaluate: no such file: {tmp_path / 'nowhere'}") and "Traceback" not in err
     assert main(["bench", str(tmp_path / "nothing.mp4"), "--no-memory", "--no-accuracy"]) == 2
     assert f"facetracks bench: {tmp_path / 'nothing.mp4'}: no such file" in capsys.readouterr().err
+
+
+def test_a_file_that_changed_since_it_was_read_is_told_apart(tmp_path):
+    """A recording still being written when it was read: the summary marks it `changed_while_read`
+    and stderr says the same command redoes it (its run key holds the size it had). Seen with the
+    20 s sample grown by 1 kB mid-run; here the check itself, on a real file."""
+    from facetracks.pipeline import sources
+    rec = tmp_path / "rec.mp4"
+    rec.write_bytes(b"x" * 100)
+    st = sources.info(str(rec))
+    assert not sources.changed_since(str(rec), st.size, st.mtime)
+    with open(rec, "ab") as f:
+        f.write(b"more")
+    assert sources.changed_since(str(rec), st.size, st.mtime)
+    assert not sources.changed_since(str(tmp_path / "gone.mp4"), st.size, st.mtime)     # cannot tell: no claim
