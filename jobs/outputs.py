@@ -69,6 +69,8 @@ def upload(local_path: str, fs: pafs.FileSystem, path: str) -> None:
 
 
 STALE_TEMP_S = 24 * 3600      # a day: a live run's slowest piece is never that old
+TAKEOVER_TEMP_S = 60.0        # after a dead run's lease is taken over: a live writer (`facetracks render`
+                              # into the folder) touches its temp file every frame
 
 
 def remove_stale_temps(fs: pafs.FileSystem, root: str, older_than_s: float = STALE_TEMP_S) -> int:

@@ -37,7 +37,7 @@ from .code_id import code_id
 from .drive import ACTOR_START_S, WorkerStartError, _drive, _first_started, _started, last_line, note_start_failure
 from .inputs import VideoItem
 from .out_lease import LEASE, Lease, LeaseError, OutputBusy, describe
-from .outputs import OutputFull, raise_if_full, remove_stale_temps, resolve
+from .outputs import STALE_TEMP_S, TAKEOVER_TEMP_S, OutputFull, raise_if_full, remove_stale_temps, resolve
 from .photos import batches, render_current as photo_render_current
 from .run_state import Out, _key, _read_summary, _render_plan, _skipped, _write_json
 from .sizing import MAX_DEFAULT_CPUS, decode_threads, plan_actors, plan_beside_gpus, without_stage_servers
@@ -224,7 +224,7 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
         if lease.took_over:
             print(f"facetracks: an earlier {describe(lease.took_over)} ended without finishing; "
                   f"this run takes over its output folder", file=sys.stderr, flush=True)
-        summary = _annotate(items, opt, out, run_id)
+        summary = _annotate(items, opt, out, run_id, took_over=lease.took_over is not None)
         if lease.lost:
             print(f"facetracks: while this run could not renew its hold on the output folder (the machine "
                   f"was suspended?), {describe(lease.lost)} took it over: the two may have overwritten each "
@@ -234,8 +234,10 @@ def run_annotate(items: list[VideoItem], opt: RunOptions) -> dict:
         lease.release()
 
 
-def _annotate(items: list[VideoItem], opt: RunOptions, out: Out, run_id: str) -> dict:
-    removed = remove_stale_temps(out.fs, out.root)
+def _annotate(items: list[VideoItem], opt: RunOptions, out: Out, run_id: str, took_over: bool = False) -> dict:
+    # a run that died left its temp files (a render's can be gigabytes): once its lease is taken
+    # over, no run of ours writes here, so they go once untouched for a minute, not a day
+    removed = remove_stale_temps(out.fs, out.root, TAKEOVER_TEMP_S if took_over else STALE_TEMP_S)
     earlier = _read_summary(out)
     summary = {"run": run_id, "model": opt.model_id, "params": opt.params_for_key, "videos": {},
                "stale_temp_files_removed": removed}

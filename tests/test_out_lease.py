@@ -217,3 +217,25 @@ def test_a_second_annotate_into_the_same_folder_stops_at_once_and_the_first_fini
     assert f"another facetracks run is writing to {out}: run " in err and f"(pid {p.pid} on " in err
     assert p.returncode == 0, text
     assert sorted(os.listdir(out)) == ["_summary.json", "one.mp4.landmarks.mp4", "one.mp4.parquet"]
+
+
+def test_taking_over_a_dead_runs_folder_removes_its_temp_files(data_dir, tmp_path, capsys):
+    """A run SIGKILLed mid-render leaves its lease and its render's temp file; the next run says it
+    takes over, and removes the temp files untouched for a minute (a day, without a takeover: one
+    might be a live run's). One touched 10 s ago may be `facetracks render` writing: it stays."""
+    src = tmp_path / "in"
+    src.mkdir()
+    moving_clip(str(src / "one.mp4"), pick_faces(data_dir, 1), frames_each=3)
+    out = tmp_path / "out"
+    out.mkdir()
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    _plant(out, _holder("killed", pid=p.pid, pid_start="1"))
+    old, young = out / "big.mp4.sunglasses.mp4.0badf00d.tmp", out / "x.mp4.5eedbeef.tmp"
+    for f, age in ((old, 120), (young, 10)):
+        f.write_bytes(b"half a render")
+        os.utime(f, (time.time() - age, time.time() - age))
+    assert main(["annotate", str(src), "--out", str(out), "--profile", "fast"]) == 0
+    assert "an earlier run killed (pid" in capsys.readouterr().err
+    assert not old.exists() and young.exists()
+    assert json.loads((out / "_summary.json").read_text())["stale_temp_files_removed"] == 1
