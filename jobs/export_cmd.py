@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from facetracks.pipeline.atomic import temp_path
 
 from .export import to_openface, write_csv
-from .outputs import is_uri, track_files
+from .outputs import local_folder, track_files
 
 FORMATS = ("openface",)
 
@@ -35,9 +35,11 @@ def export_file(parquet: str, csv_path: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if is_uri(args.out_dir) or not os.path.isdir(args.out_dir):
+    folder = local_folder(args.out_dir)     # a path, or a file:// URI as annotate --out takes it
+    if folder is None or not os.path.isdir(folder):
         print(f"facetracks export: {args.out_dir}: no such local folder", file=sys.stderr)
         return 2
+    args.out_dir = folder
     dest = os.path.abspath(args.dest or os.path.join(args.out_dir, "openface"))
     damaged: list[tuple[str, str]] = []
     files = [p for p, _ in track_files(args.out_dir, skip=dest, damaged=damaged)]

@@ -18,8 +18,8 @@ from facetracks.pipeline.atomic import is_temp_name, write_atomic
 from facetracks.pipeline.parquet import meta_of
 from facetracks.pipeline.sources import is_uri, resolve
 
-__all__ = ["clean_dest", "exists", "is_full", "is_uri", "remove_stale_temps", "remove_temps_of", "resolve", "upload",
-           "write_bytes"]
+__all__ = ["clean_dest", "exists", "is_full", "is_uri", "local_folder", "remove_stale_temps", "remove_temps_of",
+           "resolve", "upload", "write_bytes"]
 
 
 REPORT_DIR = "report"     # OUT/report/: the pictures of `--report` (jobs/report.py), never inputs (jobs/inputs.py)
@@ -52,6 +52,15 @@ def clean_dest(dest: str) -> str:
     path, q, options = rest.partition("?")
     path = re.sub("/{2,}", "/", path)
     return f"{scheme}://{path.rstrip('/') or path}{q}{options}"
+
+
+def local_folder(dest: str) -> str | None:
+    """The local path of an output given as a path or a file:// URI (what `annotate --out` took);
+    None for a remote store."""
+    if not is_uri(dest):
+        return dest
+    fs, path = resolve(dest)
+    return path if isinstance(fs, pafs.LocalFileSystem) else None
 
 
 def exists(fs: pafs.FileSystem, path: str) -> bool:

@@ -6,7 +6,7 @@ import os
 import sys
 
 from .argtypes import nonneg_int
-from .outputs import is_uri
+from .outputs import local_folder
 from .report import VIDEOS_PICTURED, write_report
 from .report_data import ReportError
 
@@ -25,10 +25,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def report(out_dir: str, frames: int = 6, lowest: int = 4, videos: int = VIDEOS_PICTURED) -> int:
     """Write the report and say where; one line and exit 2 when the folder holds no run."""
-    if is_uri(out_dir):
+    if local_folder(out_dir) is None:
         print(f"facetracks report: {out_dir}: the report is written to a local folder; copy the run here first",
               file=sys.stderr)
         return 2
+    out_dir = local_folder(out_dir)        # a file:// URI, as annotate --out takes it
     try:
         path = write_report(out_dir, frames, lowest, videos)
     except ReportError as e:

@@ -221,6 +221,9 @@ def test_outputs_can_go_to_a_filesystem_uri(data_dir, tmp_path):
     assert read_meta(str(dest / "one.mp4.parquet"))["model"].startswith("ft68-resnet-xs-hm@")
     assert main(args) == 0
     assert json.loads((dest / "_summary.json").read_text())["videos"]["one.mp4"]["status"] == "skipped"
+    # report and export take the run where annotate wrote it (they refused a file:// URI)
+    assert main(["report", uri]) == 0 and (dest / "report.html").exists()
+    assert main(["export", uri]) == 0 and (dest / "openface" / "one.mp4.csv").exists()
 
 
 def test_bad_weights_are_refused_before_any_actor_starts(tmp_path, capsys):
