@@ -6,6 +6,7 @@ import glob
 import hashlib
 import os
 import sys
+import tempfile
 from dataclasses import MISSING
 
 from facetracks.models.inference import LandmarkPredictor
@@ -210,8 +211,12 @@ def _out_error(args: argparse.Namespace) -> str | None:
             os.makedirs(args.out, exist_ok=True)
         except OSError as e:
             return f"cannot create the output folder {args.out} ({e.strerror or e})"
-        if not os.access(args.out, os.W_OK):
-            return f"cannot write to the output folder {args.out} (permission denied)"
+        try:                  # a file made and removed: says why not (read-only file system, permission)
+            fd, probe = tempfile.mkstemp(prefix=".facetracks-", dir=args.out)
+            os.close(fd)
+            os.remove(probe)
+        except OSError as e:
+            return f"cannot write to the output folder {args.out} ({(e.strerror or str(e)).lower()})"
     return None
 
 

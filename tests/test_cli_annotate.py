@@ -535,3 +535,23 @@ def test_a_file_that_changed_since_it_was_read_is_told_apart(tmp_path):
         f.write(b"more")
     assert sources.changed_since(str(rec), st.size, st.mtime)
     assert not sources.changed_since(str(tmp_path / "gone.mp4"), st.size, st.mtime)     # cannot tell: no claim
+
+
+def test_an_output_folder_on_a_read_only_filesystem_is_one_line_naming_why(data_dir, tmp_path):
+    """It said "permission denied" (os.access), and as root it passed the check and failed later;
+    now a file is made and removed there first, and the line says what the system said. The
+    folder is on a tmpfs remounted read-only in a mount namespace of the test's own."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) to mount a read-only filesystem")
+    src, mnt = tmp_path / "in", tmp_path / "mnt"
+    src.mkdir()
+    mnt.mkdir()
+    moving_clip(str(src / "one.mp4"), pick_faces(data_dir, 1), frames_each=3)
+    script = ('mount -t tmpfs tmpfs "$1" && mkdir "$1/out" && mount -o remount,ro "$1" || exit 97; '
+              '"$2" -m facetracks.jobs.cli annotate "$3" --out "$1/out"')
+    r = subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", str(mnt), sys.executable, str(src)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    if r.returncode == 97:
+        pytest.skip(f"cannot mount a tmpfs in a new mount namespace here: {r.stderr[-300:]}")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"cannot write to the output folder {mnt}/out (read-only file system)" in r.stderr
