@@ -38,7 +38,7 @@ _TO_GRAY = {3: cv2.COLOR_RGB2GRAY, 4: cv2.COLOR_RGBA2GRAY}
 class Landmarker:
     """Batches of images in, a row per face out.
 
-    In: a batch as `map_batches` gives it (a dict of numpy arrays, or a pandas DataFrame), with
+    In: a batch as `map_batches` gives it (a dict of numpy arrays, a pandas DataFrame or a pyarrow Table), with
     a column `image_column` of uint8 images, gray (H, W) or RGB (H, W, 3) (`read_images` gives
     RGB, or gray for a gray file; RGBA is taken too). Every other column is an id, one scalar a
     row (`path` from `read_images(..., include_paths=True)`), copied onto each row of its image.
@@ -59,7 +59,9 @@ class Landmarker:
         self.parts: ProfileParts = load_profile(profile, device, os.fspath(weights) if weights else None)
         self.image_column = image_column
 
-    def __call__(self, batch: Mapping[str, Any] | pd.DataFrame) -> pa.Table:
+    def __call__(self, batch: Mapping[str, Any] | pd.DataFrame | pa.Table) -> pa.Table:
+        if isinstance(batch, pa.Table):
+            batch = _numpy_columns(batch)
         if self.image_column not in batch:
             raise KeyError(f"the batch has no {self.image_column!r} column (it has {', '.join(map(str, batch))}); "
                            f"name the image column with Landmarker(image_column=...)")
@@ -97,6 +99,14 @@ class Landmarker:
             if keep:
                 out[i].append((p, float(s)))
         return out
+
+
+def _numpy_columns(table: pa.Table) -> dict[str, np.ndarray]:
+    """A `batch_format="pyarrow"` batch as map_batches' numpy one: converted chunk by chunk, as Ray
+    Data's tensor columns convert themselves to (N, H, W, C) or to one array per image (a whole
+    column's `to_numpy` gave a flat buffer, or dicts, per image)."""
+    return {name: np.concatenate([c.to_numpy(zero_copy_only=False) for c in table.column(name).chunks])
+            if table.column(name).num_chunks else np.array([]) for name in table.column_names}
 
 
 def to_gray(img: Any, what: str = "image") -> np.ndarray:

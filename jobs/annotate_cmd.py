@@ -6,7 +6,6 @@ import glob
 import hashlib
 import os
 import sys
-import tempfile
 from dataclasses import MISSING
 
 from facetracks.models.inference import LandmarkPredictor
@@ -15,12 +14,13 @@ from facetracks.pipeline.detect import HaarDetector
 from facetracks.pipeline.filters import FILTERS, get_filter
 from facetracks.pipeline.follow import FollowParams
 from facetracks.pipeline import sources
+from facetracks.pipeline.render import OUTPUT_FORMATS, check_crf
 from facetracks.pipeline.profiles import DEFAULT_PROFILE, DETECTOR_BACKENDS, PROFILES, get_profile
 from facetracks.pipeline.smoothing import SmoothParams, parse_smooth
 
 from .argtypes import bounded, nonneg_float, nonneg_int, positive_int, scale_step, unit_float
 from .inputs import expand_inputs
-from .outputs import clean_dest, is_uri
+from .outputs import cannot_write, clean_dest, is_uri
 from .render_cmd import add_render_options
 from .report_cmd import report
 from .progress import PROGRESS_CHOICES
@@ -211,12 +211,9 @@ def _out_error(args: argparse.Namespace) -> str | None:
             os.makedirs(args.out, exist_ok=True)
         except OSError as e:
             return f"cannot create the output folder {args.out} ({e.strerror or e})"
-        try:                  # a file made and removed: says why not (read-only file system, permission)
-            fd, probe = tempfile.mkstemp(prefix=".facetracks-", dir=args.out)
-            os.close(fd)
-            os.remove(probe)
-        except OSError as e:
-            return f"cannot write to the output folder {args.out} ({(e.strerror or str(e)).lower()})"
+        why = cannot_write(args.out)
+        if why:
+            return f"cannot write to the output folder {args.out} ({why})"
     return None
 
 
@@ -236,8 +233,9 @@ def run(args: argparse.Namespace) -> int:
         if args.overlay and args.render != "overlay":
             return _refuse(f"--overlay draws your image instead of a filter: use --render overlay "
                            f"--overlay {args.overlay}, not --render {args.render}")
-        try:   # fail fast on a bad filter or overlay, before any video is decoded
+        try:   # fail fast on a bad filter, overlay or quality, before any video is decoded
             get_filter(args.render, args.overlay, args.anchor)
+            check_crf(OUTPUT_FORMATS[".mp4"], args.crf)         # annotate renders H.264 MP4
         except ValueError as e:
             return _refuse(str(e))
         # actors get the overlay's bytes, not its path: a cluster's nodes need no shared copy of it

@@ -31,7 +31,7 @@ nonneg_float = bounded(float, lambda v: v >= 0, ">= 0")
 positive_float = bounded(float, lambda v: v > 0, "> 0")
 unit_float = bounded(float, lambda v: 0 <= v <= 1, "in [0, 1]")
 scale_step = bounded(float, lambda v: v > 1, "> 1 (the Haar scale step)")
-crf = bounded(int, lambda v: 0 <= v <= 51, "in 0..51")
+crf = bounded(int, lambda v: 0 <= v <= 63, "in 0..63 (H.264 0..51)")
 
 
 ARCH_FIELDS = {"input_size": int, "expand": float,           # the crop's, then the network's

@@ -8,6 +8,7 @@ import errno
 import os
 import re
 import shutil
+import tempfile
 import time
 
 import pyarrow as pa
@@ -18,7 +19,7 @@ from facetracks.pipeline.atomic import is_temp_name, write_atomic
 from facetracks.pipeline.parquet import meta_of
 from facetracks.pipeline.sources import is_uri, resolve
 
-__all__ = ["clean_dest", "exists", "is_full", "is_uri", "local_folder", "remove_stale_temps", "remove_temps_of",
+__all__ = ["cannot_write", "clean_dest", "exists", "is_full", "is_uri", "local_folder", "remove_stale_temps", "remove_temps_of",
            "resolve", "upload", "write_bytes"]
 
 
@@ -61,6 +62,20 @@ def local_folder(dest: str) -> str | None:
         return dest
     fs, path = resolve(dest)
     return path if isinstance(fs, pafs.LocalFileSystem) else None
+
+
+def cannot_write(folder: str) -> str | None:
+    """Why a file cannot be written in a local `folder` (made if missing), in the system's words
+    (`read-only file system`, `permission denied`), found by making one and removing it; None
+    when it can. Checked before a command starts (as root, os.access says yes to anything)."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".facetracks-", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        return (e.strerror or str(e)).lower()
+    return None
 
 
 def exists(fs: pafs.FileSystem, path: str) -> bool:

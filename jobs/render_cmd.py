@@ -7,12 +7,13 @@ import sys
 
 from facetracks.pipeline.filters import ANCHORS, FILTERS, get_filter
 from facetracks.pipeline.photo import read_photo, render_photo
-from facetracks.pipeline.render import OUTPUT_FORMATS, TracksMismatch, load_tracks_for, output_format, render_video
+from facetracks.pipeline.render import (OUTPUT_FORMATS, TracksMismatch, check_crf, load_tracks_for, output_format,
+                                        render_video)
 from facetracks.pipeline.video import VideoError
 
 from .argtypes import X264_PRESETS, crf
 from .inputs import IMAGE_EXTENSIONS, is_photo
-from .outputs import resolve, write_bytes
+from .outputs import cannot_write, is_uri, resolve, write_bytes
 
 
 def add_render_options(p: argparse.ArgumentParser) -> None:
@@ -26,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("render", help="render a face-filter video from a track file", description=__doc__)
     p.add_argument("video", help=f"a video, or a photo ({', '.join(IMAGE_EXTENSIONS)})")
     p.add_argument("--tracks", required=True, help="its .parquet from `facetracks annotate`")
-    p.add_argument("--filter", default="sunglasses", help=f"one of: {', '.join(FILTERS)}")
+    p.add_argument("--filter", default=None,
+                   help=f"one of: {', '.join(FILTERS)} (default sunglasses; overlay with --overlay)")
     p.add_argument("--out", required=True,
                    help=f"output video ({', '.join(OUTPUT_FORMATS)}: the extension picks the container), or for a "
                         f"photo an image whose extension picks its format")
@@ -34,16 +36,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _out_problem(out: str) -> str | None:
+    """What keeps a local output path from being written, found before anything is read (it was a
+    traceback after the whole render, or an error blaming the input)."""
+    if is_uri(out):
+        return None
+    if os.path.isdir(out):
+        return f"{out} is a folder: name the file to write"
+    why = cannot_write(os.path.dirname(os.path.abspath(out)))
+    return f"cannot write {out} ({why})" if why else None
+
+
 def run(args: argparse.Namespace) -> int:
-    if is_photo(args.video):
-        return _photo(args)
-    try:
-        output_format(args.out)
-    except ValueError as e:        # refused before anything is read
+    try:                           # refused before anything is read
+        filt = get_filter(args.filter, args.overlay, args.anchor)
+        if not is_photo(args.video):
+            check_crf(output_format(args.out), args.crf)
+    except ValueError as e:
         print(f"facetracks render: {e}", file=sys.stderr)
         return 2
+    problem = _out_problem(args.out)
+    if problem:
+        print(f"facetracks render: {problem}", file=sys.stderr)
+        return 2
+    if is_photo(args.video):
+        return _photo(args, filt)
     try:
-        filt = get_filter(args.filter, args.overlay, args.anchor)
         faces, frames = load_tracks_for(args.video, args.tracks)
         st = render_video(args.video, args.out, faces, filt, frames, args.crf, args.preset)
     except (ValueError, VideoError, TracksMismatch) as e:
@@ -54,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _photo(args: argparse.Namespace) -> int:
+def _photo(args: argparse.Namespace, filt) -> int:
     """A photo's one frame, filtered, written (atomically) in the format the output's name says."""
     ext = os.path.splitext(args.out)[1].lower()
     if ext not in IMAGE_EXTENSIONS:
@@ -62,7 +80,6 @@ def _photo(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        filt = get_filter(args.filter, args.overlay, args.anchor)
         faces, _ = load_tracks_for(args.video, args.tracks)
         data = render_photo(read_photo(args.video), faces.get(0, []), filt, ext)
         write_bytes(*resolve(args.out), data)

@@ -56,7 +56,7 @@ def read_summary(out_dir: str) -> dict:
         raise ReportError(f"{path}: no such file (is {out_dir} the --out folder of `facetracks annotate`?)") from None
     except (OSError, ValueError) as e:
         raise ReportError(f"{path}: cannot read the run summary ({e})") from None
-    if not isinstance(summary.get("videos"), dict):
+    if not isinstance(summary, dict) or not isinstance(summary.get("videos"), dict):
         raise ReportError(f"{path}: not a facetracks run summary (no 'videos')")
     return summary
 

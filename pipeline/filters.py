@@ -201,11 +201,18 @@ FILTERS: dict[str, FilterFn] = {
 }
 
 
-def get_filter(name: str, overlay: str | bytes | None = None, anchor: str = "eyes") -> FilterFn:
-    """A filter by name; `overlay` (a PNG path or its bytes) makes a filter from the user's own image."""
+def get_filter(name: str | None, overlay: str | bytes | None = None, anchor: str = "eyes") -> FilterFn:
+    """A filter by name; `overlay` (a PNG path or its bytes) makes a filter from the user's own
+    image, under the name "overlay" (or None). An overlay with another filter's name is refused:
+    it drew the overlay alone, so `blur` with an overlay left the faces it was to hide sharp."""
+    if overlay and name not in (None, "overlay") and not name.startswith("overlay-"):
+        raise ValueError(f"an overlay draws your image instead of a filter, so the {name} filter would not be "
+                         f"drawn: use the overlay filter with it, or {name} without an overlay")
     if overlay:
         sprite = load_overlay(overlay, anchor)
         return _sprite_filter(lambda: sprite)
+    if name is None:
+        name = "sunglasses"
     if name not in FILTERS:
         raise ValueError(f"unknown filter {name!r}: choose from {', '.join(FILTERS)} or --overlay PNG")
     return FILTERS[name]

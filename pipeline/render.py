@@ -48,6 +48,7 @@ class OutputFormat:
     muxer: str
     video_codec: str
     audio_codec: str          # when the input's audio cannot be copied
+    max_crf: int = 51         # the encoder's quality scale: x264 0..51, VP9 0..63
 
 
 OUTPUT_FORMATS = {
@@ -55,8 +56,14 @@ OUTPUT_FORMATS = {
     ".m4v": OutputFormat("mp4", "libx264", "aac"),
     ".mov": OutputFormat("mov", "libx264", "aac"),
     ".mkv": OutputFormat("matroska", "libx264", "aac"),
-    ".webm": OutputFormat("webm", "libvpx-vp9", "libopus"),
+    ".webm": OutputFormat("webm", "libvpx-vp9", "libopus", max_crf=63),
 }
+
+
+def check_crf(fmt: OutputFormat, crf: int) -> None:
+    """ValueError unless `crf` is on the encoder's scale (an API call with crf=99 wrote a ruined video)."""
+    if not 0 <= crf <= fmt.max_crf:
+        raise ValueError(f"crf {crf}: {fmt.video_codec} takes 0..{fmt.max_crf}")
 
 
 def output_format(path: str) -> OutputFormat:
@@ -98,6 +105,14 @@ def load_tracks_for(video: str, tracks: str) -> tuple[dict[int, list[np.ndarray]
     meta = read_meta(tracks)
     if meta is None:
         raise TracksMismatch(f"{tracks}: not a facetracks track file (no metadata)")
+    check_source(video, meta, tracks)
+    df = pq.read_table(tracks, columns=["frame_index", "x_0"] + [c for c in POINT_COLUMNS if c != "x_0"]).to_pandas()
+    return faces_by_frame(df), int(meta["frame_count"])
+
+
+def check_source(video: str, meta: dict, tracks: str) -> None:
+    """TracksMismatch unless the tracks `meta` describes were made from `video` (its size): drawn
+    on another video they would sit off its faces."""
     try:
         found = sources.info(video)
     except (OSError, ValueError) as e:
@@ -108,8 +123,6 @@ def load_tracks_for(video: str, tracks: str) -> tuple[dict[int, list[np.ndarray]
     if meta["source"]["size_bytes"] != size:
         raise TracksMismatch(f"{tracks}: made from {meta['source']['path']} ({meta['source']['size_bytes']} bytes), "
                              f"not from {video} ({size} bytes)")
-    df = pq.read_table(tracks, columns=["frame_index", "x_0"] + [c for c in POINT_COLUMNS if c != "x_0"]).to_pandas()
-    return faces_by_frame(df), int(meta["frame_count"])
 
 
 def render_key(tracks_key: dict, filter_name: str, overlay: bytes | None, anchor: str, crf: int, preset: str,
@@ -141,6 +154,7 @@ def render_video(src: str, dst: str, faces: dict[int, list[np.ndarray]], filt: F
     `key` is stored in the file (see `render_key`), so a rerun can tell whether it is current.
     `alive()` is called after each frame: whoever watches for a stuck task hears that it is not."""
     fmt = output_format(dst)
+    check_crf(fmt, crf)
     with temp_path(dst) as tmp:
         stats = _render(src, tmp, faces, filt, crf, preset, fmt, key, alive)
         if expected_frames is not None and stats.frames != expected_frames:

@@ -70,3 +70,67 @@ def test_a_photo_is_one_frame_and_renders_as_a_photo(tmp_path, data_dir):
     eyes = pts[36:48].mean(axis=0).astype(int)      # sunglasses drawn over the eyes, not elsewhere
     assert np.abs(out[eyes[1], eyes[0]].astype(int) - img[eyes[1], eyes[0]]).max() > 40
     assert np.abs(out[-3:, -3:].astype(int) - img[-3:, -3:]).max() < 8
+
+
+def test_render_from_a_dataframe_checks_its_source_and_draws_every_frame(tmp_path, data_dir):
+    """A DataFrame from annotate_video or read_tracks carries its source and frame count
+    (`df.attrs`): drawn on another video it is refused, as a track file's path is (it drew off the
+    faces); filtered by score it still draws every frame (it was refused: "20 frames decode, the
+    tracks describe 10"). A DataFrame made by hand is drawn as it is."""
+    import pandas as pd
+    import pytest
+
+    import facetracks
+    from facetracks.pipeline.render import TracksMismatch
+    faces = pick_faces(data_dir, 2)
+    one, other = str(tmp_path / "one.mp4"), str(tmp_path / "other.mp4")
+    moving_clip(one, faces[:1], frames_each=20)
+    moving_clip(other, faces[1:], frames_each=20)
+    profile = facetracks.load_profile("fast")
+    tracks = facetracks.annotate_video(one, profile)
+    assert tracks.attrs["facetracks"]["frame_count"] == 20
+    with pytest.raises(TracksMismatch, match=f"made from .*one.mp4 .*not from {other}"):
+        facetracks.render_video(other, tracks, tmp_path / "wrong.mp4")
+    best = tracks[tracks.score > tracks.score.median()]
+    assert best.frame_index.nunique() < 20
+    st = facetracks.render_video(one, best, tmp_path / "best.mp4", "landmarks")
+    assert (st.frames, st.frames_with_faces) == (20, best.frame_index.nunique())
+    by_hand = pd.DataFrame(best.to_dict("list"))           # no attrs: drawn as given
+    assert facetracks.render_video(other, by_hand, tmp_path / "hand.mp4").frames == 20
+
+
+def test_an_overlay_never_replaces_the_filter_asked_for(tmp_path, data_dir, capsys):
+    """blur (or any filter) with an overlay drew the overlay alone: the faces blur was to hide
+    stayed sharp. Refused, in the API and the CLI; the overlay alone is the overlay filter."""
+    import cv2
+    import pytest
+
+    import facetracks
+    from facetracks.jobs.cli import main
+    clip = str(tmp_path / "one.mp4")
+    moving_clip(clip, pick_faces(data_dir, 1), frames_each=3)
+    png = np.zeros((8, 8, 4), np.uint8)
+    png[..., 3] = 255
+    cv2.imwrite(str(tmp_path / "mark.png"), png)
+    tracks = facetracks.annotate_video(clip, "fast")
+    with pytest.raises(ValueError, match="the blur filter would not be drawn"):
+        facetracks.render_video(clip, tracks, tmp_path / "x.mp4", "blur", overlay=str(tmp_path / "mark.png"))
+    assert facetracks.render_video(clip, tracks, tmp_path / "o.mp4", overlay=str(tmp_path / "mark.png")).frames == 3
+    # the CLI: the same refusal, before anything is read
+    assert main(["render", clip, "--tracks", str(tmp_path / "none.parquet"), "--filter", "pixelate",
+                 "--overlay", str(tmp_path / "mark.png"), "--out", str(tmp_path / "p.mp4")]) == 2
+    assert "the pixelate filter would not be drawn" in capsys.readouterr().err
+    assert not (tmp_path / "p.mp4").exists()
+
+
+def test_a_photo_rendered_to_a_video_name_is_one_clear_error(tmp_path, data_dir):
+    import cv2
+    import pytest
+
+    import facetracks
+    from .conftest import face_canvas
+    face = pick_faces(data_dir, 1)[0]
+    cv2.imwrite(str(tmp_path / "still.png"), face_canvas(face.gray, face.points, at=(10, 6))[0])
+    tracks = facetracks.annotate_video(tmp_path / "still.png", "fast")
+    with pytest.raises(ValueError, match="a photo renders to an image"):
+        facetracks.render_video(tmp_path / "still.png", tracks, tmp_path / "still.mp4")

@@ -262,7 +262,10 @@ def test_first_run_mistakes_are_one_line_before_anything_starts(data_dir, tmp_pa
     for argv, cause in (([str(src / "nope.mp4"), "--out", str(tmp_path / "o")], "no such file or folder"),
                         ([str(src), "--out", str(blocker / "out")], "cannot create the output folder"),
                         ([str(src), "--out", str(tmp_path / "o"), "--stage-server", "--gpus-per-actor", "0.5"],
-                         "--gpus-per-actor 0.5 with --stage-server")):
+                         "--gpus-per-actor 0.5 with --stage-server"),
+                        # VP9's scale reaches 63 (render --out x.webm); annotate renders H.264
+                        ([str(src), "--out", str(tmp_path / "o"), "--render", "blur", "--crf", "60"],
+                         "crf 60: libx264 takes 0..51")):
         assert main(["annotate", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert cause in err and "\n" not in err and "Traceback" not in err

@@ -119,15 +119,22 @@ def test_bad_inputs_fail_clearly_and_write_nothing(made, tmp_path, capsys):
     out = tmp_path / "x.mp4"
     rgb = tmp_path / "rgb.png"
     cv2.imwrite(str(rgb), np.zeros((10, 10, 3), np.uint8))
-    cases = [
-        ([other, "--tracks", str(d / "talk.parquet")], "not from"),
-        ([clip.path, "--tracks", str(tmp_path / "missing.parquet")], "no such tracks file"),
-        ([clip.path, "--tracks", str(d / "talk.parquet"), "--filter", "bunny_ears"], "unknown filter"),
-        ([clip.path, "--tracks", str(d / "talk.parquet"), "--overlay", str(rgb)], "alpha"),
-        ([clip.path, "--tracks", str(d / "talk.parquet"), "--overlay", str(tmp_path / "nope.png")], "no such overlay"),
+    (tmp_path / "a_folder.mp4").mkdir()
+    (tmp_path / "a_file").write_text("")
+    tracks = ["--tracks", str(d / "talk.parquet")]
+    cases = [      # exit 2: refused before anything is read; 1: found wrong on reading
+        ([other, *tracks], "not from", 1, out),
+        ([clip.path, "--tracks", str(tmp_path / "missing.parquet")], "no such tracks file", 1, out),
+        ([clip.path, *tracks, "--filter", "bunny_ears"], "unknown filter", 2, out),
+        ([clip.path, *tracks, "--overlay", str(rgb)], "alpha", 2, out),
+        ([clip.path, *tracks, "--overlay", str(tmp_path / "nope.png")], "no such overlay", 2, out),
+        ([clip.path, *tracks, "--crf", "60"], "crf 60: libx264 takes 0..51", 2, out),
+        # output paths that cannot be written: a traceback after the whole render, or the input blamed
+        ([clip.path, *tracks], "a_folder.mp4 is a folder", 2, tmp_path / "a_folder.mp4"),
+        ([clip.path, *tracks], f"cannot write {tmp_path / 'a_file' / 'x.mp4'} (", 2, tmp_path / "a_file" / "x.mp4"),
     ]
-    for args, msg in cases:
-        assert main(["render", *args, "--out", str(out)]) == 1
+    for args, msg, code, dest in cases:
+        assert main(["render", *args, "--out", str(dest)]) == code, args
         assert msg in capsys.readouterr().err
         assert not out.exists()
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]

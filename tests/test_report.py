@@ -157,6 +157,10 @@ def test_a_folder_without_a_run_is_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "_summary.json: no such file" in err
+    for text, said in (("[]", "not a facetracks run summary"), ("{", "cannot read the run summary")):
+        (tmp_path / "_summary.json").write_text(text)        # edited by hand ([] was a traceback)
+        assert main(["report", str(tmp_path)]) == 2
+        assert said in capsys.readouterr().err
 
 
 def test_chromium_opens_the_report_without_errors(run):
