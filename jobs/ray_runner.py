@@ -27,7 +27,8 @@ import cv2
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from facetracks.pipeline.parquet import is_current
+from facetracks.pipeline import sources
+from facetracks.pipeline.parquet import is_current, read_meta
 from facetracks.pipeline.render import read_render_key
 from facetracks.pipeline.smoothing import SmoothParams
 from facetracks.pipeline.video import VideoError, header_length
@@ -278,17 +279,20 @@ def _plan_tasks(items: list[VideoItem], opt: RunOptions, out: Out, earlier: dict
     def check(it: VideoItem) -> tuple:
         key = _key(it, opt)
         plan = _render_plan(it, opt, out, key)
-        current = key is not None and not opt.overwrite and is_current(it.output(out.root), key, out.fs)
+        meta = read_meta(it.output(out.root), out.fs) if key is not None else None
+        current = key is not None and not opt.overwrite and is_current("", key, meta=meta or {})
         render_current = plan is None or (not opt.overwrite and (
             photo_render_current(it, plan, earlier, out.fs) if it.photo else read_render_key(plan[0], out.fs) == plan[1]))
-        return plan, current, render_current
+        return plan, current, render_current, None if current else _other_source(it, meta, opt)
 
     # each check reads a file's footer or header: a round trip on an object store, so many at once
     with ThreadPoolExecutor(PLAN_THREADS) as pool:
         checked = list(pool.map(check, items))
-    for it, (plan, current, render_current) in zip(items, checked):
+    for it, (plan, current, render_current, other) in zip(items, checked):
         renders[it.name] = plan
-        if current and render_current:
+        if other:
+            summary["videos"][it.name] = {"status": "failed", "error": other}
+        elif current and render_current:
             summary["videos"][it.name] = _skipped(earlier.get(it.name, {}), it, opt)
         elif it.photo:         # redone whole, tracks and render: a photo costs milliseconds
             photos.append(it)
@@ -298,6 +302,20 @@ def _plan_tasks(items: list[VideoItem], opt: RunOptions, out: Out, earlier: dict
             tasks.append((it, "plan" if _splits(opt) else None))
     tasks.extend((b, "photos") for b in batches(photos))
     return tasks, renders
+
+
+def _other_source(it: VideoItem, meta: dict | None, opt: RunOptions) -> str | None:
+    """Why `it`'s track file, not current, is not to be replaced: it holds another file's tracks
+    (two input folders with a file of one name: `annotate A B` names the second `x.mp4~1`, and
+    `annotate B` alone then wrote B's tracks over A's, silently). None when it is this file's, or
+    --overwrite. (A folder moved as it was is current, wherever it is now: skipped, not refused.)"""
+    if opt.overwrite or not meta:
+        return None
+    was = (meta.get("source") or {}).get("path")
+    if not was or was == sources.absolute(it.path):
+        return None
+    return (f"{it.path}: {it.output(opt.out_dir)} holds the tracks of {was}, another file of the same name: "
+            f"not replaced; give another --out, or --overwrite to replace them")
 
 
 def _run_tasks(tasks: deque, renders: dict, opt: RunOptions, out: Out, earlier: dict, summary: dict) -> None:

@@ -558,3 +558,28 @@ def test_an_output_folder_on_a_read_only_filesystem_is_one_line_naming_why(data_
         pytest.skip(f"cannot mount a tmpfs in a new mount namespace here: {r.stderr[-300:]}")
     assert r.returncode == 2, r.stdout + r.stderr
     assert f"cannot write to the output folder {mnt}/out (read-only file system)" in r.stderr
+
+
+def test_a_track_file_of_another_file_with_the_same_name_is_not_replaced(data_dir, tmp_path, capsys):
+    """`annotate A B`: B's x.mp4 is x.mp4~1; `annotate B` alone then names it x.mp4, and wrote B's
+    tracks over A's without a word. Now refused (the file named, exit 1) unless --overwrite; a
+    folder moved as it was is still current wherever it is."""
+    faces = pick_faces(data_dir, 2)
+    for d, face in (("A", faces[0]), ("B", faces[1])):
+        (tmp_path / d).mkdir()
+        moving_clip(str(tmp_path / d / "x.mp4"), [face], frames_each=3)
+    out = tmp_path / "out"
+    fast = ["--out", str(out), "--profile", "fast"]
+    assert main(["annotate", str(tmp_path / "A"), str(tmp_path / "B"), *fast]) == 0
+    source = lambda name: read_meta(str(out / name))["source"]["path"]        # noqa: E731
+    assert (source("x.mp4.parquet"), source("x.mp4~1.parquet")) == (str(tmp_path / "A" / "x.mp4"),
+                                                                     str(tmp_path / "B" / "x.mp4"))
+    assert main(["annotate", str(tmp_path / "B"), *fast]) == 1
+    entry = json.loads((out / "_summary.json").read_text())["videos"]["x.mp4"]
+    assert entry["status"] == "failed" and f"holds the tracks of {tmp_path / 'A' / 'x.mp4'}" in entry["error"]
+    assert source("x.mp4.parquet") == str(tmp_path / "A" / "x.mp4")             # A's, kept
+    os.rename(tmp_path / "A", tmp_path / "A_moved")                               # moved as it was: current
+    assert main(["annotate", str(tmp_path / "A_moved"), *fast]) == 0
+    assert json.loads((out / "_summary.json").read_text())["videos"]["x.mp4"]["status"] == "skipped"
+    assert main(["annotate", str(tmp_path / "B"), *fast, "--overwrite"]) == 0
+    assert source("x.mp4.parquet") == str(tmp_path / "B" / "x.mp4")

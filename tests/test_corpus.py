@@ -236,7 +236,7 @@ def test_sixteen_bit_overlay_is_scaled_not_wrapped(tmp_path):
 
 
 @pytest.mark.parametrize("flag,value", [("--batch-size", "0"), ("--detect-side", "0"), ("--min-score", "2"),
-                                        ("--scale-factor", "1"), ("--detect-every", "-1"), ("--crf", "52"), ("--gpus-per-actor", "inf"),
+                                        ("--scale-factor", "1"), ("--detect-every", "-1"), ("--crf", "64"), ("--gpus-per-actor", "inf"),
                                         ("--preset", "warp"), ("--segment-seconds", "-5")])
 def test_impossible_option_values_are_refused_by_the_parser(flag, value, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
