@@ -105,7 +105,9 @@ def _numpy_columns(table: pa.Table) -> dict[str, np.ndarray]:
     """A `batch_format="pyarrow"` batch as map_batches' numpy one: converted chunk by chunk, as Ray
     Data's tensor columns convert themselves to (N, H, W, C) or to one array per image (a whole
     column's `to_numpy` gave a flat buffer, or dicts, per image)."""
-    return {name: np.concatenate([c.to_numpy(zero_copy_only=False) for c in table.column(name).chunks])
+    def numpy(c: pa.Array) -> np.ndarray:     # Arrow's own tensors (Ray's ARROW_NATIVE format): whole
+        return c.to_numpy_ndarray() if isinstance(c, pa.FixedShapeTensorArray) else c.to_numpy(zero_copy_only=False)
+    return {name: np.concatenate([numpy(c) for c in table.column(name).chunks])
             if table.column(name).num_chunks else np.array([]) for name in table.column_names}
 
 

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         except KeyboardInterrupt:           # a command that has no words of its own for it
             what = "terminated (SIGTERM)" if stopping.terminated() else "interrupted"
-            print(f"facetracks {args.command}: {what}; every file written is complete", file=sys.stderr)
+            print(f"facetracks {args.command}: {what}", file=sys.stderr)
             return 143 if stopping.terminated() else 130
 
 

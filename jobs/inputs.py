@@ -12,7 +12,7 @@ from facetracks.pipeline.render import OUTPUT_FORMATS
 from facetracks.pipeline import sources
 from facetracks.pipeline.sources import is_uri, text_path
 
-from .outputs import REPORT_DIR
+from .outputs import REPORT_DIR, local_folder
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".wmv", ".asf", ".m4v", ".mpg", ".mpeg", ".m2v",
                     ".vob", ".flv", ".ts", ".3gp", ".mts", ".m2ts", ".mxf", ".ogv", ".h264", ".264", ".h265", ".hevc",
@@ -111,6 +111,7 @@ def _is_our_output(path: str, out_dir: str | None) -> bool:
     picture of `--report`'s (`report/…/*.png`, or its folder being built): an output is never an
     input, also when --out lies inside an input folder (a second run with --report took the
     first report's pictures for photos, and each report pictured the last one's)."""
+    out_dir = local_folder(out_dir) or out_dir if out_dir else out_dir     # --out file:///… is a local folder
     if not out_dir or is_uri(path) != is_uri(out_dir):
         return False
     if is_uri(path):

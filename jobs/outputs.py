@@ -60,6 +60,8 @@ def local_folder(dest: str) -> str | None:
     None for a remote store."""
     if not is_uri(dest):
         return dest
+    if dest.split("://", 1)[0].lower() != "file":
+        return None              # never asked of the store: a bucket's region lookup, a JVM for hdfs
     fs, path = resolve(dest)
     return path if isinstance(fs, pafs.LocalFileSystem) else None
 

@@ -93,6 +93,16 @@ class ClusterError(RuntimeError):
     """The cluster named by --address (or RAY_ADDRESS) cannot be reached."""
 
 
+def _init(**kwargs) -> None:
+    """`ray.init`, then our signal handlers again: Ray's SIGTERM handler, installed as it starts,
+    exits there (SystemExit; later it aborted with a stack dump), where ours stops the run."""
+    try:
+        ray.init(**kwargs)
+    except SystemExit:
+        stopping.terminate()
+    stopping.install()
+
+
 def init_ray(address: str | None) -> None:
     """Join the cluster named by --address or by RAY_ADDRESS (set by `ray job submit`); else start
     a private Ray here. Plain `ray.init()` would join whatever /tmp/ray/ray_current_cluster names,
@@ -101,13 +111,11 @@ def init_ray(address: str | None) -> None:
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if not address:
-        ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
-        stopping.install()           # Ray's SIGTERM handler aborts with a stack dump: ours stops the run
+        _init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
         return
     for attempt in range(1, CLIENT_ATTEMPTS + 1):
         try:
-            ray.init(address=address, log_to_driver=False)
-            stopping.install()
+            _init(address=address, log_to_driver=False)
             return
         except ConnectionError as e:
             cause = last_line(str(e)) or "no reason given"     # the server's traceback ends with it

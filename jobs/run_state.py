@@ -73,7 +73,8 @@ def _skipped(before: dict, it: VideoItem, opt: RunOptions) -> dict:
     if opt.render:
         path = it.rendered(opt.out_dir, opt.render["name"])
         r = before.get("render", {})
-        entry["render"] = r if r.get("status") == "ok" and r.get("output") == path else {"status": "ok", "output": path}
+        same = r.get("status") == "ok" and str(r.get("output", "")).rsplit("/", 1)[-1] == path.rsplit("/", 1)[-1]
+        entry["render"] = {**r, "output": path} if same else {"status": "ok", "output": path}   # --out spelt anew
     if it.photo:
         entry["kind"] = "photo"
     return entry

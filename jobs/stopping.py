@@ -31,7 +31,7 @@ def _handler(signum: int, frame) -> None:
     if len(_requests) == 1:
         raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
     if len(_requests) == 2:
-        print("facetracks: stopping: the actors are being stopped and the files they were writing removed; "
+        print("facetracks: stopping (actors stopped, the files they were writing removed, Ray shut down); "
               "once more to quit at once (a temp file may be left)", file=sys.stderr, flush=True)
         return
     os._exit(EXIT.get(_requests[0], 130))
@@ -41,6 +41,14 @@ def terminated() -> bool:
     """Whether the stop was SIGTERM's (Ray's waits turn the exception raised into a plain
     KeyboardInterrupt, so its type does not say)."""
     return bool(_requests) and _requests[0] == signal.SIGTERM
+
+
+def terminate() -> None:
+    """Raise Terminated for a SIGTERM that reached another handler (Ray's, while `ray.init` runs:
+    it exits), as if ours had had it."""
+    _requests.append(signal.SIGTERM)
+    install()
+    raise Terminated()
 
 
 def install() -> None:
@@ -67,5 +75,6 @@ def on_signals() -> Iterator[None]:
         yield
     finally:
         _active = False
-        for s, h in before.items():
-            signal.signal(s, h if h is not None else signal.SIG_DFL)
+        if not _requests:        # after a stop the process is ending: Ray shuts down at its exit, and a
+            for s, h in before.items():            # second Ctrl-C there raised inside that shutdown
+                signal.signal(s, h if h is not None else signal.SIG_DFL)

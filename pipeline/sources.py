@@ -73,12 +73,15 @@ def info(path: str) -> SourceInfo:
 
 
 def changed_since(path: str, size: int, mtime: float) -> bool:
-    """Whether the file at `path` is no longer the one of that size and time (asked anew, not
-    from a listing): a recording still being written when it was read. False when it cannot be
-    asked."""
+    """Whether the local file at `path` is no longer the one of that size and time: a recording
+    still being written when it was read. False when it cannot be asked, and for a URI (a
+    request per file, one after another in the driver, would cap a bucket of photos at ~30/s;
+    nobody records into a bucket)."""
+    if is_uri(path):
+        return False
     try:
-        now = info(path) if not is_uri(path) else _info_of(resolve(path)[0].get_file_info(resolve(path)[1]))
-    except (OSError, ValueError):
+        now = info(path)
+    except OSError:
         return False
     return now.kind == "file" and (now.size != size or now.mtime != mtime)
 

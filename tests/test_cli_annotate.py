@@ -164,6 +164,8 @@ def test_what_render_and_report_wrote_is_never_an_input(tmp_path):
         (shoot / rel).write_bytes(b"")
     names = sorted(i.name for i in expand_inputs([str(shoot)], exclude_outputs_of=str(shoot / "tracks")))
     assert names == ["a.mp4", "photos/p.png", "report/mine.png", "tracks/report/notes/own.mp4"]
+    as_uri = sorted(i.name for i in expand_inputs([str(shoot)], exclude_outputs_of=(shoot / "tracks").as_uri()))
+    assert as_uri == names                                         # --out file:///…: the same folder
     names = sorted(i.name for i in expand_inputs([str(shoot)], exclude_outputs_of=str(shoot)))
     assert names == ["a.mp4", "photos/p.png", "tracks/report.0badf00d.tmp/v000/crop.png",    # the report is
                      "tracks/report/notes/own.mp4", "tracks/report/v000/frame_0.png"]        # shoot/report now
@@ -221,9 +223,12 @@ def test_outputs_can_go_to_a_filesystem_uri(data_dir, tmp_path):
     assert read_meta(str(dest / "one.mp4.parquet"))["model"].startswith("ft68-resnet-xs-hm@")
     assert main(args) == 0
     assert json.loads((dest / "_summary.json").read_text())["videos"]["one.mp4"]["status"] == "skipped"
-    # report and export take the run where annotate wrote it (they refused a file:// URI)
+    # report and export take the run where annotate wrote it (they refused a file:// URI); a bucket
+    # is one line, never asked (a region lookup's traceback)
     assert main(["report", uri]) == 0 and (dest / "report.html").exists()
     assert main(["export", uri]) == 0 and (dest / "openface" / "one.mp4.csv").exists()
+    for cmd in ("report", "export"):
+        assert main([cmd, "s3://no-such-bucket-here/run"]) == 2
 
 
 def test_bad_weights_are_refused_before_any_actor_starts(tmp_path, capsys):

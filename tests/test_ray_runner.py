@@ -19,3 +19,5 @@ def test_a_skipped_video_keeps_its_record_but_never_an_old_failure():
     assert _skipped(before, VideoItem("/in/a.mp4", "a.mp4"), opt)["render"] == this
     before["render"] = {**this, "audio": "copied aac"}          # the run that wrote this render: its record
     assert _skipped(before, VideoItem("/in/a.mp4", "a.mp4"), opt)["render"] == before["render"]
+    before["render"] = {**this, "output": "/abs/o/a.mp4.sunglasses.mp4", "audio": "copied aac"}   # --out spelt apart
+    assert _skipped(before, VideoItem("/in/a.mp4", "a.mp4"), opt)["render"] == {**this, "audio": "copied aac"}

@@ -8,6 +8,7 @@ import shutil
 import cv2
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from facetracks.pipeline.schema import POSE_COLUMNS, points_from_columns
@@ -102,6 +103,14 @@ def test_called_directly_on_a_pandas_batch(photos):
     numpy_batch = {"image": np.array(rgb + [None], dtype=object)[:-1], "path": np.array(names)}
     again = Landmarker("fast")(numpy_batch).to_pandas()
     assert np.allclose(again[FACE_COLUMNS].to_numpy(float), out[FACE_COLUMNS].to_numpy(float), atol=1e-3, equal_nan=True)
+    # Arrow's own tensor type (Ray Data's ARROW_NATIVE format): one (H, W, 3) array an image, not a flat buffer
+    same = [i for i, a in enumerate(rgb) if a.ndim == 3 and a.shape == rgb[-1].shape]
+    arrow = pa.table({"image": pa.FixedShapeTensorArray.from_numpy_ndarray(np.stack([rgb[i] for i in same])),
+                      "path": [names[i] for i in same]})
+    got = Landmarker("fast")(arrow).to_pandas()
+    want = out[out.path.isin(arrow.column("path").to_pylist())]
+    assert got.path.tolist() == want.path.tolist() and len(got) > 0
+    assert np.allclose(got[FACE_COLUMNS].to_numpy(float), want[FACE_COLUMNS].to_numpy(float), atol=1e-3, equal_nan=True)
 
 
 def test_a_bad_image_or_column_is_refused_with_its_name():
