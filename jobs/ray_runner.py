@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import sys
 import time
 import uuid
@@ -98,7 +99,9 @@ def _init(**kwargs) -> None:
     exits there (SystemExit; later it aborted with a stack dump), where ours stops the run."""
     try:
         ray.init(**kwargs)
-    except SystemExit:
+    except SystemExit as e:
+        if e.code != signal.SIGTERM:     # Ray's handler exits with the signal's number
+            raise
         stopping.terminate()
     stopping.install()
 

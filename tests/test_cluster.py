@@ -339,6 +339,25 @@ def test_ctrl_c_or_sigterm_during_a_render_leaves_no_temp_file(sandbox, inputs, 
     assert renders <= {f[:-len(".parquet")] for f in left if f.endswith(".parquet")}, left    # never without tracks
 
 
+def test_sigterm_as_ray_starts_is_a_stop_too(sandbox, inputs, tmp_path):
+    """SIGTERM just after the run takes its folder, which lands while `ray.init` runs (Ray's own
+    handler is in place there and exits: rc 15, no word) or just before or after it: whichever, the
+    run stops as SIGTERM stops it, one line and 143, and leaves no lease."""
+    p = annotate(sandbox, inputs, tmp_path, "--actors", "1", wait=False)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "_running.json").exists() and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        os.kill(p.pid, signal.SIGTERM)
+        text, _ = p.communicate(timeout=120)
+    finally:
+        stop_sessions([p.pid], sandbox["RAY_AUTH_TOKEN"])
+    assert p.returncode == 143, text
+    assert "facetracks annotate: terminated (SIGTERM)" in text and "Traceback" not in text, text
+    assert not (tmp_path / "_running.json").exists()
+
+
 def test_a_worker_killed_during_a_render_leaves_no_temp_file(sandbox, inputs, tmp_path):
     """An actor's process dies while it writes a render (a segfault, the OOM killer): the driver
     deletes what that render was writing when it hears of the death, and the retry writes the
