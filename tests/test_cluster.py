@@ -284,16 +284,8 @@ def test_ctrl_c_ends_the_driver_with_one_line_and_a_rerun_finishes(sandbox, inpu
     no traceback, the summary marked interrupted, no partial file; the same command finishes."""
     p = annotate(sandbox, inputs, tmp_path, "--actors", "1", wait=False)
     summary = tmp_path / "_summary.json"
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and p.poll() is None:
-            if summary.exists() and any(v["status"] == "ok" for v in json.loads(summary.read_text())["videos"].values()):
-                break
-            time.sleep(0.1)
-        os.kill(p.pid, signal.SIGINT)
-        text, _ = p.communicate(timeout=120)
-    finally:
-        stop_sessions([p.pid], sandbox["RAY_AUTH_TOKEN"])
+    text = signal_once(p, signal.SIGINT, sandbox, lambda: summary.exists() and any(
+        v["status"] == "ok" for v in json.loads(summary.read_text())["videos"].values()))
     assert p.returncode == 130, text
     assert "facetracks annotate: interrupted" in text and "Traceback" not in text, text
     s = json.loads(summary.read_text())
@@ -303,6 +295,21 @@ def test_ctrl_c_ends_the_driver_with_one_line_and_a_rerun_finishes(sandbox, inpu
     assert code == 0, text
     assert "interrupted" not in json.loads(summary.read_text())
     assert_same(reference, tmp_path)
+
+
+def signal_once(p, sig, sandbox, ready, after_s: float = 0.0) -> str:
+    """Send `sig` to the driver `p` once `ready()` (and `after_s` more); its output, once it ended
+    and what it started was stopped."""
+    try:
+        deadline = time.monotonic() + 300
+        while not ready() and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(after_s)
+        os.kill(p.pid, sig)
+        text, _ = p.communicate(timeout=120)
+    finally:
+        stop_sessions([p.pid], sandbox["RAY_AUTH_TOKEN"])
+    return text
 
 
 def while_rendering(p, out) -> None:
@@ -344,15 +351,7 @@ def test_sigterm_as_ray_starts_is_a_stop_too(sandbox, inputs, tmp_path):
     handler is in place there and exits: rc 15, no word) or just before or after it: whichever, the
     run stops as SIGTERM stops it, one line and 143, and leaves no lease."""
     p = annotate(sandbox, inputs, tmp_path, "--actors", "1", wait=False)
-    try:
-        deadline = time.monotonic() + 120
-        while not (tmp_path / "_running.json").exists() and p.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.3)
-        os.kill(p.pid, signal.SIGTERM)
-        text, _ = p.communicate(timeout=120)
-    finally:
-        stop_sessions([p.pid], sandbox["RAY_AUTH_TOKEN"])
+    text = signal_once(p, signal.SIGTERM, sandbox, (tmp_path / "_running.json").exists, after_s=0.3)
     assert p.returncode == 143, text
     assert "facetracks annotate: terminated (SIGTERM)" in text and "Traceback" not in text, text
     assert not (tmp_path / "_running.json").exists()
