@@ -36,7 +36,7 @@ from .outputs import OutputFull, raise_if_full, remove_temps_of
 from .photos import PhotoBatch, failed_each
 from .progress import POLL_EVERY_S, FrameBar, shows
 from .results import SegmentedVideo, finish_whole, frames_done
-from .run_state import KEPT, Out, _write_json
+from .run_state import KEPT, Out, _write_json, with_input
 
 if TYPE_CHECKING:
     from .ray_runner import RunOptions
@@ -269,7 +269,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
         if it.photo:
             entry["kind"] = "photo"
         full = entry.get("render", {}).pop("full", False)
-        summary["videos"][it.name] = entry
+        summary["videos"][it.name] = with_input(entry, it)
         bar.file_done(it.name, entry.get("frames", 0))
         if record:
             record_summary()

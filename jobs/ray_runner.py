@@ -41,7 +41,7 @@ from .inputs import VideoItem
 from .out_lease import LEASE, Lease, LeaseError, OutputBusy, describe
 from .outputs import STALE_TEMP_S, TAKEOVER_TEMP_S, OutputFull, raise_if_full, remove_stale_temps, resolve
 from .photos import batches, render_current as photo_render_current
-from .run_state import Out, _key, _read_summary, _render_plan, _skipped, _write_json
+from .run_state import Out, _key, _read_summary, _render_plan, _skipped, _write_json, with_input
 from .sizing import MAX_DEFAULT_CPUS, decode_threads, plan_actors, plan_beside_gpus, without_stage_servers
 from .stage_server import CALL_RETRIES, SERVER_CALLS, SERVER_RESTARTS, RemoteStages, Server, StageServer, WeightsStore
 from .worker import AnnotateWorker
@@ -302,9 +302,9 @@ def _plan_tasks(items: list[VideoItem], opt: RunOptions, out: Out, earlier: dict
     for it, (plan, current, render_current, other) in zip(items, checked):
         renders[it.name] = plan
         if other:
-            summary["videos"][it.name] = {"status": "failed", "error": other}
+            summary["videos"][it.name] = with_input({"status": "failed", "error": other}, it)
         elif current and render_current:
-            summary["videos"][it.name] = _skipped(earlier.get(it.name, {}), it, opt)
+            summary["videos"][it.name] = with_input(_skipped(earlier.get(it.name, {}), it, opt), it)
         elif it.photo:         # redone whole, tracks and render: a photo costs milliseconds
             photos.append(it)
         elif current:          # the tracks stand; only the render is redone

@@ -13,6 +13,7 @@ import pyarrow.fs as pafs
 
 from facetracks.pipeline.parquet import run_key
 from facetracks.pipeline import sources
+from facetracks.pipeline.sources import text_path
 from facetracks.pipeline.render import render_key
 
 from .inputs import VideoItem
@@ -59,6 +60,13 @@ def _render_plan(it: VideoItem, opt: RunOptions, out: Out, key: dict | None) -> 
     r = opt.render
     return it.rendered(out.root, r["name"]), render_key(key, r["name"], r.get("overlay_bytes"), r["anchor"],
                                                         r["crf"], r["preset"])
+
+
+def with_input(entry: dict, it: VideoItem) -> dict:
+    """The entry, first naming the file it is about: two inputs of one name are `x.mp4` and
+    `x.mp4~1`, and only this says which is which (`%XX` for a name's bytes that are not UTF-8,
+    no credentials of a URI)."""
+    return {"input": text_path(sources.absolute(it.path)), **entry}
 
 
 KEPT = ("frames", "faces", "timing", "detections", "segments", "damaged", "device", "written_by")

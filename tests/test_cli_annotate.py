@@ -576,12 +576,15 @@ def test_a_track_file_of_another_file_with_the_same_name_is_not_replaced(data_di
     out = tmp_path / "out"
     fast = ["--out", str(out), "--profile", "fast"]
     assert main(["annotate", str(tmp_path / "A"), str(tmp_path / "B"), *fast]) == 0
+    v = json.loads((out / "_summary.json").read_text())["videos"]
+    assert (v["x.mp4"]["input"], v["x.mp4~1"]["input"]) == (str(tmp_path / "A" / "x.mp4"), str(tmp_path / "B" / "x.mp4"))
     source = lambda name: read_meta(str(out / name))["source"]["path"]        # noqa: E731
     assert (source("x.mp4.parquet"), source("x.mp4~1.parquet")) == (str(tmp_path / "A" / "x.mp4"),
                                                                      str(tmp_path / "B" / "x.mp4"))
     assert main(["annotate", str(tmp_path / "B"), *fast]) == 1
     entry = json.loads((out / "_summary.json").read_text())["videos"]["x.mp4"]
     assert entry["status"] == "failed" and f"holds the tracks of {tmp_path / 'A' / 'x.mp4'}" in entry["error"]
+    assert entry["input"] == str(tmp_path / "B" / "x.mp4")
     assert source("x.mp4.parquet") == str(tmp_path / "A" / "x.mp4")             # A's, kept
     os.rename(tmp_path / "A", tmp_path / "A_moved")                               # moved as it was: current
     assert main(["annotate", str(tmp_path / "A_moved"), *fast]) == 0
