@@ -279,10 +279,10 @@ def run(args: argparse.Namespace) -> int:
         return _refuse(f"{e}; stopped. Every file written is complete (no partial file is left); with space "
                        f"freed, the same command again does the rest", 1)
     except KeyboardInterrupt:
-        what = "terminated (SIGTERM)" if stopping.terminated() else "interrupted"
+        what, code = stopping.stopped_by()
         print(f"facetracks annotate: {what}; every file written is complete (no partial file is left); "
               "the same command again does the rest", file=sys.stderr)
-        return 143 if stopping.terminated() else 130
+        return code
     v = summary["videos"]
     ok = [n for n, e in v.items() if e["status"] == "ok"]
     skipped = [n for n, e in v.items() if e["status"] == "skipped"]

@@ -27,9 +27,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"facetracks {args.command}: {what}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:           # a command that has no words of its own for it
-            what = "terminated (SIGTERM)" if stopping.terminated() else "interrupted"
+            what, code = stopping.stopped_by()
             print(f"facetracks {args.command}: {what}", file=sys.stderr)
-            return 143 if stopping.terminated() else 130
+            return code
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import os
 import socket
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import pyarrow.fs as pafs
 
@@ -239,7 +239,7 @@ class Lease:
                 self.lost = current
                 self._stop.set()
                 return
-            self.holder = Holder(**{**asdict(self.holder), "renewed": time.time()})
+            self.holder = replace(self.holder, renewed=time.time())
             write_bytes(self.fs, self.path, self._bytes())
         except OSError:
             pass

@@ -291,7 +291,7 @@ def _plan_tasks(items: list[VideoItem], opt: RunOptions, out: Out, earlier: dict
         key = _key(it, opt)
         plan = _render_plan(it, opt, out, key)
         meta = read_meta(it.output(out.root), out.fs) if key is not None else None
-        current = key is not None and not opt.overwrite and is_current("", key, meta=meta or {})
+        current = key is not None and not opt.overwrite and is_current(meta, key)
         render_current = plan is None or (not opt.overwrite and (
             photo_render_current(it, plan, earlier, out.fs) if it.photo else read_render_key(plan[0], out.fs) == plan[1]))
         return plan, current, render_current, None if current else _other_source(it, meta, opt)

@@ -25,13 +25,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def report(out_dir: str, frames: int = 6, lowest: int = 4, videos: int = VIDEOS_PICTURED) -> int:
     """Write the report and say where; one line and exit 2 when the folder holds no run."""
-    if local_folder(out_dir) is None:
+    folder = local_folder(out_dir)         # a path, or a file:// URI as annotate --out takes it
+    if folder is None:
         print(f"facetracks report: {out_dir}: the report is written to a local folder; copy the run here first",
               file=sys.stderr)
         return 2
-    out_dir = local_folder(out_dir)        # a file:// URI, as annotate --out takes it
     try:
-        path = write_report(out_dir, frames, lowest, videos)
+        path = write_report(folder, frames, lowest, videos)
     except ReportError as e:
         print(f"facetracks report: {e}", file=sys.stderr)
         return 2

@@ -43,6 +43,11 @@ def terminated() -> bool:
     return bool(_requests) and _requests[0] == signal.SIGTERM
 
 
+def stopped_by() -> tuple[str, int]:
+    """What stopped the command, in words, and its exit status: SIGTERM's, else Ctrl-C's."""
+    return ("terminated (SIGTERM)", EXIT[signal.SIGTERM]) if terminated() else ("interrupted", EXIT[signal.SIGINT])
+
+
 def terminate() -> None:
     """Raise Terminated for a SIGTERM that reached another handler (Ray's, while `ray.init` runs:
     it exits), as if ours had had it."""

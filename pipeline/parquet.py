@@ -190,7 +190,6 @@ def track_meta(info: dict, name: str, frame_count: int, model: str, params: dict
             "run_key": run_key(info["size_bytes"], info["mtime"], model, params)}
 
 
-def is_current(path: str, key: dict, filesystem: pafs.FileSystem | None = None, meta: dict | None = None) -> bool:
-    """Whether the track file at `path` (its metadata `meta`, when already read) has run key `key`."""
-    meta = read_meta(path, filesystem) if meta is None else meta
+def is_current(meta: dict | None, key: dict) -> bool:
+    """Whether a track file's metadata (`read_meta`; None when there is none) has run key `key`."""
     return bool(meta) and meta.get("schema_version") == SCHEMA_VERSION and meta.get("run_key") == key
