@@ -183,11 +183,18 @@ def indexed_frames(s: av.video.stream.VideoStream) -> int:
     need them, and are dropped), and leaves the samples after its end out of the index, while the
     stream's count has them all: a trimmed file looked truncated (60 of 120). A file cut short
     keeps its whole index (at its front, else it does not open), so truncation is still seen.
+    In AVI, the index's entries too when the index reaches the end: a screen recorder's variable
+    frame rate is a constant rate with empty chunks where nothing changed, which the header counts
+    and no decoder shows (13 frames shown, 91 counted). An AVI cut short loses its index (at the
+    end; FFmpeg's then holds the packets read so far), and the count stands.
     Elsewhere the stream's count (an index there may list keyframes only)."""
     n = int(s.frames or 0)
-    if n and "mp4" in s.container.format.name.split(","):
-        entries = s.index_entries
-        n = min(n, len(entries) - sum(1 for e in entries if e.is_discard)) if len(entries) else n
+    entries = s.index_entries if n else []
+    if len(entries):
+        kinds = set(s.container.format.name.split(","))
+        whole = "mp4" in kinds or ("avi" in kinds and entries[-1].timestamp >= TRUNCATED_SHARE * n - 2)
+        if whole:
+            n = min(n, len(entries) - sum(1 for e in entries if e.is_discard))
     return max(n, 0)
 
 

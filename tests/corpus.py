@@ -348,6 +348,25 @@ def camera_avi(d: str, face: np.ndarray) -> Case:
     return Case(path, 12, upright=(320, 240), audio=True)
 
 
+def screen_avi(d: str, face: np.ndarray) -> Case:
+    """A screen recorder's AVI: a constant 25 fps in name, an empty chunk for every frame where
+    nothing changed (the header counts 91 frames, 13 show)."""
+    path = os.path.join(d, "screen.avi")
+    shown = [0, 1, 2, 10, 11, 20, 30, 31, 45, 60, 61, 62, 90]
+    with av.open(path, "w") as c:
+        s = c.add_stream("mpeg4", rate=FPS)
+        s.width, s.height, s.pix_fmt = 320, 240, "yuv420p"
+        s.codec_context.time_base = Fraction(1, FPS)
+        for img, pts in zip(_frames(face, (320, 240), len(shown)), shown):
+            f = av.VideoFrame.from_ndarray(img, format="bgr24")
+            f.pts = pts
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    return Case(path, len(shown), upright=(320, 240), pts=shown)
+
+
 def unknown_codec(d: str, face: np.ndarray) -> Case:
     """An AVI whose video fourcc FFmpeg knows no decoder for (a camera maker's own)."""
     path = os.path.join(d, "unknown_codec.avi")
@@ -414,7 +433,7 @@ def build(d: str, face: np.ndarray) -> dict[str, Case]:
              "hlg": hdr_tagged(d, face), "gif": gif(d, face), "trimmed": trimmed(d, face),
              "broadcast": broadcast(d, face), "ts_wrap": ts_wrap(d, face), "camera_avi": camera_avi(d, face),
              "dubbed": dubbed(d, face), "two_streams_unflagged": two_streams(d, face, flagged=False),
-             "unknown_codec": unknown_codec(d, face)}
+             "unknown_codec": unknown_codec(d, face), "screen_avi": screen_avi(d, face)}
     for c in old_formats(d, face):
         cases[os.path.splitext(os.path.basename(c.path))[1][1:]] = c
     return cases

@@ -30,7 +30,7 @@ from .clips import damaged_copy, pick_faces, truncated_copy
 
 VIDEO_KINDS = ["phone", "mirrored", "odd", "anamorphic", "no_pts", "dup_pts", "two_streams", "ten_bit",
                "full_range", "limited_range", "hlg", "wmv", "flv", "avi", "gif", "trimmed", "broadcast", "ts_wrap",
-               "camera_avi", "dubbed", "two_streams_unflagged"]
+               "camera_avi", "dubbed", "two_streams_unflagged", "screen_avi"]
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_tracks_have_a_row_set_per_frame_and_faces(cases, annotated, kind):
     assert (r.info.width, r.info.height) == c.upright
     if c.pts is not None:
         got = per_frame.pts.first().tolist()
-        assert got == sorted(got) and (kind != "dup_pts" or got == c.pts)
+        assert got == sorted(got) and (kind not in ("dup_pts", "screen_avi") or got == c.pts)
 
 
 def test_frames_without_pts_get_frame_rate_times(annotated):
@@ -151,7 +151,8 @@ def test_render_keeps_what_the_input_has(cases, rendered, kind):
     assert out_audio == c.audio and (st.audio != "none") == c.audio
     with av.open(c.path) as src, av.open(dst) as out:
         origin = (src.start_time or 0) / 1e6             # the output starts at 0, as ffmpeg's does
-        assert out.duration / 1e6 < c.frames / corpus.FPS + 0.5    # no empty lead-in (5 h of it)
+        last = max((t for t in src_times if t == t), default=0.0) - origin      # (NaN: no PTS)
+        assert out.duration / 1e6 < max(c.frames / corpus.FPS, last) + 0.5    # no empty lead-in (5 h of it)
     if kind == "no_pts":
         assert np.allclose(out_times, np.arange(c.frames) / corpus.FPS, atol=1e-3)
     else:
@@ -347,6 +348,19 @@ def test_a_truncated_file_is_named_truncated_whatever_the_decoders_threads(tmp_p
     assert len(seen) > 100 and seen == list(range(len(seen)))
     segment = [f.index for f in iter_frames(cut, start_s=1.0, end_s=30.0, threads=threads)]   # a segment ends at the cut
     assert 50 < len(segment) < len(seen)
+
+
+def test_an_avi_cut_short_is_truncated_and_one_with_empty_chunks_is_not(face, tmp_path):
+    """AVI counts a screen recorder's empty chunks (frames that did not change) in its header, and
+    keeps its index at the end: the index tells a variable frame rate from a file cut short."""
+    whole = str(tmp_path / "whole.avi")
+    corpus.write(whole, [corpus.canvas(face, (320, 240), at=(8 + i % 20, 4)) for i in range(60)], fmt="avi", codec="mpeg4")
+    cut = str(tmp_path / "cut.avi")
+    truncated_copy(whole, cut, share=0.5)
+    with pytest.raises(VideoError, match="truncated or corrupt: the container indexes 60 frames"):
+        list(iter_frames(cut))
+    screen = corpus.screen_avi(str(tmp_path), face)
+    assert [f.pts for f in iter_frames(screen.path)] == screen.pts
 
 
 def test_a_stream_that_changes_size_is_read_and_rendered_at_its_first_size(face, predictor, tmp_path):
