@@ -15,6 +15,7 @@ the queue as they were.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import signal
 import sys
@@ -106,6 +107,13 @@ def _init(**kwargs) -> None:
     stopping.install()
 
 
+RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+def _no_auth_enabled_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Token authentication is enabled")
+
+
 def init_ray(address: str | None) -> None:
     """Join the cluster named by --address or by RAY_ADDRESS (set by `ray job submit`); else start
     a private Ray here. Plain `ray.init()` would join whatever /tmp/ray/ray_current_cluster names,
@@ -114,6 +122,10 @@ def init_ray(address: str | None) -> None:
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if not address:
+        # Ray 2.60 turns token authentication on for a new local Ray and says so on every run; a
+        # choice of Ray's that the user did not make and cannot act on (its warning that
+        # authentication is off still shows)
+        logging.getLogger(RAY_AUTH_LOGGER).addFilter(_no_auth_enabled_notice)
         _init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
         return
     for attempt in range(1, CLIENT_ATTEMPTS + 1):
