@@ -47,9 +47,11 @@ def is_photo(path: str) -> bool:
 def _safe_name(rel: str) -> str:
     """Relative, normalised, never climbing out of the output folder, and text (`text_path`: a
     name's bytes that are not UTF-8 as `%XX`): the `video` column and the output's own name must
-    be valid Unicode. The file is still read by its path."""
+    be valid Unicode. The file is still read by its path. A backslash is a character of the name
+    (a Windows archive unpacked here), not a folder: `back\\slash.mp4` beside `back/slash.mp4`
+    took its name."""
     rel = text_path(rel)
-    parts = [p for p in os.path.normpath(rel).replace("\\", "/").split("/") if p not in ("", ".", "..")]
+    parts = [p for p in os.path.normpath(rel).split("/") if p not in ("", ".", "..")]
     return "/".join(parts)
 
 
@@ -143,7 +145,8 @@ def _uri_items(uri: str, exclude_outputs_of: str | None) -> list[VideoItem]:
 
 def expand_inputs(inputs: list[str], exclude_outputs_of: str | None = None) -> list[VideoItem]:
     """Files are taken as given (any extension: a bad one is reported, not skipped); folders are
-    searched recursively for video and photo extensions, globs expand relative to their fixed prefix, both
+    searched recursively for video and photo extensions, globs (arguments with *?[ that name no
+    file: yt-dlp writes `[id]` into names) expand relative to their fixed prefix, both
     leaving out what an earlier `--render` or `--report` wrote under `exclude_outputs_of`. A URI (s3://…, a
     file or a folder) is listed through pyarrow's filesystems and read there by the actors."""
     items: dict[str, VideoItem] = {}
@@ -151,7 +154,7 @@ def expand_inputs(inputs: list[str], exclude_outputs_of: str | None = None) -> l
         if is_uri(arg):               # read where it is by every actor (pipeline/sources.py); no globs
             for it in _uri_items(arg, exclude_outputs_of):
                 items.setdefault(it.path, it)
-        elif glob.has_magic(arg):
+        elif glob.has_magic(arg) and not os.path.lexists(arg):   # `Talk [dQw4w9WgXcQ].mp4` is a name
             base = arg.split("*")[0].split("?")[0].split("[")[0]
             base = base if base.endswith(os.sep) else os.path.dirname(base)
             for p in sorted(glob.glob(arg, recursive=True)):

@@ -129,6 +129,21 @@ def test_names_cannot_escape_the_output_folder(tmp_path):
     assert os.path.abspath(VideoItem("/v", "../../etc/x").output(str(tmp_path))).startswith(str(tmp_path))
 
 
+def test_a_path_that_exists_is_a_name_not_a_glob_and_a_backslash_is_a_character(tmp_path):
+    """yt-dlp names clips `Title [id].mp4`: as a glob that matched `Title i.mp4`, or nothing. A
+    backslash (a Windows archive unpacked here) made `back\\slash.mp4` the output of `back/slash.mp4`."""
+    from facetracks.jobs.inputs import expand_inputs
+    for rel in ("Talk [ab].mp4", "Talk a.mp4", "Downloads [2024]/x.mp4", "back\\slash.mp4", "back/slash.mp4"):
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    assert [i.name for i in expand_inputs([str(tmp_path / "Talk [ab].mp4")])] == ["Talk [ab].mp4"]
+    assert [i.name for i in expand_inputs([str(tmp_path / "Downloads [2024]")])] == ["x.mp4"]
+    assert [i.name for i in expand_inputs([str(tmp_path / "Talk [a].mp4")])] == ["Talk a.mp4"]    # a glob still globs
+    items = expand_inputs([str(tmp_path / "back\\slash.mp4"), str(tmp_path / "back")])
+    assert [(i.name, i.output("/o")) for i in items] == [("back\\slash.mp4", "/o/back\\slash.mp4.parquet"),
+                                                         ("slash.mp4", "/o/slash.mp4.parquet")]
+
+
 def test_linked_folders_are_followed_and_each_real_folder_read_once(tmp_path):
     """A folder assembled from links to other folders gave no input at all (os.walk does not
     follow them). Links back to the folder itself or above it must not loop or reach outside it,
