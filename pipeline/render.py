@@ -81,7 +81,7 @@ class RenderStats:
     frames: int
     frames_with_faces: int
     audio_packets: int
-    audio: str = "none"       # "copied <codec>", "transcoded <codec> -> <codec>", or "none"
+    audio: str = "none"       # "copied <codec>", "transcoded <codec> -> <codec>", "N left out (…)", or "none"
     padded: bool = False      # an odd size was padded by one pixel
 
 
@@ -232,7 +232,9 @@ def _render(src: str, f, faces, filt, crf: int, preset: str, fmt: OutputFormat, 
     inp, vin = open_video(src)
     with inp, av.open(f, "w", format=fmt.muxer) as out:
         vin.thread_type = "AUTO"
-        ains = [a for a in inp.streams.audio if a.codec_context.name]
+        # a sound track no decoder reads (a codec id FFmpeg does not know) is left out, and said
+        unread = [a for a in inp.streams.audio if a.codec_context is None]
+        ains = [a for a in inp.streams.audio if a.codec_context is not None and a.codec_context.name]
         # everything the header holds, before anything is muxed
         if key:
             out.metadata["comment"] = RENDER_TAG + key
@@ -313,15 +315,15 @@ def _render(src: str, f, faces, filt, crf: int, preset: str, fmt: OutputFormat, 
                     packets += 1
     if frames == 0:
         raise VideoError(f"{src}: the video stream holds no frames")
-    return RenderStats(frames, with_faces, packets, _describe(audio), (w % 2 or h % 2) > 0)
+    return RenderStats(frames, with_faces, packets, _describe(audio, len(unread)), (w % 2 or h % 2) > 0)
 
 
-def _describe(audio: dict) -> str:
-    if not audio:
-        return "none"
-    return ", ".join(f"copied {a.codec_context.name}" if copy else
-                     f"transcoded {a.codec_context.name} -> {aout.codec_context.name}"
-                     for a, (aout, copy) in audio.items())
+def _describe(audio: dict, unread: int = 0) -> str:
+    said = [f"copied {a.codec_context.name}" if copy else f"transcoded {a.codec_context.name} -> {aout.codec_context.name}"
+            for a, (aout, copy) in audio.items()]
+    if unread:
+        said.append(f"{unread} left out (no decoder for its codec)")
+    return ", ".join(said) or "none"
 
 
 def _filtered(frame: av.VideoFrame, faces: list[np.ndarray], filt: FilterFn, o, look: _Look,

@@ -350,6 +350,21 @@ def test_a_truncated_file_is_named_truncated_whatever_the_decoders_threads(tmp_p
     assert 50 < len(segment) < len(seen)
 
 
+def test_a_sound_track_no_decoder_reads_is_left_out_of_the_render_and_said(face, predictor, tmp_path):
+    """A codec id FFmpeg does not know (AC-4 or MPEG-H in MP4, say): the render failed on it."""
+    pcm = str(tmp_path / "pcm.mkv")
+    corpus.write(pcm, corpus._frames(face, (320, 240)), audio=("pcm_s16le", 16000))
+    src = str(tmp_path / "unknown_audio.mkv")
+    with open(pcm, "rb") as f, open(src, "wb") as g:
+        g.write(f.read().replace(b"A_PCM/INT/LIT", b"A_QQQ/INT/LIT"))
+    r = annotate_video(src, "unknown_audio.mkv", HaarDetector(), predictor)
+    dst = str(tmp_path / "out.mp4")
+    st = render_video(src, dst, faces_by_frame(r.table), get_filter("sunglasses"), r.stats.frames)
+    frames, _, _, sound = shown(dst)
+    assert (len(frames), st.frames, sound) == (12, 12, False)
+    assert st.audio == "1 left out (no decoder for its codec)"
+
+
 def test_an_avi_cut_short_is_truncated_and_one_with_empty_chunks_is_not(face, tmp_path):
     """AVI counts a screen recorder's empty chunks (frames that did not change) in its header, and
     keeps its index at the end: the index tells a variable frame rate from a file cut short."""
