@@ -266,6 +266,26 @@ def check_complete(path: str, decoded: int, indexed: int) -> None:
                          f"only {decoded} decode")
 
 
+def stated_seconds(s: av.video.stream.VideoStream) -> float:
+    """How long the stream says it lasts, where only its own tag says so (Matroska and WebM write a
+    DURATION tag per track, `HH:MM:SS.nnnnnnnnn`, and state no frame count); 0 where none does.
+    The container's duration is not this stream's: a sound track may run on after the pictures."""
+    try:
+        h, m, sec = (s.metadata.get("DURATION") or "").split(":")
+        return max(0.0, int(h) * 3600 + int(m) * 60 + float(sec))
+    except ValueError:
+        return 0.0
+
+
+def check_reaches_end(path: str, end_s: float, stated_s: float) -> None:
+    """Raise when the frames end far before the time the stream states: a Matroska file cut short
+    keeps its header (a 6 s clip cut in half read as a whole 2.8 s one). Frames that end later
+    than stated, or a stream that starts late (times then pass the stated length), never raise."""
+    if stated_s and end_s < TRUNCATED_SHARE * stated_s - 0.1:
+        raise VideoError(f"{path}: truncated or corrupt: the container says the video lasts {stated_s:.2f} s, "
+                         f"its frames end at {end_s:.2f} s")
+
+
 def _gray(frame: av.VideoFrame) -> np.ndarray:
     name = frame.format.name
     if name in _Y8_FORMATS:
@@ -377,6 +397,7 @@ def iter_frames(path: str, color: bool = False, start_s: float | None = None,
                 pts = f.pts
                 # no PTS: the frame rate's time after the previous frame
                 t = float(pts * tb) if pts is not None else (0.0 if t is None else t + step)
+                last_shown_s = float(f.duration * tb) if f.duration else step    # a slide may stay for seconds
                 if start_s is not None and t < start_s - 1e-6:
                     continue
                 if end_s is not None and t >= end_s - 1e-6:
@@ -404,3 +425,5 @@ def iter_frames(path: str, color: bool = False, start_s: float | None = None,
             if index == 0:
                 raise VideoError(f"{path}: the video stream holds no frames")
             check_complete(path, index, indexed_frames(s))
+        if end_s is None and t is not None:          # read to the end (whole, or the last segment)
+            check_reaches_end(path, t + last_shown_s, stated_seconds(s))

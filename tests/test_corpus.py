@@ -350,6 +350,24 @@ def test_a_truncated_file_is_named_truncated_whatever_the_decoders_threads(tmp_p
     assert 50 < len(segment) < len(seen)
 
 
+@pytest.mark.parametrize("ext", ["mkv", "webm"])
+def test_a_matroska_file_cut_short_is_truncated_whole_and_in_its_last_segment(face, tmp_path, ext):
+    """Matroska states no frame count, only each track's DURATION: a clip cut in half read as a
+    whole shorter one, `ok`."""
+    whole = str(tmp_path / f"whole.{ext}")
+    codec = {"mkv": "libx264", "webm": "libvpx-vp9"}[ext]
+    corpus.write(whole, [corpus.canvas(face, (320, 240), at=(8 + i % 20, 4)) for i in range(100)], codec=codec,
+                 options={"g": "10"} if ext == "mkv" else None, audio=("libopus" if ext == "webm" else "aac", 48000))
+    assert len(list(iter_frames(whole))) == 100 and len(list(iter_frames(whole, start_s=1.0))) == 75
+    cut = str(tmp_path / f"cut.{ext}")
+    truncated_copy(whole, cut, share=0.5)
+    with pytest.raises(VideoError, match=r"truncated or corrupt: the container says the video lasts 4.00 s"):
+        list(iter_frames(cut))
+    with pytest.raises(VideoError, match="truncated or corrupt"):
+        list(iter_frames(cut, start_s=1.0))
+    assert len(list(iter_frames(cut, start_s=0.4, end_s=1.0))) == 15      # a segment before the cut is whole
+
+
 def test_a_sound_track_no_decoder_reads_is_left_out_of_the_render_and_said(face, predictor, tmp_path):
     """A codec id FFmpeg does not know (AC-4 or MPEG-H in MP4, say): the render failed on it."""
     pcm = str(tmp_path / "pcm.mkv")
