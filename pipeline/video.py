@@ -27,7 +27,9 @@ from . import sources
 # Formats whose first plane is 8-bit luma: the gray image is a view of it (or one table lookup).
 _Y8_FORMATS = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21",
                "yuv411p", "yuv410p", "yuv440p", "yuvj440p", "gray", "yuva420p"}
-_FULL_RANGE_Y8 = {"yuvj420p", "yuvj422p", "yuvj444p", "yuvj440p", "gray"}
+# gray (4:0:0) is full range unless tagged limited (an IR camera's HEVC): GIFs and PNGs say nothing
+_FULL_RANGE_Y8 = {"yuvj420p", "yuvj422p", "yuvj444p", "yuvj440p"}
+_MPEG_RANGE = 1          # AVCOL_RANGE_MPEG: the frame says its luma is limited range (16..235)
 _JPEG_RANGE = 2          # AVCOL_RANGE_JPEG: the frame says its luma is full range
 # limited-range luma 16..235 -> 0..255, clipped: what swscale does for the other formats
 _LIMITED_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255.0 / 219.0), 0, 255).astype(np.uint8)
@@ -292,7 +294,9 @@ def _gray(frame: av.VideoFrame) -> np.ndarray:
         plane = frame.planes[0]
         # planes may be padded: view rows of line_size, then cut to width
         y = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)[:, :frame.width]
-        if name in _FULL_RANGE_Y8 or frame.color_range == _JPEG_RANGE:
+        limited = frame.color_range == _MPEG_RANGE if name == "gray" else \
+            name not in _FULL_RANGE_Y8 and frame.color_range != _JPEG_RANGE
+        if not limited:
             return y
         return cv2.LUT(y, _LIMITED_TO_FULL)      # ~0.07 ms at 640x480 (numpy indexing: 0.6)
     return frame.to_ndarray(format="gray")     # swscale gives full range for every other format

@@ -290,6 +290,20 @@ def limited_range(d: str, face: np.ndarray) -> Case:
     return Case(path, len(frames), upright=(320, 240), pts=pts)
 
 
+def gray_limited(d: str, face: np.ndarray) -> Case:
+    """4:0:0 (monochrome) HEVC whose luma is limited range (16..235) and tagged so: IR and
+    thermal cameras, scanned film (x264 stores gray as 4:2:0; x265 keeps 4:0:0)."""
+    path = os.path.join(d, "gray_limited.mkv")
+    frames = [np.round(16 + cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) * (219 / 255)).astype(np.uint8)
+              for f in _frames(face, (320, 240))]
+    with av.open(path, "w") as c:
+        s = c.add_stream("libx265", rate=FPS, options={"preset": "ultrafast", "x265-params": "log-level=error"})
+        s.width, s.height, s.pix_fmt = 320, 240, "gray"
+        s.codec_context.color_range = 1          # AVCOL_RANGE_MPEG
+        _mux_all(c, s, [av.VideoFrame.from_ndarray(g, format="gray") for g in frames])
+    return Case(path, len(frames), upright=(320, 240))
+
+
 def long_video(d: str, face: np.ndarray, seconds: int = 4, name: str = "long.mp4", start_s: float = 0.0) -> str:
     """A few seconds with a keyframe every 10 frames (25 in MPEG-TS): long enough to split into 1 s segments. The
     index comes first (faststart), so a copy cut short still opens and still lists every frame.

@@ -127,10 +127,12 @@ def test_times_before_a_ts_clock_wrap_are_negative_and_in_order(annotated):
     assert times == pytest.approx([(i - 4) / corpus.FPS for i in range(12)], abs=1e-4)
 
 
-def test_gray_is_full_range_whatever_the_pixel_format(cases):
+def test_gray_is_full_range_whatever_the_pixel_format(cases, face, tmp_path):
     """The bars at the bottom are black and white in every file: gray 0 and 255 for every pixel
-    format, as the training images are (limited-range luma would read 16 and 235)."""
+    format, as the training images are (limited-range luma would read 16 and 235), monochrome
+    video tagged limited range too."""
     grays = {k: next(iter_frames(cases[k].path)).gray.astype(int) for k in ("limited_range", "full_range", "ten_bit")}
+    grays["gray_limited"] = next(iter_frames(corpus.gray_limited(str(tmp_path), face).path)).gray.astype(int)
     for k, g in grays.items():
         bar = g[-4:-2]
         assert bar[:, :100].mean() <= 3 and bar[:, -100:].mean() >= 252, k
