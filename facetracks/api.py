@@ -84,8 +84,10 @@ def render_video(video: str | os.PathLike, tracks: pd.DataFrame | pa.Table | str
     if is_photo(video):
         if os.path.splitext(out)[1].lower() not in IMAGE_EXTENSIONS:
             raise ValueError(f"{out}: a photo renders to an image ({', '.join(IMAGE_EXTENSIONS)})")
-        data = render_photo(read_photo(video), faces.get(0, []), filt, os.path.splitext(out)[1])
+        photo = read_photo(video)
+        data = render_photo(photo, faces, filt, os.path.splitext(out)[1])
         with temp_path(out) as tmp, open(tmp, "wb") as f:
             f.write(data)
-        return RenderStats(frames=1, frames_with_faces=int(bool(faces.get(0))), audio_packets=0)
+        n = max(1, len(photo.frames))          # an animation: each of its frames
+        return RenderStats(frames=n, frames_with_faces=sum(bool(faces.get(i)) for i in range(n)), audio_packets=0)
     return _render(video, out, faces, filt, frames, crf=crf, preset=preset)

@@ -81,10 +81,15 @@ def _photo(args: argparse.Namespace, filt) -> int:
         return 2
     try:
         faces, _ = load_tracks_for(args.video, args.tracks)
-        data = render_photo(read_photo(args.video), faces.get(0, []), filt, ext)
+        photo = read_photo(args.video)
+        data = render_photo(photo, faces, filt, ext)
         write_bytes(*resolve(args.out), data)
     except (ValueError, VideoError, TracksMismatch) as e:       # PhotoError is a VideoError
         print(f"facetracks render: {e}", file=sys.stderr)
         return 1
-    print(f"render: photo, {len(faces.get(0, []))} faces -> {args.out}")
+    if photo.frames:
+        print(f"render: animation, {len(photo.frames)} frames ({sum(bool(faces.get(i)) for i in range(len(photo.frames)))} "
+              f"with faces) -> {args.out}")
+    else:
+        print(f"render: photo, {len(faces.get(0, []))} faces -> {args.out}")
     return 0

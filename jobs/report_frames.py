@@ -27,7 +27,8 @@ def grab_frames(path: str, wanted: dict[int, float], timing: str = "pts") -> dic
     if not wanted:
         return got
     if timing == "photo":        # one frame, read as annotate read it (EXIF orientation applied)
-        return {0: read_photo(path).bgr} if 0 in wanted else got
+        photo = read_photo(path)     # or an animation's frames
+        return {i: f for i, f in enumerate(photo.frames or [photo.bgr]) if i in wanted}
     if timing != "pts":
         last = max(wanted)
         for f in iter_frames(path, color=True):

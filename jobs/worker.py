@@ -298,9 +298,9 @@ class AnnotateWorker:
             try:
                 if drawer.error:
                     raise drawer.error
-                data = render_photo(photo, faces_by_frame(r.table).get(0, []), drawer.filt, os.path.splitext(plan[0])[1])
+                data = render_photo(photo, faces_by_frame(r.table), drawer.filt, os.path.splitext(plan[0])[1])
                 write_bytes(drawer.fs, plan[0], data)
-                res["render"] = {"status": "ok", "key": plan[1], "frames": 1}
+                res["render"] = {"status": "ok", "key": plan[1], "frames": max(1, len(photo.frames))}
             except Exception as e:   # noqa: BLE001 - a failed render never costs the tracks
                 res["render"] = _render_failed(f"{item.path}: render: {type(e).__name__}: {e}", e)
         return res

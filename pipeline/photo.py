@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 import cv2
@@ -35,10 +35,36 @@ class PhotoError(VideoError):
     """A file that cannot be read as an image (a VideoError: every input error is one kind for callers)."""
 
 
+ANIMATED_FORMATS = (".png", ".webp")    # what holds an animation (APNG, animated WebP) and OpenCV writes one to
+
+
 @dataclass
 class Photo:
-    bgr: np.ndarray        # (H, W, 3) uint8, upright
+    bgr: np.ndarray        # (H, W, 3) uint8, upright; an animation's first frame
     info: dict             # what a track file's `source` metadata says of it
+    frames: list[np.ndarray] = field(default_factory=list)    # an animation's frames (BGR), else empty
+    durations_ms: list[int] = field(default_factory=list)     # how long each of them shows
+
+
+def _animated(data: np.ndarray) -> bool:
+    """An APNG (an acTL chunk before the first IDAT) or an animated WebP (VP8X's animation flag),
+    by content: a sticker or a screen capture saved as one. Read as a still, its frames after the
+    first were lost without a word."""
+    head = data[:4096].tobytes()
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        idat = data.tobytes().find(b"IDAT") if b"IDAT" not in head else head.find(b"IDAT")
+        actl = head.find(b"acTL")
+        return 0 <= actl and (idat < 0 or actl < idat)
+    return head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and len(head) > 20 and bool(head[20] & 0x02)
+
+
+def _animation(data: np.ndarray, path: str) -> tuple[list[np.ndarray], list[int]]:
+    ok, anim = cv2.imdecodeanimation(data.reshape(1, -1))
+    if not ok or not len(anim.frames):
+        raise PhotoError(f"{path}: an animation whose frames do not decode")
+    frames = [f if f.ndim == 3 and f.shape[2] == 3 else
+              cv2.cvtColor(f, cv2.COLOR_BGRA2BGR if f.ndim == 3 else cv2.COLOR_GRAY2BGR) for f in anim.frames]
+    return frames, [max(int(d), 1) for d in anim.durations]
 
 
 @dataclass
@@ -63,11 +89,19 @@ def read_photo(path: str) -> Photo:
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)      # EXIF orientation applied
     if bgr is None:
         raise PhotoError(f"{path}: not a readable image (corrupt, or not the format its name says)")
+    frames, durations = _animation(data, path) if _animated(data) else ([], [])
+    if len(frames) > 1:
+        bgr = frames[0]
+    else:
+        frames, durations = [], []
     h, w = bgr.shape[:2]
     ext = os.path.splitext(sources.name_of(path))[1].lower()
     info = {"path": sources.absolute(path), "size_bytes": st.size, "mtime": st.mtime, "width": w,
             "height": h, "kind": "photo", "format": ext.lstrip("."), "header_frames": 1, "timing": "photo"}
-    return Photo(bgr, info)
+    if frames:      # frames at their own times, in ms: `pts` counts ms, as a GIF's counts 1/100 s
+        info.update(kind="animation", header_frames=len(frames), time_base="1/1000",
+                    avg_fps=len(frames) * 1000 / sum(durations))
+    return Photo(bgr, info, frames, durations)
 
 
 def annotate_photo(photo: Photo, name: str, detector: FaceDetector, predictor: LandmarkPredictor,
@@ -75,15 +109,30 @@ def annotate_photo(photo: Photo, name: str, detector: FaceDetector, predictor: L
                    ) -> PhotoResult:
     """`name` is what the `video` column says, as for a video."""
     t0 = time.perf_counter()
-    frame = Frame(0, 0, 0.0, cv2.cvtColor(photo.bgr, cv2.COLOR_BGR2GRAY))
+    starts = np.concatenate([[0], np.cumsum(photo.durations_ms)[:-1]]).astype(int) if photo.frames else [0]
+    frames = [Frame(i, int(t), t / 1000, cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))
+              for i, (img, t) in enumerate(zip(photo.frames or [photo.bgr], starts))]
     size = (photo.info["width"], photo.info["height"])
-    table, stats = annotate_frames([frame], name, size, detector, predictor, params, on_frames)
+    table, stats = annotate_frames(frames, name, size, detector, predictor, params, on_frames)
     return PhotoResult(table, photo.info, stats, time.perf_counter() - t0)
 
 
-def render_photo(photo: Photo, faces: list[np.ndarray], filt: FilterFn, ext: str) -> bytes:
-    """The filtered photo encoded as `ext` (the source's format); upright pixels, so no EXIF tag."""
-    out = filt(photo.bgr.copy(), faces)
+def render_photo(photo: Photo, faces: dict[int, list[np.ndarray]], filt: FilterFn, ext: str) -> bytes:
+    """The filtered photo encoded as `ext` (the source's format); upright pixels, so no EXIF tag.
+    `faces`: by frame index (`render.faces_by_frame`); an animation is drawn frame by frame and
+    stays one, at its own frame times."""
+    if photo.frames:
+        if ext.lower() not in ANIMATED_FORMATS:
+            raise PhotoError(f"{photo.info['path']}: an animation ({len(photo.frames)} frames) renders to "
+                             f"{' or '.join(ANIMATED_FORMATS)}, not {ext}")
+        anim = cv2.Animation()
+        anim.frames = [filt(img.copy(), faces.get(i, [])) for i, img in enumerate(photo.frames)]
+        anim.durations = list(photo.durations_ms)
+        ok, buf = cv2.imencodeanimation(ext.lower(), anim)
+        if not ok:
+            raise PhotoError(f"{photo.info['path']}: cannot encode the rendered animation as {ext}")
+        return buf.tobytes()
+    out = filt(photo.bgr.copy(), faces.get(0, []))
     params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if ext.lower() in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(ext, out, params)
     if not ok:

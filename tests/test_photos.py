@@ -223,3 +223,31 @@ def test_an_upside_down_photo_whose_upright_scan_finds_a_false_box_is_found(tmp_
     assert len(half) == 1 and st.detections == 2 and st.turned_scans == 1
     want = np.stack([w - 1 - up[0][:, 0], h - 1 - up[0][:, 1]], -1)
     assert np.linalg.norm(half[0] - want, axis=-1).mean() / interocular(want[None])[0] < 0.005
+
+
+@pytest.mark.parametrize("ext", [".png", ".webp"])
+def test_an_animation_is_every_frame_at_its_own_time_and_renders_as_one(data_dir, tmp_path, capsys, ext):
+    """An APNG or animated WebP (a sticker, a screen capture) read as a still lost every frame
+    after the first without a word."""
+    face = pick_faces(data_dir, 1)[0]
+    anim = cv2.Animation()
+    anim.frames = [face_canvas(face.gray, face.points, at=(10 + 4 * i, 4))[0] for i in range(6)]
+    anim.durations = [100, 100, 200, 100, 100, 300]
+    (tmp_path / "in").mkdir()
+    assert cv2.imwriteanimation(str(tmp_path / "in" / f"sticker{ext}"), anim)
+    out = tmp_path / "out"
+    assert main(["annotate", str(tmp_path / "in"), "--out", str(out), "--render", "landmarks"]) == 0
+    df = pd.read_parquet(out / f"sticker{ext}.parquet")
+    assert sorted(df.frame_index.unique()) == list(range(6))
+    per_frame = df.groupby("frame_index").first()
+    assert per_frame.pts.tolist() == [0, 100, 200, 400, 500, 600]
+    assert per_frame.time_s.tolist() == pytest.approx([0, 0.1, 0.2, 0.4, 0.5, 0.6])
+    assert df.track_id.notna().sum() >= 5 and df.track_id.dropna().nunique() == 1
+    summary = json.loads((out / "_summary.json").read_text())["videos"][f"sticker{ext}"]
+    assert (summary["frames"], summary["render"]["frames"]) == (6, 6)
+    ok, drawn = cv2.imdecodeanimation(np.fromfile(out / f"sticker{ext}.landmarks{ext}", np.uint8).reshape(1, -1))
+    assert ok and len(drawn.frames) == 6 and [int(d) for d in drawn.durations] == [int(d) for d in anim.durations]
+    for i in range(6):          # each frame drawn where its own face is
+        diff = np.abs(drawn.frames[i][..., :3].astype(int) - anim.frames[i]).max(axis=2) > 100
+        ys, xs = np.nonzero(diff)
+        assert len(xs) and abs(xs.mean() - (face.points[:, 0].mean() + 10 + 4 * i)) < 12
