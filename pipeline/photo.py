@@ -50,11 +50,15 @@ def _animated(data: np.ndarray) -> bool:
     """An APNG (an acTL chunk before the first IDAT) or an animated WebP (VP8X's animation flag),
     by content: a sticker or a screen capture saved as one. Read as a still, its frames after the
     first were lost without a word."""
-    head = data[:4096].tobytes()
+    head = data[:32].tobytes()
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        idat = data.tobytes().find(b"IDAT") if b"IDAT" not in head else head.find(b"IDAT")
-        actl = head.find(b"acTL")
-        return 0 <= actl and (idat < 0 or actl < idat)
+        pos = 8
+        while pos + 8 <= len(data):       # chunks: length, type, data, CRC; acTL comes before any IDAT
+            kind = data[pos + 4:pos + 8].tobytes()
+            if kind in (b"acTL", b"IDAT"):
+                return kind == b"acTL"
+            pos += 12 + int.from_bytes(data[pos:pos + 4].tobytes(), "big")
+        return False
     return head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and len(head) > 20 and bool(head[20] & 0x02)
 
 
