@@ -259,13 +259,13 @@ def run(args: argparse.Namespace) -> int:
                      stage_server=args.stage_server, cpu_beside=not args.gpu_only,
                      overwrite=args.overwrite, render=render, segment_s=args.segment_seconds,
                      smooth=args.smooth.to_dict(), progress=args.progress, stall_s=args.stall_seconds,
-                     # trackers restart per segment, so the segment length is part of the result
-                     # the weights' content, not only their name@version ("dev" for a user's own run)
+                     # the weights' content, not only their name@version ("dev" for a user's own run).
+                     # Not how videos are split (--segment-seconds, a choice of speed like --actors;
+                     # it moves only where trackers restart): with it, `--render` (videos whole)
+                     # after a plain run annotated every video again, and the next plain run again
                      params_for_key={"weights_sha256": hashlib.sha256(weights_bytes).hexdigest(),
                                      "detector": detector, "follow": follow, "predictor": predictor,
-                                     "smooth": args.smooth.to_dict(),
-                                     # rendering sends videos whole: then they are not split
-                                     "segment_seconds": 0 if render else args.segment_seconds})
+                                     "smooth": args.smooth.to_dict()})
     error = _out_error(args)
     if error:
         return _refuse(error)

@@ -101,6 +101,13 @@ def test_rerun_skips_current_outputs_and_overwrite_redoes_them(job, tmp_path, ca
     assert entry["reason"] == "output is current"
     assert entry["render"] == {"status": "ok", "output": str(copy / "moving.mp4.landmarks.mp4")}
     assert f"  current: {copy / 'moving.mp4.landmarks.mp4'}" in capsys.readouterr().out
+    # with --render or without, or split another way, the tracks are the same tracks: current
+    # (with --render videos are read whole, and that annotated every video again, both ways)
+    written = os.path.getmtime(copy / "moving.mp4.parquet")
+    for more in ([], ["--segment-seconds", "1"], ["--render", "landmarks"]):
+        assert main(["annotate", str(src / "moving.mp4"), "--out", str(copy), *more]) == 0
+        assert json.loads((copy / "_summary.json").read_text())["videos"]["moving.mp4"]["status"] == "skipped"
+    assert os.path.getmtime(copy / "moving.mp4.parquet") == written
 
 
 def test_real_clips_pass_the_independent_check(videos_dir, tmp_path):
