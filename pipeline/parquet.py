@@ -190,6 +190,16 @@ def track_meta(info: dict, name: str, frame_count: int, model: str, params: dict
             "run_key": run_key(info["size_bytes"], info["mtime"], model, params)}
 
 
+# in run keys written before 2026-11-28 only: how the video was split, which makes no tracks stale
+_NOT_KEYS = ("segment_seconds",)
+
+
 def is_current(meta: dict | None, key: dict) -> bool:
     """Whether a track file's metadata (`read_meta`; None when there is none) has run key `key`."""
-    return bool(meta) and meta.get("schema_version") == SCHEMA_VERSION and meta.get("run_key") == key
+    if not meta or meta.get("schema_version") != SCHEMA_VERSION or not isinstance(meta.get("run_key"), dict):
+        return False
+    stored = meta["run_key"]
+    params = stored.get("params")
+    if isinstance(params, dict):
+        stored = {**stored, "params": {k: v for k, v in params.items() if k not in _NOT_KEYS}}
+    return stored == key

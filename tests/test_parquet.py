@@ -5,7 +5,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from facetracks.pipeline.parquet import TableBuilder, TrackStream, read_meta
+from facetracks.pipeline.parquet import SCHEMA_VERSION, TableBuilder, TrackStream, is_current, read_meta, run_key
 
 
 def _piece(first: int, n: int) -> pa.Table:
@@ -34,3 +34,15 @@ def test_aborted_stream_leaves_nothing(tmp_path):
     s.write(_piece(0, 5))
     s.abort()
     assert os.listdir(tmp_path) == []
+
+
+def test_tracks_written_with_the_split_in_their_key_stay_current():
+    """Keys written before 2026-11-28 held how the video was split; that makes no tracks stale
+    (else every user's folder would be annotated again), while any other difference does."""
+    params = {"detector": {"min_neighbors": 3}, "smooth": {"method": "local-poly"}}
+    key = run_key(100, 1.5, "m@1", params)
+    old = {"schema_version": SCHEMA_VERSION, "run_key": run_key(100, 1.5, "m@1", {**params, "segment_seconds": 120})}
+    assert is_current(old, key) and is_current({**old, "run_key": key}, key)
+    other = run_key(100, 1.5, "m@1", {**params, "detector": {"min_neighbors": 5}, "segment_seconds": 0})
+    assert not is_current({**old, "run_key": other}, key)
+    assert not is_current({**old, "schema_version": SCHEMA_VERSION - 1}, key) and not is_current(None, key)
