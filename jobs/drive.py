@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import pyarrow.parquet as pq
 import ray
@@ -65,24 +65,37 @@ def _started(ready, timeout: float = ACTOR_START_S) -> str:
         raise WorkerStartError(start_failure(e)) from None
 
 
-def _first_started(probes: list, timeout: float = ACTOR_START_S) -> tuple[str, list[str]]:
+WAIT_NOTE_S = 15.0       # a run whose first worker has not started by then says what it waits for
+
+
+def _first_started(probes: list, timeout: float = ACTOR_START_S,
+                   waiting_for: Callable[[], str] | None = None) -> tuple[str, list[str]]:
     """The device of the first actor to load its model (`probes`: their `device` calls), and the
     start failures seen before it, one line per cause. WorkerStartError only when none can: a
     node that cannot start one (facetracks missing there, or other facetracks code) costs the
-    job that node's actors, not the run. Those actors' tasks come back as `actor_init_failed`
-    and go to the others (`_drive`)."""
+    job that node's actors, not the run (`_drive` leaves them out). `waiting_for()` says what the
+    cluster has free: told after WAIT_NOTE_S, and in the error (another job holding every CPU
+    looked like silence, then "no node can place it?")."""
     deadline = time.monotonic() + timeout
+    note_at = time.monotonic() + WAIT_NOTE_S if waiting_for else float("inf")
     pending, failures = list(probes), []
     while pending:
-        done, pending = ray.wait(pending, num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
+        done, pending = ray.wait(pending, num_returns=1,
+                                 timeout=max(0.0, min(deadline, note_at) - time.monotonic()))
         if not done:
-            break
+            if time.monotonic() >= deadline:
+                break
+            tqdm.write(f"annotate: no worker has started in {WAIT_NOTE_S:g} s, still waiting: {waiting_for()}",
+                       file=sys.stderr)
+            note_at = float("inf")
+            continue
         try:
             return _started(done[0], 0), failures
         except WorkerStartError as e:
             if str(e) not in failures:
                 failures.append(str(e))
-    raise WorkerStartError(failures[-1] if failures else NOT_STARTED)
+    raise WorkerStartError(failures[-1] if failures else
+                           f"{NOT_STARTED}: {waiting_for()}" if waiting_for else NOT_STARTED)
 
 
 # A task whose actor was lost this often counts the next loss as its actor's death. One: Ray
@@ -199,7 +212,8 @@ class _Running:
 
 
 def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out, earlier: dict,
-           renders: dict, make_actor, started: float, inflight_of: list[int] | None = None) -> Counter:
+           renders: dict, make_actor, started: float, inflight_of: list[int] | None = None,
+           waiting: dict | None = None) -> Counter:
     """Hand tasks to actors, at most `opt.inflight` queued on each, and collect results as they
     come. The fault model: an actor whose process dies is replaced by a new one, which takes tasks
     once it has loaded its model (the loop never waits for it: with its node gone it may find no
@@ -208,14 +222,18 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
     actor died `opt.retries` times is quarantined (its video fails, naming the cause) and
     everything else finishes. Any error in handling one result is that video's failure, never
     the job's. `make_actor(slot)` makes a slot's replacement; `inflight_of`: each slot's most
-    queued tasks (default `opt.inflight`). Returns the tasks each slot's actors carried through."""
+    queued tasks (default `opt.inflight`). `waiting`: {`device` call: slot} of the actors that have
+    not loaded their model yet; they take tasks once they have, as replacements do (an actor that
+    another job's CPUs kept from a place was handed tasks, and the run waited on it for ever while
+    the others idled). Returns the tasks each slot's actors carried through."""
     expected: dict[str, int] = {it.name: 1 for it, seg in tasks if seg != "plan"}
     expected.update({p.name: 1 for it, seg in tasks if seg == "photos" for p in it.items})
     queue = deque((it, seg, False) for it, seg in tasks if seg != "plan")
     to_plan = deque(it for it, seg in tasks if seg == "plan")
     planning: dict = {}                          # a keyframe listing's ref -> (its video, its bar/board id)
-    live = set(range(len(actors)))              # slots with a working actor
-    starting: dict = {}                          # a replacement's ready ref -> (its slot, when it was made)
+    starting: dict = {ref: (slot, time.monotonic()) for ref, slot in (waiting or {}).items()}
+    # ^ an actor's ready ref (its `device` call) -> (its slot, since when it is awaited)
+    live = set(range(len(actors))) - {slot for slot, _ in starting.values()}    # slots with a working actor
     none_live_since: float | None = None         # since when no slot has had a working actor
     received: dict[str, int] = {}               # results in, per video
     segmented: dict[str, SegmentedVideo] = {}
@@ -517,7 +535,9 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                 continue
             collect(it, res)
     finally:
-        for ref, (slot, _) in starting.items():   # replacements still waiting for a place: not needed now
+        if starting:                           # never found a place (or never loaded): said, not waited for
+            summary["actors"]["never_started"] = len(starting)
+        for ref, (slot, _) in starting.items():   # actors still waiting for a place: not needed now
             ray.kill(actors[slot], no_restart=True)
         for seg_state in segmented.values():   # interrupted: leave no pieces behind
             seg_state.fail("the run was interrupted")

@@ -18,6 +18,7 @@ import itertools
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 import uuid
@@ -114,6 +115,43 @@ def _no_auth_enabled_notice(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("Token authentication is enabled")
 
 
+CONNECT_S = 5.0           # to open a TCP connection to the head, before Ray's own minutes of retries
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of a plain `HOST:PORT` address (`auto`, `ray://…` and the like: None)."""
+    if "://" in address or ":" not in address:
+        return None
+    host, _, port = address.rpartition(":")
+    return (host.strip("[]"), int(port)) if port.isdigit() else None
+
+
+def _answers(address: str) -> bool:
+    """Whether anything accepts a connection at a `HOST:PORT` address."""
+    hp = _host_port(address)
+    if hp is None:
+        return False
+    try:
+        socket.create_connection(hp, timeout=CONNECT_S).close()
+        return True
+    except OSError:
+        return False
+
+
+def _check_address(address: str) -> None:
+    """Refuse at once an address that cannot be a cluster's: Ray took 14 minutes of retries to say
+    nothing listens at a HOST:PORT, and a traceback for a dashboard URL (`RAY_ADDRESS=http://…`,
+    which `ray job submit` wants, exported for it)."""
+    if address.startswith(("http://", "https://")):
+        raise ClusterError(f"--address {address} is a web address (the dashboard's, for `ray job submit`); a "
+                           f"driver joins the cluster at its head's GCS address, HOST:6379, or `auto` on a node "
+                           f"of the cluster (RAY_ADDRESS counts as --address)")
+    hp = _host_port(address)
+    if hp and not _answers(address):
+        raise ClusterError(f"no Ray cluster at --address {address} (nothing accepts a connection at "
+                           f"{hp[0]}:{hp[1]}); start one with `ray start --head`, or leave --address out to run here")
+
+
 def init_ray(address: str | None) -> None:
     """Join the cluster named by --address or by RAY_ADDRESS (set by `ray job submit`); else start
     a private Ray here. Plain `ray.init()` would join whatever /tmp/ray/ray_current_cluster names,
@@ -128,13 +166,21 @@ def init_ray(address: str | None) -> None:
         logging.getLogger(RAY_AUTH_LOGGER).addFilter(_no_auth_enabled_notice)
         _init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
         return
+    _check_address(address)
     for attempt in range(1, CLIENT_ATTEMPTS + 1):
         try:
             _init(address=address, log_to_driver=False)
             return
+        except ValueError as e:         # Ray's "Invalid Ray address"
+            raise ClusterError(f"--address {address}: {e}") from None
         except ConnectionError as e:
             cause = last_line(str(e)) or "no reason given"     # the server's traceback ends with it
             if not any(m in cause for m in CLIENT_SERVER_FAILED):
+                if _host_port(address) and _answers(address):
+                    raise ClusterError(f"a Ray cluster answers at --address {address}, but this driver could not "
+                                       f"join it ({cause}); a cluster started with token authentication needs "
+                                       f"RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN, or the head's "
+                                       f"~/.ray/auth_token) here too, and the same Ray version") from None
                 raise ClusterError(f"no Ray cluster at --address {address} ({cause}); start one with "
                                    f"`ray start --head`, or leave --address out to run here") from None
             if attempt < CLIENT_ATTEMPTS:
@@ -151,6 +197,31 @@ def _plan_actors(opt: RunOptions, n_tasks: int) -> tuple[int, float, float]:
     Ray would leave them pending and the driver would wait for ever."""
     plan = plan_actors(ray.nodes(), n_tasks, opt.actors, opt.cpus_per_actor, opt.gpus_per_actor)
     return plan.count, plan.cpus, plan.gpus
+
+
+def _room(cpus: float, gpus: float) -> str:
+    """What the cluster has free for an actor of `cpus` CPUs (and `gpus` GPUs): what other work
+    holds cannot be had until it ends, which may be never (a Serve replica)."""
+    total, free = ray.cluster_resources(), ray.available_resources()
+    said = f"an actor needs {cpus:g} CPU{'s' * (cpus != 1)}" + (f" and {gpus:g} GPU" if gpus else "")
+    said += f"; {free.get('CPU', 0):g} of the cluster's {total.get('CPU', 0):g} CPUs are free"
+    if gpus:
+        said += f", {free.get('GPU', 0):g} of its {total.get('GPU', 0):g} GPUs"
+    return said + " (other tasks and actors on the cluster hold the rest)"
+
+
+def _not_started(probes: list) -> dict:
+    """{`device` call: slot} of the actors that have not loaded their model (or failed to): the
+    task loop hands them tasks once they have (`drive._drive`)."""
+    ready, _ = ray.wait(probes, num_returns=len(probes), timeout=0)
+    up = set()
+    for ref in ready:
+        try:
+            _started(ref, 0)
+            up.add(ref)
+        except WorkerStartError:
+            pass
+    return {ref: slot for slot, ref in enumerate(probes) if ref not in up}
 
 
 def _start_stage_servers(opt: RunOptions, weights) -> tuple[list[Server], str, list[dict]]:
@@ -376,10 +447,11 @@ def _run_tasks(tasks: deque, renders: dict, opt: RunOptions, out: Out, earlier: 
                                 decode_threads(cpa, streams), stages, code_id())
     actors = [make_actor(slot) for slot in range(n + len(beside))]
     summary["ray"] = {"gcs_address": ray.get_runtime_context().gcs_address, "nodes": len(ray.nodes())}
-    device, failures = _first_started([a.device.remote() for a in actors[:n]])
+    probes = [a.device.remote() for a in actors]
+    device, failures = _first_started(probes[:n], waiting_for=lambda: _room(cpa, gpa))
     summary["actors"] = {"count": n, "replaced": 0, "cpus_per_actor": cpa, "gpus_per_actor": gpa,
                          "streams": streams, "decode_threads": decode_threads(cpa, streams), "device": device}
-    beside_probes = [a.device.remote() for a in actors[n:]]   # read at the end: the run does not wait for them
+    beside_probes = probes[n:]   # read at the end: the run does not wait for them
     if beside:                   # their start failures, as any actor's, come back through the task loop
         summary["actors"]["beside_gpus"] = {"count": len(beside), "nodes": len(set(beside)),
                                             "cpus_per_actor": float(MAX_DEFAULT_CPUS), "streams": 1}
@@ -389,7 +461,8 @@ def _run_tasks(tasks: deque, renders: dict, opt: RunOptions, out: Out, earlier: 
         summary["actors"]["stage_servers"] = {"count": len(servers), "nodes": len({s.node for s in servers}),
                                               "detect": _remote_detect(opt)}
     inflight = [max(opt.inflight, streams + 1)] * n + [opt.inflight] * len(beside)
-    finished = _drive(actors, tasks, opt, summary, out, earlier, renders, make_actor, started, inflight)
+    finished = _drive(actors, tasks, opt, summary, out, earlier, renders, make_actor, started, inflight,
+                      waiting=_not_started(probes))
     if beside:                   # how much of the job the nodes without a GPU carried, and on what
         summary["actors"]["beside_gpus"]["tasks"] = sum(k for slot, k in finished.items() if slot >= n)
         try:

@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -230,6 +231,43 @@ def test_a_stale_ray_cluster_file_does_not_capture_a_local_run(data_dir, tmp_pat
     assert pq.read_table(tmp_path / "out" / "one.mp4.parquet").num_rows == 3
 
 
+HELD = """
+import json, sys, ray
+from facetracks.jobs.cli import main
+from facetracks.jobs.ray_runner import _room
+ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+@ray.remote(num_cpus=1)
+class Other:                 # another job's actor, holding one of the two CPUs for as long as it lives
+    def ping(self):
+        return 1
+
+other = Other.remote()
+ray.get(other.ping.remote())
+print("ROOM", _room(1.0, 0.0))
+code = main(["annotate", sys.argv[1], "--out", sys.argv[2], "--actors", "2", "--cpus-per-actor", "1"])
+print("CODE", code)
+"""
+
+
+def test_an_actor_that_finds_no_place_leaves_its_work_to_the_others(data_dir, tmp_path):
+    """Another job holds one of two CPUs: of two actors one starts, one never does. Its tasks
+    waited for it for ever (the run hung, the started actor idle); now the started one does them."""
+    src = tmp_path / "in"
+    src.mkdir()
+    faces = pick_faces(data_dir, 3)
+    for k in range(3):
+        moving_clip(str(src / f"v{k}.mp4"), faces[k:k + 1], frames_each=3)
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-c", HELD, str(src), str(out)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=240)
+    assert "CODE 0" in r.stdout, r.stdout + r.stderr
+    assert "ROOM an actor needs 1 CPU; 1 of the cluster's 2 CPUs are free" in r.stdout
+    summary = json.loads((out / "_summary.json").read_text())
+    assert [e["status"] for e in summary["videos"].values()] == ["ok"] * 3
+    assert summary["actors"]["count"] == 2 and summary["actors"]["never_started"] == 1
+
+
 def test_outputs_can_go_to_a_filesystem_uri(data_dir, tmp_path):
     """--out as a URI goes through pyarrow's filesystems (s3://, gs://, file://): tracks, summary and
     rendered video land there complete, and a rerun sees them as current."""
@@ -298,6 +336,21 @@ def test_first_run_mistakes_are_one_line_before_anything_starts(data_dir, tmp_pa
         err = capsys.readouterr().err.strip()
         assert cause in err and "\n" not in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_an_address_with_no_cluster_behind_it_is_one_line_at_once(tmp_path, capsys):
+    """Nothing listening at HOST:PORT took Ray 14 minutes of retries to say; a dashboard URL
+    (RAY_ADDRESS=http://…, exported for `ray job submit`) was a traceback."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.mp4").write_bytes(b"\0" * 10)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]              # free, and nothing listens on it once closed
+    for address, cause in ((f"127.0.0.1:{port}", f"nothing accepts a connection at 127.0.0.1:{port}"),
+                           ("http://127.0.0.1:8265", "is a web address (the dashboard's")):
+        assert main(["annotate", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--address", address]) == 2
+        err = capsys.readouterr().err.strip()
+        assert cause in err and "\n" not in err and "Traceback" not in err, err
 
 
 def test_python_api_gives_the_rows_the_cli_wrote(job):

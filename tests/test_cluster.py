@@ -148,6 +148,15 @@ class TestTwoOneCpuNodes:
         assert not (tmp_path / "_summary.json").exists()
 
 
+    def test_a_driver_without_the_clusters_token_is_told_so(self, two_nodes, inputs, tmp_path):
+        """It was told "no Ray cluster at --address", with a cluster there."""
+        env = {**two_nodes.env, "RAY_AUTH_TOKEN": "0" * 64}
+        code, text = annotate(env, inputs, tmp_path, "--address", two_nodes.address)
+        lines = [ln for ln in text.splitlines() if ln.startswith("facetracks annotate:")]
+        assert code == 2 and len(lines) == 1, text
+        assert f"a Ray cluster answers at --address {two_nodes.address}" in lines[0] and "RAY_AUTH_TOKEN" in lines[0]
+
+
 def test_a_node_with_other_facetracks_code_costs_the_job_that_node_only(inputs, reference, tmp_path):
     """An actor refuses to start on a node whose facetracks differs from the driver's, saying so
     once; its tasks go to the other node's actor (they never ran, so they count as no video's
