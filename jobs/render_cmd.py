@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import numbers
 import os
 import sys
 
@@ -13,7 +14,7 @@ from facetracks.pipeline.video import VideoError
 
 from .argtypes import X264_PRESETS, crf
 from .inputs import IMAGE_EXTENSIONS, is_photo
-from .outputs import cannot_write, is_uri, resolve, write_bytes
+from .outputs import cannot_write, is_uri, local_folder, resolve, write_bytes
 
 
 def add_render_options(p: argparse.ArgumentParser) -> None:
@@ -36,6 +37,44 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def check_render(video: str, out: str, crf: int, preset: str) -> str:
+    """The path a render of `video` writes, `out` as given or a file:// URI's local path (it wrote
+    into a folder named `file:`); ValueError, before anything is read, for what would fail late or
+    do harm: an output that is the input itself (by any path or link: it overwrote the source), a
+    video to a remote store (it went to a local folder named after the scheme), an output format
+    that does not fit the input, a preset x264 does not know or a crf off the encoder's integer
+    scale (the API failed at frame 0, or took 20.7). The CLI's and the API's one check."""
+    local = local_folder(out)
+    if local is not None and _same_file(local_folder(video) or video, local):
+        raise ValueError(f"{out} is the input itself: rendering would overwrite it; name another output")
+    if is_photo(video):
+        if os.path.splitext(out)[1].lower() not in IMAGE_EXTENSIONS:
+            raise ValueError(f"{out}: a photo renders to an image ({', '.join(IMAGE_EXTENSIONS)})")
+    elif local is None:
+        raise ValueError(f"{out}: a video renders to a local path or file:// URI; copy it to the store after")
+    if preset not in X264_PRESETS:
+        raise ValueError(f"preset {preset!r}: x264 takes {', '.join(X264_PRESETS)}")
+    if not isinstance(crf, numbers.Integral) or isinstance(crf, bool):
+        raise ValueError(f"crf {crf!r}: an integer (H.264 0..51, VP9 0..63)")
+    if not is_photo(video):
+        check_crf(output_format(out), crf)
+    return out if local is None else local
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two local paths are one file: the same path, another spelling, a link (symbolic or hard)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:                # either is not there (yet): they are one only if they read the same
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def tracks_path(tracks: str) -> str:
+    """A track file given as a path or a file:// URI, as the path it is read from (a file:// one
+    was "no such tracks file")."""
+    return local_folder(tracks) or tracks
+
+
 def _out_problem(out: str) -> str | None:
     """What keeps a local output path from being written, found before anything is read (it was a
     traceback after the whole render, or an error blaming the input)."""
@@ -50,20 +89,19 @@ def _out_problem(out: str) -> str | None:
 def run(args: argparse.Namespace) -> int:
     try:                           # refused before anything is read
         filt = get_filter(args.filter, args.overlay, args.anchor)
-        if not is_photo(args.video):
-            check_crf(output_format(args.out), args.crf)
+        out = check_render(args.video, args.out, args.crf, args.preset)
     except ValueError as e:
         print(f"facetracks render: {e}", file=sys.stderr)
         return 2
-    problem = _out_problem(args.out)
+    problem = _out_problem(out)
     if problem:
         print(f"facetracks render: {problem}", file=sys.stderr)
         return 2
     if is_photo(args.video):
-        return _photo(args, filt)
+        return _photo(args, filt, out)
     try:
-        faces, frames = load_tracks_for(args.video, args.tracks)
-        st = render_video(args.video, args.out, faces, filt, frames, args.crf, args.preset)
+        faces, frames = load_tracks_for(args.video, tracks_path(args.tracks))
+        st = render_video(args.video, out, faces, filt, frames, args.crf, args.preset)
     except (ValueError, VideoError, TracksMismatch) as e:
         print(f"facetracks render: {e}", file=sys.stderr)
         return 1
@@ -72,18 +110,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _photo(args: argparse.Namespace, filt) -> int:
+def _photo(args: argparse.Namespace, filt, out: str) -> int:
     """A photo's one frame, filtered, written (atomically) in the format the output's name says."""
-    ext = os.path.splitext(args.out)[1].lower()
-    if ext not in IMAGE_EXTENSIONS:
-        print(f"facetracks render: {args.out}: a photo renders to an image ({', '.join(IMAGE_EXTENSIONS)})",
-              file=sys.stderr)
-        return 2
     try:
-        faces, _ = load_tracks_for(args.video, args.tracks)
+        faces, _ = load_tracks_for(args.video, tracks_path(args.tracks))
         photo = read_photo(args.video)
-        data = render_photo(photo, faces, filt, ext)
-        write_bytes(*resolve(args.out), data)
+        data = render_photo(photo, faces, filt, os.path.splitext(out)[1].lower())
+        write_bytes(*resolve(out), data)
     except (ValueError, VideoError, TracksMismatch) as e:       # PhotoError is a VideoError
         print(f"facetracks render: {e}", file=sys.stderr)
         return 1

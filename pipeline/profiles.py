@@ -65,6 +65,7 @@ the true train faces.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import torch
@@ -106,11 +107,15 @@ def get_profile(name: str) -> Profile:
 
 @dataclass
 class ProfileParts:
-    """What a profile runs, built: the detector, the predictor (model loaded), the following."""
+    """What a profile runs, built: the detector, the predictor (model loaded), the following.
+    One video at a time: OpenCV's cascade and the predictor's buffers are not for two threads at
+    once (two threads sharing one failed in OpenCV, or moved points by up to 1.4 px without a
+    word), so whoever runs a video holds `lock`; a profile loaded per thread runs in parallel."""
     name: str
     detector: FaceDetector
     predictor: LandmarkPredictor
     follow: FollowParams
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
 
 DETECTOR_BACKENDS = ("auto", "opencv", "torch")   # the same cascade and the same boxes; torch runs where the model runs

@@ -134,3 +134,71 @@ def test_a_photo_rendered_to_a_video_name_is_one_clear_error(tmp_path, data_dir)
     tracks = facetracks.annotate_video(tmp_path / "still.png", "fast")
     with pytest.raises(ValueError, match="a photo renders to an image"):
         facetracks.render_video(tmp_path / "still.png", tracks, tmp_path / "still.mp4")
+
+
+def test_encoder_options_are_checked_as_the_cli_checks_them(tmp_path, data_dir):
+    """preset="medum" failed at frame 0 with x264's error, crf="20" was a TypeError and crf=20.7
+    was taken: each is a ValueError naming what it takes, before anything is read, as the CLI's
+    parser refuses them."""
+    import pytest
+
+    import facetracks
+    clip = str(tmp_path / "one.mp4")
+    moving_clip(clip, pick_faces(data_dir, 1), frames_each=3)
+    tracks = facetracks.annotate_video(clip, "fast")
+    for kw, msg in [({"preset": "medum"}, "preset 'medum': x264 takes ultrafast, "),
+                    ({"crf": "20"}, "crf '20': an integer"), ({"crf": 20.7}, "crf 20.7: an integer"),
+                    ({"crf": 60}, "crf 60: libx264 takes 0..51")]:
+        with pytest.raises(ValueError, match=msg):
+            facetracks.render_video(clip, tracks, tmp_path / "x.mp4", "blur", **kw)
+        assert not (tmp_path / "x.mp4").exists()
+    st = facetracks.render_video(clip, tracks, tmp_path / "x.webm", "blur", crf=np.int64(40), preset="fast")
+    assert st.frames == 3          # VP9's scale goes to 63; a numpy integer is an integer
+
+
+def test_one_loaded_profile_serves_threads_one_video_at_a_time(tmp_path, data_dir):
+    """Threads sharing one loaded profile (as the README's "load once" invites) failed inside
+    OpenCV's cascade or moved points by up to 1.4 px without a word; they take turns now, and
+    each gets the rows a lone call gets."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import facetracks
+    from .compare import assert_tracks_match
+    clip = str(tmp_path / "clip.mp4")
+    moving_clip(clip, pick_faces(data_dir, 2), frames_each=12)
+    profile = facetracks.load_profile("fast")
+    alone = facetracks.annotate_video(clip, profile)
+    with ThreadPoolExecutor(4) as pool:
+        shared = list(pool.map(lambda _: facetracks.annotate_video(clip, profile), range(4)))
+    for df in shared:
+        assert_tracks_match(alone, df)
+
+
+def test_api_arguments_are_read_as_the_cli_reads_them(tmp_path, data_dir):
+    """`smooth` takes the CLI's text (it was an AttributeError); a device beside a loaded profile is
+    refused (it was ignored); a folder is not one track file (pyarrow read every file in it as one
+    table, and a render drew every video's faces on one); rows of several videos are refused."""
+    import pandas as pd
+    import pytest
+
+    import facetracks
+    faces = pick_faces(data_dir, 2)
+    (tmp_path / "in").mkdir()
+    for k in range(2):
+        moving_clip(str(tmp_path / "in" / f"v{k}.mp4"), faces[k:k + 1], frames_each=6)
+    clip = str(tmp_path / "in" / "v0.mp4")
+    profile = facetracks.load_profile("fast")
+    raw = facetracks.annotate_video(clip, profile, smooth="none")
+    assert raw.equals(facetracks.annotate_video(clip, profile, smooth=False))
+    with pytest.raises(ValueError, match="unknown smoothing filter 'local_poly'"):
+        facetracks.annotate_video(clip, profile, smooth="local_poly")
+    with pytest.raises(ValueError, match="device='cuda' with a loaded profile"):
+        facetracks.annotate_video(clip, profile, device="cuda")
+    from facetracks.jobs.cli import main
+    assert main(["annotate", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--profile", "fast"]) == 0
+    with pytest.raises(ValueError, match="is a folder: read_tracks reads one track file"):
+        facetracks.read_tracks(tmp_path / "out")
+    both = pd.concat([facetracks.read_tracks(tmp_path / "out" / f"v{k}.mp4.parquet") for k in range(2)])
+    both.attrs = facetracks.read_tracks(tmp_path / "out" / "v0.mp4.parquet").attrs
+    with pytest.raises(ValueError, match="hold the rows of 2 videos"):
+        facetracks.render_video(clip, both, tmp_path / "x.mp4")

@@ -1,4 +1,5 @@
 """Filters on synthetic frames: placement follows the face, clipping at the edge, masks."""
+import cv2
 import numpy as np
 import pytest
 
@@ -52,3 +53,34 @@ def test_face_mask_covers_forehead_and_chin_not_background():
     m = face_mask((200, 200), pts) > 0
     assert m[int(pts[:, 1].min()) - 15, 100] and m[int(pts[8, 1]) - 2, 100]
     assert not m[5, 5] and not m[195, 195]
+
+
+@pytest.mark.parametrize("face_px", [40, 270, 900])
+def test_blur_hides_the_face_at_any_size(face_px):
+    """The face's fine detail is gone (the Laplacian's variance, 270 on this texture, drops by
+    hundreds of times or more) at any face size, from a thumbnail's face to a photo's."""
+    size = int(face_px * 1.6)
+    img = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 255, (size, size, 3), np.uint8), (0, 0), 1.0)
+    pts = face_points(cx=size / 2, cy=size / 2, scale=face_px / 80)      # face_points is 80 px wide
+    out = get_filter("blur")(img.copy(), [pts])
+    mask = face_mask(img.shape, pts)
+    inside = cv2.erode(mask, np.ones((5, 5), np.uint8)) > 0          # off the mask's own edge
+    detail = lambda a: cv2.Laplacian(cv2.cvtColor(a, cv2.COLOR_BGR2GRAY), cv2.CV_64F)[inside].var()
+    assert detail(out) < detail(img) / 200
+    assert np.array_equal(out[mask == 0], img[mask == 0])              # the rest untouched
+
+
+def test_the_blur_works_on_a_copy_of_bounded_size():
+    """The blur runs on the face region shrunk to at most BLUR_SIDE px a side: a Gaussian of a sixth
+    of the face's size costs the cube of that size at full size (2 s a 1080p frame with a 600 px
+    face, minutes for a photo). A region smaller than that is blurred as it is, never enlarged."""
+    from facetracks.pipeline.filters import BLUR_SIDE, blur_size
+    assert max(blur_size(8000, 6000)) <= BLUR_SIDE and max(blur_size(1, 6000)) <= BLUR_SIDE
+    assert blur_size(1, 6000)[0] >= 1
+    assert blur_size(40, 30) == (40, 30)
+
+
+def test_the_overlay_filter_without_an_image_says_what_it_needs():
+    """The help lists `overlay`; without the image it was "unknown filter 'overlay'"."""
+    with pytest.raises(ValueError, match="the overlay filter needs --overlay PNG"):
+        get_filter("overlay")

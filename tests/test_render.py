@@ -126,6 +126,7 @@ def test_bad_inputs_fail_clearly_and_write_nothing(made, tmp_path, capsys):
         ([other, *tracks], "not from", 1, out),
         ([clip.path, "--tracks", str(tmp_path / "missing.parquet")], "no such tracks file", 1, out),
         ([clip.path, *tracks, "--filter", "bunny_ears"], "unknown filter", 2, out),
+        ([clip.path, *tracks, "--filter", "overlay"], "the overlay filter needs --overlay PNG", 2, out),
         ([clip.path, *tracks, "--overlay", str(rgb)], "alpha", 2, out),
         ([clip.path, *tracks, "--overlay", str(tmp_path / "nope.png")], "no such overlay", 2, out),
         ([clip.path, *tracks, "--crf", "60"], "crf 60: libx264 takes 0..51", 2, out),
@@ -142,6 +143,48 @@ def test_bad_inputs_fail_clearly_and_write_nothing(made, tmp_path, capsys):
         faces, _ = load_tracks_for(clip.path, str(d / "talk.parquet"))
         render_video(clip.path, str(out), faces, get_filter("landmarks"), expected_frames=999)
     assert not out.exists()
+
+
+def test_the_input_itself_is_never_the_output(made, tmp_path, capsys):
+    """`--out` naming the input (the same path, another spelling of it, a symbolic or a hard link)
+    overwrote the source video with its render: refused before anything is read, by the CLI (exit
+    2) and the API (ValueError), the source untouched."""
+    import facetracks
+    d, clip, _ = made
+    src = tmp_path / "mine.mp4"
+    src.write_bytes(open(clip.path, "rb").read())        # same size: the tracks take it for theirs
+    before = src.read_bytes()
+    os.symlink(src, tmp_path / "link.mp4")
+    os.link(src, tmp_path / "hard.mp4")
+    (tmp_path / "sub").mkdir()
+    for dest in [src, tmp_path / "sub" / ".." / "mine.mp4", tmp_path / "link.mp4", tmp_path / "hard.mp4",
+                 f"file://{src}"]:
+        assert main(["render", str(src), "--tracks", str(d / "talk.parquet"), "--filter", "blur",
+                     "--out", str(dest)]) == 2, dest
+        err = capsys.readouterr().err
+        assert "is the input itself" in err and err.count("\n") == 1, err
+        with pytest.raises(ValueError, match="is the input itself"):
+            facetracks.render_video(src, d / "talk.parquet", dest, "blur")
+    assert src.read_bytes() == before
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_file_uris_are_local_paths(made, tmp_path, monkeypatch):
+    """`--out file:///…` wrote into a folder named `file:` under the working directory, and
+    `--tracks file://…` was "no such tracks file": both are the local paths they name, in the CLI
+    and the API."""
+    import facetracks
+    d, clip, _ = made
+    monkeypatch.chdir(tmp_path)
+    tracks = f"file://{d / 'talk.parquet'}"
+    out = tmp_path / "x" / "y.mp4"
+    assert main(["render", clip.path, "--tracks", tracks, "--filter", "landmarks", "--out", f"file://{out}",
+                 "--preset", "ultrafast"]) == 0
+    assert len(decoded(str(out))) == len(decoded(clip.path))
+    api_out = tmp_path / "x" / "api.mp4"
+    assert facetracks.render_video(clip.path, tracks, f"file://{api_out}", "landmarks", preset="ultrafast").frames \
+        == len(decoded(clip.path))
+    assert api_out.exists() and os.listdir(tmp_path) == ["x"]          # no ./file:/…
 
 
 def test_a_render_says_it_is_alive_after_every_frame(made, tmp_path):
