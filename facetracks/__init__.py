@@ -8,7 +8,7 @@ loaded on first use so that `import facetracks` stays cheap (no torch until a mo
     import facetracks
     tracks = facetracks.annotate_video("talk.mp4")              # a pandas DataFrame, a row per face per frame
     facetracks.render_video("talk.mp4", tracks, "talk.sunglasses.mp4")
-    tracks = facetracks.read_tracks("out/talk.parquet")
+    tracks = facetracks.read_tracks("out/talk.mp4.parquet")     # annotate's output for talk.mp4
     ds.map_batches(facetracks.Landmarker, ...)                   # in a Ray Data pipeline (raydata.py)
 """
 from __future__ import annotations

@@ -16,9 +16,9 @@ from facetracks.pipeline.follow import FollowParams
 from facetracks.pipeline import sources
 from facetracks.pipeline.render import OUTPUT_FORMATS, check_crf
 from facetracks.pipeline.profiles import DEFAULT_PROFILE, DETECTOR_BACKENDS, PROFILES, get_profile
-from facetracks.pipeline.smoothing import SmoothParams, parse_smooth
+from facetracks.pipeline.smoothing import SmoothParams
 
-from .argtypes import bounded, nonneg_float, nonneg_int, positive_int, scale_step, unit_float
+from .argtypes import bounded, folder_or_uri, nonneg_float, nonneg_int, positive_int, scale_step, smooth, unit_float
 from .inputs import expand_inputs
 from .outputs import cannot_write, clean_dest, is_uri
 from .render_cmd import add_render_options
@@ -37,11 +37,37 @@ _DETECTOR, _PREDICTOR = _defaults(HaarDetector), _defaults(LandmarkPredictor)
 detect_side = bounded(int, lambda v: v >= 32, ">= 32 (pixels)")
 
 
+def _shown(value: object) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _default(part: str, key: str) -> str:
+    """What `--help` states as the default of one setting: each profile's own value (its
+    `pipeline/profiles.py` entry, else the dataclass default it runs with), read from the profiles
+    so that the help cannot drift from them: `default: the profile's (accurate 8, fast 24)`, or
+    `default 24` when no profile sets it."""
+    base = getattr({"detector": _DETECTOR, "follow": FollowParams(), "predictor": _PREDICTOR}[part], key)
+    values = {name: getattr(prof, part).get(key, base) for name, prof in PROFILES.items()}
+    if all(key not in getattr(prof, part) for prof in PROFILES.values()):
+        return f"default {_shown(base)}"
+    return f"default: the profile's ({', '.join(f'{n} {_shown(v)}' for n, v in values.items())})"
+
+
+def _mirrored() -> str:
+    """What each profile mirrors, for --no-flip's help."""
+    def what(p: dict) -> str:
+        flip, last = p.get("flip", _PREDICTOR.flip), p.get("flip_last", _PREDICTOR.flip_last)
+        return "every pass" if flip else "last pass only" if last else "none"
+    return ", ".join(f"{name} {what(prof.predictor)}" for name, prof in PROFILES.items())
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("annotate", help="landmark every frame of every video into Parquet", description=__doc__)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="video or photo files, folders (recursive) or globs; photos: JPEG, PNG, WebP, BMP, TIFF")
-    p.add_argument("--out", required=True,
+    p.add_argument("--out", required=True, type=folder_or_uri,
                    help="output folder or pyarrow filesystem URI (s3://bucket/prefix): <relative path>.parquet per video, _summary.json")
     p.add_argument("--weights", default=None,
                    help="landmark checkpoint file or shipped model name (default: the profile's model)")
@@ -60,17 +86,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the network (and, without OpenCV's cascade, the detector) in one process per GPU, fed by "
                         "CPU actors that decode, follow and cut crops (--actors: how many; default one per free core)")
     p.add_argument("--batch-size", type=positive_int,
-                   help=f"most frames whose faces go through the network in one batch (default {FollowParams().batch_size})")
+                   help=f"most frames whose faces go through the network in one batch ({_default('follow', 'batch_size')})")
     p.add_argument("--segment-seconds", type=nonneg_float, default=120.0,
-                   help="split longer videos at keyframes this far apart, over several actors (0: never)")
+                   help="split longer videos at keyframes this far apart, over several actors (0: never; default %(default)g)")
     p.add_argument("--stall-seconds", type=nonneg_float, default=600.0,
                    help="a task that decodes, renders or reads nothing for this long is stuck (a hung mount, a "
                         "decoder that never returns): its worker is stopped and the video tried again alone, then "
-                        "quarantined (0: wait for ever)")
+                        "quarantined (0: wait for ever; default %(default)g)")
     p.add_argument("--overwrite", action="store_true", help="redo videos whose output is current")
     p.add_argument("--progress", default="auto", choices=PROGRESS_CHOICES,
                    help="a bar of frames done, fps and ETA on stderr; auto: when stderr is a terminal")
-    p.add_argument("--smooth", type=parse_smooth, default=SmoothParams(), metavar="FILTER",
+    p.add_argument("--smooth", type=smooth, default=SmoothParams(), metavar="FILTER",
                    help="temporal smoothing per track, no lag (centred window): local-poly (default) or none "
                         "(points as predicted); parameters as local-poly:radius=8,shape_radius=4")
     p.add_argument("--render", default=None, metavar="FILTER",
@@ -79,65 +105,65 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_render_options(p)
     p.add_argument("--report", action="store_true", help="also write DIR/report.html at the end (facetracks report)")
     g = p.add_argument_group("detection and following (each overrides the --profile value)")
-    d, f = HaarDetector.__dataclass_fields__, FollowParams()
     g.add_argument("--profile", default=DEFAULT_PROFILE, choices=sorted(PROFILES),
                    help="accurate: the model card's settings; fast: the small model, fewer detections")
     g.add_argument("--detector", default="auto", choices=DETECTOR_BACKENDS,
                    help="opencv: cv2.CascadeClassifier; torch: the same cascade, same boxes, evaluated with torch "
                         "where the model runs (on a CPU 3.5-5x slower); auto (default): torch on a GPU actor, "
                         "else opencv")
-    g.add_argument("--scale-factor", type=scale_step, help=f"Haar scale step (default {d['scale_factor'].default})")
-    g.add_argument("--min-neighbors", type=nonneg_int, help=f"default {d['min_neighbors'].default}")
-    g.add_argument("--min-face", type=positive_int, help=f"smallest face side, pixels (default {d['min_face'].default})")
+    g.add_argument("--scale-factor", type=scale_step, help=f"Haar scale step ({_default('detector', 'scale_factor')})")
+    g.add_argument("--min-neighbors", type=nonneg_int, help=f"Haar neighbours a face needs ({_default('detector', 'min_neighbors')})")
+    g.add_argument("--min-face", type=positive_int, help=f"smallest face side, pixels ({_default('detector', 'min_face')})")
     g.add_argument("--detect-side", type=detect_side,
-                   help=f"longest side the detector sees, frames are downscaled to it (default {d['detect_side'].default})")
+                   help=f"longest side the detector sees, frames are downscaled to it ({_default('detector', 'detect_side')})")
     g.add_argument("--detect-every", type=positive_int,
-                   help=f"frames between detections while faces are followed, 1: every frame (default {f.detect_every})")
+                   help=f"frames between detections while faces are followed, 1: every frame ({_default('follow', 'detect_every')})")
     g.add_argument("--max-detect-every", type=nonneg_int,
                    help="let the detection cadence double after each round that changed nothing (every face seen "
-                        "again, no new one), up to this many frames; 0: keep --detect-every (default: the profile's, "
-                        "or 0 when --detect-every is given alone)")
+                        f"again, no new one), up to this many frames; 0: keep --detect-every "
+                        f"({_default('follow', 'max_detect_every')}; 0 when --detect-every is given alone)")
     g.add_argument("--idle-detect-every", type=positive_int,
-                   help=f"frames between detections while no face is followed (default {f.idle_detect_every})")
-    g.add_argument("--min-score", type=unit_float, help=f"confidence below which a face is lost (default {f.min_score})")
-    g.add_argument("--max-faces", type=positive_int, help=f"default {f.max_faces}")
+                   help=f"frames between detections while no face is followed ({_default('follow', 'idle_detect_every')})")
+    g.add_argument("--min-score", type=unit_float, help=f"confidence below which a face is lost ({_default('follow', 'min_score')})")
+    g.add_argument("--max-faces", type=positive_int, help=f"most faces followed at once ({_default('follow', 'max_faces')})")
     g.add_argument("--cut-threshold", type=nonneg_float,
-                   help=f"mean grey-level change that makes a frame a scene cut, 0: off (default {f.cut_threshold})")
+                   help=f"mean grey-level change that makes a frame a scene cut, 0: off ({_default('follow', 'cut_threshold')})")
     g.add_argument("--hold-lost", action=argparse.BooleanOptionalAction, default=None,
                    help="keep a face the score rejects (a hand over it) hidden until the next detection round, "
                         "looked for where it was (with --look-near) and brought back under its id, instead of "
                         "dropping it and running the detector on every frame until it is found again (faster, "
-                        "stable ids; default: the profile's, both do)")
+                        f"stable ids; {_default('follow', 'hold_lost')})")
     g.add_argument("--look-near", action=argparse.BooleanOptionalAction, default=None,
                    help="look for a face whose score dropped in a window around where it was, not on the whole "
-                        "frame (default: the profile's; both do)")
+                        f"frame ({_default('follow', 'look_near')})")
     g.add_argument("--rescan-changed", type=nonneg_float,
                    help="a whole-frame detection rescans only the 16 px cells whose grey levels moved by this much "
                         "on average since they were last scanned, and not the faces followed (a still camera's "
-                        "background is not read again); 0: scan the whole frame each time (default: the profile's, 8)")
+                        f"background is not read again); 0: scan the whole frame each time "
+                        f"({_default('follow', 'rescan_changed')})")
     g.add_argument("--oversize", action=argparse.BooleanOptionalAction, default=None,
                    help="where a whole-frame detection finds no face, look again for a face too big for the frame "
                         "or cut by its edge (a close-up: the cascade's windows must hold the whole face); a few ms, "
-                        "on face-less frames only (default: on)")
+                        f"on face-less frames only ({_default('follow', 'oversize')})")
     g.add_argument("--turned-every", type=nonneg_int,
                    help="while no face is trusted, a detection round that finds no upright face also scans the frame "
                         "turned a quarter each way and upside down, at most every this many frames (and on each "
                         "new shot), for faces lying on their side or upside down: a clip filmed sideways that lost "
-                        f"its rotation tag, a camera on its side, a person lying down; 0: never (default {f.turned_every})")
+                        f"its rotation tag, a camera on its side, a person lying down; 0: never ({_default('follow', 'turned_every')})")
     g.add_argument("--full-scan-every", type=positive_int,
-                   help=f"with --rescan-changed, frames between whole-frame scans at most (default {f.full_scan_every})")
-    g.add_argument("--refine", type=nonneg_int, help="re-crop passes around predicted points")
-    g.add_argument("--no-flip", action="store_true", help="skip mirrored test-time averaging (faster)")
+                   help=f"with --rescan-changed, frames between whole-frame scans at most ({_default('follow', 'full_scan_every')})")
+    g.add_argument("--refine", type=nonneg_int, help=f"re-crop passes around predicted points ({_default('predictor', 'refine')})")
+    g.add_argument("--no-flip", action="store_true", help=f"skip mirrored test-time averaging, faster (mirrored by default: the profile's ({_mirrored()}))")
     g.add_argument("--settled-move", type=nonneg_float,
                    help="a face whose first-pass square moved at most this share of its side from the one it was "
                         "cut from (in video, a followed face), and whose first-pass score reaches --settled-score, "
                         "skips the refine pass; needs the mirror on every pass (not fast's, nor --no-flip); 0: refine "
-                        "every face (default: the profile's; accurate 0.05)")
-    g.add_argument("--settled-score", type=unit_float, help="see --settled-move (default: the profile's; accurate 0.7)")
+                        f"every face ({_default('predictor', 'settled_move')})")
+    g.add_argument("--settled-score", type=unit_float, help=f"see --settled-move ({_default('predictor', 'settled_score')})")
     g.add_argument("--net-threads", type=nonneg_int,
                    help="on a CPU, torch threads for the landmark network at most; 0: as many as torch has (the "
-                        "actor's CPUs) (default: the profile's; fast 1, whose small network gains nothing from a "
-                        "second core that the decoder needs)")
+                        f"actor's CPUs) ({_default('predictor', 'threads')}: fast's small network gains nothing "
+                        f"from a second core that the decoder needs)")
     g.add_argument("--fp32", action="store_true",
                    help="float32 everywhere (default: float16 on GPUs, bfloat16 convolutions on CPUs that run them natively)")
     p.set_defaults(func=run)
@@ -184,6 +210,10 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
+# where `ray job submit --working-dir` unpacks the job's files (and the job runs): its cache
+RAY_WORKING_COPY = f"{os.sep}runtime_resources{os.sep}working_dir_files{os.sep}"
+
+
 def _usage_error(args: argparse.Namespace) -> str | None:
     """What makes the command unusable, found before anything starts (Ray takes seconds)."""
     missing = []
@@ -197,7 +227,12 @@ def _usage_error(args: argparse.Namespace) -> str | None:
         elif not glob.has_magic(a) and not os.path.exists(a):
             missing.append(a)
     if missing:
-        return f"no such file or folder: {', '.join(missing)}"
+        relative = any(not is_uri(a) and not os.path.isabs(a) for a in missing)
+        return f"no such file or folder: {', '.join(missing)}" + (f" (in {os.getcwd()})" if relative else "")
+    if RAY_WORKING_COPY in os.getcwd() + os.sep and not is_uri(args.out) and not os.path.isabs(args.out):
+        return (f"--out {args.out} is relative, and this job runs in Ray's copy of its working dir "
+                f"({os.getcwd()}), which Ray deletes with the job's session: give --out as an absolute path "
+                f"(on storage every node shares) or a URI")
     if args.stage_server and args.gpus_per_actor is not None:
         return (f"--gpus-per-actor {args.gpus_per_actor:g} with --stage-server: the servers take a whole GPU each "
                 f"and the actors none; size the actors with --actors and --cpus-per-actor")

@@ -44,9 +44,9 @@ import cv2
 import torch
 
 from facetracks.pipeline.profiles import DETECTOR_BACKENDS, PROFILES, build_parts, get_profile, load_profile, make_detector
-from facetracks.pipeline.smoothing import SmoothParams, parse_smooth
+from facetracks.pipeline.smoothing import SmoothParams
 
-from .argtypes import positive_int
+from .argtypes import positive_int, smooth
 from .bench_job import CLIPS, make_corpus, scaling
 from .bench_paths import SAMPLE, decode_only, dlib_missing, dlib_path, full_path, naive_path, synthetic_clip
 from .benchmarks import DATA, accuracy, peak_rss_mb, truth_clip
@@ -61,23 +61,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure throughput: decode-only vs full vs naive", description=__doc__)
     p.add_argument("videos", nargs="*", help="videos (default: the bundled sample + synthetic 640x480, 1280x720, and "
                                              "a real 640x480 clip from --clips-from when it is there)")
-    p.add_argument("--json", default="bench.json", help="where to write the results")
-    p.add_argument("--frames", type=int, default=240, help="frames of each synthetic clip")
-    p.add_argument("--naive-frames", type=int, default=120, help="frames the (slow) naive path runs on")
+    p.add_argument("--json", default="bench.json", help="where to write the results (default %(default)s)")
+    p.add_argument("--frames", type=int, default=240, help="frames of each synthetic clip (default %(default)s)")
+    p.add_argument("--naive-frames", type=int, default=120, help="frames the (slow) naive path runs on (default %(default)s)")
     p.add_argument("--repeat", type=positive_int, default=3,
                    help="rounds over every path of a video, interleaved; each path's fastest round is reported "
                         "(its fps in every round too): a busy or throttled moment costs one round, not the row")
     p.add_argument("--dlib-upsample", type=int, default=0,
                    help="dlib HOG upsampling: 0 (default, its fastest), 1 (face_recognition's default, finds smaller faces)")
     p.add_argument("--dlib-frames", type=int, default=240,
-                   help="frames the dlib path runs on (when dlib is installed: the `peers` extra)")
+                   help="frames the dlib path runs on, when dlib is installed (the `peers` extra; default %(default)s)")
     p.add_argument("--profiles", nargs="+", default=list(PROFILES), choices=list(PROFILES),
                    help="annotate profiles to measure (default: all)")
     p.add_argument("--actors", default=None, metavar="N[:G],M[:G],...",
                    help="instead of the table: scaling of the Ray annotate job over these actor counts "
                         "(N:G: N actors with a GPU share of G each, e.g. 1:1,4:0.25)")
     p.add_argument("--address", default=None, help="Ray cluster for --actors (default: start Ray here)")
-    p.add_argument("--segment-seconds", type=float, default=4.0, help="segment length for --actors runs")
+    p.add_argument("--segment-seconds", type=float, default=4.0, help="segment length for --actors runs (default %(default)g)")
     p.add_argument("--gpus-per-actor", type=float, default=None,
                    help="for --actors runs: GPU share of each actor (0.25: four per GPU; default 1 with GPUs)")
     p.add_argument("--streams", type=int, default=0,
@@ -95,10 +95,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detector", default=None, choices=DETECTOR_BACKENDS,
                    help="detector backend for --actors runs and their NME check (default: auto, torch on CUDA "
                         "actors; torch wherever OpenCV has no Haar)")
-    p.add_argument("--smooth", type=parse_smooth, default=SmoothParams(),
+    p.add_argument("--smooth", type=smooth, default=SmoothParams(),
                    help="smoother whose jitter is reported beside the raw points' (default: annotate's)")
     p.add_argument("--moving-stills", type=int, default=8, metavar="N",
-                   help="labelled stills on smooth paths for the NME/jitter-with-smoothing check (0: skip)")
+                   help="labelled stills on smooth paths for the NME/jitter-with-smoothing check (0: skip; default %(default)s)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-RSS comparison")
     p.add_argument("--no-accuracy", action="store_true", help="skip the NME comparisons (truth clip, moving stills)")
     p.set_defaults(func=run)

@@ -10,8 +10,10 @@ import sys
 import tempfile
 
 from facetracks.pipeline.profiles import DEFAULT_PROFILE, PROFILES, build_parts, get_profile
-from facetracks.pipeline.smoothing import SmoothParams, parse_smooth
+from facetracks.pipeline.smoothing import SmoothParams
 from facetracks.training.evaluate import evaluate
+
+from .argtypes import smooth
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,9 +22,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="annotate profile whose model, detector and passes are measured")
     p.add_argument("--weights", default=None, help="checkpoint file or shipped model name (default: the profile's)")
     p.add_argument("--data", required=True, help="YTF-68 folder")
-    p.add_argument("--split", default="identity", choices=["identity", "official"])
-    p.add_argument("--part", default="test", help="part of the split (train, val, test)")
-    p.add_argument("--boxes", default="haar", choices=["haar", "gt"], help="face squares from Haar or from the truth")
+    p.add_argument("--split", default="identity", choices=["identity", "official"],
+                   help="identity: no person in two parts (identity_split.csv); official: the dataset's train and test "
+                        "folders, which share people (default %(default)s)")
+    p.add_argument("--part", default="test", help="part of the split: train, val or test (official: train or test; default %(default)s)")
+    p.add_argument("--boxes", default="haar", choices=["haar", "gt"], help="face squares from Haar or from the truth (default %(default)s)")
     p.add_argument("--refine", type=int, default=None, help="re-crop passes around predicted points (default: the profile's)")
     p.add_argument("--no-flip", action="store_true", help="skip mirrored test-time averaging")
     p.add_argument("--min-score", type=float, default=None,
@@ -30,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--moving", type=int, default=0, metavar="N",
                    help="also run the profile on a video of N test stills moving along smooth paths: "
                         "NME and jitter, raw and smoothed (0: skip)")
-    p.add_argument("--smooth", type=parse_smooth, default=SmoothParams(), help="smoother for --moving")
+    p.add_argument("--smooth", type=smooth, default=SmoothParams(), help="smoother for --moving")
     p.add_argument("--out", default=None, help="folder for eval JSON, CED plot and prediction grid")
     p.set_defaults(func=run)
 

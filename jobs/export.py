@@ -46,9 +46,18 @@ def openface_pose(yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray) -> np.nd
     return out
 
 
+NEEDED = ["frame_index", "time_s", "track_id", "score", *LANDMARK_COLUMNS]     # what to_openface reads
+
+
 def to_openface(tracks: pd.DataFrame) -> pd.DataFrame:
     """Track rows (the Parquet schema's columns) -> OpenFace's columns, one row per face per frame
-    and one per faceless frame, ordered by frame then face_id."""
+    and one per faceless frame, ordered by frame then face_id. ValueError naming the columns the
+    table lacks (a file written by another tool, or edited)."""
+    missing = [c for c in NEEDED if c not in tracks.columns]
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise ValueError(f"no {shown} column{'s' if len(missing) > 1 else ''} (a track file has every column of "
+                         f"the schema: pipeline/schema.py)")
     df = tracks.sort_values(["frame_index", "track_id"], na_position="first", kind="stable")
     face = df.track_id.notna().to_numpy()
     cols = {

@@ -156,7 +156,9 @@ def init_ray(address: str | None) -> None:
     """Join the cluster named by --address or by RAY_ADDRESS (set by `ray job submit`); else start
     a private Ray here. Plain `ray.init()` would join whatever /tmp/ray/ray_current_cluster names,
     and a stale one left by a killed `ray start` makes every later run hang on a dead address."""
-    if ray.is_initialized():
+    if ray.is_initialized():     # the caller's own Ray (a notebook's, a Ray task's): used as it is
+        if address:
+            _check_address(address)      # ... but an --address that cannot be a cluster is still said
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if not address:

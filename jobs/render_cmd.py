@@ -19,9 +19,11 @@ from .outputs import cannot_write, is_uri, local_folder, resolve, write_bytes
 
 def add_render_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overlay", default=None, help="your own RGBA PNG, placed at --anchor")
-    p.add_argument("--anchor", default="eyes", choices=sorted(ANCHORS))
-    p.add_argument("--crf", type=crf, default=20, help="quality (H.264: 0 lossless .. 51 worst; VP9 for .webm: 0..63)")
-    p.add_argument("--preset", default="medium", choices=X264_PRESETS, help="x264 speed preset")
+    p.add_argument("--anchor", default="eyes", choices=sorted(ANCHORS),
+                   help="the landmarks --overlay spans (default %(default)s)")
+    p.add_argument("--crf", type=crf, default=20,
+                   help="quality (H.264: 0 lossless .. 51 worst; VP9 for .webm: 0..63; default %(default)s)")
+    p.add_argument("--preset", default="medium", choices=X264_PRESETS, help="x264 speed preset (default %(default)s)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

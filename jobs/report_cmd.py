@@ -5,22 +5,34 @@ import argparse
 import os
 import sys
 
-from .argtypes import nonneg_int
+from .argtypes import folder_or_uri, nonneg_int
 from .outputs import local_folder
 from .report import VIDEOS_PICTURED, write_report
-from .report_data import ReportError
+from .report_data import ReportError, read_summary
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write OUT_DIR/report.html: every video's numbers, frames and charts",
                        description=__doc__)
-    p.add_argument("out_dir", metavar="OUT_DIR", help="the --out folder of `facetracks annotate` (local)")
+    p.add_argument("out_dir", metavar="OUT_DIR", type=folder_or_uri, help="the --out folder of `facetracks annotate` (local)")
     p.add_argument("--frames", type=nonneg_int, default=6, help="evenly spaced frames shown per video (default 6)")
     p.add_argument("--lowest", type=nonneg_int, default=4, help="lowest-score faces shown per video (default 4)")
     p.add_argument("--videos", type=nonneg_int, default=VIDEOS_PICTURED,
                    help=f"videos given pictures at most; past that, those with no face, then the lowest mean score "
                         f"(default {VIDEOS_PICTURED}); every video has its row")
     p.set_defaults(func=run)
+
+
+def unfinished(summary: dict) -> str | None:
+    """What to say of a run whose summary holds only what it did before it was interrupted
+    (Ctrl-C, a signal) or stopped (a full disk); None for a run that ran to its end."""
+    if summary.get("interrupted"):
+        return ("the run was interrupted: the videos it had not finished are not in the report; "
+                "the same `facetracks annotate` command again does the rest")
+    if summary.get("stopped"):
+        return (f"the run stopped ({summary['stopped']}): the videos it had not finished are not in the report; "
+                f"with space freed, the same `facetracks annotate` command again does the rest")
+    return None
 
 
 def report(out_dir: str, frames: int = 6, lowest: int = 4, videos: int = VIDEOS_PICTURED) -> int:
@@ -32,10 +44,11 @@ def report(out_dir: str, frames: int = 6, lowest: int = 4, videos: int = VIDEOS_
         return 2
     try:
         path = write_report(folder, frames, lowest, videos)
+        why = unfinished(read_summary(folder))
     except ReportError as e:
         print(f"facetracks report: {e}", file=sys.stderr)
         return 2
-    print(f"report: {os.path.normpath(path)}")
+    print(f"report: {os.path.normpath(path)}" + (f"; {why}" if why else ""))
     return 0
 
 

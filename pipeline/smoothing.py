@@ -32,6 +32,7 @@ recomputed from the smoothed points by the function `parquet.TableBuilder` deriv
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
@@ -60,29 +61,47 @@ class SmoothParams:
 
     def __post_init__(self):
         if self.method not in METHODS:
-            raise ValueError(f"unknown smoothing {self.method!r} (one of {', '.join(METHODS)})")
-        if self.radius < 1 or self.shape_radius < 0 or self.order < 0 or self.min_radius < 0 or self.tolerance < 0 \
-                or self.noise_k < 0 or self.outlier < 0 or self.robust_rounds < 0:
-            raise ValueError(f"smoothing parameters out of range: {self}")
+            raise ValueError(f"unknown smoothing {self.method!r}: one of {', '.join(METHODS)}")
+        bad = [f"{k} {getattr(self, k)} (at least {least})" for k, least in _LEAST.items() if getattr(self, k) < least]
+        if bad:
+            raise ValueError(f"smoothing parameters out of range: {', '.join(bad)}")
 
     def to_dict(self) -> dict:
         return {"method": "none"} if self.method == "none" else asdict(self)
 
 
+_LEAST = {"radius": 1, "shape_radius": 0, "order": 0, "min_radius": 0, "tolerance": 0, "noise_k": 0, "outlier": 0,
+          "robust_rounds": 0}          # each parameter's smallest value
 NONE = SmoothParams("none")
-_FIELDS = ("radius", "shape_radius", "order", "min_radius", "tolerance", "noise_k", "outlier", "robust_rounds")
+_FIELDS = tuple(_LEAST)
+_FLOATS = ("tolerance", "noise_k", "outlier")
 
 
 def parse_smooth(text: str) -> SmoothParams:
-    """`none`, `local-poly`, or `local-poly:radius=6,shape_radius=2` (the CLI's `--smooth`)."""
-    method, _, rest = text.partition(":")
+    """`none`, `local-poly`, or `local-poly:radius=6,shape_radius=2` (the CLI's `--smooth`);
+    ValueError naming what is wrong (the filter, the parameter or its value) and what is allowed."""
+    method, _, rest = (x.strip() for x in text.partition(":"))
+    if method not in METHODS:
+        raise ValueError(f"unknown smoothing filter {method!r}: one of {', '.join(METHODS)} "
+                         f"(parameters as local-poly:radius=8,shape_radius=4)")
+    if method == "none" and rest:
+        raise ValueError(f"{text!r}: 'none' takes no parameters")
     kw = {}
-    for item in filter(None, rest.split(",")):
-        k, _, v = item.partition("=")
-        if k.strip() not in _FIELDS:
-            raise ValueError(f"unknown smoothing parameter {k!r} ({', '.join(_FIELDS)})")
-        kw[k.strip()] = float(v) if k.strip() in ("tolerance", "noise_k", "outlier") else int(v)
-    return SmoothParams(method.strip(), **kw)
+    for item in filter(None, (x.strip() for x in rest.split(","))):
+        k, eq, v = (x.strip() for x in item.partition("="))
+        if k not in _FIELDS:
+            raise ValueError(f"unknown {method} parameter {k!r}: one of {', '.join(_FIELDS)}")
+        kind = float if k in _FLOATS else int
+        try:
+            kw[k] = kind(v)
+        except ValueError:
+            kw[k] = math.nan
+        if not eq or not math.isfinite(kw[k]):
+            raise ValueError(f"{item!r}: {k} takes {'a finite number' if kind is float else 'an integer'}, "
+                             f"as {k}={getattr(SmoothParams(), k)}")
+        if kw[k] < _LEAST[k]:
+            raise ValueError(f"{item!r}: {k} is at least {_LEAST[k]}")
+    return SmoothParams(method, **kw)
 
 
 @lru_cache(maxsize=512)

@@ -338,6 +338,21 @@ def test_first_run_mistakes_are_one_line_before_anything_starts(data_dir, tmp_pa
     assert not (tmp_path / "o").exists()
 
 
+def test_a_relative_out_in_rays_copy_of_a_job_working_dir_is_refused(tmp_path, monkeypatch, capsys):
+    """`ray job submit --working-dir . -- facetracks annotate videos --out tracks` wrote the tracks
+    into Ray's cache of the job's files, deleted with the session; a relative input that is not
+    there is named with the folder it was looked for in."""
+    job_dir = tmp_path / "session_1" / "runtime_resources" / "working_dir_files" / "_ray_pkg_1"
+    (job_dir / "videos").mkdir(parents=True)
+    (job_dir / "videos" / "x.mp4").write_bytes(b"\0" * 10)
+    monkeypatch.chdir(job_dir)
+    assert main(["annotate", "videos", "--out", "tracks"]) == 2
+    assert "--out tracks is relative, and this job runs in Ray's copy of its working dir" in capsys.readouterr().err
+    assert main(["annotate", "clips", "--out", str(tmp_path / "o")]) == 2
+    assert f"no such file or folder: clips (in {job_dir})" in capsys.readouterr().err
+    assert not (job_dir / "tracks").exists() and not (tmp_path / "o").exists()
+
+
 def test_an_address_with_no_cluster_behind_it_is_one_line_at_once(tmp_path, capsys):
     """Nothing listening at HOST:PORT took Ray 14 minutes of retries to say; a dashboard URL
     (RAY_ADDRESS=http://…, exported for `ray job submit`) was a traceback."""

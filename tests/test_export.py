@@ -112,3 +112,52 @@ def test_a_damaged_track_file_is_a_failure_named_not_left_out(exported, tmp_path
     assert "someone_elses" not in captured.err + captured.out
     assert "export: 1 of 2 track files" in captured.out
     assert (run / "openface" / "sub" / "then_nothing.mp4.csv").exists()
+
+
+def _copy_run(exported, to):
+    import shutil
+    out, _ = exported
+    shutil.copytree(out, to, ignore=shutil.ignore_patterns("openface"))
+    return to
+
+
+def test_a_track_file_without_a_column_fails_named_and_the_others_are_exported(exported, tmp_path, capsys):
+    """A track file lacking `score` stopped the export with an AttributeError: the files after it
+    were not exported. It is one failed file, named with the column it lacks."""
+    run = _copy_run(exported, tmp_path / "run")
+    path = run / "two faces.mp4.parquet"
+    table = pq.read_table(path)
+    pq.write_table(table.drop_columns(["score"]), path)         # the metadata is kept: still ours
+    assert main(["export", str(run)]) == 1
+    captured = capsys.readouterr()
+    assert f"failed: {path}: no score column" in captured.err
+    assert "export: 1 of 2 track files" in captured.out
+    assert (run / "openface" / "sub" / "then_nothing.mp4.csv").exists()
+
+
+def test_a_dest_that_is_a_file_is_refused_in_one_line(exported, tmp_path, capsys):
+    """`--dest FILE` printed "[Errno 17] File exists" once per track file, then "0 of 2"."""
+    run = _copy_run(exported, tmp_path / "run")
+    (tmp_path / "taken").write_text("")
+    assert main(["export", str(run), "--dest", str(tmp_path / "taken")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == (f"facetracks export: --dest {tmp_path / 'taken'} is a file, not "
+                                                   f"a folder: name a folder for the CSVs (--dest)\n")
+    assert main(["export", str(run), "--dest", str(tmp_path / "taken" / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write to" in err and "not a directory" in err
+
+
+def test_a_file_given_as_the_folder_is_called_a_file(exported, capsys):
+    out, _ = exported
+    assert main(["export", str(out / "two faces.mp4.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and "no such" not in err
+
+
+def test_a_file_uri_with_a_space_is_the_local_folder(exported, tmp_path, capsys):
+    """`file:///tmp/a b` (annotate --out takes it) was pyarrow's "Cannot parse URI" traceback."""
+    run = _copy_run(exported, tmp_path / "a run #1")
+    assert main(["export", f"file://{run}"]) == 0
+    assert (run / "openface" / "sub" / "then_nothing.mp4.csv").exists()
+    assert "export: 2 of 2 track files" in capsys.readouterr().out

@@ -95,3 +95,76 @@ def test_a_cadence_given_on_the_command_line_is_not_stretched():
     assert follow()["max_detect_every"] == PROFILES["accurate"].follow["max_detect_every"] > 8
     assert follow("--detect-every", "1")["max_detect_every"] == 0
     assert follow("--detect-every", "4", "--max-detect-every", "12")["max_detect_every"] == 12
+
+
+# every `annotate` option a profile can set, and where run_params puts its value
+PROFILE_OPTIONS = {
+    "--scale-factor": (0, "scale_factor"), "--min-neighbors": (0, "min_neighbors"), "--min-face": (0, "min_face"),
+    "--detect-side": (0, "detect_side"), "--batch-size": (1, "batch_size"), "--detect-every": (1, "detect_every"),
+    "--max-detect-every": (1, "max_detect_every"), "--idle-detect-every": (1, "idle_detect_every"),
+    "--min-score": (1, "min_score"), "--max-faces": (1, "max_faces"), "--cut-threshold": (1, "cut_threshold"),
+    "--hold-lost": (1, "hold_lost"), "--look-near": (1, "look_near"), "--rescan-changed": (1, "rescan_changed"),
+    "--oversize": (1, "oversize"), "--turned-every": (1, "turned_every"), "--full-scan-every": (1, "full_scan_every"),
+    "--refine": (2, "refine"), "--settled-move": (2, "settled_move"), "--settled-score": (2, "settled_score"),
+    "--net-threads": (2, "threads"),
+}
+
+
+def _help_entries(monkeypatch, command: str) -> dict[str, str]:
+    """`facetracks COMMAND --help` as printed, each option's help text under its first flag."""
+    import contextlib
+    import io
+    import re
+    from facetracks.jobs.cli import build_parser
+    monkeypatch.setenv("COLUMNS", "2000")           # one line per option: no word cut at a hyphen
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text), pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    entries, flag = {}, None
+    for line in text.getvalue().splitlines():
+        if m := re.match(r"  (-[-\w]+)", line):
+            flag = m.group(1)
+            entries[flag] = line
+        elif flag and line.startswith("   "):
+            entries[flag] += " " + line.strip()
+        else:
+            flag = None
+    return entries
+
+
+def _stated(value) -> str:
+    return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}"
+
+
+def test_annotate_help_states_the_defaults_each_profile_runs(monkeypatch):
+    """`annotate --help` said "default 1.1" for --scale-factor and "default 5" for --min-neighbors
+    (HaarDetector's), which neither profile runs, and accurate's values for fast's (--detect-side
+    640, --min-score 0.45). Each stated default is now what `annotate --profile P` runs."""
+    import re
+    from facetracks.jobs.annotate_cmd import run_params
+    from facetracks.jobs.cli import build_parser
+    runs = {name: run_params(build_parser().parse_args(["annotate", "x", "--out", "o", "--profile", name]), prof)
+            for name, prof in PROFILES.items()}
+    entries = _help_entries(monkeypatch, "annotate")
+    for option, (part, key) in PROFILE_OPTIONS.items():
+        text = entries[option]
+        ran = {name: _stated(run[part][key]) for name, run in runs.items()}
+        if m := re.search(r"default: the profile's \(([^)]*)\)", text):
+            stated = dict(pair.split(" ") for pair in m.group(1).split(", "))
+            assert stated == ran, (option, text)
+        else:
+            m = re.search(r"default (\S+?)\)", text)
+            assert m, (option, text)
+            assert set(ran.values()) == {m.group(1)}, (option, text)
+    assert "accurate 1.15, fast 1.2" in entries["--scale-factor"]
+    assert "accurate 0.45, fast 0.35" in entries["--min-score"]
+
+
+def test_bench_and_evaluate_help_state_their_defaults(monkeypatch):
+    bench = _help_entries(monkeypatch, "bench")
+    for option in ("--frames", "--naive-frames", "--dlib-frames", "--segment-seconds"):
+        assert "default" in bench[option], bench[option]
+    evaluate = _help_entries(monkeypatch, "evaluate")
+    assert "default identity" in evaluate["--split"]
+    assert "default test" in evaluate["--part"]
+    assert "default haar" in evaluate["--boxes"]

@@ -214,3 +214,37 @@ def test_timeline_gives_many_tracks_one_shared_lane():
     few = timeline_chart(faces[faces.track_id < 3], 3.0)
     many = timeline_chart(faces, 3.0)
     assert many.shape[0] - few.shape[0] == (13 - 3) * 14       # 12 lanes of their own + "3 more"
+
+
+@pytest.mark.parametrize("how, said", [
+    ({"interrupted": True}, "the run was interrupted"),
+    ({"stopped": "the output is full: writing x.parquet failed (No space left on device)"},
+     "the run stopped (the output is full"),
+])
+def test_a_run_that_did_not_finish_is_reported_as_such(run, tmp_path, capsys, how, said):
+    """An interrupted run's summary (`"interrupted": true`) was reported as "3 videos: 2 ok, 0
+    skipped, 1 failed" and `report: …/report.html`, as if the run had done every video."""
+    _, out, _ = run
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    summary = json.loads((copy / "_summary.json").read_text())
+    (copy / "_summary.json").write_text(json.dumps({**summary, **how}))
+    assert main(["report", str(copy)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"report: {copy / 'report.html'}; {said}") and "again does the rest" in line
+    assert len(line.splitlines()) == 1
+    assert main(["report", str(out)]) == 0
+    assert "; the run" not in capsys.readouterr().out          # a run that finished: the path alone
+
+
+def test_a_file_uri_with_a_space_is_the_local_folder(run, tmp_path, capsys):
+    """`file:///tmp/a b` (annotate --out takes it) was pyarrow's "Cannot parse URI" traceback."""
+    _, out, _ = run
+    copy = tmp_path / "a run #1"
+    shutil.copytree(out, copy)
+    assert main(["report", f"file://{copy}"]) == 0
+    assert capsys.readouterr().out.strip() == f"report: {copy / 'report.html'}"
+    from facetracks.jobs.cli import build_parser
+    from facetracks.jobs.outputs import local_folder
+    given = build_parser().parse_args(["annotate", "x", "--out", f"file://{copy}"]).out      # where annotate writes
+    assert local_folder(given) == str(copy)

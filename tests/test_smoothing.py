@@ -205,6 +205,27 @@ def test_metadata_kept_and_params_parse():
         parse_smooth("local-poly:width=3")
 
 
+@pytest.mark.parametrize("given, said", [
+    ("local_poly", "unknown smoothing filter 'local_poly': one of none, local-poly"),
+    ("local-poly:radiuss=3", "unknown local-poly parameter 'radiuss': one of radius, shape_radius,"),
+    ("local-poly:radius=x", "'radius=x': radius takes an integer"),
+    ("local-poly:radius", "'radius': radius takes an integer"),
+    ("local-poly:tolerance=nan", "'tolerance=nan': tolerance takes a finite number"),
+    ("local-poly:radius=0", "'radius=0': radius is at least 1"),
+    ("none:radius=3", "'none' takes no parameters"),
+])
+def test_a_bad_smooth_option_names_what_is_wrong_and_the_choices(given, said, capsys):
+    """`--smooth local_poly` said "invalid parse_smooth value: 'local_poly'": the function's name,
+    no choices, not which key or value was wrong."""
+    from facetracks.jobs.cli import build_parser
+    for command in (["annotate", "x", "--out", "o"], ["bench"], ["evaluate", "--data", "d"]):
+        with pytest.raises(SystemExit) as exit_:
+            build_parser().parse_args([*command, "--smooth", given])
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert exit_.value.code == 2 and said in err and "parse_smooth" not in err, err
+        assert err.startswith(f"facetracks {command[0]}: error: argument --smooth: ")
+
+
 def test_short_runs_and_empty_table():
     one = build({0: ([0], path(1)), 1: ([0, 1], path(2, at=(400, 300)))}, 2)
     out = smooth_tracks(one, SmoothParams())
