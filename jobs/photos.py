@@ -40,12 +40,14 @@ def batches(photos: list[VideoItem], per_task: int = PHOTOS_PER_TASK) -> list[Ph
     return [PhotoBatch(tuple(photos[i:i + size])) for i in range(0, len(photos), size)]
 
 
-def render_current(it: VideoItem, plan: tuple[str, str] | None, earlier: dict, fs: pafs.FileSystem) -> bool:
-    """`plan`: (where the render goes, its render key), None when this run does not render."""
+def render_current(it: VideoItem, plan: tuple[str, str] | None, earlier: dict, fs: pafs.FileSystem,
+                   keys: tuple[str, ...] = ()) -> bool:
+    """`plan`: (where the render goes, its render key), None when this run does not render;
+    `keys`: the keys that make it current (default its own)."""
     if plan is None:
         return True
     before = earlier.get(it.name, {}).get("render", {})
-    return before.get("status") == "ok" and before.get("key") == plan[1] and exists(fs, plan[0])
+    return before.get("status") == "ok" and before.get("key") in (keys or (plan[1],)) and exists(fs, plan[0])
 
 
 def failed_each(batch: PhotoBatch, error: str) -> list[dict]:

@@ -43,7 +43,7 @@ from .inputs import VideoItem
 from .out_lease import LEASE, Lease, LeaseError, OutputBusy, describe
 from .outputs import STALE_TEMP_S, TAKEOVER_TEMP_S, OutputFull, raise_if_full, remove_stale_temps, resolve
 from .photos import batches, render_current as photo_render_current
-from .run_state import Out, _key, _read_summary, _render_plan, _skipped, _write_json, with_input
+from .run_state import Out, _key, _read_summary, _render_plan, _skipped, _write_json, render_keys, with_input
 from .sizing import MAX_DEFAULT_CPUS, decode_threads, plan_actors, plan_beside_gpus, without_stage_servers
 from .stage_server import CALL_RETRIES, SERVER_CALLS, SERVER_RESTARTS, RemoteStages, Server, StageServer, WeightsStore
 from .worker import AnnotateWorker
@@ -377,8 +377,9 @@ def _plan_tasks(items: list[VideoItem], opt: RunOptions, out: Out, earlier: dict
         plan = _render_plan(it, opt, out, key)
         meta = read_meta(it.output(out.root), out.fs) if key is not None else None
         current = key is not None and not opt.overwrite and is_current(meta, key)
+        keys = render_keys(plan, opt, key) if plan else ()
         render_current = plan is None or (not opt.overwrite and (
-            photo_render_current(it, plan, earlier, out.fs) if it.photo else read_render_key(plan[0], out.fs) == plan[1]))
+            photo_render_current(it, plan, earlier, out.fs, keys) if it.photo else read_render_key(plan[0], out.fs) in keys))
         return plan, current, render_current, None if current else _other_source(it, meta, opt)
 
     # each check reads a file's footer or header: a round trip on an object store, so many at once

@@ -62,6 +62,15 @@ def _render_plan(it: VideoItem, opt: RunOptions, out: Out, key: dict | None) -> 
                                                         r["crf"], r["preset"])
 
 
+def render_keys(plan: tuple[str, str], opt: RunOptions, key: dict) -> tuple[str, str]:
+    """The render keys that make `plan`'s file current: its own, and the one a run before
+    2026-11-28 gave the same render (its tracks' key then held `segment_seconds: 0`): without
+    it, every render of every folder was encoded again once."""
+    r = opt.render
+    legacy = {**key, "params": {**key["params"], "segment_seconds": 0}}
+    return plan[1], render_key(legacy, r["name"], r.get("overlay_bytes"), r["anchor"], r["crf"], r["preset"])
+
+
 def with_input(entry: dict, it: VideoItem) -> dict:
     """The entry, first naming the file it is about: two inputs of one name are `x.mp4` and
     `x.mp4~1`, and only this says which is which (`%XX` for a name's bytes that are not UTF-8,

@@ -137,6 +137,35 @@ def test_names_cannot_escape_the_output_folder(tmp_path):
     assert os.path.abspath(VideoItem("/v", "../../etc/x").output(str(tmp_path))).startswith(str(tmp_path))
 
 
+def test_renders_made_before_the_run_key_change_stay_current(job, tmp_path):
+    """A render's key hashes its tracks' run key, which held `segment_seconds: 0` before
+    2026-11-28: such a render (its key rewritten here as that run wrote it) is current, not
+    encoded again."""
+    import av
+    from facetracks.pipeline.parquet import read_meta
+    from facetracks.pipeline.render import RENDER_TAG, read_render_key, render_key
+    src, out, _ = job
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    video = copy / "moving.mp4.landmarks.mp4"
+    key = read_meta(str(copy / "moving.mp4.parquet"))["run_key"]
+    legacy = render_key({**key, "params": {**key["params"], "segment_seconds": 0}}, "landmarks", None, "eyes", 20,
+                        "medium")
+    assert read_render_key(str(video)) == render_key(key, "landmarks", None, "eyes", 20, "medium") != legacy
+    with av.open(str(video)) as a, av.open(str(tmp_path / "old.mp4"), "w") as b:      # the same file, the old key
+        b.metadata["comment"] = RENDER_TAG + legacy
+        streams = {s: b.add_stream_from_template(s) for s in a.streams}
+        for p in a.demux():
+            if p.dts is not None:
+                p.stream = streams[p.stream]
+                b.mux(p)
+    os.replace(tmp_path / "old.mp4", video)
+    written = os.path.getmtime(video)
+    assert main(["annotate", str(src / "moving.mp4"), "--out", str(copy), "--render", "landmarks"]) == 0
+    entry = json.loads((copy / "_summary.json").read_text())["videos"]["moving.mp4"]
+    assert entry["status"] == "skipped" and os.path.getmtime(video) == written, entry
+
+
 def test_a_path_that_exists_is_a_name_not_a_glob_and_a_backslash_is_a_character(tmp_path):
     """yt-dlp names clips `Title [id].mp4`: as a glob that matched `Title i.mp4`, or nothing. A
     backslash (a Windows archive unpacked here) made `back\\slash.mp4` the output of `back/slash.mp4`."""
