@@ -185,19 +185,34 @@ def indexed_frames(s: av.video.stream.VideoStream) -> int:
     need them, and are dropped), and leaves the samples after its end out of the index, while the
     stream's count has them all: a trimmed file looked truncated (60 of 120). A file cut short
     keeps its whole index (at its front, else it does not open), so truncation is still seen.
-    In AVI, the index's entries too when the index reaches the end: a screen recorder's variable
-    frame rate is a constant rate with empty chunks where nothing changed, which the header counts
-    and no decoder shows (13 frames shown, 91 counted). An AVI cut short loses its index (at the
-    end; FFmpeg's then holds the packets read so far), and the count stands.
+    In AVI, the index's entries too when the file is whole: a screen recorder's variable frame
+    rate is a constant rate with empty chunks where nothing changed, which the header counts and
+    no decoder shows (13 frames shown, 91 counted). An AVI cut short loses its index (at the end;
+    FFmpeg's then holds the packets read so far), and the count stands. Whole: its RIFF chunk fits
+    in the file (a local one), or its index reaches the last frame counted (the screen may have
+    stood still at the end: the index's last entry is then earlier).
     Elsewhere the stream's count (an index there may list keyframes only)."""
     n = int(s.frames or 0)
     entries = s.index_entries if n else []
     if len(entries):
         kinds = set(s.container.format.name.split(","))
-        whole = "mp4" in kinds or ("avi" in kinds and entries[-1].timestamp >= TRUNCATED_SHARE * n - 2)
+        whole = "mp4" in kinds or ("avi" in kinds and (entries[-1].timestamp >= TRUNCATED_SHARE * n - 2
+                                                        or _riff_fits(s.container.name)))
         if whole:
             n = min(n, len(entries) - sum(1 for e in entries if e.is_discard))
     return max(n, 0)
+
+
+def _riff_fits(path: str) -> bool:
+    """Whether a local AVI's first RIFF chunk ends within the file: written to its end and closed
+    (the size is written last), not cut short. False where it cannot be read (a URI)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            size = os.fstat(f.fileno()).st_size
+    except (OSError, TypeError, ValueError):
+        return False
+    return len(head) == 12 and head[:4] == b"RIFF" and 0 < int.from_bytes(head[4:8], "little") + 8 <= size
 
 
 def header_length(path: str) -> tuple[int, float, float]:
@@ -271,7 +286,11 @@ def check_complete(path: str, decoded: int, indexed: int) -> None:
 def stated_seconds(s: av.video.stream.VideoStream) -> float:
     """How long the stream says it lasts, where only its own tag says so (Matroska and WebM write a
     DURATION tag per track, `HH:MM:SS.nnnnnnnnn`, and state no frame count); 0 where none does.
-    The container's duration is not this stream's: a sound track may run on after the pictures."""
+    The container's duration is not this stream's: a sound track may run on after the pictures.
+    Matroska only: NUT and Ogg keep whatever DURATION tag they were given, and ffmpeg copies an
+    MKV input's into them (`-t 2` of a 10-minute MKV to .ogv says 10 minutes)."""
+    if "matroska" not in s.container.format.name.split(","):
+        return 0.0
     try:
         h, m, sec = (s.metadata.get("DURATION") or "").split(":")
         return max(0.0, int(h) * 3600 + int(m) * 60 + float(sec))
@@ -299,7 +318,10 @@ def _gray(frame: av.VideoFrame) -> np.ndarray:
         if not limited:
             return y
         return cv2.LUT(y, _LIMITED_TO_FULL)      # ~0.07 ms at 640x480 (numpy indexing: 0.6)
-    return frame.to_ndarray(format="gray")     # swscale gives full range for every other format
+    gray = frame.to_ndarray(format="gray")     # swscale gives full range for every other format ...
+    if name.startswith("gray") and frame.color_range == _MPEG_RANGE:
+        gray = cv2.LUT(gray, _LIMITED_TO_FULL)     # ... but takes 10- and 12-bit gray as full range
+    return gray
 
 
 def _resized(img: np.ndarray | None, size: tuple[int, int]) -> np.ndarray | None:

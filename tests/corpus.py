@@ -290,17 +290,18 @@ def limited_range(d: str, face: np.ndarray) -> Case:
     return Case(path, len(frames), upright=(320, 240), pts=pts)
 
 
-def gray_limited(d: str, face: np.ndarray) -> Case:
-    """4:0:0 (monochrome) HEVC whose luma is limited range (16..235) and tagged so: IR and
-    thermal cameras, scanned film (x264 stores gray as 4:2:0; x265 keeps 4:0:0)."""
-    path = os.path.join(d, "gray_limited.mkv")
-    frames = [np.round(16 + cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) * (219 / 255)).astype(np.uint8)
+def gray_limited(d: str, face: np.ndarray, bits: int = 8) -> Case:
+    """4:0:0 (monochrome) HEVC of `bits` bits whose luma is limited range (16..235 at 8 bits) and
+    tagged so: IR and thermal cameras, scanned film (x264 stores gray as 4:2:0; x265 keeps 4:0:0)."""
+    path = os.path.join(d, f"gray{bits}_limited.mkv")
+    fmt, dtype, k = ("gray", np.uint8, 1) if bits == 8 else (f"gray{bits}le", np.uint16, 2 ** (bits - 8))
+    frames = [np.round((16 + cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) * (219 / 255)) * k).astype(dtype)
               for f in _frames(face, (320, 240))]
     with av.open(path, "w") as c:
         s = c.add_stream("libx265", rate=FPS, options={"preset": "ultrafast", "x265-params": "log-level=error"})
-        s.width, s.height, s.pix_fmt = 320, 240, "gray"
+        s.width, s.height, s.pix_fmt = 320, 240, fmt
         s.codec_context.color_range = 1          # AVCOL_RANGE_MPEG
-        _mux_all(c, s, [av.VideoFrame.from_ndarray(g, format="gray") for g in frames])
+        _mux_all(c, s, [av.VideoFrame.from_ndarray(g, format=fmt) for g in frames])
     return Case(path, len(frames), upright=(320, 240))
 
 
@@ -364,9 +365,10 @@ def camera_avi(d: str, face: np.ndarray) -> Case:
 
 def screen_avi(d: str, face: np.ndarray) -> Case:
     """A screen recorder's AVI: a constant 25 fps in name, an empty chunk for every frame where
-    nothing changed (the header counts 91 frames, 13 show)."""
+    nothing changed, up to the end, where the screen stood still (the header counts 91 frames, 12
+    show, the index's last entry is frame 62)."""
     path = os.path.join(d, "screen.avi")
-    shown = [0, 1, 2, 10, 11, 20, 30, 31, 45, 60, 61, 62, 90]
+    shown = [0, 1, 2, 10, 11, 20, 30, 31, 45, 60, 61, 62]
     with av.open(path, "w") as c:
         s = c.add_stream("mpeg4", rate=FPS)
         s.width, s.height, s.pix_fmt = 320, 240, "yuv420p"
@@ -378,6 +380,9 @@ def screen_avi(d: str, face: np.ndarray) -> Case:
                 c.mux(p)
         for p in s.encode(None):
             c.mux(p)
+        still = av.Packet(b"")               # frame 90: nothing changed since 62 (the muxer fills the gap)
+        still.stream, still.pts, still.dts, still.time_base = s, 90, 90, Fraction(1, FPS)
+        c.mux(still)
     return Case(path, len(shown), upright=(320, 240), pts=shown)
 
 

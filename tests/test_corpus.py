@@ -132,7 +132,9 @@ def test_gray_is_full_range_whatever_the_pixel_format(cases, face, tmp_path):
     format, as the training images are (limited-range luma would read 16 and 235), monochrome
     video tagged limited range too."""
     grays = {k: next(iter_frames(cases[k].path)).gray.astype(int) for k in ("limited_range", "full_range", "ten_bit")}
-    grays["gray_limited"] = next(iter_frames(corpus.gray_limited(str(tmp_path), face).path)).gray.astype(int)
+    for bits in (8, 10, 12):
+        grays[f"gray{bits}_limited"] = next(iter_frames(corpus.gray_limited(str(tmp_path), face, bits).path)
+                                            ).gray.astype(int)
     for k, g in grays.items():
         bar = g[-4:-2]
         assert bar[:, :100].mean() <= 3 and bar[:, -100:].mean() >= 252, k
@@ -350,6 +352,22 @@ def test_a_truncated_file_is_named_truncated_whatever_the_decoders_threads(tmp_p
     assert len(seen) > 100 and seen == list(range(len(seen)))
     segment = [f.index for f in iter_frames(cut, start_s=1.0, end_s=30.0, threads=threads)]   # a segment ends at the cut
     assert 50 < len(segment) < len(seen)
+
+
+@pytest.mark.parametrize("ext", ["nut", "ogv"])
+def test_a_duration_tag_outside_matroska_is_not_read(face, tmp_path, ext):
+    """NUT and Ogg keep whatever DURATION tag they are given, and ffmpeg copies an MKV input's into
+    them: `-t 2` of a 10-minute MKV said 10 minutes, and the 2 s file failed as truncated."""
+    path = str(tmp_path / f"short.{ext}")
+    frames = [corpus.canvas(face, (320, 240)) for _ in range(10)]
+    with av.open(path, "w") as c:
+        s = c.add_stream("libvpx" if ext == "ogv" else "mpeg4", rate=corpus.FPS)      # VP8 in Ogg
+        s.width, s.height, s.pix_fmt = 320, 240, "yuv420p"
+        s.metadata["DURATION"] = "00:10:00.000000000"
+        corpus._mux_all(c, s, [av.VideoFrame.from_ndarray(f, format="bgr24") for f in frames])
+    with av.open(path) as c:
+        assert c.streams.video[0].metadata.get("DURATION", "").startswith("00:10:00")   # kept, stale
+    assert len(list(iter_frames(path))) == 10
 
 
 @pytest.mark.parametrize("ext", ["mkv", "webm"])
