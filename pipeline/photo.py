@@ -44,6 +44,8 @@ class Photo:
     info: dict             # what a track file's `source` metadata says of it
     frames: list[np.ndarray] = field(default_factory=list)    # an animation's frames (BGR), else empty
     durations_ms: list[int] = field(default_factory=list)     # how long each of them shows
+    alphas: list[np.ndarray] = field(default_factory=list)    # their alpha planes, where they have them
+    loop_count: int = 0                                       # plays this often (0: for ever)
 
 
 def _animated(data: np.ndarray) -> bool:
@@ -62,13 +64,30 @@ def _animated(data: np.ndarray) -> bool:
     return head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and len(head) > 20 and bool(head[20] & 0x02)
 
 
-def _animation(data: np.ndarray, path: str) -> tuple[list[np.ndarray], list[int]]:
-    ok, anim = cv2.imdecodeanimation(data.reshape(1, -1))
-    if not ok or not len(anim.frames):
-        raise PhotoError(f"{path}: an animation whose frames do not decode")
-    frames = [f if f.ndim == 3 and f.shape[2] == 3 else
-              cv2.cvtColor(f, cv2.COLOR_BGRA2BGR if f.ndim == 3 else cv2.COLOR_GRAY2BGR) for f in anim.frames]
-    return frames, [max(int(d), 1) for d in anim.durations]
+ANIMATION_BYTES = 2 ** 30     # most an animation's frames may take decoded (BGR): read whole, then annotated
+
+
+def _animation(data: np.ndarray, path: str, size: tuple[int, int]) -> Photo | None:
+    """The frames of an animation whose first frame is `size` (w, h), decoded whole; None where
+    they do not decode (a file cut short: its first frame stands as a still). PhotoError past
+    ANIMATION_BYTES (a minute of 1080p screen capture would take 20 GB): a video it is then."""
+    most = max(2, ANIMATION_BYTES // (size[0] * size[1] * 3))
+    ok, anim = cv2.imdecodeanimation(data.reshape(1, -1), 0, most + 1)
+    if not ok or len(anim.frames) < 2:
+        return None
+    if len(anim.frames) > most:
+        raise PhotoError(f"{path}: an animation of more than {most} frames of {size[0]}x{size[1]}: more than "
+                         f"{ANIMATION_BYTES / 2 ** 30:g} GB decoded; convert it to a video (.mp4) to annotate it")
+    frames, alphas = list(anim.frames), []
+    durations, loop = [max(int(d), 1) for d in anim.durations], int(anim.loop_count)
+    del anim
+    for i, f in enumerate(frames):       # one frame at a time: never the 4-channel and the 3-channel sets at once
+        if f.ndim == 3 and f.shape[2] == 4:
+            alphas.append(np.ascontiguousarray(f[..., 3]))
+            frames[i] = cv2.cvtColor(f, cv2.COLOR_BGRA2BGR)
+        elif f.ndim == 2:
+            frames[i] = cv2.cvtColor(f, cv2.COLOR_GRAY2BGR)
+    return Photo(frames[0], {}, frames, durations, alphas if len(alphas) == len(frames) else [], loop)
 
 
 @dataclass
@@ -93,19 +112,18 @@ def read_photo(path: str) -> Photo:
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)      # EXIF orientation applied
     if bgr is None:
         raise PhotoError(f"{path}: not a readable image (corrupt, or not the format its name says)")
-    frames, durations = _animation(data, path) if _animated(data) else ([], [])
-    if len(frames) > 1:
-        bgr = frames[0]
-    else:
-        frames, durations = [], []
-    h, w = bgr.shape[:2]
+    photo = _animation(data, path, (bgr.shape[1], bgr.shape[0])) if _animated(data) else None
+    photo = photo or Photo(bgr, {})
+    frames, durations = photo.frames, photo.durations_ms
+    h, w = photo.bgr.shape[:2]
     ext = os.path.splitext(sources.name_of(path))[1].lower()
     info = {"path": sources.absolute(path), "size_bytes": st.size, "mtime": st.mtime, "width": w,
             "height": h, "kind": "photo", "format": ext.lstrip("."), "header_frames": 1, "timing": "photo"}
     if frames:      # frames at their own times, in ms: `pts` counts ms, as a GIF's counts 1/100 s
         info.update(kind="animation", header_frames=len(frames), time_base="1/1000",
                     avg_fps=len(frames) * 1000 / sum(durations))
-    return Photo(bgr, info, frames, durations)
+    photo.info = info
+    return photo
 
 
 def annotate_photo(photo: Photo, name: str, detector: FaceDetector, predictor: LandmarkPredictor,
@@ -130,8 +148,10 @@ def render_photo(photo: Photo, faces: dict[int, list[np.ndarray]], filt: FilterF
             raise PhotoError(f"{photo.info['path']}: an animation ({len(photo.frames)} frames) renders to "
                              f"{' or '.join(ANIMATED_FORMATS)}, not {ext}")
         anim = cv2.Animation()
-        anim.frames = [filt(img.copy(), faces.get(i, [])) for i, img in enumerate(photo.frames)]
-        anim.durations = list(photo.durations_ms)
+        drawn = [filt(img.copy(), faces.get(i, [])) for i, img in enumerate(photo.frames)]
+        if photo.alphas and ext.lower() in ANIMATED_FORMATS:     # a sticker stays transparent where it was
+            drawn = [np.dstack([img, a]) for img, a in zip(drawn, photo.alphas)]
+        anim.frames, anim.durations, anim.loop_count = drawn, list(photo.durations_ms), photo.loop_count
         ok, buf = cv2.imencodeanimation(ext.lower(), anim)
         if not ok:
             raise PhotoError(f"{photo.info['path']}: cannot encode the rendered animation as {ext}")

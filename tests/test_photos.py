@@ -251,3 +251,36 @@ def test_an_animation_is_every_frame_at_its_own_time_and_renders_as_one(data_dir
         diff = np.abs(drawn.frames[i][..., :3].astype(int) - anim.frames[i]).max(axis=2) > 100
         ys, xs = np.nonzero(diff)
         assert len(xs) and abs(xs.mean() - (face.points[:, 0].mean() + 10 + 4 * i)) < 12
+
+
+def test_an_animation_keeps_its_loop_and_transparency_and_too_large_or_cut_short_is_said(tmp_path, monkeypatch):
+    """A sticker that plays once, on a transparent ground, renders as one (it looped for ever, on
+    black); an animation too large to hold decoded is refused, naming the way out; an APNG cut short
+    is its first frame, a still (as before animations were read)."""
+    from facetracks.pipeline import photo as photo_mod
+    from facetracks.pipeline.filters import get_filter
+    from facetracks.pipeline.photo import render_photo
+    frames = []
+    for i in range(4):
+        f = np.zeros((60, 80, 4), np.uint8)
+        f[10:50, 10 + 5 * i:40 + 5 * i] = (40 * i, 200, 90, 255)         # an opaque block moving on a clear ground
+        frames.append(f)
+    anim = cv2.Animation()
+    anim.frames, anim.durations, anim.loop_count = frames, [50] * 4, 1
+    path = str(tmp_path / "sticker.png")
+    assert cv2.imwriteanimation(path, anim)
+    photo = read_photo(path)
+    assert len(photo.frames) == 4 and photo.loop_count == 1 and len(photo.alphas) == 4
+    out = tmp_path / "drawn.png"
+    out.write_bytes(render_photo(photo, {}, get_filter("landmarks"), ".png"))
+    ok, drawn = cv2.imdecodeanimation(np.fromfile(out, np.uint8).reshape(1, -1))
+    assert ok and drawn.loop_count == 1 and drawn.frames[2].shape[2] == 4
+    assert np.array_equal(drawn.frames[2][..., 3], frames[2][..., 3])           # clear where it was clear
+    monkeypatch.setattr(photo_mod, "ANIMATION_BYTES", 80 * 60 * 3 * 3)          # room for 3 frames
+    with pytest.raises(PhotoError, match="an animation of more than 3 frames of 80x60.*convert it to a video"):
+        read_photo(path)
+    monkeypatch.undo()
+    data = open(path, "rb").read()
+    (tmp_path / "cut.png").write_bytes(data[: int(len(data) * 0.7)])
+    cut = read_photo(str(tmp_path / "cut.png"))
+    assert cut.frames == [] and cut.bgr.shape == (60, 80, 3)
