@@ -234,6 +234,7 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
     starting: dict = {ref: (slot, time.monotonic()) for ref, slot in (waiting or {}).items()}
     # ^ an actor's ready ref (its `device` call) -> (its slot, since when it is awaited)
     live = set(range(len(actors))) - {slot for slot, _ in starting.values()}    # slots with a working actor
+    first = set(starting)                        # the run's own first actors not started yet (not replacements)
     none_live_since: float | None = None         # since when no slot has had a working actor
     received: dict[str, int] = {}               # results in, per video
     segmented: dict[str, SegmentedVideo] = {}
@@ -535,8 +536,8 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                 continue
             collect(it, res)
     finally:
-        if starting:                           # never found a place (or never loaded): said, not waited for
-            summary["actors"]["never_started"] = len(starting)
+        if first & set(starting):              # never found a place (or never loaded): said, not waited for
+            summary["actors"]["never_started"] = len(first & set(starting))
         for ref, (slot, _) in starting.items():   # actors still waiting for a place: not needed now
             ray.kill(actors[slot], no_restart=True)
         for seg_state in segmented.values():   # interrupted: leave no pieces behind

@@ -116,6 +116,7 @@ def _no_auth_enabled_notice(record: logging.LogRecord) -> bool:
 
 
 CONNECT_S = 5.0           # to open a TCP connection to the head, before Ray's own minutes of retries
+HEAD_WAIT_S = 30.0        # ... tried again this long: a head started beside the driver may not listen yet
 
 
 def _host_port(address: str) -> tuple[str, int] | None:
@@ -126,30 +127,43 @@ def _host_port(address: str) -> tuple[str, int] | None:
     return (host.strip("[]"), int(port)) if port.isdigit() else None
 
 
-def _answers(address: str) -> bool:
-    """Whether anything accepts a connection at a `HOST:PORT` address."""
+def _unanswered(address: str, wait_s: float = 0.0) -> str | None:
+    """Why nothing accepts a connection at a `HOST:PORT` address (None: something does), trying
+    again for `wait_s`: a head started beside its driver (a Slurm or Kubernetes script) may take
+    seconds to listen, which Ray's own retries covered."""
     hp = _host_port(address)
     if hp is None:
-        return False
-    try:
-        socket.create_connection(hp, timeout=CONNECT_S).close()
-        return True
-    except OSError:
-        return False
+        return None
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            socket.create_connection(hp, timeout=CONNECT_S).close()
+            return None
+        except socket.gaierror as e:
+            return f"cannot resolve the host {hp[0]}: {e.strerror or e}"
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                return f"nothing accepted a connection at {hp[0]}:{hp[1]} in {wait_s:g} s: {e.strerror or e}"
+        time.sleep(1.0)
+
+
+def _answers(address: str) -> bool:
+    """Whether something accepts a connection at a `HOST:PORT` address now."""
+    return _host_port(address) is not None and _unanswered(address) is None
 
 
 def _check_address(address: str) -> None:
-    """Refuse at once an address that cannot be a cluster's: Ray took 14 minutes of retries to say
-    nothing listens at a HOST:PORT, and a traceback for a dashboard URL (`RAY_ADDRESS=http://…`,
+    """Refuse within HEAD_WAIT_S an address that cannot be a cluster's: Ray took 14 minutes of
+    retries to say nothing listens at a HOST:PORT, and a traceback for a dashboard URL (`RAY_ADDRESS=http://…`,
     which `ray job submit` wants, exported for it)."""
     if address.startswith(("http://", "https://")):
         raise ClusterError(f"--address {address} is a web address (the dashboard's, for `ray job submit`); a "
                            f"driver joins the cluster at its head's GCS address, HOST:6379, or `auto` on a node "
                            f"of the cluster (RAY_ADDRESS counts as --address)")
-    hp = _host_port(address)
-    if hp and not _answers(address):
-        raise ClusterError(f"no Ray cluster at --address {address} (nothing accepts a connection at "
-                           f"{hp[0]}:{hp[1]}); start one with `ray start --head`, or leave --address out to run here")
+    why = _unanswered(address, HEAD_WAIT_S)
+    if why:
+        raise ClusterError(f"no Ray cluster at --address {address} ({why}); start one with `ray start --head`, "
+                           f"or leave --address out to run here")
 
 
 def init_ray(address: str | None) -> None:
@@ -209,7 +223,7 @@ def _room(cpus: float, gpus: float) -> str:
     said += f"; {free.get('CPU', 0):g} of the cluster's {total.get('CPU', 0):g} CPUs are free"
     if gpus:
         said += f", {free.get('GPU', 0):g} of its {total.get('GPU', 0):g} GPUs"
-    return said + " (other tasks and actors on the cluster hold the rest)"
+    return said + " (other jobs' tasks and actors, or this run's own still loading, hold the rest)"
 
 
 def _not_started(probes: list) -> dict:

@@ -382,15 +382,19 @@ def test_a_relative_out_in_rays_copy_of_a_job_working_dir_is_refused(tmp_path, m
     assert not (job_dir / "tracks").exists() and not (tmp_path / "o").exists()
 
 
-def test_an_address_with_no_cluster_behind_it_is_one_line_at_once(tmp_path, capsys):
-    """Nothing listening at HOST:PORT took Ray 14 minutes of retries to say; a dashboard URL
-    (RAY_ADDRESS=http://…, exported for `ray job submit`) was a traceback."""
+def test_an_address_with_no_cluster_behind_it_is_one_line_at_once(tmp_path, capsys, monkeypatch):
+    """Nothing listening at HOST:PORT took Ray 14 minutes of retries to say (now HEAD_WAIT_S, a
+    head started beside its driver being given time to listen); a host that does not resolve is
+    named; a dashboard URL (RAY_ADDRESS=http://…, exported for `ray job submit`) was a traceback."""
+    from facetracks.jobs import ray_runner
+    monkeypatch.setattr(ray_runner, "HEAD_WAIT_S", 2.0)
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "x.mp4").write_bytes(b"\0" * 10)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]              # free, and nothing listens on it once closed
-    for address, cause in ((f"127.0.0.1:{port}", f"nothing accepts a connection at 127.0.0.1:{port}"),
+    for address, cause in ((f"127.0.0.1:{port}", f"nothing accepted a connection at 127.0.0.1:{port} in 2 s"),
+                           ("no-such-host.invalid:6379", "cannot resolve the host no-such-host.invalid"),
                            ("http://127.0.0.1:8265", "is a web address (the dashboard's")):
         assert main(["annotate", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--address", address]) == 2
         err = capsys.readouterr().err.strip()
