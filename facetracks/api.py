@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from facetracks.jobs.inputs import is_photo
 from facetracks.jobs.outputs import local_folder, resolve, write_bytes
-from facetracks.jobs.render_cmd import check_render, tracks_path
+from facetracks.jobs.render_args import check_render, tracks_path
 from facetracks.pipeline.annotate import annotate_video as _annotate
 from facetracks.pipeline.filters import FILTERS, get_filter
 from facetracks.pipeline.photo import annotate_photo, read_photo, render_photo

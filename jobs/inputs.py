@@ -143,6 +143,23 @@ def _uri_items(uri: str, exclude_outputs_of: str | None) -> list[VideoItem]:
             if rel.lower().endswith(VIDEO_EXTENSIONS + IMAGE_EXTENSIONS) and not _is_our_output(u, exclude_outputs_of)]
 
 
+def _globbed(pattern: str) -> tuple[list[str], str]:
+    """(the files a glob names, the folder their names are relative to). A pattern under a folder
+    whose name has brackets (`Playlist [PLx1]/*.mp4`, as yt-dlp names playlists) matched nothing:
+    where the pattern finds nothing, its longest leading folder that exists is taken as a name."""
+    base = pattern.split("*")[0].split("?")[0].split("[")[0]
+    base = base if base.endswith(os.sep) else os.path.dirname(base)
+    found = sorted(glob.glob(pattern, recursive=True))
+    parts = pattern.split(os.sep)
+    for i in range(len(parts) - 1, 0, -1):
+        head = os.sep.join(parts[:i])
+        if found or not head or not glob.has_magic(head):
+            continue
+        if os.path.isdir(head):
+            return sorted(glob.glob(os.path.join(glob.escape(head), *parts[i:]), recursive=True)), head
+    return found, base
+
+
 def expand_inputs(inputs: list[str], exclude_outputs_of: str | None = None) -> list[VideoItem]:
     """Files are taken as given (any extension: a bad one is reported, not skipped); folders are
     searched recursively for video and photo extensions, globs (arguments with *?[ that name no
@@ -155,9 +172,8 @@ def expand_inputs(inputs: list[str], exclude_outputs_of: str | None = None) -> l
             for it in _uri_items(arg, exclude_outputs_of):
                 items.setdefault(it.path, it)
         elif glob.has_magic(arg) and not os.path.lexists(arg):   # `Talk [dQw4w9WgXcQ].mp4` is a name
-            base = arg.split("*")[0].split("?")[0].split("[")[0]
-            base = base if base.endswith(os.sep) else os.path.dirname(base)
-            for p in sorted(glob.glob(arg, recursive=True)):
+            found, base = _globbed(arg)
+            for p in found:
                 if os.path.isfile(p) and not _is_our_output(p, exclude_outputs_of):
                     items.setdefault(os.path.abspath(p), VideoItem(os.path.abspath(p),
                                                                    _safe_name(os.path.relpath(p, base or "."))))

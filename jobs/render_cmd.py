@@ -2,19 +2,18 @@
 from __future__ import annotations
 
 import argparse
-import numbers
 import os
 import sys
 
 from facetracks.pipeline.filters import ANCHORS, FILTERS, get_filter
 from facetracks.pipeline.photo import read_photo, render_photo
-from facetracks.pipeline.render import (OUTPUT_FORMATS, TracksMismatch, check_crf, load_tracks_for, output_format,
-                                        render_video)
+from facetracks.pipeline.render import OUTPUT_FORMATS, TracksMismatch, load_tracks_for, render_video
 from facetracks.pipeline.video import VideoError
 
 from .argtypes import X264_PRESETS, crf
 from .inputs import IMAGE_EXTENSIONS, is_photo
-from .outputs import cannot_write, is_uri, local_folder, resolve, write_bytes
+from .outputs import cannot_write, is_uri, resolve, write_bytes
+from .render_args import check_render, tracks_path
 
 
 def add_render_options(p: argparse.ArgumentParser) -> None:
@@ -37,44 +36,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         f"photo an image whose extension picks its format")
     add_render_options(p)
     p.set_defaults(func=run)
-
-
-def check_render(video: str, out: str, crf: int, preset: str) -> str:
-    """The path a render of `video` writes, `out` as given or a file:// URI's local path (it wrote
-    into a folder named `file:`); ValueError, before anything is read, for what would fail late or
-    do harm: an output that is the input itself (by any path or link: it overwrote the source), a
-    video to a remote store (it went to a local folder named after the scheme), an output format
-    that does not fit the input, a preset x264 does not know or a crf off the encoder's integer
-    scale (the API failed at frame 0, or took 20.7). The CLI's and the API's one check."""
-    local = local_folder(out)
-    if local is not None and _same_file(local_folder(video) or video, local):
-        raise ValueError(f"{out} is the input itself: rendering would overwrite it; name another output")
-    if is_photo(video):
-        if os.path.splitext(out)[1].lower() not in IMAGE_EXTENSIONS:
-            raise ValueError(f"{out}: a photo renders to an image ({', '.join(IMAGE_EXTENSIONS)})")
-    elif local is None:
-        raise ValueError(f"{out}: a video renders to a local path or file:// URI; copy it to the store after")
-    if preset not in X264_PRESETS:
-        raise ValueError(f"preset {preset!r}: x264 takes {', '.join(X264_PRESETS)}")
-    if not isinstance(crf, numbers.Integral) or isinstance(crf, bool):
-        raise ValueError(f"crf {crf!r}: an integer (H.264 0..51, VP9 0..63)")
-    if not is_photo(video):
-        check_crf(output_format(out), crf)
-    return out if local is None else local
-
-
-def _same_file(a: str, b: str) -> bool:
-    """Whether two local paths are one file: the same path, another spelling, a link (symbolic or hard)."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:                # either is not there (yet): they are one only if they read the same
-        return os.path.realpath(a) == os.path.realpath(b)
-
-
-def tracks_path(tracks: str) -> str:
-    """A track file given as a path or a file:// URI, as the path it is read from (a file:// one
-    was "no such tracks file")."""
-    return local_folder(tracks) or tracks
 
 
 def _out_problem(out: str) -> str | None:

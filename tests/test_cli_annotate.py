@@ -176,6 +176,7 @@ def test_a_path_that_exists_is_a_name_not_a_glob_and_a_backslash_is_a_character(
     assert [i.name for i in expand_inputs([str(tmp_path / "Talk [ab].mp4")])] == ["Talk [ab].mp4"]
     assert [i.name for i in expand_inputs([str(tmp_path / "Downloads [2024]")])] == ["x.mp4"]
     assert [i.name for i in expand_inputs([str(tmp_path / "Talk [a].mp4")])] == ["Talk a.mp4"]    # a glob still globs
+    assert [i.name for i in expand_inputs([str(tmp_path / "Downloads [2024]" / "*.mp4")])] == ["x.mp4"]
     items = expand_inputs([str(tmp_path / "back\\slash.mp4"), str(tmp_path / "back")])
     assert [(i.name, i.output("/o")) for i in items] == [("back\\slash.mp4", "/o/back\\slash.mp4.parquet"),
                                                          ("slash.mp4", "/o/slash.mp4.parquet")]
