@@ -469,6 +469,10 @@ def _drive(actors: list, tasks: deque, opt: RunOptions, summary: dict, out: Out,
                 except WorkerStartError as err:   # this slot is gone; the others carry on
                     no_worker = str(err)
                     note_start_failure(summary, no_worker)
+                    if done[0] in first:          # ... after one more try, as for an actor lost later
+                        actors[slot] = make_actor(slot)
+                        summary["actors"]["replaced"] += 1
+                        starting[actors[slot].device.remote()] = slot, time.monotonic()
                 continue
             if done[0] in planning:         # a video's keyframes are listed: its segments join the queue
                 it, task = planning.pop(done[0])

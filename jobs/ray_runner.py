@@ -54,6 +54,10 @@ __all__ = ["ACTOR_START_S", "GPU_STREAMS", "ClusterError", "LeaseError", "Output
 GPU_STREAMS = 16         # streams per GPU actor by default: batches of hundreds of crops
 SERVER_FED_STREAMS = 4   # streams per CPU actor feeding a stage server: its calls overlap the round trips
 STATS_WAIT_S = 30        # the servers' counters at the end: a server alive answers in milliseconds
+# once one actor has started, how long the others are awaited before tasks are handed out: a model
+# loads in seconds, and tasks go only to actors that have started (one that never finds a place
+# held tasks for ever), so without this wait the first to start took every task it could queue
+SIBLINGS_S = 20.0
 PLAN_THREADS = 16        # outputs checked at once for being current (a rerun of 100,000 videos on S3: 100,000 reads)
 
 
@@ -478,6 +482,7 @@ def _run_tasks(tasks: deque, renders: dict, opt: RunOptions, out: Out, earlier: 
         summary["actors"]["stage_servers"] = {"count": len(servers), "nodes": len({s.node for s in servers}),
                                               "detect": _remote_detect(opt)}
     inflight = [max(opt.inflight, streams + 1)] * n + [opt.inflight] * len(beside)
+    ray.wait(probes, num_returns=len(probes), timeout=SIBLINGS_S)     # the others load their model too
     finished = _drive(actors, tasks, opt, summary, out, earlier, renders, make_actor, started, inflight,
                       waiting=_not_started(probes))
     if beside:                   # how much of the job the nodes without a GPU carried, and on what

@@ -8,7 +8,7 @@ import sys
 from .argtypes import folder_or_uri, nonneg_int
 from .outputs import local_folder
 from .report import VIDEOS_PICTURED, write_report
-from .report_data import ReportError, read_summary
+from .report_data import ReportError, read_summary, unfinished
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,18 +21,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"videos given pictures at most; past that, those with no face, then the lowest mean score "
                         f"(default {VIDEOS_PICTURED}); every video has its row")
     p.set_defaults(func=run)
-
-
-def unfinished(summary: dict) -> str | None:
-    """What to say of a run whose summary holds only what it did before it was interrupted
-    (Ctrl-C, a signal) or stopped (a full disk); None for a run that ran to its end."""
-    if summary.get("interrupted"):
-        return ("the run was interrupted: the videos it had not finished are not in the report; "
-                "the same `facetracks annotate` command again does the rest")
-    if summary.get("stopped"):
-        return (f"the run stopped ({summary['stopped']}): the videos it had not finished are not in the report; "
-                f"with space freed, the same `facetracks annotate` command again does the rest")
-    return None
 
 
 def report(out_dir: str, frames: int = 6, lowest: int = 4, videos: int = VIDEOS_PICTURED) -> int:

@@ -162,3 +162,15 @@ def lowest_score_rows(faces: pd.DataFrame, n: int, min_gap: int = 10) -> pd.Data
             if len(rows) == n:
                 break
     return scored.loc[rows]
+
+
+def unfinished(summary: dict) -> str | None:
+    """What to say of a run whose summary holds only what it did before it was interrupted
+    (Ctrl-C, a signal) or stopped (a full disk); None for a run that ran to its end."""
+    if summary.get("interrupted"):
+        return ("the run was interrupted: the videos it had not finished are not in the report; "
+                "the same `facetracks annotate` command again does the rest")
+    if summary.get("stopped"):
+        return (f"the run stopped ({summary['stopped']}): the videos it had not finished are not in the report; "
+                f"with space freed, the same `facetracks annotate` command again does the rest")
+    return None

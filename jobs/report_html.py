@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from .report_data import VideoReport
+from .report_data import VideoReport, unfinished
 
 
 @dataclass
@@ -90,6 +90,8 @@ def render_html(out_dir: str, summary: dict, videos: list[VideoReport], pictures
             f"{_num(summary.get('seconds'), '.1f')} s · report written {time.strftime('%Y-%m-%d %H:%M')}")
     rows = "\n".join(_row(i, v, p is not None) for i, (v, p) in enumerate(zip(videos, pictures)))
     sections = "\n".join(_section(i, v, p) for i, (v, p) in enumerate(zip(videos, pictures)) if p is not None)
+    why = unfinished(summary)            # an interrupted run's summary holds what it did, not what it was given
+    stopped = f'<p class="failed">{_e(why[0].upper() + why[1:])}.</p>' if why else ""
     shown = sum(p is not None for p in pictures)
     if shown < len(videos):
         sections = (f'<p class="note">Pictures for {shown} of the {len(videos)} videos, those most worth a look: '
@@ -98,7 +100,7 @@ def render_html(out_dir: str, summary: dict, videos: list[VideoReport], pictures
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>facetracks report: {_e(out_dir)}</title>
 <link rel="icon" href="data:,"><style>{CSS}</style></head>
-<body><h1>facetracks report: {_e(out_dir)}</h1><p class="meta">{head}</p>
+<body><h1>facetracks report: {_e(out_dir)}</h1><p class="meta">{head}</p>{stopped}
 <table><thead><tr><th>video</th><th>status</th><th>frames</th><th>with a face</th><th>tracks</th>
 <th>mean score</th><th>fps</th><th>error</th></tr></thead><tbody>
 {rows}

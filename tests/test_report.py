@@ -233,6 +233,8 @@ def test_a_run_that_did_not_finish_is_reported_as_such(run, tmp_path, capsys, ho
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"report: {copy / 'report.html'}; {said}") and "again does the rest" in line
     assert len(line.splitlines()) == 1
+    page = (copy / "report.html").read_text()                  # the page says it too, at its top
+    assert f'<p class="failed">{said[0].upper()}{said[1:]}' in page.split("<table>")[0]
     assert main(["report", str(out)]) == 0
     assert "; the run" not in capsys.readouterr().out          # a run that finished: the path alone
 
