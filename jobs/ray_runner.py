@@ -143,10 +143,10 @@ def _unanswered(address: str, wait_s: float = 0.0) -> str | None:
         try:
             socket.create_connection(hp, timeout=CONNECT_S).close()
             return None
-        except socket.gaierror as e:
-            return f"cannot resolve the host {hp[0]}: {e.strerror or e}"
-        except OSError as e:
+        except OSError as e:        # a name too: a Kubernetes service has none until its pod is ready
             if time.monotonic() >= deadline:
+                if isinstance(e, socket.gaierror):
+                    return f"cannot resolve the host {hp[0]} in {wait_s:g} s: {e.strerror or e}"
                 return f"nothing accepted a connection at {hp[0]}:{hp[1]} in {wait_s:g} s: {e.strerror or e}"
         time.sleep(1.0)
 

@@ -204,15 +204,26 @@ def indexed_frames(s: av.video.stream.VideoStream) -> int:
 
 
 def _riff_fits(path: str) -> bool:
-    """Whether a local AVI's first RIFF chunk ends within the file: written to its end and closed
-    (the size is written last), not cut short. False where it cannot be read (a URI)."""
+    """Whether a local AVI's RIFF chunks all end within the file: written to its end and closed
+    (each size is written last), not cut short. Every chunk: past 1 GB an AVI is a RIFF 'AVI '
+    chunk and RIFF 'AVIX' ones after it, and a copy cut at 2.5 GB still holds the first whole.
+    False where it cannot be read (a URI)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(12)
-            size = os.fstat(f.fileno()).st_size
+            size, pos, chunks = os.fstat(f.fileno()).st_size, 0, 0
+            while pos + 8 <= size:
+                f.seek(pos)
+                head = f.read(8)
+                if head[:4] != b"RIFF":
+                    break                 # what follows the last RIFF chunk (padding, junk) is not counted
+                n = int.from_bytes(head[4:8], "little")
+                pos += 8 + n + (n & 1)
+                if n == 0 or pos > size:
+                    return False
+                chunks += 1
     except (OSError, TypeError, ValueError):
         return False
-    return len(head) == 12 and head[:4] == b"RIFF" and 0 < int.from_bytes(head[4:8], "little") + 8 <= size
+    return chunks > 0
 
 
 def header_length(path: str) -> tuple[int, float, float]:
