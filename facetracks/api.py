@@ -12,11 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from facetracks.jobs.inputs import is_photo
-from facetracks.jobs.outputs import local_folder, resolve, write_bytes
-from facetracks.jobs.render_args import check_render, tracks_path
+from facetracks.jobs.outputs import local_folder
+from facetracks.jobs.render_args import check_render, tracks_path, write_photo_render
 from facetracks.pipeline.annotate import annotate_video as _annotate
 from facetracks.pipeline.filters import FILTERS, get_filter
-from facetracks.pipeline.photo import annotate_photo, read_photo, render_photo
+from facetracks.pipeline.photo import annotate_photo, read_photo
 from facetracks.pipeline.profiles import PROFILES, ProfileParts, load_profile
 from facetracks.pipeline.parquet import meta_of
 from facetracks.pipeline.render import RenderStats, check_source, faces_by_frame, load_tracks_for
@@ -107,8 +107,5 @@ def render_video(video: str | os.PathLike, tracks: pd.DataFrame | pa.Table | str
         faces, frames = faces_by_frame(df), int(meta["frame_count"]) if meta else None
     filt = get_filter(filter, overlay, anchor)
     if is_photo(video):
-        photo = read_photo(video)
-        write_bytes(*resolve(out), render_photo(photo, faces, filt, os.path.splitext(out)[1]))
-        n = max(1, len(photo.frames))          # an animation: each of its frames
-        return RenderStats(frames=n, frames_with_faces=sum(bool(faces.get(i)) for i in range(n)), audio_packets=0)
+        return write_photo_render(video, out, faces, filt)
     return _render(video, out, faces, filt, frames, crf=crf, preset=preset)

@@ -150,12 +150,12 @@ def _globbed(pattern: str) -> tuple[list[str], str]:
     base = pattern.split("*")[0].split("?")[0].split("[")[0]
     base = base if base.endswith(os.sep) else os.path.dirname(base)
     found = sorted(glob.glob(pattern, recursive=True))
+    if found:
+        return found, base
     parts = pattern.split(os.sep)
     for i in range(len(parts) - 1, 0, -1):
         head = os.sep.join(parts[:i])
-        if found or not head or not glob.has_magic(head):
-            continue
-        if os.path.isdir(head):
+        if head and glob.has_magic(head) and os.path.isdir(head):
             return sorted(glob.glob(os.path.join(glob.escape(head), *parts[i:]), recursive=True)), head
     return found, base
 

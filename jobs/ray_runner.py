@@ -151,11 +151,6 @@ def _unanswered(address: str, wait_s: float = 0.0) -> str | None:
         time.sleep(1.0)
 
 
-def _answers(address: str) -> bool:
-    """Whether something accepts a connection at a `HOST:PORT` address now."""
-    return _host_port(address) is not None and _unanswered(address) is None
-
-
 def _check_address(address: str) -> None:
     """Refuse within HEAD_WAIT_S an address that cannot be a cluster's: Ray took 14 minutes of
     retries to say nothing listens at a HOST:PORT, and a traceback for a dashboard URL (`RAY_ADDRESS=http://…`,
@@ -196,7 +191,7 @@ def init_ray(address: str | None) -> None:
         except ConnectionError as e:
             cause = last_line(str(e)) or "no reason given"     # the server's traceback ends with it
             if not any(m in cause for m in CLIENT_SERVER_FAILED):
-                if _host_port(address) and _answers(address):
+                if _host_port(address) and _unanswered(address) is None:     # something listens there
                     raise ClusterError(f"a Ray cluster answers at --address {address}, but this driver could not "
                                        f"join it ({cause}); a cluster started with token authentication needs "
                                        f"RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN, or the head's "
@@ -472,7 +467,7 @@ def _run_tasks(tasks: deque, renders: dict, opt: RunOptions, out: Out, earlier: 
     device, failures = _first_started(probes[:n], waiting_for=lambda: _room(cpa, gpa))
     summary["actors"] = {"count": n, "replaced": 0, "cpus_per_actor": cpa, "gpus_per_actor": gpa,
                          "streams": streams, "decode_threads": decode_threads(cpa, streams), "device": device}
-    beside_probes = probes[n:]   # read at the end: the run does not wait for them
+    beside_probes = probes[n:]   # their device, read at the end
     if beside:                   # their start failures, as any actor's, come back through the task loop
         summary["actors"]["beside_gpus"] = {"count": len(beside), "nodes": len(set(beside)),
                                             "cpus_per_actor": float(MAX_DEFAULT_CPUS), "streams": 1}

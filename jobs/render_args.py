@@ -1,16 +1,20 @@
 """What a render is asked for, checked before anything is read: the one check of `facetracks
 render` and of the Python API's `render_video` (the API took any crf, any preset, its own input
-as the output)."""
+as the output); and a photo's render, which both write the same way."""
 from __future__ import annotations
 
 import numbers
 import os
 
-from facetracks.pipeline.render import check_crf, output_format
+import numpy as np
+
+from facetracks.pipeline.filters import FilterFn
+from facetracks.pipeline.photo import read_photo, render_photo
+from facetracks.pipeline.render import RenderStats, check_crf, output_format
 
 from .argtypes import X264_PRESETS
 from .inputs import IMAGE_EXTENSIONS, is_photo
-from .outputs import local_folder
+from .outputs import local_folder, resolve, write_bytes
 
 
 def check_render(video: str, out: str, crf: int, preset: str) -> str:
@@ -49,3 +53,12 @@ def tracks_path(tracks: str) -> str:
     """A track file given as a path or a file:// URI, as the path it is read from (a file:// one
     was "no such tracks file")."""
     return local_folder(tracks) or tracks
+
+
+def write_photo_render(photo_path: str, out: str, faces: dict[int, list[np.ndarray]], filt: FilterFn) -> RenderStats:
+    """A photo (or an animation, frame by frame) filtered and written whole to `out` (checked by
+    `check_render`), in the format its extension names; its frames and those with faces."""
+    photo = read_photo(photo_path)
+    write_bytes(*resolve(out), render_photo(photo, faces, filt, os.path.splitext(out)[1].lower()))
+    n = max(1, len(photo.frames))          # an animation: each of its frames
+    return RenderStats(frames=n, frames_with_faces=sum(bool(faces.get(i)) for i in range(n)), audio_packets=0)

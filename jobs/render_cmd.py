@@ -6,14 +6,13 @@ import os
 import sys
 
 from facetracks.pipeline.filters import ANCHORS, FILTERS, get_filter
-from facetracks.pipeline.photo import read_photo, render_photo
 from facetracks.pipeline.render import OUTPUT_FORMATS, TracksMismatch, load_tracks_for, render_video
 from facetracks.pipeline.video import VideoError
 
 from .argtypes import X264_PRESETS, crf
 from .inputs import IMAGE_EXTENSIONS, is_photo
-from .outputs import cannot_write, is_uri, resolve, write_bytes
-from .render_args import check_render, tracks_path
+from .outputs import cannot_write, is_uri
+from .render_args import check_render, tracks_path, write_photo_render
 
 
 def add_render_options(p: argparse.ArgumentParser) -> None:
@@ -77,15 +76,12 @@ def _photo(args: argparse.Namespace, filt, out: str) -> int:
     """A photo's one frame, filtered, written (atomically) in the format the output's name says."""
     try:
         faces, _ = load_tracks_for(args.video, tracks_path(args.tracks))
-        photo = read_photo(args.video)
-        data = render_photo(photo, faces, filt, os.path.splitext(out)[1].lower())
-        write_bytes(*resolve(out), data)
+        st = write_photo_render(args.video, out, faces, filt)
     except (ValueError, VideoError, TracksMismatch) as e:       # PhotoError is a VideoError
         print(f"facetracks render: {e}", file=sys.stderr)
         return 1
-    if photo.frames:
-        print(f"render: animation, {len(photo.frames)} frames ({sum(bool(faces.get(i)) for i in range(len(photo.frames)))} "
-              f"with faces) -> {args.out}")
+    if st.frames > 1:
+        print(f"render: animation, {st.frames} frames ({st.frames_with_faces} with faces) -> {args.out}")
     else:
         print(f"render: photo, {len(faces.get(0, []))} faces -> {args.out}")
     return 0

@@ -57,18 +57,19 @@ def _render_plan(it: VideoItem, opt: RunOptions, out: Out, key: dict | None) -> 
     """(where the render goes, its render key) when this run renders, else None."""
     if not opt.render or key is None:
         return None
-    r = opt.render
-    return it.rendered(out.root, r["name"]), render_key(key, r["name"], r.get("overlay_bytes"), r["anchor"],
-                                                        r["crf"], r["preset"])
+    return it.rendered(out.root, opt.render["name"]), _render_key(key, opt.render)
+
+
+def _render_key(tracks_key: dict, r: dict) -> str:
+    """`render_key` of a render asked for as `RunOptions.render` says."""
+    return render_key(tracks_key, r["name"], r.get("overlay_bytes"), r["anchor"], r["crf"], r["preset"])
 
 
 def render_keys(plan: tuple[str, str], opt: RunOptions, key: dict) -> tuple[str, str]:
     """The render keys that make `plan`'s file current: its own, and the one a run before
     2026-11-28 gave the same render (its tracks' key then held `segment_seconds: 0`): without
     it, every render of every folder was encoded again once."""
-    r = opt.render
-    legacy = {**key, "params": {**key["params"], "segment_seconds": 0}}
-    return plan[1], render_key(legacy, r["name"], r.get("overlay_bytes"), r["anchor"], r["crf"], r["preset"])
+    return plan[1], _render_key({**key, "params": {**key["params"], "segment_seconds": 0}}, opt.render)
 
 
 def with_input(entry: dict, it: VideoItem) -> dict:

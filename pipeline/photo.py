@@ -149,7 +149,7 @@ def render_photo(photo: Photo, faces: dict[int, list[np.ndarray]], filt: FilterF
                              f"{' or '.join(ANIMATED_FORMATS)}, not {ext}")
         anim = cv2.Animation()
         drawn = [filt(img.copy(), faces.get(i, [])) for i, img in enumerate(photo.frames)]
-        if photo.alphas and ext.lower() in ANIMATED_FORMATS:     # a sticker stays transparent where it was
+        if photo.alphas:                 # a sticker stays transparent where it was
             drawn = [np.dstack([img, a]) for img, a in zip(drawn, photo.alphas)]
         anim.frames, anim.durations, anim.loop_count = drawn, list(photo.durations_ms), photo.loop_count
         ok, buf = cv2.imencodeanimation(ext.lower(), anim)
